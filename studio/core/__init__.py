@@ -1,0 +1,1 @@
+"""Pure-Python core: requests, validation, events, settings and paths (no torch here)."""

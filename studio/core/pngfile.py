@@ -1,0 +1,58 @@
+"""Writing PNGs atomically with their parameters, and reading the parameters back.
+
+A PNG appears under its final name only when complete (temp file in the same folder, fsync,
+rename), so a crash or a cancel never leaves half an image in the gallery.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from studio.core.metadata import text_chunks
+
+
+def write_png(image: Image.Image, path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Save `image` to `path` with both metadata chunks, atomically; returns the final path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    for key, value in text_chunks(record).items():
+        info.add_itxt(key, value)  # iTXt: UTF-8, so Chinese prompts survive
+    fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".png", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, format="PNG", pnginfo=info, compress_level=4)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return target
+
+
+def read_chunks(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The PNG's text chunks (tEXt, zTXt and iTXt alike)."""
+    with Image.open(path) as im:
+        im.load()
+        text = dict(getattr(im, "text", {}) or {})
+        for k, v in im.info.items():
+            if isinstance(v, str) and k not in text:
+                text[k] = v
+    return text

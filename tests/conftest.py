@@ -1,0 +1,53 @@
+"""Shared fixtures: an isolated studio home per test, and the demo model built once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def demo_model_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model, built once through the real code into a session folder."""
+    from studio.core.paths import Paths
+    from studio.models.demo import ensure_demo_model
+
+    root = tmp_path_factory.mktemp("demo-home")
+    paths = Paths(root / "config", root / "data", root / "cache", root / "logs", root / "run")
+    return ensure_demo_model(paths)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_model_master: Path) -> Path:
+    """A fresh ZAOXIANG_HOME with the demo model already in place (copied, not rebuilt)."""
+    root = tmp_path / "home"
+    monkeypatch.setenv("ZAOXIANG_HOME", str(root))
+    for var in ("HF_HOME", "HF_HUB_CACHE", "MODELSCOPE_CACHE"):
+        monkeypatch.setenv(var, str(tmp_path / "empty-cache" / var.lower()))
+    from studio.core.paths import get_paths
+    from studio.models.demo import demo_model_dir
+
+    paths = get_paths().ensure()
+    shutil.copytree(demo_model_master, demo_model_dir(paths))
+    return root
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """A folder kept after the run for screenshots and figures a person should look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    """Environment for running `zaoxiang` as a subprocess inside a test's home."""
+    env = dict(os.environ)
+    env["ZAOXIANG_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
