@@ -1,0 +1,1 @@
+"""GPU (NVML) and CPU sampling on a background thread, kept in a ring buffer for the monitor tab."""
