@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from studio.commands import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from studio.commands import EXIT_ERROR, EXIT_USAGE
 
 # One module per sub-command under studio/commands (see its __init__ for the contract).
 COMMANDS = ("generate", "models", "doctor")
@@ -27,6 +27,15 @@ def _modules():
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="zaoxiang", description="造相 Z-Image Studio: local text-to-image on your GPUs.")
+    # With no sub-command `zaoxiang` starts the desktop studio (studio/desktop/launcher.py).
+    p.add_argument("--host", default=None, help="listen address (default: settings, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: settings, 7860, or the next free)")
+    p.add_argument("--lang", choices=("zh", "en"), default=None, help="window language")
+    p.add_argument("--workers", default=None, help="auto | cuda:0,cuda:1 | cpu:N")
+    p.add_argument("--model", default=None, help="model folder or file, or demo")
+    p.add_argument("--no-browser", action="store_true", help="do not open the studio window")
+    p.add_argument("--no-tray", action="store_true", help="no tray icon")
+    p.add_argument("--headless", action="store_true", help="no tray icon and no window (servers, CI)")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     for module in _modules().values():
         module.register(sub)
@@ -40,8 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.command is None:
-        parser.print_help()
-        return EXIT_OK
+        from studio.desktop.launcher import DesktopOptions, run_desktop
+
+        return run_desktop(DesktopOptions(host=a.host, port=a.port, lang=a.lang, workers=a.workers,
+                                          model=a.model, no_browser=a.no_browser, no_tray=a.no_tray,
+                                          headless=a.headless))
     try:
         return _modules()[a.command].run(a)
     except KeyboardInterrupt:

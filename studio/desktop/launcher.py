@@ -1,0 +1,326 @@
+"""`zaoxiang` with no sub-command: one instance, the Studio, the server, the window and the tray.
+
+The order matters. The instance lock comes first, so a double double-click never starts two
+pools; the URL is published only once the server answers; and shutdown runs in reverse: stop new
+work, cancel (or finish) the running images, stop the server, close the Studio (its workers), close
+the window, release the lock. Queued images stay queued for the next start.
+
+The server comes from the UI: `serve(studio, host, port) -> (url, stop)`, imported lazily from
+`studio.ui.server` so the desktop layer never depends on Gradio being importable.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from studio.core import events as ev
+from studio.core.paths import get_paths
+from studio.core.settings import load_settings
+from studio.desktop import browser
+from studio.desktop.logs import setup_logging
+from studio.desktop.single_instance import InstanceLock, wait_for_running
+
+log = logging.getLogger(__name__)
+
+Serve = Callable[[Any, str, int], tuple[str, Callable[[], None]]]
+SERVE_MODULE = "studio.ui.server"
+PORT_TRIES = 50
+FINISH_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class DesktopOptions:
+    host: str | None = None
+    port: int | None = None
+    lang: str | None = None
+    workers: str | None = None
+    model: str | None = None
+    no_browser: bool = False
+    no_tray: bool = False
+    headless: bool = False
+
+    @property
+    def window(self) -> bool:
+        return not (self.no_browser or self.headless)
+
+    @property
+    def tray(self) -> bool:
+        return not (self.no_tray or self.headless)
+
+
+def load_serve() -> Serve | None:
+    """The UI's serve function, or None when this build has no UI module yet."""
+    import importlib
+
+    try:
+        module = importlib.import_module(SERVE_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name and SERVE_MODULE.startswith(exc.name):
+            return None
+        raise
+    return getattr(module, "serve", None)
+
+
+def choose_port(host: str, preferred: int, tries: int = PORT_TRIES) -> int:
+    """`preferred` or the next port that can be bound on `host` (0 lets the OS choose)."""
+    if preferred == 0:
+        return 0
+    for port in range(preferred, preferred + tries):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+                return port
+            except OSError:
+                continue
+    raise OSError(f"no free port from {preferred} to {preferred + tries - 1} on {host}")
+
+
+class RunningJobs:
+    """Which images are running right now, from Studio events: what Quit cancels or waits for."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.changed = threading.Condition(self._lock)
+
+    def handle(self, event: ev.Event) -> None:
+        kind, job = event.get("type"), event.get("job_id")
+        if not job:
+            return
+        with self._lock:
+            if kind in (ev.JOB_STARTED, ev.STEP):
+                self._jobs[job] = str(event.get("request_id") or "")
+            elif kind in (ev.JOB_DONE, ev.JOB_FAILED, ev.JOB_CANCELLED, ev.JOB_REQUEUED):
+                self._jobs.pop(job, None)
+                self.changed.notify_all()
+
+    def requests(self) -> set[str]:
+        with self._lock:
+            return {r for r in self._jobs.values() if r}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def wait_empty(self, timeout: float) -> bool:
+        with self._lock:
+            return self.changed.wait_for(lambda: not self._jobs, timeout=timeout)
+
+
+class _QuitRequest:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.finish_running = False
+
+    def request(self, finish_running: bool = False) -> None:
+        self.finish_running = self.finish_running or finish_running
+        self.event.set()
+
+
+_active: _QuitRequest | None = None
+_active_jobs: RunningJobs | None = None
+
+
+def request_quit(finish_running: bool = False) -> bool:
+    """Ask the running desktop studio in this process to quit (the UI's Quit calls this).
+
+    finish_running=True lets the images now on a GPU finish first; otherwise they are cancelled.
+    Queued images stay queued either way. False when no launcher runs in this process.
+    """
+    if _active is None:
+        return False
+    _active.request(finish_running)
+    return True
+
+
+def running_images() -> int:
+    """How many images are on a worker right now (so the UI knows whether to ask cancel-or-finish)."""
+    return len(_active_jobs) if _active_jobs is not None else 0
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+    log.info(message)
+
+
+def _settings_for(options: DesktopOptions, paths):
+    settings = load_settings(paths)
+    changes: dict[str, Any] = {}
+    if options.host:
+        changes["host"] = options.host
+    if options.port is not None:
+        changes["port"] = options.port
+    if options.lang:
+        changes["language"] = options.lang
+    if options.workers:
+        changes["workers"] = options.workers
+    return settings.with_changes(**changes) if changes else settings
+
+
+def _handover(options: DesktopOptions, runtime_dir, profile_dir) -> int | None:
+    """A studio already runs: point at it and return 0; None if it vanished while we waited."""
+    info = wait_for_running(runtime_dir)
+    if info is None:
+        return None
+    if not info.url:
+        _say(f"造相 Z-Image Studio is starting (pid {info.pid}); its window opens when it is ready.")
+        return 0
+    _say(f"造相 Z-Image Studio is already running: {info.url}")
+    if options.window:
+        browser.open_window(info.url, profile_dir)
+    return 0
+
+
+def _install_signals(quit_request: _QuitRequest) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, lambda *_a: quit_request.request(False))
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def _wait(quit_request: _QuitRequest) -> None:
+    while not quit_request.event.wait(0.5):  # a short timeout keeps Ctrl+C responsive on Windows
+        pass
+
+
+def _shutdown(studio: Any, jobs: RunningJobs, finish_running: bool, stop_server: Callable[[], None] | None,
+              window: subprocess.Popen | None) -> None:
+    """Stop taking work, cancel or finish what runs, then stop the server, the workers and the window."""
+    steps: list[tuple[str, Callable[[], object]]] = [("pause the queue", studio.pause)]
+    if finish_running:
+        steps.append(("let running images finish", lambda: jobs.wait_empty(FINISH_TIMEOUT_S)))
+    else:
+        steps.append(("cancel running images", lambda: [studio.cancel(r) for r in jobs.requests()]))
+    if stop_server is not None:
+        steps.append(("stop the server", stop_server))
+    steps.append(("stop the workers", studio.close))
+    steps.append(("close the window", lambda: browser.close_window(window)))
+    for what, step in steps:
+        try:
+            step()
+        except Exception:  # keep going: every later step still has to run
+            log.exception("shutdown: could not %s", what)
+
+
+def run_desktop(options: DesktopOptions, serve: Serve | None = None,
+                on_tray: Callable[[Any], None] | None = None) -> int:
+    """The studio as a desktop program; returns the exit status.
+
+    `serve` defaults to the UI's. `on_tray` is called with the tray once its icon is up (tests use it
+    to drive the menu as a person would).
+    """
+    global _active, _active_jobs
+    paths = get_paths().ensure()
+    log_path = setup_logging(paths)
+    profile_dir = paths.data_dir / browser.PROFILE_DIR_NAME
+    serve = serve or load_serve()
+    if serve is None:
+        print("zaoxiang: the studio window is not part of this build yet (no studio.ui.server); "
+              "use `zaoxiang generate`.", file=sys.stderr)
+        return 1
+
+    lock = InstanceLock(paths.runtime_dir)
+    for _attempt in range(3):
+        if lock.acquire():
+            break
+        handed = _handover(options, paths.runtime_dir, profile_dir)
+        if handed is not None:
+            return handed
+    else:
+        print("zaoxiang: could not take the instance lock in "
+              f"{paths.runtime_dir}; is another studio starting?", file=sys.stderr)
+        return 1
+    if lock.cleared_stale is not None:
+        _say(f"A previous studio (pid {lock.cleared_stale.pid}) did not shut down cleanly; starting fresh.")
+
+    quit_request = _QuitRequest()
+    jobs = RunningJobs()
+    _active, _active_jobs = quit_request, jobs
+    restore_signals = _install_signals(quit_request)
+    studio = None
+    stop_server = None
+    window = None
+    unsubscribe = None
+    try:
+        from studio.app import Studio
+
+        settings = _settings_for(options, paths)
+        studio = Studio(settings=settings, paths=paths, model=options.model)
+        unsubscribe = studio.subscribe(jobs.handle)
+        studio.start()
+        port = choose_port(settings.host, int(settings.port))
+        url, stop_server = serve(studio, settings.host, port)
+        lock.publish(url)
+        _say(f"造相 Z-Image Studio: {url}  (log: {log_path})")
+        if options.window:
+            window = browser.open_window(url, profile_dir)
+        _run_until_quit(options, studio, quit_request, url, profile_dir, log_path, on_tray)
+        return 0
+    except Exception as exc:
+        log.exception("the studio failed")
+        print(f"zaoxiang: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        started = time.monotonic()
+        if studio is not None:
+            _shutdown(studio, jobs, quit_request.finish_running, stop_server, window)
+            if unsubscribe is not None:
+                try:
+                    unsubscribe()
+                except Exception:
+                    log.exception("unsubscribe failed")
+        restore_signals()
+        _active = _active_jobs = None
+        lock.release()
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+
+def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitRequest, url: str,
+                    profile_dir, log_path, on_tray: Callable[[Any], None] | None) -> None:
+    reason = "turned off (--headless)" if options.headless else ("turned off (--no-tray)" if options.no_tray
+                                                                else None)
+    if reason is None:
+        from studio.desktop.tray import tray_unavailable_reason
+
+        reason = tray_unavailable_reason()
+        if reason is not None:
+            reason = f"not available: {reason}"
+    if reason is not None:
+        _say(f"Tray icon {reason}; the studio runs without it. Quit with Ctrl+C.")
+        _wait(quit_request)
+        return
+    from studio.desktop.tray import StudioTray
+
+    tray = StudioTray(studio, open_window=lambda: browser.open_window(url, profile_dir),
+                      on_quit=lambda: quit_request.request(False), log_path=log_path,
+                      lang=options.lang or studio.settings.language)
+    if on_tray is not None:
+        def notify() -> None:
+            if tray.ready.wait(30):
+                on_tray(tray)
+
+        threading.Thread(target=notify, name="tray-ready", daemon=True).start()
+    try:
+        tray.run(quit_request.event)
+    except Exception as exc:  # a tray host that breaks must not take the studio down with it
+        log.exception("the tray icon failed")
+        _say(f"Tray icon stopped ({type(exc).__name__}: {exc}); the studio runs without it.")
+        _wait(quit_request)

@@ -1,0 +1,48 @@
+"""The studio's log file: one rotating file in the log dir, so a person can send it when asking for help.
+
+The launcher sets it up once; the tray and the UI find it with `log_file()` to open it.
+"""
+
+from __future__ import annotations
+
+import logging
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+from studio.core.paths import Paths, get_paths
+
+LOG_NAME = "zaoxiang.log"
+MAX_BYTES = 2 * 1024 * 1024
+BACKUPS = 3
+_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"
+
+
+def log_file(paths: Paths | None = None) -> Path:
+    return (paths or get_paths()).log_dir / LOG_NAME
+
+
+def setup_logging(paths: Paths | None = None, level: int = logging.INFO) -> Path:
+    """Attach the rotating file handler to the root logger (once per file) and return the file's path."""
+    path = log_file(paths)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, RotatingFileHandler) and Path(handler.baseFilename) == path.resolve():
+            return path
+    handler = RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setLevel(level)
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > level:
+        root.setLevel(level)
+    return path
+
+
+def close_logging(paths: Paths | None = None) -> None:
+    """Detach and close the file handler (tests and repeated launches in one process)."""
+    path = log_file(paths).resolve()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, RotatingFileHandler) and Path(handler.baseFilename) == path:
+            root.removeHandler(handler)
+            handler.close()

@@ -1,0 +1,241 @@
+"""The tray icon: idle / working / error at a glance, and a menu for the few things done without the window.
+
+It is driven by Studio events (job started, done, failed, worker died) and only calls the Studio
+facade. Quit does not stop anything itself: it asks the launcher, which owns the shutdown order.
+pystray is imported lazily because its X11 backend connects to the display at import time.
+"""
+
+from __future__ import annotations
+
+import locale
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from studio.core import events as ev
+from studio.desktop.assets import asset
+from studio.desktop.opener import open_path
+
+log = logging.getLogger(__name__)
+
+IDLE, WORKING, ERROR = "idle", "working", "error"
+ICON_FILES = {IDLE: "tray-idle.png", WORKING: "tray-working.png", ERROR: "tray-error.png"}
+
+TEXT: dict[str, dict[str, str]] = {
+    "open": {"zh": "打开造相", "en": "Open Studio"},
+    "pause": {"zh": "暂停队列", "en": "Pause queue"},
+    "resume": {"zh": "继续队列", "en": "Resume queue"},
+    "output": {"zh": "打开输出文件夹", "en": "Open output folder"},
+    "log": {"zh": "打开日志", "en": "Open log"},
+    "quit": {"zh": "退出", "en": "Quit"},
+    "gpus": {"zh": "{n} 块 GPU", "en": "{n} GPU(s)"},
+    "cpus": {"zh": "{n} 个 CPU 工作进程", "en": "{n} CPU worker(s)"},
+    "queued": {"zh": "排队 {n} 张", "en": "{n} image(s) queued"},
+    "paused": {"zh": "已暂停", "en": "paused"},
+    "starting": {"zh": "正在启动…", "en": "starting…"},
+    IDLE: {"zh": "空闲", "en": "idle"},
+    WORKING: {"zh": "正在生成", "en": "working"},
+    ERROR: {"zh": "出错了（详见日志）", "en": "error (see the log)"},
+}
+
+
+def system_lang() -> str:
+    """zh when the system locale is Chinese, else en."""
+    for value in (os.environ.get("LC_ALL"), os.environ.get("LC_MESSAGES"), os.environ.get("LANG"),
+                  (locale.getlocale()[0] if hasattr(locale, "getlocale") else None)):
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    return "en"
+
+
+def text(key: str, lang: str, **fmt: object) -> str:
+    return TEXT[key]["zh" if lang == "zh" else "en"].format(**fmt)
+
+
+def next_state(state: str, event: ev.Event, running: set[str]) -> str:
+    """The icon state after `event`; `running` (job ids) is updated in place.
+
+    An error stays shown until a later image succeeds, so a failure is not missed while away.
+    """
+    kind, job = event.get("type"), event.get("job_id")
+    if kind in (ev.JOB_STARTED, ev.STEP) and job:
+        running.add(job)
+    elif kind in (ev.JOB_DONE, ev.JOB_FAILED, ev.JOB_CANCELLED, ev.JOB_REQUEUED) and job:
+        running.discard(job)
+    if kind in (ev.JOB_FAILED, ev.WORKER_DIED):
+        return ERROR
+    if kind == ev.JOB_DONE:
+        return WORKING if running else IDLE
+    if state == ERROR:
+        return ERROR
+    return WORKING if running else IDLE
+
+
+def status_line(pool: list[dict[str, Any]], queued: int, paused: bool, lang: str) -> str:
+    """"2 GPU(s) · 3 image(s) queued", from pool_status() and queue_length()."""
+    if not pool:
+        head = text("starting", lang)
+    else:
+        names = [str(w.get("name") or w.get("worker") or w.get("device") or "") for w in pool]
+        gpus = sum(1 for n in names if n.startswith("cuda"))
+        head = text("gpus", lang, n=gpus) if gpus else text("cpus", lang, n=len(pool))
+    parts = [head, text("queued", lang, n=queued)]
+    if paused:
+        parts.append(text("paused", lang))
+    return " · ".join(parts)
+
+
+def tray_unavailable_reason() -> str | None:
+    """Why no tray icon can be shown here, or None when one can.
+
+    Linux needs a display and, for pystray's X11 backend, a tray host (XEmbed system tray owner);
+    GNOME has none without the AppIndicator extension, so the studio must run fine without it.
+    """
+    if sys.platform.startswith("linux"):
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            return "no display"
+    try:
+        import pystray
+    except Exception as exc:  # no display, no backend: pystray fails at import
+        return f"no tray backend ({type(exc).__name__}: {exc})"
+    backend = pystray.Icon.__module__.rsplit(".", 1)[-1]
+    if backend == "_xorg" and not _x11_tray_host():
+        return "no system tray host on this desktop"
+    if backend == "_dummy":
+        return "no tray backend"
+    return None
+
+
+def _x11_tray_host() -> bool:
+    try:
+        import Xlib.display
+        import Xlib.X
+
+        display = Xlib.display.Display()
+        try:
+            atom = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")
+            return display.get_selection_owner(atom) != Xlib.X.NONE
+        finally:
+            display.close()
+    except Exception:
+        return False
+
+
+class StudioTray:
+    """One tray icon bound to one Studio; `run` blocks until `stop_event` is set."""
+
+    def __init__(self, studio: Any, *, open_window: Callable[[], None], on_quit: Callable[[], None],
+                 log_path: Path, lang: str = "auto",
+                 open_file: Callable[[Path], object] = open_path) -> None:
+        self.studio = studio
+        self.lang = system_lang() if lang in ("", "auto", None) else lang
+        self._open_window = open_window
+        self._on_quit = on_quit
+        self._open_file = open_file
+        self.log_path = log_path
+        self.state = IDLE
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._unsubscribe: Callable[[], None] | None = None
+        self.icon: Any = None
+        self.ready = threading.Event()
+        self._images = {state: self._load(name) for state, name in ICON_FILES.items()}
+
+    @staticmethod
+    def _load(name: str):
+        from PIL import Image
+
+        return Image.open(asset(name)).convert("RGBA")
+
+    # --- menu actions: each one Studio call or one opener call ---
+    def open_studio(self) -> None:
+        self._open_window()
+
+    def toggle_pause(self) -> None:
+        if self.studio.paused:
+            self.studio.resume()
+        else:
+            self.studio.pause()
+        self._refresh()
+
+    def open_output(self) -> None:
+        self._open_file(Path(self.studio.output_dir))
+
+    def open_log(self) -> None:
+        self._open_file(self.log_path)
+
+    def quit(self) -> None:
+        self._on_quit()
+
+    def status(self) -> str:
+        try:
+            return status_line(self.studio.pool_status(), self.studio.queue_length(), self.studio.paused,
+                               self.lang)
+        except Exception as exc:  # the menu must open even when the pool is in trouble
+            log.warning("tray status failed: %s", exc)
+            return text(ERROR, self.lang)
+
+    def title(self) -> str:
+        return f"造相 Z-Image Studio — {text(self.state, self.lang)}"
+
+    def build_menu(self):
+        import pystray
+
+        item = pystray.MenuItem
+        return pystray.Menu(
+            item(text("open", self.lang), lambda: self.open_studio(), default=True),
+            item(lambda _i: self.status(), None, enabled=False),
+            item(lambda _i: text("resume" if self.studio.paused else "pause", self.lang),
+                 lambda: self.toggle_pause()),
+            item(text("output", self.lang), lambda: self.open_output()),
+            item(text("log", self.lang), lambda: self.open_log()),
+            pystray.Menu.SEPARATOR,
+            item(text("quit", self.lang), lambda: self.quit()),
+        )
+
+    # --- events ---
+    def handle_event(self, event: ev.Event) -> None:
+        with self._lock:
+            before = self.state
+            self.state = next_state(self.state, event, self._running)
+            changed = self.state != before
+        if changed or event.get("type") in (ev.JOB_DONE, ev.REQUEST_DONE, ev.QUEUE_PAUSED, ev.QUEUE_RESUMED):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        icon = self.icon
+        if icon is None or not self.ready.is_set():
+            return
+        try:
+            icon.icon = self._images[self.state]
+            icon.title = self.title()
+            icon.update_menu()
+        except Exception as exc:  # a tray host that went away must not break the studio
+            log.warning("tray update failed: %s", exc)
+
+    # --- life ---
+    def run(self, stop_event: threading.Event) -> None:
+        """Show the icon and serve its events until `stop_event` is set (call from the main thread)."""
+        import pystray
+
+        self.icon = pystray.Icon("zaoxiang", self._images[self.state], self.title(), menu=self.build_menu())
+        self._unsubscribe = self.studio.subscribe(self.handle_event)
+
+        def setup(icon) -> None:
+            icon.visible = True
+            self.ready.set()
+            self._refresh()
+            stop_event.wait()
+            icon.stop()
+
+        try:
+            self.icon.run(setup)
+        finally:
+            self.ready.clear()
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
