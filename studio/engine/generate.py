@@ -6,6 +6,7 @@ pool; output that is not finite is refused rather than saved as a black square.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,15 +29,26 @@ class NonFiniteOutput(RuntimeError):
 
 
 StepCallback = Callable[[int, int], None]
+# Sizes compiled at start: the square default and the two common 4:3 orientations.
+WARM_SIZES = ((1024, 1024), (1152, 896), (896, 1152))
 CancelCheck = Callable[[], bool]
 
 
 @dataclass
 class Timings:
+    images: int = 1
     encode_s: float = 0.0
     denoise_s: float = 0.0
     decode_s: float = 0.0
     total_s: float = 0.0
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def initial_noise(seed: int, width: int, height: int, channels: int, vae_scale: int) -> torch.Tensor:
@@ -48,17 +60,107 @@ def initial_noise(seed: int, width: int, height: int, channels: int, vae_scale: 
 
 
 class Engine:
-    """A loaded pipeline on one device, ready to run jobs one after another."""
+    """A loaded pipeline on one device, ready to run jobs one after another.
+
+    On CUDA the fast path (TF32, chosen attention kernel, short prompt encoding, regional compile
+    warmed in the background) and a memory profile (chosen from free VRAM unless named) apply;
+    every option has a default so `Engine(model_path, device)` keeps working. `pipe` lets a caller
+    hand in an already-built pipeline (the random-weight stand-in); `model_path` is then a label.
+    """
 
     def __init__(self, model_path: str | Path, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, *, pipe: Any = None, fast_path: bool | None = None,
+                 memory_profile: str | None = "auto", fp8: bool = False, compile: bool | None = None,
+                 attention: str | None = None, warm: str = "background",
+                 compile_cache: str | Path | None = None) -> None:
+        from studio.engine import fastpath, memory
+
         self.device = torch.device(device)
         self.dtype = dtype or choose_dtype(self.device)
         self.model_path = str(model_path)
+        self.notes: list[str] = []
+        cuda = self.device.type == "cuda"
+        self.fast_path = cuda if fast_path is None else (bool(fast_path) and cuda)
+        self.profile = memory.resolve_profile(memory_profile, self.device)
+        want_compile = self.fast_path if compile is None else bool(compile) and cuda
+        if want_compile and self.profile.transformer != "resident":
+            want_compile = False
+            self.notes.append(f"compile off: profile {self.profile.name} streams the transformer")
+        if want_compile and not _triton_available():
+            want_compile = False
+            self.notes.append("compile off: Triton is not installed")
+        self.compile_cache: Path | None = None
+        if want_compile:
+            self.compile_cache = fastpath.use_compile_cache(fastpath.compile_cache_dir(
+                Path(compile_cache) if compile_cache else None))
+            fastpath.load_mega_cache(self.compile_cache)
         t0 = time.perf_counter()
-        self.pipe = load_pipeline(model_path, self.device, self.dtype)
+        self.pipe = pipe if pipe is not None else load_pipeline(model_path, self.device, self.dtype)
         self.load_s = time.perf_counter() - t0
         self._embeds: dict[str, Any] = {}
+        self.attention = "native"
+        if self.fast_path:
+            fastpath.enable_tf32()
+            self.attention = fastpath.set_attention_backend(self.pipe.transformer,
+                                                            attention or fastpath.DEFAULT_ATTENTION)
+        self.fp8 = False
+        if fp8:
+            from studio.engine import fp8 as fp8mod
+
+            if fp8mod.fp8_supported(self.device):
+                fp8mod.quantize_transformer(self.pipe.transformer)
+                self.fp8 = True
+            else:
+                self.notes.append("fp8 off: this device has no FP8 tensor cores")
+        self._memory = memory.apply_profile(self.pipe, self.profile, self.device)
+        self._switch = fastpath.CompileSwitch()
+        self.compiled = False
+        self.compile_s: float | None = None
+        self._warm_thread: threading.Thread | None = None
+        if want_compile:
+            fastpath.compile_blocks(self.pipe.transformer, self._switch)
+            self.compiled = True
+            if warm == "sync":
+                self.warm_up()
+            elif warm == "background":
+                self._warm_thread = threading.Thread(target=self.warm_up, name="zx-compile-warmup", daemon=True)
+                self._warm_thread.start()
+
+    def warm_up(self, sizes: tuple[tuple[int, int], ...] = WARM_SIZES, batches: tuple[int, ...] = (1,)) -> float:
+        """Compile the blocks for the common sizes (transformer calls only: no scheduler state touched).
+
+        Until it finishes, requests run the eager blocks; a compile failure leaves them eager.
+        """
+        from studio.engine import fastpath
+
+        if not self.compiled:
+            return 0.0
+        t0 = time.perf_counter()
+        tr = self.pipe.transformer
+        cap = torch.zeros(64, tr.config.cap_feat_dim, device=self.device, dtype=self.dtype).normal_()
+        try:
+            with fastpath.warming(), torch.no_grad():
+                for n in batches:
+                    for w, h in sizes:
+                        lat = initial_noise(0, w, h, tr.config.in_channels, self.pipe.vae_scale_factor)
+                        lat = lat.to(self.device, self.dtype).unsqueeze(2)
+                        t = torch.full((n,), 0.5, device=self.device)
+                        tr([lat[0]] * n, t, [cap] * n, return_dict=False)
+            torch.cuda.synchronize(self.device)
+            self._switch.ready = True
+            if self.compile_cache is not None:
+                fastpath.save_mega_cache(self.compile_cache)
+        except Exception as exc:  # noqa: BLE001 - compile is an optimisation, never a failure
+            self.notes.append(f"compile off after warm-up failed: {type(exc).__name__}: {exc}"[:300])
+            self.compiled = False
+        self.compile_s = time.perf_counter() - t0
+        return self.compile_s
+
+    def wait_warm(self, timeout: float | None = None) -> bool:
+        """Block until background warm-up ends; True if the compiled blocks are in use."""
+        if self._warm_thread is not None:
+            self._warm_thread.join(timeout)
+        return self._switch.ready
 
     @property
     def device_name(self) -> str:
@@ -70,8 +172,21 @@ class Engine:
         """Prompt embeddings, cached for the last few prompts (several seeds of a prompt encode once)."""
         if prompt in self._embeds:
             return self._embeds[prompt]
-        with torch.no_grad():
-            embeds = self.pipe._encode_prompt(prompt=[prompt], device=self.device, max_sequence_length=512)
+        swap = self._memory.get("swap")
+        if swap is not None:
+            swap.onload()
+        try:
+            with torch.no_grad():
+                if self.fast_path:
+                    from studio.engine.fastpath import encode_prompt_short
+
+                    embeds = encode_prompt_short(self.pipe, prompt, self.device)
+                else:
+                    embeds = self.pipe._encode_prompt(prompt=[prompt], device=self.device,
+                                                      max_sequence_length=512)
+        finally:
+            if swap is not None:
+                swap.offload()
         if len(self._embeds) >= 8:
             self._embeds.pop(next(iter(self._embeds)))
         self._embeds[prompt] = embeds
@@ -81,14 +196,24 @@ class Engine:
                  guidance: float, seed: int, on_step: StepCallback | None = None,
                  should_cancel: CancelCheck | None = None) -> tuple[Image.Image, Timings]:
         """Run one image; raises Cancelled or NonFiniteOutput instead of returning a bad image."""
+        images, timings = self.generate_batch(
+            prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+            guidance=guidance, seeds=[seed], on_step=on_step, should_cancel=should_cancel)
+        return images[0], timings
+
+    def generate_batch(self, *, prompt: str, negative_prompt: str = "", width: int, height: int,
+                       steps: int, guidance: float, seeds: list[int], on_step: StepCallback | None = None,
+                       should_cancel: CancelCheck | None = None) -> tuple[list[Image.Image], Timings]:
+        """Several seeds of one prompt in one denoising batch (one image per seed, same as one by one)."""
         pipe = self.pipe
-        timings = Timings()
+        timings = Timings(images=len(seeds))
         t0 = time.perf_counter()
         embeds = self.encode(prompt)
         negative = self.encode(negative_prompt) if guidance > 0 else None
         timings.encode_s = time.perf_counter() - t0
 
-        latents = initial_noise(seed, width, height, pipe.transformer.config.in_channels, pipe.vae_scale_factor)
+        latents = torch.cat([initial_noise(s, width, height, pipe.transformer.config.in_channels,
+                                           pipe.vae_scale_factor) for s in seeds])
 
         def step_end(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             if on_step is not None:
@@ -102,8 +227,8 @@ class Engine:
         t1 = time.perf_counter()
         with torch.no_grad():
             out = pipe(
-                prompt_embeds=embeds,
-                negative_prompt_embeds=negative,
+                prompt_embeds=embeds * len(seeds),
+                negative_prompt_embeds=None if negative is None else negative * len(seeds),
                 height=height,
                 width=width,
                 num_inference_steps=steps,
@@ -112,23 +237,39 @@ class Engine:
                 output_type="latent",
                 callback_on_step_end=step_end,
             ).images
-        timings.denoise_s = time.perf_counter() - t1
         if not torch.isfinite(out).all():
             raise NonFiniteOutput("The model produced invalid (NaN) values; no image was saved. "
                                   "Try another seed, or float32 precision.")
+        timings.denoise_s = time.perf_counter() - t1
         t2 = time.perf_counter()
-        image = self.decode(out)
+        images = self.decode_many(out, width, height)
         timings.decode_s = time.perf_counter() - t2
         timings.total_s = time.perf_counter() - t0
-        return image, timings
+        return images, timings
 
-    def decode(self, latents: torch.Tensor) -> Image.Image:
+    def decode_many(self, latents: torch.Tensor, width: int | None = None,
+                    height: int | None = None) -> list[Image.Image]:
+        """Decode a batch: in one go under the full profile, one by one (slicing) otherwise."""
+        if self.profile.vae_slicing or latents.shape[0] == 1:
+            return [self.decode(latents[i:i + 1], width, height) for i in range(latents.shape[0])]
+        return self._decode(latents, width, height)
+
+    def decode(self, latents: torch.Tensor, width: int | None = None, height: int | None = None) -> Image.Image:
         """VAE-decode one latent into a PIL image, refusing non-finite pixels."""
+        return self._decode(latents, width, height)[0]
+
+    def _decode(self, latents: torch.Tensor, width: int | None, height: int | None) -> list[Image.Image]:
+        from studio.engine.memory import use_tiling
+
         vae = self.pipe.vae
+        h = height or latents.shape[-2] * self.pipe.vae_scale_factor
+        w = width or latents.shape[-1] * self.pipe.vae_scale_factor
+        tiled = self.device.type == "cuda" and use_tiling(self.profile, w, h)
+        vae.use_tiling = tiled
         with torch.no_grad():
-            lat = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+            lat = latents.to(self.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
             pixels = vae.decode(lat, return_dict=False)[0]
         if not torch.isfinite(pixels).all():
             raise NonFiniteOutput("The image decoder produced invalid (NaN) values; no image was saved.")
-        arr = ((pixels[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return Image.fromarray(arr.permute(1, 2, 0).cpu().numpy())
+        arr = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(a) for a in arr]

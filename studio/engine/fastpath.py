@@ -1,0 +1,186 @@
+"""The CUDA fast path: TF32, a chosen attention backend, short prompt encoding, and regional compile.
+
+Each part is switchable and none changes what the model computes beyond kernel rounding:
+- the stock pipeline pads every prompt to 512 tokens before the causal text encoder; the real tokens'
+  hidden states do not depend on right-padding, so encoding only the real tokens gives the same
+  embeddings for a fraction of the work;
+- regional compilation compiles the repeated transformer block once (all 30 layers share the graph)
+  with the sequence length marked dynamic, so new prompt lengths and image sizes do not recompile;
+- the compiled artifacts go to an on-disk cache under the studio's cache dir, so a restart reuses them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# diffusers' names for torch's own SDPA kernels; "native" lets torch pick.
+ATTENTION_BACKENDS = ("_native_cudnn", "_native_flash", "_native_efficient", "native")
+# Measured fastest on H100 (docs/benchmarks.md, "GPU fast path"); used when nothing else is asked for.
+DEFAULT_ATTENTION = "_native_cudnn"
+
+
+def enable_tf32() -> None:
+    """Let float32 matmuls and convolutions use TF32 (the few fp32 pieces: timestep MLP, RoPE, scheduler)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+
+
+def set_attention_backend(transformer: Any, name: str) -> str:
+    """Route the transformer's attention through `name`; returns the backend in use."""
+    import logging
+
+    from diffusers.utils import logging as dlogging
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity(logging.ERROR)  # it warns "experimental" on every call
+    try:
+        transformer.set_attention_backend(name)
+    finally:
+        dlogging.set_verbosity(level)
+    return name
+
+
+def compile_cache_dir(root: Path | None = None) -> Path:
+    """Where compiled kernels and graphs are kept between runs (platformdirs cache dir by default)."""
+    if root is None:
+        from studio.core.paths import get_paths
+
+        root = get_paths().cache_dir
+    return Path(root) / "torch-compile"
+
+
+def use_compile_cache(folder: Path) -> Path:
+    """Point inductor's FX-graph / autotune / Triton caches at `folder` (before the first compile)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder / "inductor")
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+    os.environ["TRITON_CACHE_DIR"] = str(folder / "triton")
+    try:  # inductor reads the env var lazily, but an already-imported config keeps its value
+        import torch._inductor.config as icfg
+
+        icfg.fx_graph_cache = True
+    except Exception:  # noqa: BLE001 - older torch: the env vars are enough
+        pass
+    return folder
+
+
+MEGA_CACHE_FILE = "mega-cache.bin"
+
+
+def load_mega_cache(folder: Path) -> bool:
+    """Load torch.compiler's portable cache artifacts saved by a previous run, if any."""
+    path = folder / MEGA_CACHE_FILE
+    if not path.is_file() or not hasattr(torch.compiler, "load_cache_artifacts"):
+        return False
+    try:
+        torch.compiler.load_cache_artifacts(path.read_bytes())
+        return True
+    except Exception:  # noqa: BLE001 - a stale or foreign cache is just a cold start
+        return False
+
+
+def save_mega_cache(folder: Path) -> int:
+    """Save what this process compiled as one file; returns its size in bytes (0 if unsupported)."""
+    if not hasattr(torch.compiler, "save_cache_artifacts"):
+        return 0
+    try:
+        got = torch.compiler.save_cache_artifacts()
+    except Exception:  # noqa: BLE001
+        return 0
+    if not got:
+        return 0
+    data = got[0]
+    tmp = folder / (MEGA_CACHE_FILE + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(folder / MEGA_CACHE_FILE)
+    return len(data)
+
+
+class CompileSwitch:
+    """Per-block choice between the eager and the compiled forward, flipped once warm-up is done.
+
+    Requests that arrive while the blocks compile run eagerly instead of waiting for the compile.
+    """
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.lock = threading.Lock()
+
+
+def _mark_seq_dynamic(args: tuple, kwargs: dict) -> None:
+    """Sequence length (dim 1) of the block's token and RoPE tensors varies with prompt and size."""
+    for t in list(args[:3]) + [kwargs.get("x"), kwargs.get("freqs_cis")]:
+        if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[1] > 1:
+            torch._dynamo.maybe_mark_dynamic(t, 1)
+
+
+def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "mark",
+                   mode: str | None = None) -> int:
+    """Regionally compile every ZImageTransformerBlock; returns how many blocks were wrapped.
+
+    dynamic: "mark" marks the sequence dim dynamic up front (one graph for all prompt lengths and
+    sizes), "false" compiles one graph per shape, "auto" lets dynamo generalise after a recompile.
+    """
+    count = 0
+    for block in transformer.modules():
+        if type(block).__name__ != "ZImageTransformerBlock" or hasattr(block, "_zx_eager"):
+            continue
+        eager = block.forward
+        compiled = torch.compile(eager, fullgraph=True, mode=mode,
+                                 dynamic=False if dynamic == "false" else None)
+
+        def forward(*args: Any, _eager: Callable = eager, _compiled: Callable = compiled,
+                    **kwargs: Any) -> torch.Tensor:
+            if not switch.ready and not getattr(_tls, "warming", False):
+                return _eager(*args, **kwargs)
+            if dynamic == "mark":
+                _mark_seq_dynamic(args, kwargs)
+            return _compiled(*args, **kwargs)
+
+        block._zx_eager = eager
+        block.forward = forward
+        count += 1
+    return count
+
+
+_tls = threading.local()
+
+
+class warming:
+    """Context in which the current thread uses the compiled blocks even before the switch is ready."""
+
+    def __enter__(self) -> None:
+        _tls.warming = True
+
+    def __exit__(self, *exc: object) -> None:
+        _tls.warming = False
+
+
+def encode_prompt_short(pipe: Any, prompt: str, device: torch.device,
+                        max_sequence_length: int = 512) -> list[torch.Tensor]:
+    """Prompt embeddings from the real tokens only (no padding to 512): same values, less work.
+
+    Matches ZImagePipeline._encode_prompt (chat template, hidden_states[-2]) for one prompt.
+    """
+    tok = pipe.tokenizer
+    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                   add_generation_prompt=True, enable_thinking=True)
+    ids = tok([text], truncation=True, max_length=max_sequence_length, return_tensors="pt").input_ids
+    te = pipe.text_encoder
+    embed = te.get_input_embeddings()
+    with torch.no_grad():
+        if embed.weight.device.type != device.type:
+            # The embedding table stays on the CPU in tight memory profiles: look rows up there.
+            inputs = embed(ids).to(device, non_blocking=True)
+            out = te(inputs_embeds=inputs, output_hidden_states=True)
+        else:
+            out = te(input_ids=ids.to(device), output_hidden_states=True)
+    return [out.hidden_states[-2][0]]

@@ -1,0 +1,142 @@
+"""Memory profiles: what stays on the GPU, chosen from free VRAM, so a 24/16/12 GB card never runs out.
+
+Full-size Z-Image-Turbo in bf16: transformer 11.5 GiB, text encoder 7.5 GiB (0.7 GiB of it the
+token-embedding table), VAE 0.16 GiB; a 1024x1024 VAE decode peaks around 2 GiB per image.
+
+- full: everything resident; batches decode in one go.
+- 24gb: everything resident except the embedding table (rows are looked up on the CPU); VAE decodes
+  one image at a time (slicing) and in tiles above about 2 megapixels. Fits a 22 GiB budget.
+- 16gb: transformer and VAE resident; the text encoder lives in pinned CPU memory and is copied in
+  only to encode a new prompt (cached prompts cost nothing); tiles above 1 megapixel.
+- 12gb: the transformer's blocks are streamed from pinned CPU memory group by group on a side
+  stream (diffusers group offloading), the text encoder as in 16gb, small VAE tiles.
+
+`choose_profile` is a pure function of the free and total VRAM so it can be tested anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    budget_gib: float | None  # usable VRAM the profile is planned for (None: no limit)
+    min_free_gib: float  # free VRAM at which auto-selection picks it
+    text_encoder: str  # "resident" | "resident-embed-cpu" | "swap"
+    transformer: str  # "resident" | "stream"
+    vae_slicing: bool
+    tile_above_px: int | None  # VAE tiling when width*height exceeds this
+
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile("full", None, 30.0, "resident", "resident", False, 2048 * 2048 + 1),
+    "24gb": Profile("24gb", 22.0, 20.5, "resident-embed-cpu", "resident", True, 2_100_000),
+    "16gb": Profile("16gb", 14.5, 13.5, "swap", "resident", True, 1_100_000),
+    "12gb": Profile("12gb", 10.5, 0.0, "swap", "stream", True, 600_000),
+}
+PROFILE_NAMES = tuple(PROFILES)
+
+
+class ProfileError(ValueError):
+    """An unknown profile name; the message lists the valid ones."""
+
+
+def choose_profile(free_bytes: int | None, total_bytes: int | None = None) -> str:
+    """The largest profile that the free VRAM allows (no CUDA device: "full", nothing to fit)."""
+    if free_bytes is None:
+        return "full"
+    free = free_bytes / GiB
+    for name in ("full", "24gb", "16gb"):
+        if free >= PROFILES[name].min_free_gib:
+            return name
+    return "12gb"
+
+
+def resolve_profile(name: str | None, device: torch.device) -> Profile:
+    """A profile by name ("auto"/None: from the device's free memory now)."""
+    key = (name or "auto").strip().lower().replace(" ", "")
+    aliases = {"24": "24gb", "16": "16gb", "12": "12gb", "24g": "24gb", "16g": "16gb", "12g": "12gb"}
+    key = aliases.get(key, key)
+    if key == "auto":
+        if device.type != "cuda":
+            return PROFILES["full"]
+        free, total = torch.cuda.mem_get_info(device)
+        key = choose_profile(free, total)
+    if key not in PROFILES:
+        raise ProfileError(f"Unknown memory profile {name!r}; choose one of: auto, {', '.join(PROFILES)}.")
+    return PROFILES[key]
+
+
+class CpuSwap:
+    """Keep a module's weights in pinned CPU memory and copy them to the GPU only while it is used.
+
+    Copy-in is one pass of non-blocking host-to-device copies; copy-out just points the parameters
+    back at the pinned copies (no device-to-host traffic).
+    """
+
+    def __init__(self, module: torch.nn.Module, device: torch.device) -> None:
+        self.module, self.device = module, device
+        self.host: dict[str, torch.Tensor] = {}
+        for name, t in self._tensors():
+            cpu = t.detach().to("cpu")
+            self.host[name] = cpu.pin_memory() if torch.cuda.is_available() else cpu
+        self.offload()
+
+    def _tensors(self):
+        yield from self.module.named_parameters()
+        yield from self.module.named_buffers()
+
+    def onload(self) -> None:
+        for name, t in self._tensors():
+            t.data = self.host[name].to(self.device, non_blocking=True)
+
+    def offload(self) -> None:
+        for name, t in self._tensors():
+            t.data = self.host[name]
+
+
+def apply_profile(pipe: Any, profile: Profile, device: torch.device) -> dict[str, Any]:
+    """Place the pipeline's parts for `profile`; returns handles the engine needs (swap, notes)."""
+    state: dict[str, Any] = {"profile": profile.name, "swap": None}
+    if device.type != "cuda":
+        return state
+    te = pipe.text_encoder
+    if profile.text_encoder == "resident-embed-cpu":
+        te.get_input_embeddings().to("cpu")
+    elif profile.text_encoder == "swap":
+        state["swap"] = CpuSwap(te, device)
+    if profile.transformer == "stream":
+        from diffusers.hooks import apply_group_offloading
+
+        pipe.transformer.to("cpu")
+        apply_group_offloading(pipe.transformer, onload_device=device, offload_device=torch.device("cpu"),
+                               offload_type="block_level", num_blocks_per_group=1, use_stream=True)
+    if profile.vae_slicing:
+        pipe.vae.enable_slicing()
+    if profile.tile_above_px is not None and profile.tile_above_px <= 1_100_000:
+        pipe.vae.tile_sample_min_size = 512
+        pipe.vae.tile_latent_min_size = 64
+    torch.cuda.empty_cache()
+    return state
+
+
+def use_tiling(profile: Profile, width: int, height: int) -> bool:
+    """Whether a width x height decode should go through the VAE in tiles under `profile`."""
+    return profile.tile_above_px is not None and width * height > profile.tile_above_px
+
+
+def cap_process_memory(device: torch.device, budget_gib: float | None) -> float | None:
+    """Emulate a smaller card: cap this process's CUDA allocator at `budget_gib` (returns the fraction)."""
+    if device.type != "cuda":
+        return None
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = 1.0 if budget_gib is None else min(1.0, budget_gib * GiB / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
