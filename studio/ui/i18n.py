@@ -1,0 +1,221 @@
+"""Every label of the studio window in 中文 and English.
+
+The language follows the system locale unless Settings names one. Labels are looked up by key so
+that tests (and a language switch) never depend on the words themselves; `check_complete` keeps
+both languages in step.
+"""
+
+from __future__ import annotations
+
+import locale
+import os
+
+LANGS = ("zh", "en")
+
+STRINGS: dict[str, dict[str, str]] = {
+    # window
+    "title": {"zh": "造相 Z-Image Studio", "en": "造相 Z-Image Studio"},
+    "tab.generate": {"zh": "生成", "en": "Generate"},
+    "tab.history": {"zh": "历史", "en": "History"},
+    "tab.gallery": {"zh": "图库", "en": "Gallery"},
+    "tab.monitor": {"zh": "GPU 监控", "en": "GPU Monitor"},
+    "tab.settings": {"zh": "设置", "en": "Settings"},
+    "demo.banner": {
+        "zh": "⚠ 正在使用**演示模型**：它只用于试用整个工作室，画不出有意义的图像。"
+              "安装真正的 Z-Image-Turbo 模型（约 20 GB，只需下载一次）：`modelscope download --model "
+              "Tongyi-MAI/Z-Image-Turbo` 或 `hf download Tongyi-MAI/Z-Image-Turbo`，然后重启，"
+              "或在「设置」里填写模型路径。",
+        "en": "⚠ Using the **demo model**: it lets you try the whole studio but does not draw anything "
+              "meaningful. Install the real Z-Image-Turbo model (about 20 GB, downloaded once): "
+              "`hf download Tongyi-MAI/Z-Image-Turbo` or `modelscope download --model "
+              "Tongyi-MAI/Z-Image-Turbo`, then restart, or set the model path in Settings.",
+    },
+    "model.line": {"zh": "模型：{name}", "en": "Model: {name}"},
+    # generate
+    "gen.prompt": {"zh": "提示词", "en": "Prompt"},
+    "gen.prompt.placeholder": {"zh": "用中文或英文描述你想要的画面…",
+                               "en": "Describe the image, in Chinese or English…"},
+    "gen.examples": {"zh": "示例提示词", "en": "Example prompts"},
+    "gen.negative": {"zh": "反向提示词", "en": "Negative prompt"},
+    "gen.negative.placeholder": {"zh": "不希望出现的内容（引导系数大于 0 时生效）",
+                                 "en": "What to avoid (used when guidance is above 0)"},
+    "gen.size": {"zh": "尺寸", "en": "Size"},
+    "gen.size.custom": {"zh": "自定义", "en": "Custom"},
+    "gen.width": {"zh": "宽度", "en": "Width"},
+    "gen.height": {"zh": "高度", "en": "Height"},
+    "gen.steps": {"zh": "步数", "en": "Steps"},
+    "gen.guidance": {"zh": "引导系数 (CFG)", "en": "Guidance (CFG)"},
+    "gen.count": {"zh": "数量", "en": "Count"},
+    "gen.seed": {"zh": "种子（留空为随机）", "en": "Seed (empty for random)"},
+    "gen.seed_mode": {"zh": "种子模式", "en": "Seed mode"},
+    "seed.random": {"zh": "随机", "en": "Random"},
+    "seed.fixed": {"zh": "固定", "en": "Fixed"},
+    "seed.increment": {"zh": "递增", "en": "Increment"},
+    "gen.dice": {"zh": "⚄ 随机种子", "en": "⚄ Random seed"},
+    "gen.reuse_seed": {"zh": "↺ 上次的种子", "en": "↺ Last seed"},
+    "gen.generate": {"zh": "生成", "en": "Generate"},
+    "gen.cancel": {"zh": "取消", "en": "Cancel"},
+    "gen.results": {"zh": "结果（点击图片可恢复其参数）", "en": "Results (click an image to restore its parameters)"},
+    "gen.progress": {"zh": "进度", "en": "Progress"},
+    "gen.idle": {"zh": "就绪。", "en": "Ready."},
+    "gen.queued": {"zh": "排队中", "en": "queued"},
+    "gen.step": {"zh": "第 {step}/{steps} 步", "en": "step {step}/{steps}"},
+    "gen.done": {"zh": "完成", "en": "done"},
+    "gen.failed": {"zh": "失败", "en": "failed"},
+    "gen.cancelled": {"zh": "已取消", "en": "cancelled"},
+    "gen.summary": {"zh": "{done}/{count} 张完成", "en": "{done} of {count} done"},
+    "gen.summary.cancelled": {"zh": "已取消：{done}/{count} 张完成", "en": "Cancelled: {done} of {count} done"},
+    "gen.summary.failed": {"zh": "{failed} 张失败", "en": "{failed} failed"},
+    "gen.caption": {"zh": "种子 {seed} · {worker} · {elapsed:.1f} 秒", "en": "seed {seed} · {worker} · {elapsed:.1f} s"},
+    "gen.restored": {"zh": "已恢复参数。", "en": "Parameters restored."},
+    "gen.no_last_seed": {"zh": "还没有生成过图像。", "en": "No image generated yet."},
+    "gen.paused": {"zh": "队列已暂停，任务会在恢复后运行。", "en": "The queue is paused; jobs run when it resumes."},
+    # validation (field -> Chinese explanation; the English message comes from core)
+    "err.prompt": {"zh": "请填写提示词（中文或英文），最多 2000 字。", "en": ""},
+    "err.negative_prompt": {"zh": "反向提示词最多 2000 字。", "en": ""},
+    "err.width": {"zh": "宽度必须是 256 到 2048 之间 16 的倍数。", "en": ""},
+    "err.height": {"zh": "高度必须是 256 到 2048 之间 16 的倍数。", "en": ""},
+    "err.steps": {"zh": "步数必须在 1 到 100 之间。", "en": ""},
+    "err.guidance": {"zh": "引导系数必须在 0 到 20 之间。", "en": ""},
+    "err.seed": {"zh": "种子必须是 0 到 4294967295 之间的整数，留空为随机。", "en": ""},
+    "err.seed_mode": {"zh": "种子模式只能是随机、固定或递增。", "en": ""},
+    "err.count": {"zh": "数量必须在 1 到 64 之间。", "en": ""},
+    "err.title": {"zh": "出错了", "en": "Error"},
+    "err.unexpected": {"zh": "出错了：{message}", "en": "Something went wrong: {message}"},
+    "info.seed": {"zh": "种子", "en": "Seed"},
+    # history
+    "hist.search": {"zh": "搜索提示词", "en": "Search prompts"},
+    "hist.favorites": {"zh": "只看收藏", "en": "Favorites only"},
+    "hist.refresh": {"zh": "刷新", "en": "Refresh"},
+    "hist.table": {"zh": "历史请求（最新在前，点击一行选中）", "en": "Past requests (newest first; click a row to select)"},
+    "hist.col.time": {"zh": "时间", "en": "Time"},
+    "hist.col.prompt": {"zh": "提示词", "en": "Prompt"},
+    "hist.col.params": {"zh": "参数", "en": "Parameters"},
+    "hist.col.status": {"zh": "状态", "en": "Status"},
+    "hist.col.images": {"zh": "图像", "en": "Images"},
+    "hist.thumbs": {"zh": "所选请求的图像", "en": "Images of the selected request"},
+    "hist.restore": {"zh": "恢复到「生成」", "en": "Restore into Generate"},
+    "hist.rerun": {"zh": "再次运行", "en": "Run again"},
+    "hist.favorite": {"zh": "★ 收藏/取消收藏", "en": "★ Favorite / unfavorite"},
+    "hist.delete": {"zh": "删除所选图像", "en": "Delete selected image"},
+    "hist.none": {"zh": "先在表格中选择一个请求。", "en": "Select a request in the table first."},
+    "hist.empty": {"zh": "还没有历史记录。", "en": "No history yet."},
+    "hist.submitted": {"zh": "已提交，正在「生成」页运行。", "en": "Submitted; it runs on the Generate tab."},
+    # gallery
+    "gal.gallery": {"zh": "全部图像（最新在前）", "en": "All images (newest first)"},
+    "gal.prev": {"zh": "◀ 上一页", "en": "◀ Previous"},
+    "gal.next": {"zh": "下一页 ▶", "en": "Next ▶"},
+    "gal.page": {"zh": "第 {page}/{pages} 页 · 共 {total} 张", "en": "Page {page} of {pages} · {total} images"},
+    "gal.info": {"zh": "参数", "en": "Parameters"},
+    "gal.favorite": {"zh": "★ 收藏/取消收藏", "en": "★ Favorite / unfavorite"},
+    "gal.delete": {"zh": "删除", "en": "Delete"},
+    "gal.restore": {"zh": "恢复到「生成」", "en": "Restore into Generate"},
+    "gal.open_folder": {"zh": "打开文件夹", "en": "Open folder"},
+    "gal.folder_opened": {"zh": "已打开：{path}", "en": "Opened: {path}"},
+    "gal.folder_is": {"zh": "图像文件夹：{path}", "en": "Image folder: {path}"},
+    "gal.drop": {"zh": "拖入 PNG 读取参数（本工作室、AUTOMATIC1111 或 Forge 生成的）",
+                 "en": "Drop a PNG to read its parameters (from this studio, AUTOMATIC1111 or Forge)"},
+    "gal.drop.none": {"zh": "这个 PNG 没有生成参数。", "en": "This PNG carries no generation parameters."},
+    "gal.drop.bad": {"zh": "无法读取这个文件：{message}", "en": "Cannot read this file: {message}"},
+    "gal.select_first": {"zh": "先选择一张图像。", "en": "Select an image first."},
+    "gal.deleted": {"zh": "已删除。", "en": "Deleted."},
+    "gal.favorited": {"zh": "已收藏。", "en": "Added to favorites."},
+    "gal.unfavorited": {"zh": "已取消收藏。", "en": "Removed from favorites."},
+    # monitor
+    "mon.util": {"zh": "利用率 (%)", "en": "Utilization (%)"},
+    "mon.mem": {"zh": "显存 (MB)", "en": "Memory (MB)"},
+    "mon.cpu_util": {"zh": "CPU 利用率 (%)", "en": "CPU utilization (%)"},
+    "mon.cpu_mem": {"zh": "内存 (MB)", "en": "RAM (MB)"},
+    "mon.time": {"zh": "秒前", "en": "seconds ago"},
+    "mon.gpus": {"zh": "GPU", "en": "GPUs"},
+    "mon.pool": {"zh": "工作进程", "en": "Workers"},
+    "mon.col.worker": {"zh": "工作进程", "en": "Worker"},
+    "mon.col.device": {"zh": "设备", "en": "Device"},
+    "mon.col.state": {"zh": "状态", "en": "State"},
+    "mon.col.job": {"zh": "当前任务", "en": "Current job"},
+    "mon.col.images": {"zh": "图像数", "en": "Images"},
+    "mon.col.spi": {"zh": "秒/张", "en": "s / image"},
+    "mon.balance": {"zh": "上一个请求的负载均衡效率：{value}", "en": "Balance efficiency of the last request: {value}"},
+    "mon.balance.none": {"zh": "还没有多图请求。", "en": "No request yet."},
+    "mon.queue": {"zh": "队列中的图像：{n}", "en": "Images queued: {n}"},
+    "mon.no_gpu": {"zh": "未找到 NVIDIA GPU（{message}）。正在使用 CPU 工作进程，见下表。",
+                   "en": "No NVIDIA GPU found ({message}). CPU workers are in use; see the table below."},
+    "mon.gpu_line": {"zh": "GPU {index} · {name} · {temp} °C · {power} W · 显存 {used}/{total} MB",
+                     "en": "GPU {index} · {name} · {temp} °C · {power} W · memory {used}/{total} MB"},
+    "mon.pause": {"zh": "暂停队列", "en": "Pause queue"},
+    "mon.resume": {"zh": "继续队列", "en": "Resume queue"},
+    "mon.paused": {"zh": "队列已暂停。", "en": "Queue paused."},
+    "mon.running": {"zh": "队列运行中。", "en": "Queue running."},
+    # settings
+    "set.model": {"zh": "检测到的模型", "en": "Detected models"},
+    "set.model_path": {"zh": "模型路径（留空为自动，demo 为演示模型）",
+                       "en": "Model path (empty for automatic, demo for the demo model)"},
+    "set.memory": {"zh": "显存方案", "en": "Memory profile"},
+    "set.workers": {"zh": "使用哪些 GPU（auto、cuda:0,cuda:1 或 cpu:N）",
+                    "en": "Which GPUs to use (auto, cuda:0,cuda:1 or cpu:N)"},
+    "set.output": {"zh": "输出文件夹（留空为默认图库）", "en": "Output folder (empty for the default gallery)"},
+    "set.language": {"zh": "界面语言", "en": "Language"},
+    "set.host": {"zh": "监听地址（127.0.0.1 只允许本机访问）", "en": "Listen address (127.0.0.1 = this computer only)"},
+    "set.port": {"zh": "端口", "en": "Port"},
+    "set.auth_user": {"zh": "用户名（监听非本机地址时必填）", "en": "Username (required beyond 127.0.0.1)"},
+    "set.auth_password": {"zh": "密码（监听非本机地址时必填）", "en": "Password (required beyond 127.0.0.1)"},
+    "set.save": {"zh": "保存设置", "en": "Save settings"},
+    "set.restart": {"zh": "重启工作进程", "en": "Restart workers"},
+    "set.saved": {"zh": "设置已保存。", "en": "Settings saved."},
+    "set.unchanged": {"zh": "没有改动。", "en": "Nothing changed."},
+    "set.needs_restart": {"zh": "以下改动需要重启工作进程才生效：{names}。点击「重启工作进程」。",
+                          "en": "These changes take effect after a worker restart: {names}. Click \"Restart workers\"."},
+    "set.needs_server": {"zh": "监听地址和端口在下次启动工作室时生效。",
+                         "en": "The listen address and port take effect the next time the studio starts."},
+    "set.restarted": {"zh": "工作进程已重启。", "en": "Workers restarted."},
+    "set.lang.auto": {"zh": "跟随系统", "en": "Follow the system"},
+    "set.auth_required": {"zh": "监听非本机地址时必须设置用户名和密码。",
+                          "en": "A username and password are required to listen beyond 127.0.0.1."},
+    "set.bad_port": {"zh": "端口必须是 1 到 65535 之间的整数。", "en": "Port must be a whole number from 1 to 65535."},
+    "set.bad_profile": {"zh": "未知的显存方案。", "en": "Unknown memory profile."},
+    "set.reload_lang": {"zh": "语言已切换。", "en": "Language switched."},
+}
+
+
+def check_complete() -> list[str]:
+    """Keys missing a language (validation keys only need Chinese: English comes from core)."""
+    bad = []
+    for key, texts in STRINGS.items():
+        for lang in LANGS:
+            if lang == "en" and key.startswith("err.") and key != "err.unexpected":
+                continue
+            if not texts.get(lang):
+                bad.append(f"{key}:{lang}")
+    return bad
+
+
+def system_language() -> str:
+    """`zh` when the system locale is Chinese, else `en`."""
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        value = os.environ.get(var)
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    try:
+        code = locale.getlocale()[0] or ""
+    except ValueError:
+        code = ""
+    return "zh" if code.lower().startswith(("zh", "chinese")) else "en"
+
+
+def resolve_language(setting: str | None) -> str:
+    """The language to show: the setting when it names one, else the system's."""
+    return setting if setting in LANGS else system_language()
+
+
+def t(key: str, lang: str, **fmt: object) -> str:
+    """The label for `key` in `lang` (English if that language lacks it), formatted with `fmt`."""
+    texts = STRINGS[key]
+    text = texts.get(lang) or texts["en"]
+    return text.format(**fmt) if fmt else text
+
+
+def field_error(field: str, message: str, lang: str) -> str:
+    """A validation message for one field: the core's English sentence, with Chinese first in zh."""
+    if lang == "zh" and f"err.{field}" in STRINGS:
+        return f"{STRINGS[f'err.{field}']['zh']}（{message}）"
+    return message

@@ -1,0 +1,142 @@
+"""The GPU Monitor tab: per-GPU utilization and memory over the last minutes, the pool, the balance.
+
+A gr.Timer redraws it every second, but only while the tab is open (the other tabs switch it off),
+so an idle window costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from studio.ui.context import Context, guard
+from studio.ui.i18n import t
+
+POOL_KEYS = ("worker", "device", "state", "job", "images", "s_per_image")
+
+
+def series_frame(snapshot: dict[str, Any], metric: str, now: float | None = None) -> pd.DataFrame:
+    """Long-form samples for one chart: x = seconds relative to now, y = value, series = device.
+
+    With no NVIDIA GPU the CPU's samples stand in, so the chart still shows the machine working.
+    """
+    now = now or time.time()
+    rows = []
+    if snapshot.get("available") and snapshot.get("gpus"):
+        for gpu in snapshot["gpus"]:
+            name = f"GPU {gpu.get('index')}"
+            for s in gpu.get("samples", []):
+                if s.get(metric) is not None:
+                    rows.append((round(s["t"] - now, 1), float(s[metric]), name))
+    else:
+        for s in (snapshot.get("cpu") or {}).get("samples", []):
+            if s.get(metric) is not None:
+                rows.append((round(s["t"] - now, 1), float(s[metric]), "CPU"))
+    return pd.DataFrame(rows, columns=["t", "value", "device"])
+
+
+def gpu_lines(snapshot: dict[str, Any], lang: str) -> str:
+    """Markdown: the no-GPU message, or one line per GPU with its latest temperature, power, memory."""
+    if not snapshot.get("available") or not snapshot.get("gpus"):
+        return "ℹ " + t("mon.no_gpu", lang, message=snapshot.get("message") or "NVML")
+    lines = []
+    for gpu in snapshot["gpus"]:
+        last = (gpu.get("samples") or [{}])[-1]
+
+        def fmt(key, digits=0, last=last):
+            value = last.get(key)
+            return "–" if value is None else f"{value:.{digits}f}"
+
+        lines.append("- " + t("mon.gpu_line", lang, index=gpu.get("index"), name=gpu.get("name", ""),
+                                temp=fmt("temp_c"), power=fmt("power_w"), used=fmt("mem_used_mb"),
+                                total=f"{gpu.get('memory_total_mb', 0):.0f}"))
+    return "\n".join(lines)
+
+
+def _pick(d: dict[str, Any], *keys: str, default: Any = "") -> Any:
+    for k in keys:
+        if d.get(k) not in (None, ""):
+            return d[k]
+    return default
+
+
+def pool_rows(status: list[dict[str, Any]]) -> list[list[Any]]:
+    """One table row per worker: name, device, state, current job, images done, seconds per image."""
+    rows = []
+    for w in status or []:
+        spi = _pick(w, "s_per_image", "seconds_per_image", "sec_per_image", default=None)
+        if spi is None and _pick(w, "speed", default=None):
+            spi = None
+        rows.append([
+            str(_pick(w, "worker", "name", "id")), str(_pick(w, "device", "device_name", "gpu")),
+            str(_pick(w, "state", "status")), str(_pick(w, "job", "current_job", "job_id"))[:12],
+            int(_pick(w, "images", "images_done", "done", default=0) or 0),
+            "" if spi in (None, "") else f"{float(spi):.2f}",
+        ])
+    return rows
+
+
+def pool_headers(lang: str) -> list[str]:
+    return [t(f"mon.col.{k}", lang) for k in ("worker", "device", "state", "job", "images", "spi")]
+
+
+def balance_text(stats: dict[str, Any] | None, lang: str) -> str:
+    value = (stats or {}).get("balance_efficiency")
+    if value is None:
+        return t("mon.balance.none", lang)
+    return t("mon.balance", lang, value=f"{100 * float(value):.0f}%")
+
+
+def build(ctx: Context) -> tuple[Any, Any]:
+    """Returns the timer (so other tabs can switch it off) and the Monitor tab's refresh handler."""
+    g = guard(ctx)
+    lang = ctx.lang
+    timer = gr.Timer(1.0, active=False)
+    with gr.Column(elem_id="monitor"):
+        gpus_md = gr.Markdown(elem_id="monitor-gpus")
+        with gr.Row():
+            util = gr.LinePlot(pd.DataFrame({"t": [], "value": [], "device": []}), x="t", y="value", color="device",
+                               title=t("mon.util", lang), x_title=t("mon.time", lang), y_title="%",
+                               y_lim=[0, 100], height=260, elem_id="monitor-util")
+            mem = gr.LinePlot(pd.DataFrame({"t": [], "value": [], "device": []}), x="t", y="value", color="device",
+                              title=t("mon.mem", lang), x_title=t("mon.time", lang), y_title="MB",
+                              height=260, elem_id="monitor-mem")
+        ctx.localize(util, lambda lang_: {"title": t("mon.util", lang_), "x_title": t("mon.time", lang_)})
+        ctx.localize(mem, lambda lang_: {"title": t("mon.mem", lang_), "x_title": t("mon.time", lang_)})
+        pool = gr.Dataframe(headers=pool_headers(lang), value=None, interactive=False, elem_id="monitor-pool",
+                            label=t("mon.pool", lang))
+        ctx.label(pool, "mon.pool")
+        ctx.localize(pool, lambda lang_: {"headers": pool_headers(lang_)})
+        with gr.Row(equal_height=True):
+            balance = gr.Markdown(elem_id="monitor-balance")
+            queue_md = gr.Markdown(elem_id="monitor-queue")
+            pause = ctx.label(gr.Button(t("mon.pause", lang), size="sm", elem_id="monitor-pause"), "mon.pause",
+                              "value")
+            resume = ctx.label(gr.Button(t("mon.resume", lang), size="sm", elem_id="monitor-resume"),
+                               "mon.resume", "value")
+
+    @g
+    def refresh():
+        snap = ctx.studio.monitor_snapshot()
+        now = time.time()
+        stats = None
+        if ctx.last_request_id:
+            try:
+                stats = ctx.studio.request_stats(ctx.last_request_id)
+            except KeyError:  # the pool was restarted since
+                stats = None
+        paused = t("mon.paused" if ctx.studio.paused else "mon.running", ctx.lang)
+        return (gpu_lines(snap, ctx.lang),
+                series_frame(snap, "util", now), series_frame(snap, "mem_used_mb", now),
+                gr.update(value=pool_rows(ctx.studio.pool_status()) or None, headers=pool_headers(ctx.lang)),
+                balance_text(stats, ctx.lang),
+                f"{t('mon.queue', ctx.lang, n=ctx.studio.queue_length())} · {paused}")
+
+    outputs = [gpus_md, util, mem, pool, balance, queue_md]
+    timer.tick(refresh, outputs=outputs, show_progress="hidden", concurrency_limit=None)
+    pause.click(g(lambda: (ctx.studio.pause(), refresh())[1]), outputs=outputs, show_progress="hidden")
+    resume.click(g(lambda: (ctx.studio.resume(), refresh())[1]), outputs=outputs, show_progress="hidden")
+    return timer, refresh, outputs

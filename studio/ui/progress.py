@@ -1,0 +1,188 @@
+"""From Studio events to what one browser session shows while its request runs.
+
+`Follower` subscribes before the request is submitted (so no event is missed), keeps the events of
+that request in a per-session queue, and `RequestView` folds them into per-image progress. The view is
+pure, so what the page shows is unit-tested without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.core import events as ev
+from studio.ui.i18n import t
+
+TERMINAL = ("done", "failed", "cancelled")
+
+
+@dataclass
+class JobView:
+    job_id: str
+    index: int | None = None
+    worker: str = ""
+    step: int = 0
+    steps: int = 0
+    status: str = "queued"  # queued | running | done | failed | cancelled
+    message: str = ""
+
+
+@dataclass
+class RequestView:
+    """The state of one request as its events arrive."""
+
+    request_id: str
+    count: int
+    jobs: dict[str, JobView] = field(default_factory=dict)
+    images: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+    cancel_requested: bool = False
+    last_event: float = field(default_factory=time.monotonic)
+
+    def _job(self, event: dict[str, Any]) -> JobView:
+        job_id = str(event.get("job_id") or f"#{event.get('index', len(self.jobs))}")
+        job = self.jobs.get(job_id)
+        if job is None:
+            job = self.jobs[job_id] = JobView(job_id)
+        if event.get("index") is not None:
+            job.index = int(event["index"])
+        if event.get("worker"):
+            job.worker = str(event["worker"])
+        return job
+
+    def apply(self, event: dict[str, Any]) -> bool:
+        """Fold one event in; True when it concerned this request."""
+        if event.get("request_id") not in (None, self.request_id):
+            return False
+        kind = event.get("type")
+        self.last_event = time.monotonic()
+        if kind == ev.REQUEST_DONE:
+            if event.get("request_id") != self.request_id:
+                return False
+            self.finished = True
+            for job in self.jobs.values():
+                if job.status not in TERMINAL:
+                    job.status = "cancelled" if self.cancel_requested else job.status
+            return True
+        if event.get("request_id") is None:
+            return False
+        job = self._job(event)
+        if kind == ev.JOB_STARTED:
+            job.status = "running"
+        elif kind == ev.STEP:
+            job.status = "running"
+            job.step, job.steps = int(event.get("step", 0)), int(event.get("steps", 0))
+        elif kind == ev.JOB_DONE:
+            job.status = "done"
+            job.step = job.steps or job.step
+            self.images.append({
+                "path": str(event.get("path", "")), "seed": event.get("seed"), "worker": job.worker,
+                "elapsed_s": float(event.get("elapsed_s") or 0.0), "index": job.index,
+                "job_id": job.job_id,
+            })
+            self.images.sort(key=lambda im: (im["index"] is None, im["index"] or 0))
+        elif kind == ev.JOB_FAILED:
+            job.status = "failed"
+            job.message = str(event.get("message", ""))
+        elif kind == ev.JOB_CANCELLED:
+            job.status = "cancelled"
+        elif kind == ev.JOB_REQUEUED:
+            job.status, job.step = "queued", 0
+        else:
+            return False
+        return True
+
+    @property
+    def done_count(self) -> int:
+        return len(self.images)
+
+    @property
+    def failed(self) -> list[JobView]:
+        return [j for j in self.jobs.values() if j.status == "failed"]
+
+    def settled(self, quiet_s: float = 10.0) -> bool:
+        """True when nothing more will come: the request is done, or it was cancelled and went quiet."""
+        if self.finished:
+            return True
+        if not self.cancel_requested:
+            return False
+        return time.monotonic() - self.last_event > quiet_s
+
+
+def summary(view: RequestView, lang: str) -> str:
+    """One line: how many images are done, failed or cancelled."""
+    if view.cancel_requested and view.finished:
+        text = t("gen.summary.cancelled", lang, done=view.done_count, count=view.count)
+    else:
+        text = t("gen.summary", lang, done=view.done_count, count=view.count)
+    if view.failed:
+        text += " · " + t("gen.summary.failed", lang, failed=len(view.failed))
+    return text
+
+
+def render_progress(view: RequestView | None, lang: str) -> str:
+    """HTML: one row per image with its worker (GPU) and step i/n, plus a summary line."""
+    if view is None:
+        return f'<div class="zx-progress"><div class="zx-summary">{html.escape(t("gen.idle", lang))}</div></div>'
+    rows = []
+    ordered = sorted(view.jobs.values(), key=lambda j: (j.index is None, j.index or 0, j.job_id))
+    for n, job in enumerate(ordered):
+        label = f"#{(job.index if job.index is not None else n) + 1}"
+        if job.status == "running" and job.steps:
+            state = t("gen.step", lang, step=job.step, steps=job.steps)
+            pct = int(100 * job.step / max(1, job.steps))
+        elif job.status == "queued":
+            state, pct = t("gen.queued", lang), 0
+        else:
+            state = t(f"gen.{job.status}", lang) if job.status in TERMINAL else job.status
+            pct = 100 if job.status == "done" else int(100 * job.step / max(1, job.steps or 1))
+        if job.message:
+            state += f": {job.message}"
+        rows.append(
+            f'<div class="zx-job" data-status="{job.status}">'
+            f'<span class="zx-job-label">{label}</span>'
+            f'<span class="zx-job-worker">{html.escape(job.worker or "…")}</span>'
+            f'<span class="zx-bar"><span style="width:{pct}%"></span></span>'
+            f'<span class="zx-job-state">{html.escape(state)}</span></div>'
+        )
+    status = "finished" if view.finished else "running"
+    return (f'<div class="zx-progress" data-request="{html.escape(view.request_id)}" data-state="{status}">'
+            f'<div class="zx-summary">{html.escape(summary(view, lang))}</div>{"".join(rows)}</div>')
+
+
+def captions(view: RequestView, lang: str) -> list[tuple[str, str]]:
+    """Gallery items for the finished images: (path, "seed · worker · time")."""
+    return [(im["path"], t("gen.caption", lang, seed=im["seed"], worker=im["worker"] or "?",
+                           elapsed=im["elapsed_s"])) for im in view.images]
+
+
+class Follower:
+    """A per-session event queue: subscribe first, then learn which request to keep."""
+
+    def __init__(self, subscribe) -> None:
+        self.queue: queue.Queue = queue.Queue()
+        self._unsubscribe = subscribe(self.queue.put)
+
+    def drain(self, view: RequestView, timeout: float) -> bool:
+        """Apply every queued event (waiting up to `timeout` for the first); True if the view changed."""
+        changed = False
+        try:
+            event = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        while True:
+            changed |= view.apply(event)
+            try:
+                event = self.queue.get_nowait()
+            except queue.Empty:
+                return changed
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            try:
+                self._unsubscribe()
+            finally:
+                self._unsubscribe = None

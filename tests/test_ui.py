@@ -1,0 +1,214 @@
+"""Unit tests of the studio window's pure parts: labels, the form, progress, tables, settings, serving."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from studio.core import events as ev
+from studio.core.metadata import build_record
+from studio.core.pngfile import write_png
+from studio.core.request import GenerationRequest
+from studio.ui import form, i18n, records
+from studio.ui.gallery import describe_png, page_items
+from studio.ui.monitor import balance_text, gpu_lines, pool_rows, series_frame
+from studio.ui.progress import RequestView, captions, render_progress
+from studio.ui.server import ServeError, auth_for, find_port, served_folders
+from studio.ui.settings import check_settings, is_loopback
+
+
+def test_every_label_exists_in_both_languages():
+    assert i18n.check_complete() == []
+    assert i18n.t("tab.generate", "zh") == "生成" and i18n.t("tab.generate", "en") == "Generate"
+
+
+@pytest.mark.parametrize("env,expected", [("zh_CN.UTF-8", "zh"), ("zh_TW.UTF-8", "zh"), ("en_US.UTF-8", "en"),
+                                          ("de_DE.UTF-8", "en")])
+def test_language_follows_the_system_locale(monkeypatch, env, expected):
+    for var in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANG", env)
+    assert i18n.system_language() == expected
+    assert i18n.resolve_language("auto") == expected
+    assert i18n.resolve_language("en") == "en" and i18n.resolve_language("zh") == "zh"
+
+
+def test_validation_message_in_chinese_keeps_the_english_sentence():
+    msg = i18n.field_error("steps", "Steps must be from 1 to 100 (got 0).", "zh")
+    assert msg.startswith("步数") and "got 0" in msg
+    assert i18n.field_error("steps", "Steps must be from 1 to 100 (got 0).", "en") == "Steps must be from 1 to 100 (got 0)."
+
+
+def test_form_builds_requests_from_presets_and_custom_sizes():
+    r = form.build_request("猫", "", "1344x768", 1, 1, 9, 0, 2, "", "random")
+    assert (r.width, r.height, r.seed, r.count) == (1344, 768, None, 2)
+    r = form.build_request("cat", "blurry", "custom", 256, 320, 4, 1.5, 1, " 42 ", "increment")
+    assert (r.width, r.height, r.seed, r.seed_mode, r.guidance) == (256, 320, "42", "increment", 1.5)
+
+
+@pytest.mark.parametrize("request_", [
+    GenerationRequest("一只猫 a cat", "模糊", 1152, 896, 12, 3.5, 123, "fixed", 4),
+    GenerationRequest("dog", "", 256, 256, 3, 0.0, None, "random", 2),
+    GenerationRequest("山水", "", 768, 1344, 9, 0.0, 7, "increment", 6),
+])
+def test_restore_fills_every_field_back(request_):
+    values = form.fields_from_request(request_)
+    again = form.build_request(*values.as_list())
+    from studio.core.request import validate
+
+    assert validate(again) == validate(request_)
+
+
+def test_dice_gives_a_valid_seed():
+    seed = int(form.dice())
+    assert 0 <= seed <= 2**32 - 1
+
+
+def _events(rid: str) -> list[dict]:
+    return [
+        ev.make_event(ev.JOB_STARTED, job_id="a", request_id=rid, worker="cpu:0", index=0),
+        ev.make_event(ev.STEP, job_id="a", request_id=rid, worker="cpu:0", index=0, step=3, steps=9),
+        ev.make_event(ev.JOB_STARTED, job_id="b", request_id=rid, worker="cuda:1", index=1),
+        ev.make_event(ev.STEP, job_id="other", request_id="someone-else", step=1, steps=9),
+        ev.make_event(ev.JOB_DONE, job_id="b", request_id=rid, worker="cuda:1", index=1, path="/g/b.png",
+                      seed=11, elapsed_s=1.25),
+    ]
+
+
+def test_progress_view_shows_each_image_with_its_worker_and_step():
+    view = RequestView("r1", 2)
+    changed = [view.apply(e) for e in _events("r1")]
+    assert changed == [True, True, True, False, True]
+    html = render_progress(view, "en")
+    assert "cpu:0" in html and "step 3/9" in html and "cuda:1" in html and "1 of 2 done" in html
+    assert 'data-state="running"' in html
+    assert captions(view, "zh") == [("/g/b.png", "种子 11 · cuda:1 · 1.2 秒")]
+    assert not view.settled()
+    view.apply(ev.make_event(ev.JOB_DONE, job_id="a", request_id="r1", worker="cpu:0", index=0, path="/g/a.png",
+                             seed=10, elapsed_s=2.0))
+    view.apply(ev.make_event(ev.REQUEST_DONE, request_id="r1", jobs=2, done=2))
+    assert view.settled() and [im["seed"] for im in view.images] == [10, 11]  # ordered by index
+    assert 'data-state="finished"' in render_progress(view, "en")
+
+
+def test_progress_view_after_cancel():
+    view = RequestView("r2", 6)
+    for e in _events("r2"):
+        view.apply(e)
+    view.cancel_requested = True
+    view.apply(ev.make_event(ev.JOB_CANCELLED, job_id="a", request_id="r2", index=0))
+    for j in "cdef":
+        view.apply(ev.make_event(ev.JOB_CANCELLED, job_id=j, request_id="r2", index=ord(j) - 97))
+    view.apply(ev.make_event(ev.REQUEST_DONE, request_id="r2"))
+    text = render_progress(view, "zh")
+    assert "已取消：1/6 张完成" in text and view.settled()
+
+
+def test_history_table_rows():
+    rows = [{"request_id": "r", "created": "2024-05-01T10:11:12", "status": "done",
+             "request": {"prompt": "一只猫", "width": 256, "height": 256, "steps": 4, "guidance": 0.0,
+                         "count": 2, "seed": 5, "seed_mode": "increment"},
+             "images": [{"image_id": "i1", "path": "/g/a b.png", "seed": 5}, {"image_id": "i2", "path": "/g/c.png"}]}]
+    table = records.history_table(rows, "zh")
+    assert table[0][0].startswith('<img class="zx-thumb" src="/gradio_api/file=/g/a%20b.png"')
+    assert table[0][1] == "2024-05-01 10:11:12" and table[0][2] == "一只猫" and table[0][4] == "done"
+    assert "256×256" in table[0][3] and "递增 5" in table[0][3] and table[0][5] == "2/2"
+    assert records.history_headers("en")[1:3] == ["Time", "Prompt"]
+
+
+def test_gallery_page_items_accepts_dict_or_list():
+    assert page_items({"items": [{"path": "a"}], "total": 7}) == ([{"path": "a"}], 7)
+    assert page_items([{"path": "a"}, {"path": "b"}]) == ([{"path": "a"}, {"path": "b"}], 2)
+
+
+def test_dropped_png_ours_and_a1111(tmp_path):
+    ours = tmp_path / "ours.png"
+    req = GenerationRequest("红色的星星 a red star", "blurry", 512, 768, 7, 2.5, 99, "random", 3)
+    write_png(Image.new("RGB", (8, 8)), ours, build_record(req, 99, "demo", "cpu:0", 0.5))
+    text, data = describe_png(str(ours), "zh")
+    assert data["prompt"] == "红色的星星 a red star" and data["seed"] == 99 and data["width"] == 512
+    assert "红色的星星" in text
+
+    forge = tmp_path / "forge.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "masterpiece, a castle\nNegative prompt: lowres\nSteps: 20, Sampler: DPM++ 2M, "
+                  "Schedule type: Karras, CFG scale: 7, Seed: 1234, Size: 832x1216, Model: sdxl")
+    Image.new("RGB", (8, 8)).save(forge, pnginfo=info)
+    text, data = describe_png(str(forge), "en")
+    assert (data["prompt"], data["negative_prompt"], data["steps"], data["seed"]) == (
+        "masterpiece, a castle", "lowres", 20, 1234)
+    assert (data["width"], data["height"], data["guidance"]) == (832, 1216, 7.0)
+    values = form.fields_from_request(GenerationRequest.from_dict(data))
+    assert values.size == "custom" and values.seed == "1234" and values.negative == "lowres"
+
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    assert describe_png(str(plain), "zh") == (i18n.t("gal.drop.none", "zh"), None)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    text, data = describe_png(str(junk), "en")
+    assert data is None and text.startswith("Cannot read this file")
+
+
+def test_monitor_frames_and_lines():
+    snap = {"available": True, "message": "", "gpus": [
+        {"index": 0, "name": "RTX 4090", "memory_total_mb": 24564, "samples": [
+            {"t": 100.0, "util": 50, "mem_used_mb": 1000, "temp_c": 60, "power_w": 300},
+            {"t": 101.0, "util": 90, "mem_used_mb": 2000, "temp_c": 61, "power_w": 350.4}]}]}
+    frame = series_frame(snap, "util", now=101.0)
+    assert list(frame["t"]) == [-1.0, 0.0] and list(frame["value"]) == [50, 90] and set(frame["device"]) == {"GPU 0"}
+    assert "61 °C" in gpu_lines(snap, "en") and "350 W" in gpu_lines(snap, "en")
+    none = {"available": False, "message": "No NVIDIA GPU found", "gpus": [],
+            "cpu": {"samples": [{"t": 5.0, "util": 12.5, "mem_used_mb": 900}]}}
+    assert list(series_frame(none, "util", now=6.0)["device"]) == ["CPU"]
+    assert "No NVIDIA GPU found" in gpu_lines(none, "en") and "未找到 NVIDIA GPU" in gpu_lines(none, "zh")
+
+
+def test_pool_rows_and_balance():
+    status = [{"name": "cpu:0", "device": "cpu", "state": "busy", "current_job": "abcdef0123456789",
+               "images_done": 3, "s_per_image": 0.4567}]
+    assert pool_rows(status) == [["cpu:0", "cpu", "busy", "abcdef012345", 3, "0.46"]]
+    assert balance_text({"balance_efficiency": 0.875}, "en").endswith("88%")
+    assert balance_text(None, "zh") == i18n.t("mon.balance.none", "zh")
+
+
+def test_settings_checks():
+    base = {"model": "", "memory_profile": "auto", "workers": "auto", "output_dir": "", "language": "zh",
+            "host": "127.0.0.1", "port": 7861.0, "auth_user": "", "auth_password": ""}
+    changes, problem = check_settings(base)
+    assert problem is None and changes["port"] == 7861 and changes["language"] == "zh"
+    assert check_settings({**base, "port": 70000})[1] == "set.bad_port"
+    assert check_settings({**base, "memory_profile": "huge"})[1] == "set.bad_profile"
+    assert check_settings({**base, "host": "0.0.0.0"})[1] == "set.auth_required"
+    assert check_settings({**base, "host": "0.0.0.0", "auth_user": "me", "auth_password": "pw"})[1] is None
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+
+
+def test_serving_beyond_loopback_needs_a_password():
+    from studio.core.settings import Settings
+
+    assert auth_for("127.0.0.1", Settings(), None) is None
+    with pytest.raises(ServeError, match="username and password"):
+        auth_for("0.0.0.0", Settings(), None)
+    assert auth_for("0.0.0.0", Settings(auth_user="a", auth_password="b"), None) == ("a", "b")
+
+
+def test_find_port_skips_a_busy_one():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert find_port("127.0.0.1", port) > port
+
+
+def test_served_folders_are_only_ours(home):
+    from studio.app import Studio
+
+    studio = Studio()
+    folders = served_folders(studio)
+    assert str(studio.paths.gallery_dir.resolve()) in folders
+    assert all(not str(studio.paths.config_dir.resolve()).startswith(f) for f in folders)
+    assert len(folders) <= 3
