@@ -1,27 +1,43 @@
-"""`zaoxiang models list`: every model found, its format, size and completeness."""
+"""`zaoxiang models list|download`: what is on disk, and getting the real weights once."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from studio.commands import EXIT_OK
+from studio.commands import EXIT_ERROR, EXIT_OK
 
 NAME = "models"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    m = sub.add_parser(NAME, help="find and manage models")
+    m = sub.add_parser(NAME, help="find and download models")
     msub = m.add_subparsers(dest="models_command", parser_class=type(m))
-    ml = msub.add_parser("list", help="show every model found and where")
+    ml = msub.add_parser("list", help="show every model found, its format, size and whether it is complete")
     ml.add_argument("--model", default=None)
     ml.add_argument("--json", action="store_true")
+    md = msub.add_parser("download", help="download Z-Image weights once (resumable, checked against the hub)")
+    md.add_argument("--source", choices=("hf", "modelscope"), default="hf",
+                    help="hf: Hugging Face (HF_ENDPOINT picks a mirror); modelscope: for mainland China")
+    md.add_argument("--repo", default="Tongyi-MAI/Z-Image-Turbo")
+    md.add_argument("--revision", default="main")
+    md.add_argument("--dir", default=None, help="a folder to download into instead of the hub's cache")
+    md.add_argument("--configs-only", action="store_true",
+                    help="only configs, tokenizer and scheduler (a few MB): what ComfyUI single files lack")
 
 
 def run(a: argparse.Namespace) -> int:
-    if getattr(a, "models_command", None) in (None, "list"):
+    cmd = getattr(a, "models_command", None)
+    if cmd in (None, "list"):
         return list_models(getattr(a, "model", None), getattr(a, "json", False))
-    raise AssertionError(f"unknown models command {a.models_command}")
+    if cmd == "download":
+        return download(a)
+    raise AssertionError(f"unknown models command {cmd}")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:7.2f} GiB" if n >= 2**30 else f"{n / 2**20:7.1f} MiB"
 
 
 def list_models(model: str | None, as_json: bool) -> int:
@@ -31,11 +47,43 @@ def list_models(model: str | None, as_json: bool) -> int:
     if as_json:
         print(json.dumps([m.to_dict() for m in models], ensure_ascii=False, indent=2))
         return EXIT_OK
+    first_complete = next((i for i, m in enumerate(models) if m.complete), None)
     for i, m in enumerate(models):
         state = "complete" if m.complete else "incomplete: missing " + ", ".join(m.missing)
-        mark = "*" if i == 0 else " "
-        print(f"{mark} {m.name:28} {m.source:12} {m.format:10} {m.size_bytes / 2**30:7.2f} GiB  {state}")
-        print(f"    {m.path}")
-    if models and models[0].is_demo:
-        print("No Z-Image weights found: the built-in demo model is used. See README: 'Getting the real model'.")
+        mark = "*" if i == first_complete else " "
+        print(f"{mark} {m.name:28} {m.source:12} {m.format:20} {_size(m.size_bytes)}  {state}")
+        for part in m.parts or (m.path,):
+            print(f"    {part}")
+    if first_complete is not None and models[first_complete].is_demo:
+        print("No Z-Image weights found: the built-in demo model is used. "
+              "`zaoxiang models download` fetches the real one (see README: 'Getting the real model').")
+    return EXIT_OK
+
+
+def download(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from studio.models.download import DownloadError, Progress, download_model
+
+    bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="downloading", file=sys.stderr,
+               dynamic_ncols=True, mininterval=0.5)
+
+    def show(p: Progress) -> None:
+        if p.total_bytes and bar.total != p.total_bytes:
+            bar.total = p.total_bytes
+        if p.phase != "listing":
+            bar.set_description(p.phase, refresh=False)
+            bar.n = p.done_bytes
+            bar.refresh()
+
+    try:
+        folder = download_model(a.source, a.repo, a.dir, a.revision, a.configs_only, progress=show)
+    except DownloadError as exc:
+        bar.close()
+        print(f"zaoxiang: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    bar.close()
+    print(folder)
+    if a.dir:
+        print(f"Use it with --model {folder} (or set `model` in settings).", file=sys.stderr)
     return EXIT_OK
