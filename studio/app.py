@@ -1,11 +1,16 @@
 """Studio: the one facade that the UI, the tray, the CLI and scripts go through.
 
-It composes the layers below (models, engine/pool, store, monitor) so that callers never reach
-into them directly.
+It composes the layers below (models, pool, store, monitor) so that callers never reach into them
+directly. Constructing a Studio is cheap: the worker pool starts on the first `submit` (or `start`).
+Every event, from whichever worker, passes through `Studio._on_event` and reaches subscribers on
+one background thread, in order.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -21,6 +26,7 @@ from studio.core.settings import Settings, load_settings
 from studio.models.discovery import ModelInfo, resolve_model
 
 EventHandler = Callable[[ev.Event], None]
+log = logging.getLogger(__name__)
 
 
 def make_jobs(request: GenerationRequest, request_id: str, out_dir: Path,
@@ -40,15 +46,22 @@ def make_jobs(request: GenerationRequest, request_id: str, out_dir: Path,
 
 
 class Studio:
-    """The studio's operations; construct once per process."""
+    """The studio's operations; construct once per process, `close()` when done."""
 
     def __init__(self, settings: Settings | None = None, paths: Paths | None = None,
-                 model: str | None = None) -> None:
+                 model: str | None = None, workers: str | None = None) -> None:
         self.paths = (paths or get_paths()).ensure()
         self.settings = settings or load_settings(self.paths)
         self._model_arg = model
         self._model: ModelInfo | None = None
-        self._engine = None
+        self._workers_arg = workers
+        self._pool: Any = None
+        self._lock = threading.RLock()
+        self._handlers: dict[int, EventHandler] = {}
+        self._next_handler = 0
+        self._events: queue.Queue[ev.Event | None] = queue.Queue()
+        self._delivery: threading.Thread | None = None
+        self._closed = False
 
     @property
     def model(self) -> ModelInfo:
@@ -61,36 +74,172 @@ class Studio:
     def output_dir(self) -> Path:
         return Path(self.settings.output_dir).expanduser() if self.settings.output_dir else self.paths.gallery_dir
 
-    def generate(self, request: GenerationRequest, out_dir: Path | None = None,
-                 on_event: EventHandler | None = None) -> list[dict[str, Any]]:
-        """Validate and run a request in this process, one image after another; returns each result."""
-        request = validate(request)
-        request_id = uuid.uuid4().hex
-        jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir)
-        engine = self._local_engine()
-        from studio.engine.run_job import run_job
+    @property
+    def workers_spec(self) -> str:
+        return self._workers_arg or self.settings.workers or "auto"
 
-        emit = on_event or (lambda _e: None)
-        results = []
-        for job in jobs:
-            emit(ev.make_event(ev.JOB_STARTED, job_id=job.job_id, request_id=request_id, worker="local"))
+    # ----------------------------------------------------------------- pool lifecycle
 
-            def on_step(i: int, n: int, job: Job = job) -> None:
-                emit(ev.make_event(ev.STEP, job_id=job.job_id, request_id=request_id, step=i, steps=n))
+    def start(self) -> None:
+        """Resolve the model and spawn the workers (they load in the background); idempotent.
 
-            result = run_job(engine, job, model_name=self.model.name, worker="local", on_step=on_step)
-            emit(ev.make_event(ev.JOB_DONE, **result))
-            results.append(result)
-        return results
+        Raises ModelNotFoundError or WorkerSpecError (both one readable sentence) before any process starts.
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("This studio is closed.")
+            if self._pool is not None:
+                return
+            from studio.pool.pool import WorkerPool
+            from studio.pool.spec import parse_workers
 
-    def _local_engine(self):
-        if self._engine is None:
-            import torch
-
-            from studio.engine.generate import Engine
-
-            self._engine = Engine(self.model.path, "cuda" if torch.cuda.is_available() else "cpu")
-        return self._engine
+            specs = parse_workers(self.workers_spec)
+            model = self.model
+            self._delivery = threading.Thread(target=self._deliver, name="studio-events", daemon=True)
+            self._delivery.start()
+            self._pool = WorkerPool(specs, model_path=str(model.path), model_name=model.name,
+                                    memory_profile=self.settings.memory_profile, on_event=self._on_event)
+            self._pool.start()
 
     def close(self) -> None:
-        self._engine = None
+        """Cancel what is running, stop every worker (politely, then by force) and the event thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pool = self._pool
+        if pool is not None:
+            pool.close()
+        self._events.put(None)
+        if self._delivery is not None:
+            self._delivery.join(10)
+
+    def __enter__(self) -> Studio:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- requests
+
+    def submit(self, request: GenerationRequest, origin: str = "ui", interactive: bool = True,
+               out_dir: Path | str | None = None, request_id: str | None = None) -> str:
+        """Validate (raises ValidationError), split into jobs and queue them; returns the request id.
+
+        Interactive requests go ahead of bulk ones (origin "batch", "api"... with interactive=False).
+        """
+        request = validate(request)
+        request_id = request_id or uuid.uuid4().hex
+        jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir)
+        # The request and its jobs exist here, before any dispatch: the store records them at this
+        # point (so a restart can resume queued jobs) and marks them as `_on_event` reports progress.
+        self.start()
+        self._pool.submit(request_id, jobs, interactive=interactive, origin=origin)
+        return request_id
+
+    def cancel(self, request_id: str) -> bool:
+        """Queued jobs are dropped, running ones stop at their next step. False if the id is unknown."""
+        return self._pool.cancel(request_id) if self._pool is not None else False
+
+    def pause(self) -> None:
+        """Start no new images (running ones finish) until `resume`."""
+        self.start()
+        self._pool.pause()
+
+    def resume(self) -> None:
+        if self._pool is not None:
+            self._pool.resume()
+
+    @property
+    def paused(self) -> bool:
+        return self._pool.paused if self._pool is not None else False
+
+    def wait(self, request_id: str, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Block until the request is finished; one dict per image by index (`status`: done, failed or
+        cancelled; path, seed, worker, elapsed_s, job_id, index; `error` for failures). TimeoutError if
+        `timeout` passes first, KeyError for an unknown id."""
+        if self._pool is None:
+            raise KeyError(f"No request {request_id!r}.")
+        return self._pool.wait(request_id, timeout)
+
+    def generate(self, request: GenerationRequest, out_dir: Path | str | None = None,
+                 on_event: EventHandler | None = None) -> list[dict[str, Any]]:
+        """Submit and block until done (the CLI's path); `on_event` sees this request's events and
+        worker events, ending with its `request_done`. Returns `wait`'s results."""
+        request_id = uuid.uuid4().hex
+        finished = threading.Event()
+
+        def relay(event: ev.Event) -> None:
+            rid = event.get("request_id")
+            if rid not in (None, request_id):
+                return
+            try:
+                if on_event is not None:
+                    on_event(event)
+            finally:
+                if event["type"] == ev.REQUEST_DONE and rid == request_id:
+                    finished.set()
+
+        unsubscribe = self.subscribe(relay)
+        try:
+            self.submit(request, origin="cli", interactive=True, out_dir=out_dir, request_id=request_id)
+            while not finished.wait(0.5):  # short waits keep Ctrl-C responsive
+                pass
+            return self._pool.results(request_id)
+        finally:
+            unsubscribe()
+
+    # ----------------------------------------------------------------- figures
+
+    def pool_status(self) -> list[dict[str, Any]]:
+        """Per worker: name, device, state, pid, current job, images done, busy seconds, seconds per image."""
+        if self._pool is not None:
+            return self._pool.status()
+        from studio.pool.spec import parse_workers
+
+        return [{"name": s.name, "device": s.device, "state": "not started", "pid": None, "current_job": None,
+                 "current_request": None, "prefetched": 0, "images_done": 0, "busy_s": 0.0,
+                 "s_per_image": None, "load_s": None, "memory_gb": None, "threads": s.threads, "restarts": 0,
+                 "last_error": ""} for s in parse_workers(self.workers_spec)]
+
+    def request_stats(self, request_id: str) -> dict[str, Any]:
+        """Makespan, ideal makespan (total work / workers), balance efficiency, per-worker busy time."""
+        if self._pool is None:
+            raise KeyError(f"No request {request_id!r}.")
+        return self._pool.request_stats(request_id)
+
+    def queue_length(self) -> int:
+        return self._pool.queue_length() if self._pool is not None else 0
+
+    # ----------------------------------------------------------------- events
+
+    def subscribe(self, handler: EventHandler) -> Callable[[], None]:
+        """Call `handler(event)` for every event, on the studio's event thread; returns unsubscribe."""
+        with self._lock:
+            key = self._next_handler
+            self._next_handler += 1
+            self._handlers[key] = handler
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._handlers.pop(key, None)
+
+        return unsubscribe
+
+    def _on_event(self, event: ev.Event) -> None:
+        """Every pool event passes here first (on the pool's thread), in order. The store hooks in
+        here to record job states; keep it quick: subscribers run later, on the delivery thread."""
+        self._events.put(event)
+
+    def _deliver(self) -> None:
+        while True:
+            event = self._events.get()
+            if event is None:
+                return
+            with self._lock:
+                handlers = list(self._handlers.values())
+            for handler in handlers:
+                try:
+                    handler(event)
+                except Exception:  # one broken subscriber must not silence the others
+                    log.exception("event handler %r failed on %s", handler, event.get("type"))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
-from studio.commands import EXIT_OK, EXIT_USAGE
+from studio.commands import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from studio.core import events as ev
 from studio.core.request import (
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
@@ -32,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--count", default=1)
     g.add_argument("--out", default=None, help="output folder (default: the gallery)")
     g.add_argument("--model", default=None, help="model folder, or 'demo'")
+    g.add_argument("--workers", default=None,
+                   help="auto (one per GPU, else CPU), cuda:0,cuda:2, or cpu:N (default: settings)")
     g.add_argument("--json", action="store_true", help="one JSON object per image")
 
 
@@ -49,15 +53,85 @@ def run(a: argparse.Namespace) -> int:
         print(f"zaoxiang: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     from studio.app import Studio
+    from studio.pool.spec import WorkerSpecError
 
-    studio = Studio(model=a.model)
+    studio = Studio(model=a.model, workers=a.workers)
+    progress = Progress(request.count, a.json)
     try:
-        for result in studio.generate(request, out_dir=a.out):
-            if a.json:
-                print(json.dumps({k: result[k] for k in ("path", "seed", "worker", "elapsed_s")},
-                                 ensure_ascii=False), flush=True)
-            else:
-                print(result["path"], flush=True)
+        try:
+            studio.start()
+        except WorkerSpecError as exc:
+            print(f"zaoxiang: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        results = studio.generate(request, out_dir=a.out, on_event=progress.on_event)
     finally:
+        progress.close()
         studio.close()
-    return EXIT_OK
+    failed = [r for r in results if r["status"] != "done"]
+    for r in failed:
+        print(f"zaoxiang: image {r['index'] + 1} (seed {r['seed']}) {r['status']}: {r.get('error') or ''}".rstrip(": "),
+              file=sys.stderr)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+class Progress:
+    """Progress bars on stderr (one per image being made, plus the total) and, on stdout, each
+    finished image's path (or JSON line) in request order as soon as the images before it are done."""
+
+    def __init__(self, count: int, as_json: bool) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._as_json = as_json
+        self._bars: dict[str, Any] = {}
+        self._slots: dict[str, int] = {}
+        self._done: dict[int, dict[str, Any] | None] = {}
+        self._next = 0
+        self._total = tqdm(total=count, desc="images", unit="img", file=sys.stderr, position=0, disable=None,
+                           leave=False)
+
+    def on_event(self, e: dict[str, Any]) -> None:
+        kind, job_id = e["type"], e.get("job_id")
+        if kind == ev.JOB_STARTED:
+            slot = min(set(range(1, len(self._slots) + 2)) - set(self._slots.values()))
+            self._slots[job_id] = slot
+            self._bars[job_id] = self._tqdm(total=None, desc=f"#{e['index'] + 1} {e['worker']}", unit="step",
+                                            file=sys.stderr, position=slot, leave=False, disable=None)
+        elif kind == ev.STEP and job_id in self._bars:
+            bar = self._bars[job_id]
+            bar.total = e["steps"]
+            bar.update(e["step"] - bar.n)
+        elif kind in (ev.JOB_DONE, ev.JOB_FAILED, ev.JOB_CANCELLED):
+            self._end_bar(job_id)
+            self._total.update(1)
+            self._done[e["index"]] = e if kind == ev.JOB_DONE else None
+            self._print_ready()
+        elif kind == ev.JOB_REQUEUED:
+            self._end_bar(job_id)
+            self._total.write(f"zaoxiang: image {e['index'] + 1} goes back to the queue ({e['reason']})",
+                              file=sys.stderr)
+        elif kind == ev.WORKER_DIED:
+            self._total.write(f"zaoxiang: {e['message']}", file=sys.stderr)
+
+    def _end_bar(self, job_id: str | None) -> None:
+        bar = self._bars.pop(job_id, None)
+        self._slots.pop(job_id, None)
+        if bar is not None:
+            bar.close()
+
+    def _print_ready(self) -> None:
+        while self._next in self._done:
+            r = self._done.pop(self._next)
+            self._next += 1
+            if r is None:
+                continue
+            if self._as_json:
+                line = json.dumps({k: r[k] for k in ("path", "seed", "worker", "elapsed_s")}, ensure_ascii=False)
+            else:
+                line = r["path"]
+            print(line, flush=True)
+
+    def close(self) -> None:
+        for job_id in list(self._bars):
+            self._end_bar(job_id)
+        self._total.close()

@@ -1,0 +1,47 @@
+"""Load-balance figures for one finished (or running) request, from its jobs' timings.
+
+balance efficiency = mean busy time / max busy time over the pool's workers (DESIGN.md): 1.0 means
+every worker worked equally long on the request; makespan efficiency = ideal makespan / makespan,
+where the ideal is the total work spread evenly over the workers (it also counts dispatch gaps).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def request_stats(jobs: list[dict[str, Any]], worker_names: list[str]) -> dict[str, Any]:
+    """`jobs`: dicts with state, worker, started, finished (wall clock) and busy_s."""
+    busy = {name: 0.0 for name in worker_names}
+    images = {name: 0 for name in worker_names}
+    starts, ends = [], []
+    for job in jobs:
+        worker = job.get("worker")
+        if worker is None or job.get("busy_s") is None:
+            continue
+        busy[worker] = busy.get(worker, 0.0) + job["busy_s"]
+        if job.get("state") == "done":
+            images[worker] = images.get(worker, 0) + 1
+        if job.get("started") is not None:
+            starts.append(job["started"])
+        if job.get("finished") is not None:
+            ends.append(job["finished"])
+    n = max(1, len(busy))
+    total = sum(busy.values())
+    longest = max(busy.values(), default=0.0)
+    makespan = (max(ends) - min(starts)) if starts and ends else 0.0
+    ideal = total / n
+    return {
+        "jobs": len(jobs),
+        "done": sum(1 for j in jobs if j.get("state") == "done"),
+        "failed": sum(1 for j in jobs if j.get("state") == "failed"),
+        "cancelled": sum(1 for j in jobs if j.get("state") == "cancelled"),
+        "workers": n,
+        "makespan_s": round(makespan, 4),
+        "ideal_makespan_s": round(ideal, 4),
+        "total_busy_s": round(total, 4),
+        "balance_efficiency": round(ideal / longest, 4) if longest > 0 else None,
+        "makespan_efficiency": round(ideal / makespan, 4) if makespan > 0 else None,
+        "busy_s": {k: round(v, 4) for k, v in busy.items()},
+        "images": images,
+    }
