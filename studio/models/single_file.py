@@ -6,7 +6,7 @@ stays fast), recognises each component by its keys, matches it to a known config
 shapes, and loads a set through diffusers' own single-file converters. The inverse conversions
 (diffusers -> ComfyUI layout) live here too so a test can write such files from the demo model.
 
-It imports nothing from the studio but `core`, so the engine's loader may use it.
+It imports only the plain-data `architecture` module, so the engine's loader may use it.
 """
 
 from __future__ import annotations
