@@ -371,7 +371,7 @@ class Store:
             c = counts[r["id"]]
             out.append({
                 "request_id": r["id"], "created": r["created"], "created_iso": _iso(r["created"]),
-                "origin": r["origin"], "state": r["state"], "prompt": r["prompt"],
+                "origin": r["origin"], "state": r["state"], "status": r["state"], "prompt": r["prompt"],
                 "negative_prompt": r["negative_prompt"], "model": r["model"],
                 "request": json.loads(r["params"]), "jobs": sum(c.values()),
                 **{f"jobs_{s}": c.get(s, 0) for s in js.JOB_STATES},
@@ -388,7 +388,8 @@ class Store:
     def _image_dict(row: sqlite3.Row) -> dict[str, Any]:
         keys = row.keys()
         d = {k: row[k] for k in ("id", "path", "request_id", "job_id", "seed", "width", "height", "created")}
-        d.update(favorite=bool(row["favorite"]), missing=bool(row["missing"]), created_iso=_iso(row["created"]))
+        d.update(image_id=row["id"], favorite=bool(row["favorite"]), missing=bool(row["missing"]),
+                 created_iso=_iso(row["created"]))
         if "prompt" in keys:
             d["prompt"] = row["prompt"]
         return d
@@ -442,10 +443,11 @@ class Store:
             params.update(seed_mode="fixed", count=1)
             params = GenerationRequest.from_dict(params).to_dict()
         record = record or {}
+        timings = json.loads(row["timings"]) if row["timings"] else record.get("timings")
         info.update(
             request=params or None, origin=row["origin"], model=row["model"] or record.get("model"),
             worker=row["worker"] or record.get("worker"), device=record.get("device"),
-            timings=json.loads(row["timings"]) if row["timings"] else record.get("timings"),
+            timings=timings, elapsed_s=(timings or {}).get("elapsed_s", record.get("elapsed_s")),
             job_state=row["job_state"],
             parameters=format_a1111(params["prompt"], params.get("negative_prompt", ""), params["steps"],
                                     params["guidance"], params["seed"], params["width"], params["height"],
