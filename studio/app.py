@@ -243,3 +243,52 @@ class Studio:
                     handler(event)
                 except Exception:  # one broken subscriber must not silence the others
                     log.exception("event handler %r failed on %s", handler, event.get("type"))
+
+    # ----------------------------------------------------------------- settings (the UI's Settings tab)
+
+    def update_settings(self, **changes: Any) -> list[str]:
+        """Save changed settings to the settings file; returns the changed ones that only take effect
+        after `restart_pool()` (model, workers, memory profile, fast path) while workers are running.
+
+        A choice made here replaces a `--model`/`--workers` given at launch: the latest choice wins.
+        """
+        from dataclasses import fields
+
+        from studio.core.settings import save_settings
+
+        names = [f.name for f in fields(Settings)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise ValueError(f"Unknown setting(s): {', '.join(unknown)}.")
+        with self._lock:
+            new = self.settings.with_changes(**changes)
+            changed = [n for n in names if getattr(new, n) != getattr(self.settings, n)]
+            if not changed:
+                return []
+            save_settings(new, self.paths)
+            self.settings = new
+            if "model" in changed:
+                self._model_arg = None
+                if self._pool is None:
+                    self._model = None
+            if "workers" in changed:
+                self._workers_arg = None
+            running = self._pool is not None
+        restart = ("model", "workers", "memory_profile", "fast_path")
+        return [n for n in changed if n in restart] if running else []
+
+    def restart_pool(self) -> None:
+        """Stop every worker and start new ones with the current settings. Jobs the old workers had
+        not finished stay queued in the store, and the new pool resumes them."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("This studio is closed.")
+            pool, self._pool = self._pool, None
+            delivery, self._delivery = self._delivery, None
+            self._model = None
+            if pool is not None:
+                pool.close()
+        if delivery is not None:  # the old event thread delivers what is queued, then ends
+            self._events.put(None)
+            delivery.join(10)
+        self.start()
