@@ -65,24 +65,30 @@ def download(a: argparse.Namespace) -> int:
 
     from studio.models.download import DownloadError, Progress, download_model
 
-    bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="downloading", file=sys.stderr,
-               dynamic_ncols=True, mininterval=0.5)
+    bars: list = []  # made on the first byte count, so an early error prints one line only
 
     def show(p: Progress) -> None:
+        if p.phase == "listing":
+            return
+        if not bars:
+            bars.append(tqdm(total=p.total_bytes, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                             dynamic_ncols=True, mininterval=0.5))
+        bar = bars[0]
         if p.total_bytes and bar.total != p.total_bytes:
             bar.total = p.total_bytes
-        if p.phase != "listing":
-            bar.set_description(p.phase, refresh=False)
-            bar.n = p.done_bytes
-            bar.refresh()
+        bar.set_description(p.phase, refresh=False)
+        bar.n = p.done_bytes
+        bar.refresh()
 
     try:
         folder = download_model(a.source, a.repo, a.dir, a.revision, a.configs_only, progress=show)
     except DownloadError as exc:
-        bar.close()
+        for bar in bars:
+            bar.close()
         print(f"zaoxiang: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    bar.close()
+    for bar in bars:
+        bar.close()
     print(folder)
     if a.dir:
         print(f"Use it with --model {folder} (or set `model` in settings).", file=sys.stderr)
