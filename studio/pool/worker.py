@@ -22,20 +22,46 @@ import time
 from typing import Any
 
 WARMUP = dict(prompt="warm-up", negative_prompt="", width=256, height=256, steps=2, guidance=0.0, seed=0)
-DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only: "0:0.0,1:0.3" = seconds added per step, by worker index
+DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only, by worker index: "0:0.25" adds 0.25 s per step,
+#                                            "1:x2" makes every step of worker 1 take twice as long
 
 
-def test_delay(index: int, env: str | None = None) -> float:
-    """Seconds this worker sleeps after each step (test-only knob to make one worker slower)."""
+class Slowdown:
+    """Test-only knob that makes one worker slower: sleep after each step, a flat number of seconds
+    or (factor - 1) x the step's own time (so the slow/fast ratio holds whatever the machine's load)."""
+
+    def __init__(self, seconds: float = 0.0, factor: float = 1.0) -> None:
+        self.seconds, self.factor = seconds, factor
+        self._t = time.perf_counter()
+
+    def __bool__(self) -> bool:
+        return self.seconds > 0 or self.factor > 1
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def after_step(self, _i: int = 0, _n: int = 0) -> None:
+        pause = self.seconds + (self.factor - 1) * (time.perf_counter() - self._t)
+        if pause > 0:
+            time.sleep(pause)
+        self._t = time.perf_counter()
+
+
+def slowdown_for(index: int, env: str | None = None) -> Slowdown:
+    """The worker's test slowdown from ZAOXIANG_TEST_WORKER_DELAY (none when unset or unparsable)."""
     text = os.environ.get(DELAY_ENV, "") if env is None else env
     for part in text.split(","):
         key, _, value = part.partition(":")
-        if key.strip() == str(index):
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                return 0.0
-    return 0.0
+        if key.strip() != str(index):
+            continue
+        value = value.strip().lower()
+        try:
+            if value.startswith("x"):
+                return Slowdown(factor=max(1.0, float(value[1:])))
+            return Slowdown(seconds=max(0.0, float(value)))
+        except ValueError:
+            break
+    return Slowdown()
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:
@@ -89,10 +115,10 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
 
     try:
         engine, load_s = _load_engine(cfg, cfg.get("memory_profile"))
-        delay = test_delay(cfg["index"])
-        step_sleep = (lambda i, n: time.sleep(delay)) if delay else None
+        slow = slowdown_for(cfg["index"])
         t0 = time.perf_counter()
-        engine.generate(on_step=step_sleep, **WARMUP)
+        slow.start()
+        engine.generate(on_step=slow.after_step if slow else None, **WARMUP)
         warmup_s = time.perf_counter() - t0
     except BaseException as exc:  # cannot load: say why, then exit so the pool can decide
         send("fatal", error_payload(exc))
@@ -118,7 +144,7 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
         send("started", {"job_id": job_id, "time": time.time()})
         t0 = time.perf_counter()
         try:
-            result = _run(engine, cfg, job, send, delay, lambda j=job_id: revoked.get(j) == "cancel")
+            result = _run(engine, cfg, job, send, slow, lambda j=job_id: revoked.get(j) == "cancel")
         except BaseException as exc:
             busy = time.perf_counter() - t0
             if type(exc).__name__ == "Cancelled":
@@ -148,7 +174,7 @@ def _quiet_progress_bars() -> None:
         pass
 
 
-def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, delay: float,
+def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow: Slowdown,
          cancelled: Any) -> dict[str, Any]:
     from studio.core.jobs import Job
     from studio.engine.run_job import run_job
@@ -157,9 +183,10 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, delay
 
     def on_step(i: int, n: int) -> None:
         send("step", {"job_id": job["job_id"], "step": i, "steps": n})
-        if delay:
-            time.sleep(delay)
+        if slow:
+            slow.after_step()
 
+    slow.start()
     return run_job(engine, Job(**fields), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
                    should_cancel=cancelled)
 
