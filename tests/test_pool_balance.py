@@ -1,0 +1,42 @@
+"""Balancing by measured speed: one CPU worker made twice as slow per step (test-only knob), 12 images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from studio.app import Studio
+from studio.core.request import GenerationRequest
+from studio.pool.worker import DELAY_ENV
+from tests.pool_helpers import make_home, png_worker, wait_idle
+
+
+@pytest.fixture
+def slowed(tmp_path: Path, demo_model_master: Path, monkeypatch: pytest.MonkeyPatch):
+    make_home(tmp_path / "home", demo_model_master, monkeypatch)
+    monkeypatch.setenv(DELAY_ENV, "1:x2")  # every step of worker 1 takes twice as long
+    studio = Studio(workers="cpu:2")
+    try:
+        studio.start()
+        wait_idle(studio)
+        yield studio
+    finally:
+        studio.close()
+
+
+def test_faster_worker_takes_proportionally_more(slowed: Studio, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rid = slowed.submit(GenerationRequest(prompt="蓝色的海 blue sea", width=256, height=256, steps=4, seed=1,
+                                          seed_mode="increment", count=12), out_dir=out)
+    results = slowed.wait(rid, timeout=600)
+    assert [r["status"] for r in results] == ["done"] * 12
+    made = [png_worker(r["path"]) for r in results]
+    fast, slow = made.count("cpu:0"), made.count("cpu:1")
+    stats = slowed.request_stats(rid)
+    # measured speed ratio on this very request (the slowdown multiplies only the steps, so it is < 2)
+    ratio = (stats["busy_s"]["cpu:1"] / slow) / (stats["busy_s"]["cpu:0"] / fast)
+    assert ratio > 1.3, stats
+    assert fast > slow
+    assert abs(fast - 12 * ratio / (1 + ratio)) <= 1.5, (fast, slow, ratio, stats)  # proportional split
+    assert stats["balance_efficiency"] >= 0.9, stats
