@@ -45,17 +45,21 @@ FULL = Architecture(
     ),
 )
 
+# The demo model (trained on flat shapes by studio/models/train_demo.py, shipped in assets/demo-model).
+# Sized so 256x256 in 9 steps stays well under a second on one CPU core: 16x16 image tokens of
+# width 128, a 2-layer Qwen3 text encoder of width 128, a 4-level VAE (8x down) with 16 latent
+# channels like the real one. The VAE's scaling/shift here are placeholders; training measures them.
 TINY = Architecture(
     name="z-image-demo-tiny",
     transformer=dict(
-        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=64, n_layers=2,
-        n_refiner_layers=1, n_heads=2, n_kv_heads=2, norm_eps=1e-5, qk_norm=True, cap_feat_dim=64,
-        rope_theta=256.0, t_scale=1000.0, axes_dims=[8, 12, 12], axes_lens=[512, 128, 128],
+        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=128, n_layers=4,
+        n_refiner_layers=1, n_heads=4, n_kv_heads=4, norm_eps=1e-5, qk_norm=True, cap_feat_dim=128,
+        rope_theta=256.0, t_scale=1000.0, axes_dims=[8, 12, 12], axes_lens=[1024, 128, 128],
     ),
     text_encoder=dict(
         vocab_size=0,  # filled in from the tokenizer
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=1024, rms_norm_eps=1e-6,
+        hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rms_norm_eps=1e-6,
         rope_theta=10000.0, tie_word_embeddings=True,
     ),
     vae=dict(
