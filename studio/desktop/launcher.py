@@ -161,8 +161,6 @@ def _settings_for(options: DesktopOptions, paths):
         changes["port"] = options.port
     if options.lang:
         changes["language"] = options.lang
-    if options.workers:
-        changes["workers"] = options.workers
     return settings.with_changes(**changes) if changes else settings
 
 
@@ -178,6 +176,17 @@ def _handover(options: DesktopOptions, runtime_dir, profile_dir) -> int | None:
     if options.window:
         browser.open_window(info.url, profile_dir)
     return 0
+
+
+def _call_serve(serve: Serve, studio: Any, host: str, port: int, lang: str | None):
+    """serve(studio, host, port), passing the window language too where the UI's serve takes one."""
+    import inspect
+
+    try:
+        takes_lang = "lang" in inspect.signature(serve).parameters
+    except (TypeError, ValueError):
+        takes_lang = False
+    return serve(studio, host, port, lang=lang) if takes_lang and lang else serve(studio, host, port)
 
 
 def _install_signals(quit_request: _QuitRequest) -> Callable[[], None]:
@@ -201,18 +210,28 @@ def _wait(quit_request: _QuitRequest) -> None:
         pass
 
 
+def _running_requests(studio: Any, jobs: RunningJobs) -> set[str]:
+    """Requests with an image on a worker now: from events, and from the pool's own table."""
+    found = jobs.requests()
+    try:
+        found |= {str(w["current_request"]) for w in studio.pool_status() if w.get("current_request")}
+    except Exception:
+        log.exception("pool status unavailable at shutdown")
+    return found
+
+
 def _shutdown(studio: Any, jobs: RunningJobs, finish_running: bool, stop_server: Callable[[], None] | None,
-              window: subprocess.Popen | None) -> None:
+              windows: list[subprocess.Popen]) -> None:
     """Stop taking work, cancel or finish what runs, then stop the server, the workers and the window."""
     steps: list[tuple[str, Callable[[], object]]] = [("pause the queue", studio.pause)]
     if finish_running:
         steps.append(("let running images finish", lambda: jobs.wait_empty(FINISH_TIMEOUT_S)))
     else:
-        steps.append(("cancel running images", lambda: [studio.cancel(r) for r in jobs.requests()]))
+        steps.append(("cancel running images", lambda: [studio.cancel(r) for r in _running_requests(studio, jobs)]))
     if stop_server is not None:
         steps.append(("stop the server", stop_server))
     steps.append(("stop the workers", studio.close))
-    steps.append(("close the window", lambda: browser.close_window(window)))
+    steps += [("close the window", lambda w=w: browser.close_window(w)) for w in windows if w is not None]
     for what, step in steps:
         try:
             step()
@@ -231,12 +250,6 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
     paths = get_paths().ensure()
     log_path = setup_logging(paths)
     profile_dir = paths.data_dir / browser.PROFILE_DIR_NAME
-    serve = serve or load_serve()
-    if serve is None:
-        print("zaoxiang: the studio window is not part of this build yet (no studio.ui.server); "
-              "use `zaoxiang generate`.", file=sys.stderr)
-        return 1
-
     lock = InstanceLock(paths.runtime_dir)
     for _attempt in range(3):
         if lock.acquire():
@@ -248,6 +261,12 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         print("zaoxiang: could not take the instance lock in "
               f"{paths.runtime_dir}; is another studio starting?", file=sys.stderr)
         return 1
+    serve = serve or load_serve()  # after the lock: a second launch must not pay for importing Gradio
+    if serve is None:
+        lock.release()
+        print("zaoxiang: the studio window is not part of this build yet (no studio.ui.server); "
+              "use `zaoxiang generate`.", file=sys.stderr)
+        return 1
     if lock.cleared_stale is not None:
         _say(f"A previous studio (pid {lock.cleared_stale.pid}) did not shut down cleanly; starting fresh.")
 
@@ -257,31 +276,36 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
     restore_signals = _install_signals(quit_request)
     studio = None
     stop_server = None
-    window = None
+    windows: list[subprocess.Popen] = []
     unsubscribe = None
     try:
         from studio.app import Studio
 
         settings = _settings_for(options, paths)
-        studio = Studio(settings=settings, paths=paths, model=options.model)
+        studio = Studio(settings=settings, paths=paths, model=options.model, workers=options.workers)
         unsubscribe = studio.subscribe(jobs.handle)
         studio.start()
         port = choose_port(settings.host, int(settings.port))
-        url, stop_server = serve(studio, settings.host, port)
+        url, stop_server = _call_serve(serve, studio, settings.host, port, options.lang)
         lock.publish(url)
         _say(f"造相 Z-Image Studio: {url}  (log: {log_path})")
+        def open_studio_window() -> None:
+            proc = browser.open_window(url, profile_dir)
+            if proc is not None:
+                windows.append(proc)
+
         if options.window:
-            window = browser.open_window(url, profile_dir)
-        _run_until_quit(options, studio, quit_request, url, profile_dir, log_path, on_tray)
+            open_studio_window()
+        _run_until_quit(options, studio, quit_request, open_studio_window, log_path, on_tray)
         return 0
-    except Exception as exc:
+    except Exception as exc:  # model missing, bad --workers, port taken...: one readable line
         log.exception("the studio failed")
-        print(f"zaoxiang: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"zaoxiang: {exc}", file=sys.stderr)
         return 1
     finally:
         started = time.monotonic()
         if studio is not None:
-            _shutdown(studio, jobs, quit_request.finish_running, stop_server, window)
+            _shutdown(studio, jobs, quit_request.finish_running, stop_server, windows)
             if unsubscribe is not None:
                 try:
                     unsubscribe()
@@ -293,8 +317,8 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         log.info("stopped in %.1f s", time.monotonic() - started)
 
 
-def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitRequest, url: str,
-                    profile_dir, log_path, on_tray: Callable[[Any], None] | None) -> None:
+def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitRequest,
+                    open_window: Callable[[], None], log_path, on_tray: Callable[[Any], None] | None) -> None:
     reason = "turned off (--headless)" if options.headless else ("turned off (--no-tray)" if options.no_tray
                                                                 else None)
     if reason is None:
@@ -309,7 +333,7 @@ def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitReq
         return
     from studio.desktop.tray import StudioTray
 
-    tray = StudioTray(studio, open_window=lambda: browser.open_window(url, profile_dir),
+    tray = StudioTray(studio, open_window=open_window,
                       on_quit=lambda: quit_request.request(False), log_path=log_path,
                       lang=options.lang or studio.settings.language)
     if on_tray is not None:

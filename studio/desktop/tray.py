@@ -135,7 +135,7 @@ class StudioTray:
         self.lang = system_lang() if lang in ("", "auto", None) else lang
         self._open_window = open_window
         self._on_quit = on_quit
-        self._open_file = open_file
+        self.open_file = open_file  # public: tests and embedders may route it
         self.log_path = log_path
         self.state = IDLE
         self._running: set[str] = set()
@@ -163,10 +163,10 @@ class StudioTray:
         self._refresh()
 
     def open_output(self) -> None:
-        self._open_file(Path(self.studio.output_dir))
+        self.open_file(Path(self.studio.output_dir))
 
     def open_log(self) -> None:
-        self._open_file(self.log_path)
+        self.open_file(self.log_path)
 
     def quit(self) -> None:
         self._on_quit()
