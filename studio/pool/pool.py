@@ -34,6 +34,7 @@ MAX_KILLS = 2  # a job that took down this many workers is failed, not retried a
 MAX_LOAD_FAILURES = 3  # a worker that cannot load the model this many times in a row gives up
 SENT = "sent"  # handed to a worker's pipe, not started yet
 PROFILE_ORDER = ("full", "24gb", "16gb", "12gb")  # highest to lowest memory use
+KEEP_FINISHED = 2000  # finished requests remembered for wait/results/stats (the store keeps history)
 
 EventSink = Callable[[ev.Event], None]
 
@@ -137,6 +138,7 @@ class WorkerPool:
         self._jobs: dict[str, _Job] = {}
         self._requests: dict[str, _Request] = {}
         self._queue: list[str] = []  # job ids, kept sorted by (priority, seq)
+        self._finished: list[str] = []  # request ids in the order they finished, oldest first
         self._seq = 0
         self._front_seq = 0
         self._paused = False
@@ -302,7 +304,7 @@ class WorkerPool:
             for js in self._jobs.values():
                 if js.state not in FINISHED_STATES:
                     self._finish(js, CANCELLED, None, ev.JOB_CANCELLED, reason="closing")
-            for rid in self._requests:
+            for rid in list(self._requests):
                 self._check_request(rid)
         self._flush()
 
@@ -625,6 +627,11 @@ class WorkerPool:
             self._emit(ev.REQUEST_DONE, request_id=request_id, origin=req.origin, jobs=len(states),
                        done=states.count(DONE), failed=states.count(FAILED), cancelled=states.count(CANCELLED))
             self._changed.notify_all()
+            self._finished.append(request_id)
+            while len(self._finished) > KEEP_FINISHED:  # a long-running studio must not grow forever
+                old = self._requests.pop(self._finished.pop(0))
+                for job_id in old.job_ids:
+                    self._jobs.pop(job_id, None)
 
     def _emit(self, kind: str, **payload: Any) -> None:
         self._outbox.append(ev.make_event(kind, **payload))
