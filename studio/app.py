@@ -62,6 +62,9 @@ class Studio:
         self._events: queue.Queue[ev.Event | None] = queue.Queue()
         self._delivery: threading.Thread | None = None
         self._closed = False
+        self._store: Any = None
+        self._store_lock = threading.Lock()  # not self._lock: the pool's thread records events under it
+        self.resumed: list[str] = []  # request ids `start` put back in the queue
 
     @property
     def model(self) -> ModelInfo:
@@ -95,11 +98,28 @@ class Studio:
 
             specs = parse_workers(self.workers_spec)
             model = self.model
+            _ = self.store  # open (and migrate) the history before any event can arrive
             self._delivery = threading.Thread(target=self._deliver, name="studio-events", daemon=True)
             self._delivery.start()
             self._pool = WorkerPool(specs, model_path=str(model.path), model_name=model.name,
                                     memory_profile=self.settings.memory_profile, on_event=self._on_event)
             self._pool.start()
+            self._resume_unfinished()
+
+    def _resume_unfinished(self) -> None:
+        """Reconcile the gallery with the store, then queue again every job a crash, a kill or a full
+        disk left unfinished, with its original seed and output path (bulk priority: new interactive
+        requests go first). A job whose PNG already exists is marked done instead of redone."""
+        from studio.store import reconcile
+
+        roots = {str(self.paths.gallery_dir), str(self.output_dir)}
+        reconcile(self.store, sorted(roots))
+        by_request: dict[str, list[Job]] = {}
+        for job in self.store.unfinished_jobs():
+            by_request.setdefault(job.request_id, []).append(job)
+        for request_id, jobs in by_request.items():
+            self._pool.submit(request_id, jobs, interactive=False, origin="resume")
+        self.resumed = list(by_request)
 
     def close(self) -> None:
         """Cancel what is running, stop every worker (politely, then by force) and the event thread."""
@@ -113,6 +133,8 @@ class Studio:
         self._events.put(None)
         if self._delivery is not None:
             self._delivery.join(10)
+        if self._store is not None:
+            self._store.close()
 
     def __enter__(self) -> Studio:
         return self
@@ -131,9 +153,12 @@ class Studio:
         request = validate(request)
         request_id = request_id or uuid.uuid4().hex
         jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir)
-        # The request and its jobs exist here, before any dispatch: the store records them at this
-        # point (so a restart can resume queued jobs) and marks them as `_on_event` reports progress.
         self.start()
+        # Committed before the pool sees it: from here a crash cannot lose the request or its jobs.
+        from studio.store import ORIGINS
+
+        self.store.record_request(request, jobs, origin=origin if origin in ORIGINS else "api",
+                                  model=self.model.name)
         self._pool.submit(request_id, jobs, interactive=interactive, origin=origin)
         return request_id
 
@@ -229,7 +254,76 @@ class Studio:
     def _on_event(self, event: ev.Event) -> None:
         """Every pool event passes here first (on the pool's thread), in order. The store hooks in
         here to record job states; keep it quick: subscribers run later, on the delivery thread."""
+        try:
+            self._record(event)
+        except Exception:  # the history must never stop the pool; the reconciliation pass catches up
+            log.exception("could not record %s in the history", event.get("type"))
         self._events.put(event)
+
+    def _record(self, event: ev.Event) -> None:
+        """Job states into the store. Jobs cancelled only because the studio is closing stay queued in
+        the store, so the next start resumes them."""
+        kind, job_id = event["type"], event.get("job_id")
+        if job_id is None:
+            return
+        if kind == ev.JOB_STARTED:
+            self.store.mark_running(job_id, event.get("worker"))
+        elif kind == ev.JOB_DONE:
+            event["image_id"] = self.store.mark_done(
+                job_id, event["path"], worker=event.get("worker"),
+                timings={k: event[k] for k in ("elapsed_s", "busy_s") if event.get(k) is not None})
+        elif kind == ev.JOB_FAILED:
+            if self.store.mark_failed(job_id, event.get("kind"), event.get("message", "")) == "queued":
+                event.update(queued_for_retry=True, message=self.store.job_state(job_id)["error"])
+        elif kind == ev.JOB_CANCELLED and event.get("reason") != "closing" and not self._closed:
+            self.store.mark_cancelled(job_id)
+        elif kind == ev.JOB_REQUEUED:
+            self.store.requeue(job_id)
+
+    # ----------------------------------------------------------------- history and gallery (never start the pool)
+
+    @property
+    def store(self) -> Any:
+        """The history database (opened on first use)."""
+        with self._store_lock:
+            if self._store is None:
+                from studio.store import Store
+
+                self._store = Store(self.paths.database, trash_dir=self.paths.trash_dir)
+            return self._store
+
+    def history(self, search: str | None = None, favorites_only: bool = False, since: Any = None,
+                limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Requests newest first (see Store.history), each with its job counts, errors and images."""
+        return self.store.history(search=search, favorites_only=favorites_only, since=since, limit=limit,
+                                  offset=offset)
+
+    def gallery(self, page: int = 0, per_page: int = 48) -> dict[str, Any]:
+        """One page of images, newest first: {"items": [...], "total": n, "page": p, "per_page": k}."""
+        return {"items": self.store.gallery(page, per_page), "total": self.store.gallery_count(),
+                "page": page, "per_page": per_page}
+
+    def image_info(self, image_id: int) -> dict[str, Any]:
+        return self.store.image_info(image_id)
+
+    def reuse(self, image_id: int | None = None, request_id: str | None = None) -> GenerationRequest:
+        return self.store.reuse(image_id=image_id, request_id=request_id)
+
+    def set_favorite(self, image_id: int, value: bool = True) -> bool:
+        return self.store.set_favorite(image_id, value)
+
+    def delete_image(self, image_id: int) -> Path | None:
+        """The file goes to the trash folder and the row goes, together."""
+        return self.store.delete_image(image_id)
+
+    def empty_trash(self) -> dict[str, int]:
+        return self.store.empty_trash()
+
+    def export(self, image_ids: list[int], zip_path: Path | str) -> Path:
+        return self.store.export(image_ids, zip_path)
+
+    def last_reconciliation(self) -> dict[str, Any] | None:
+        return self.store.last_reconciliation()
 
     def _deliver(self) -> None:
         while True:
