@@ -113,7 +113,7 @@ def test_history_table_rows():
              "images": [{"image_id": "i1", "path": "/g/a b.png", "seed": 5}, {"image_id": "i2", "path": "/g/c.png"}]}]
     table = records.history_table(rows, "zh")
     assert table[0][0].startswith('<img class="zx-thumb" src="/gradio_api/file=/g/a%20b.png"')
-    assert table[0][1] == "2024-05-01 10:11:12" and table[0][2] == "一只猫" and table[0][4] == "done"
+    assert table[0][1] == "2024-05-01 10:11:12" and table[0][2] == "一只猫" and table[0][4] == "完成"
     assert "256×256" in table[0][3] and "递增 5" in table[0][3] and table[0][5] == "2/2"
     assert records.history_headers("en")[1:3] == ["Time", "Prompt"]
 

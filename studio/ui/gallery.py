@@ -67,7 +67,8 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     g = guard(ctx)
     lang = ctx.lang
     gallery = ctx.label(gr.Gallery(label=t("gal.gallery", lang), elem_id="gallery", columns=6, height=520,
-                                   object_fit="cover", allow_preview=False, interactive=False), "gal.gallery")
+                                   object_fit="cover", allow_preview=False, interactive=False, fit_columns=False),
+                        "gal.gallery")
     with gr.Row(equal_height=True):
         prev_btn = ctx.label(gr.Button(t("gal.prev", lang), size="sm", elem_id="gallery-prev"), "gal.prev", "value")
         page_md = gr.Markdown(elem_id="gallery-page")

@@ -116,7 +116,7 @@ def build(ctx: Context) -> GenerateTab:
             examples = load_examples()
             if examples:
                 ctx.label(gr.Examples(examples=[[e] for e in examples], inputs=[prompt],
-                                      label=t("gen.examples", lang), examples_per_page=8).dataset,
+                                      label=t("gen.examples", lang), examples_per_page=10, elem_id="examples").dataset,
                           "gen.examples")
             with gr.Column(visible=DEFAULT_GUIDANCE > 0) as negative_box:
                 negative = ctx.label(gr.Textbox(label=t("gen.negative", lang), lines=2, elem_id="negative",

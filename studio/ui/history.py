@@ -26,7 +26,7 @@ def _slim(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def build(ctx: Context, gen: GenerateTab) -> Any:
     g = guard(ctx)
     lang = ctx.lang
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         search = ctx.label(gr.Textbox(label=t("hist.search", lang), elem_id="history-search", scale=4),
                            "hist.search")
         favorites = ctx.label(gr.Checkbox(label=t("hist.favorites", lang), elem_id="history-favorites",
@@ -40,7 +40,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     ctx.localize(table, lambda lang_: {"headers": records.history_headers(lang_)})
     with gr.Row(equal_height=False):
         thumbs = ctx.label(gr.Gallery(label=t("hist.thumbs", lang), elem_id="history-images", columns=6,
-                                      height=220, allow_preview=False, interactive=False, scale=3),
+                                      height=220, allow_preview=False, interactive=False, scale=3, fit_columns=False),
                            "hist.thumbs")
         with gr.Column(scale=1, min_width=200):
             restore = ctx.label(gr.Button(t("hist.restore", lang), variant="primary", elem_id="history-restore"),

@@ -69,9 +69,16 @@ def history_table(rows: list[dict[str, Any]], lang: str) -> list[list[Any]]:
         table.append([
             thumb, _when(row.get("created") or row.get("created_at") or row.get("time")),
             prompt if len(prompt) <= 120 else prompt[:117] + "…", params_text(req, lang),
-            str(row.get("status", "")), f"{len(images)}/{req.get('count', len(images))}",
+            state_label(str(row.get("status", "")), lang), f"{len(images)}/{req.get('count', len(images))}",
         ])
     return table
+
+
+def state_label(state: str, lang: str) -> str:
+    """A request or job state in the window's language (unknown states as they are)."""
+    from studio.ui.i18n import STRINGS
+
+    return t(f"state.{state}", lang) if f"state.{state}" in STRINGS else state
 
 
 def history_headers(lang: str) -> list[str]:
@@ -95,8 +102,8 @@ def info_markdown(info: dict[str, Any], lang: str) -> str:
     lines.append(f"**{t('gen.size', lang)}:** {req.get('width')}×{req.get('height')} · "
                  f"**{t('gen.steps', lang)}:** {req.get('steps')} · **CFG:** {req.get('guidance')} · "
                  f"**{t('info.seed', lang)}:** {req.get('seed')}")
-    for key in ("model", "worker", "elapsed_s", "created", "path"):
+    for key in ("model", "worker", "elapsed_s", "created_iso", "path"):
         if info.get(key) not in (None, ""):
             value = f"{info[key]:.2f} s" if key == "elapsed_s" and isinstance(info[key], (int, float)) else info[key]
-            lines.append(f"**{key}:** `{value}`")
+            lines.append(f"**{t('info.' + key, lang)}:** `{value}`")
     return "\n\n".join(lines)

@@ -125,8 +125,9 @@ def build(ctx: Context):
             return f"⚠ {t(problem, ctx.lang)}", gr.update()
         before = ctx.studio.settings
         restart_needed = ctx.studio.update_settings(**changes)
-        ctx.lang = resolve_language(ctx.studio.settings.language)
         changed = [f.name for f in fields(Settings) if getattr(before, f.name) != getattr(ctx.studio.settings, f.name)]
+        if "language" in changed:  # otherwise keep the language the window was opened in (--lang)
+            ctx.lang = resolve_language(ctx.studio.settings.language)
         if not changed:
             return t("set.unchanged", ctx.lang), gr.update()
         lines = [t("set.saved", ctx.lang)]

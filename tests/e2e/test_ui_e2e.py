@@ -1,0 +1,294 @@
+"""The studio window end to end: headless Chromium against the real app (demo model, one CPU worker).
+
+Tests run in file order on one app instance (CI has two cores): the first request made here is what
+History and Gallery then show. Screenshots of every tab go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PROMPT = "一只红色的星星，水墨画风格 a red star"
+NEGATIVE = "模糊，低质量"
+FIRST_SEED = 123456
+SEED_JS = "document.querySelector('#seed textarea, #seed input').value"
+
+
+def box(page, elem_id: str):
+    """The text input inside a Gradio textbox/number/slider by its elem_id."""
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input[type=number], #{elem_id} input[type=text], "
+                        f"#{elem_id} input[type=password]").first
+
+
+def set_number(page, elem_id: str, value) -> None:
+    field = box(page, elem_id)
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def choose(page, elem_id: str, label: str) -> None:
+    page.locator(f"#{elem_id} label", has_text=label).first.click()
+
+
+def checked(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} input:checked").first.evaluate("e => e.parentElement.innerText").strip()
+
+
+ROWS_JS = ("[...document.querySelectorAll('#history [role=row]')]"
+           ".filter(r => r.parentElement.tagName !== 'THEAD' && r.innerText.trim() !== '')")
+
+
+def history_rows(page) -> list[str]:
+    return page.evaluate(f"{ROWS_JS}.map(r => r.innerText)")
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).first.click()
+
+
+def wait_finished(page, request_count_before: int | None = None, timeout: float = 180) -> None:
+    page.wait_for_selector("#progress [data-state=finished]", timeout=timeout * 1000)
+
+
+def fill_form(page, *, prompt=PROMPT, count=2, steps=3, guidance="1.5", seed=FIRST_SEED, mode="递增") -> None:
+    box(page, "prompt").fill(prompt)
+    choose(page, "size", "自定义")
+    set_number(page, "width", 256)
+    set_number(page, "height", 256)
+    set_number(page, "steps", steps)
+    set_number(page, "guidance", guidance)
+    if float(guidance) > 0:  # the negative prompt only shows (and only matters) with guidance
+        page.wait_for_selector("#negative textarea", state="visible")
+        box(page, "negative").fill(NEGATIVE)
+    set_number(page, "count", count)
+    box(page, "seed").fill(str(seed))
+    choose(page, "seed-mode", mode)
+
+
+def test_demo_model_is_announced_and_bad_input_shows_next_to_the_field(page, shots):
+    banner = page.locator("#demo-banner")
+    assert "演示模型" in banner.inner_text() and "Z-Image-Turbo" in banner.inner_text()
+    box(page, "prompt").fill("")
+    page.click("#generate")
+    err = page.locator("#err-prompt")
+    err.wait_for(state="visible")
+    assert "提示词" in err.inner_text() and "Prompt is required" in err.inner_text()
+    box(page, "prompt").fill("猫")
+    set_number(page, "count", 0)
+    page.click("#generate")
+    page.locator("#err-count").wait_for(state="visible")
+    assert "数量必须在 1 到 64 之间" in page.locator("#err-count").inner_text()
+    assert not page.locator("#err-prompt").is_visible()
+    assert "Traceback" not in page.content()
+    page.screenshot(path=str(shots / "ui-validation-zh.png"), full_page=True)
+    set_number(page, "count", 1)
+
+
+def test_chinese_prompt_two_images_appear_with_their_seeds(page, app, shots):
+    fill_form(page)
+    page.click("#generate")
+    page.wait_for_selector("#progress .zx-job", timeout=60_000)
+    progress_seen = page.locator("#progress").inner_text()
+    wait_finished(page)
+    results = page.locator("#results")
+    results.locator("img").nth(1).wait_for()
+    text = results.inner_text()
+    assert f"种子 {FIRST_SEED} · cpu:0" in text and f"种子 {FIRST_SEED + 1} · cpu:0" in text
+    assert "2/2 张完成" in page.locator("#progress").inner_text()
+    assert "cpu:0" in progress_seen
+    page.screenshot(path=str(shots / "ui-generate-zh.png"), full_page=True)
+    images = sorted(app.studio.output_dir.rglob("*.png"))
+    assert len(images) == 2
+
+    # a click on a finished image restores its parameters (its own seed, one image)
+    results.locator("img").nth(1).click()
+    page.wait_for_function(f"{SEED_JS} === '{FIRST_SEED + 1}'")
+    assert checked(page, "seed-mode") == "固定"
+    assert box(page, "count").input_value() == "1"
+    assert box(page, "prompt").input_value() == PROMPT
+
+    # dice and reuse-last-seed
+    page.click("#dice")
+    page.wait_for_function(f"!['', '{FIRST_SEED + 1}'].includes({SEED_JS})")
+    page.click("#reuse-seed")
+    page.wait_for_function(f"{SEED_JS} === '{FIRST_SEED}'")
+
+
+def test_history_lists_the_request_and_restores_every_field(page, shots):
+    page.reload()
+    page.wait_for_selector("#prompt textarea")
+    open_tab(page, "历史")
+    page.wait_for_function(f"{ROWS_JS}.length === 1")
+    row = history_rows(page)[0]
+    assert "一只红色的星星" in row and "256×256" in row and "2/2" in row and "完成" in row
+    assert page.locator("#history img.zx-thumb").count() >= 1
+    # search: a term that is not in the prompt empties the list, one that is brings the request back
+    box(page, "history-search").fill("月亮")
+    box(page, "history-search").press("Enter")
+    page.wait_for_function(f"{ROWS_JS}.length === 0")
+    box(page, "history-search").fill("星星")
+    box(page, "history-search").press("Enter")
+    page.wait_for_function(f"{ROWS_JS}.length === 1")
+    page.locator("#history [role=row]", has_text="一只红色的星星").first.get_by_text("一只红色的星星").click()
+    page.locator("#history-images img").nth(1).wait_for()
+    page.screenshot(path=str(shots / "ui-history-zh.png"), full_page=True)
+    page.click("#history-restore")
+    page.wait_for_function("document.querySelector('#prompt textarea').value.length > 0")
+    assert box(page, "prompt").input_value() == PROMPT
+    assert box(page, "negative").input_value() == NEGATIVE
+    assert checked(page, "size") == "自定义"
+    assert box(page, "width").input_value() == "256" and box(page, "height").input_value() == "256"
+    assert box(page, "steps").input_value() == "3"
+    assert float(box(page, "guidance").input_value()) == 1.5
+    assert box(page, "count").input_value() == "2"
+    assert box(page, "seed").input_value() == str(FIRST_SEED)
+    assert checked(page, "seed-mode") == "递增"
+
+
+def test_gallery_shows_the_images_and_reads_dropped_pngs(page, app, shots):
+    open_tab(page, "图库")
+    gallery = page.locator("#gallery")
+    gallery.locator("img").nth(1).wait_for()
+    assert gallery.locator("img").count() == 2
+    assert "共 2 张" in page.locator("#gallery-page").inner_text()
+    gallery.locator("img").first.click()
+    info = page.locator("#gallery-info")
+    page.wait_for_function("document.querySelector('#gallery-info').innerText.includes('一只红色的星星')")
+    assert "cpu:0" in info.inner_text() and "256×256" in info.inner_text()
+    page.click("#gallery-favorite")
+    page.wait_for_function("document.querySelector('#gallery').innerText.includes('★')")
+    png = sorted(app.studio.output_dir.rglob("*.png"))[0]
+    page.locator("#png-drop input[type=file]").set_input_files(str(png))
+    page.wait_for_function("document.querySelector('#png-info').innerText.includes('一只红色的星星')")
+    page.screenshot(path=str(shots / "ui-gallery-zh.png"), full_page=True)
+    open_tab(page, "历史")
+    box(page, "history-search").fill("")
+    page.locator("#history-favorites input").check()
+    page.wait_for_function(f"{ROWS_JS}.length === 1")
+    assert "一只红色的星星" in history_rows(page)[0]
+
+
+def test_cancel_stops_a_six_image_request_and_the_ui_stays_usable(page, app):
+    open_tab(page, "生成")
+    fill_form(page, prompt="取消测试 cancel me", count=6, steps=4, guidance="0", seed=7, mode="随机")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#progress').innerText.includes('/4')", timeout=60_000)
+    page.click("#cancel")
+    wait_finished(page, timeout=60)
+    text = page.locator("#progress").inner_text()
+    done = int(re.search(r"已取消：(\d)/6", text).group(1))
+    assert done < 6 and "已取消" in text
+    rid = app.studio.history(limit=1)[0]["request_id"]
+    assert app.studio.history(limit=1)[0]["status"] in ("cancelled", "done")  # partly done requests count as done
+    assert len(app.studio.history(limit=1)[0]["images"]) == done and rid
+    # still usable: one more image goes through
+    set_number(page, "count", 1)
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#progress').innerText.includes('1/1 张完成')", timeout=120_000)
+
+
+def test_monitor_renders_charts_and_the_pool_table(page, shots):
+    open_tab(page, "GPU 监控")
+    page.wait_for_function("document.querySelector('#monitor-pool').innerText.includes('cpu:0')")
+    page.wait_for_selector("#monitor-util canvas, #monitor-util svg")
+    page.wait_for_selector("#monitor-mem canvas, #monitor-mem svg")
+    gpus = page.locator("#monitor-gpus").inner_text()
+    assert "未找到 NVIDIA GPU" in gpus or "GPU 0" in gpus
+    assert "负载均衡效率" in page.locator("#monitor-balance").inner_text()
+    before = page.locator("#monitor-queue").inner_text()
+    time.sleep(2.5)  # the timer redraws every second; give the chart a few points
+    page.screenshot(path=str(shots / "ui-monitor-zh.png"), full_page=True)
+    assert before
+
+
+def test_settings_save_reload_and_restart_on_request(page, app, shots):
+    open_tab(page, "设置")
+    box(page, "settings-workers").wait_for()
+    page.locator("#settings-memory input").first.click()
+    page.get_by_role("option", name="16gb").click()
+    box(page, "settings-workers").fill("cpu:1")
+    box(page, "settings-host").fill("0.0.0.0")
+    page.click("#settings-save")
+    page.wait_for_function("document.querySelector('#settings-status').innerText.includes('用户名和密码')")
+    box(page, "settings-host").fill("127.0.0.1")
+    page.click("#settings-save")
+    page.wait_for_function("document.querySelector('#settings-status').innerText.includes('设置已保存')")
+    status = page.locator("#settings-status").inner_text()
+    assert "memory_profile" in status and "workers" in status
+    page.locator("#settings-restart").wait_for(state="visible")
+    page.screenshot(path=str(shots / "ui-settings-zh.png"), full_page=True)
+    pids = [w["pid"] for w in app.studio.pool_status()]
+    page.click("#settings-restart")
+    page.wait_for_function("document.querySelector('#settings-status').innerText.includes('工作进程已重启')",
+                           timeout=120_000)
+    assert [w["pid"] for w in app.studio.pool_status()] != pids
+    from studio.core.settings import load_settings
+
+    saved = load_settings(app.studio.paths)
+    assert (saved.memory_profile, saved.workers) == ("16gb", "cpu:1")
+    page.reload()
+    page.wait_for_selector("#prompt textarea")
+    open_tab(page, "设置")
+    page.wait_for_function("document.querySelector('#settings-workers textarea, #settings-workers input')"
+                           ".value === 'cpu:1'")
+    assert page.locator("#settings-memory input").first.input_value() == "16gb"
+
+    # language: English relabels the window, and back
+    choose(page, "settings-language", "English")
+    page.click("#settings-save")
+    page.get_by_role("tab", name="Generate").wait_for()
+    page.screenshot(path=str(shots / "ui-settings-en.png"), full_page=True)
+    choose(page, "settings-language", "中文")
+    page.click("#settings-save")
+    page.get_by_role("tab", name="生成").wait_for()
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_files_outside_the_gallery_are_refused(app):
+    base = app.url.rstrip("/")
+    image = sorted(app.studio.output_dir.rglob("*.png"))[0]
+    assert _get(f"{base}/gradio_api/file={quote(str(image))}") == 200  # the positive control
+    settings_file = app.studio.paths.settings_file
+    repo_file = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    gallery = app.studio.output_dir
+    for target in ("/etc/passwd", str(settings_file), str(repo_file), str(app.studio.paths.database),
+                   f"{gallery}/../../config/settings.toml", "../../../../etc/passwd",
+                   f"{gallery}/%2e%2e/%2e%2e/config/settings.toml"):
+        status = _get(f"{base}/gradio_api/file={quote(target, safe='/%')}")
+        assert status in (403, 404), (target, status)
+    assert _get(f"{base}/file=/etc/passwd") in (403, 404)
+
+
+def test_not_reachable_beyond_loopback_by_default(app):
+    port = int(app.url.rstrip("/").rsplit(":", 1)[1])
+    listening = [c.laddr.ip for c in psutil.Process().net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    assert listening and all(ip == "127.0.0.1" for ip in listening)
+    addrs = [a.address for nic in psutil.net_if_addrs().values() for a in nic
+             if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    for ip in addrs:
+        with socket.socket() as s:
+            s.settimeout(2)
+            assert s.connect_ex((ip, port)) != 0, f"reachable on {ip}:{port}"
+    from studio.ui.server import ServeError, serve
+
+    with pytest.raises(ServeError, match="username and password"):
+        serve(app.studio, "0.0.0.0", port + 1)
