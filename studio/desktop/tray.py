@@ -144,6 +144,7 @@ class StudioTray:
         self.icon: Any = None
         self.ready = threading.Event()
         self._images = {state: self._load(name) for state, name in ICON_FILES.items()}
+        self._latin1_titles = False
 
     @staticmethod
     def _load(name: str):
@@ -180,6 +181,8 @@ class StudioTray:
             return text(ERROR, self.lang)
 
     def title(self) -> str:
+        if self._latin1_titles:  # pystray's X11 backend writes the title as a Latin-1 STRING property
+            return f"Z-Image Studio - {text(self.state, 'en')}"
         return f"造相 Z-Image Studio — {text(self.state, self.lang)}"
 
     def build_menu(self):
@@ -222,6 +225,7 @@ class StudioTray:
         """Show the icon and serve its events until `stop_event` is set (call from the main thread)."""
         import pystray
 
+        self._latin1_titles = pystray.Icon.__module__.endswith("_xorg")
         self.icon = pystray.Icon("zaoxiang", self._images[self.state], self.title(), menu=self.build_menu())
         self._unsubscribe = self.studio.subscribe(self.handle_event)
 
