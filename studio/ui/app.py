@@ -61,8 +61,9 @@ def build_app(studio: Any, lang: str | None = None) -> gr.Blocks:
 
         # Language: a switch in Settings relabels this page; a page opened later gets the current one.
         components = ctx.labelled_components
-        save_event.then(g(lambda: ctx.relabel(ctx.lang)), outputs=components, show_progress="hidden")
         header_outputs = [model_md]
+        save_event.then(g(lambda: [_model_header(studio, ctx.lang)[0], *ctx.relabel(ctx.lang)]),
+                        outputs=[*header_outputs, *components], show_progress="hidden")
 
         @g
         def on_load():

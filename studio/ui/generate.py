@@ -113,11 +113,6 @@ def build(ctx: Context) -> GenerateTab:
                                           placeholder=t("gen.prompt.placeholder", lang), elem_id="prompt"),
                                "gen.prompt")
             errors = {"prompt": gr.Markdown(visible=False, elem_id="err-prompt", elem_classes="zx-error")}
-            examples = load_examples()
-            if examples:
-                ctx.label(gr.Examples(examples=[[e] for e in examples], inputs=[prompt],
-                                      label=t("gen.examples", lang), examples_per_page=10, elem_id="examples").dataset,
-                          "gen.examples")
             with gr.Column(visible=DEFAULT_GUIDANCE > 0) as negative_box:
                 negative = ctx.label(gr.Textbox(label=t("gen.negative", lang), lines=2, elem_id="negative",
                                                 placeholder=t("gen.negative.placeholder", lang)), "gen.negative")
@@ -158,6 +153,10 @@ def build(ctx: Context) -> GenerateTab:
                                                    scale=3), "gen.generate", "value")
                 cancel_btn = ctx.label(gr.Button(t("gen.cancel", lang), variant="stop", elem_id="cancel", scale=1),
                                        "gen.cancel", "value")
+            examples = load_examples()
+            if examples:  # below the buttons, so Generate stays in view on a laptop screen
+                ctx.label(gr.Examples(examples=[[e] for e in examples], inputs=[prompt], label=t("gen.examples", lang),
+                                      examples_per_page=10, elem_id="examples").dataset, "gen.examples")
         with gr.Column(scale=7, min_width=420):
             progress = gr.HTML(render_progress(None, lang), elem_id="progress")
             notice = gr.Markdown(visible=False, elem_id="gen-notice")

@@ -35,7 +35,9 @@ def series_frame(snapshot: dict[str, Any], metric: str, now: float | None = None
         for s in (snapshot.get("cpu") or {}).get("samples", []):
             if s.get(metric) is not None:
                 rows.append((round(s["t"] - now, 1), float(s[metric]), "CPU"))
-    return pd.DataFrame(rows, columns=["t", "value", "device"])
+    return pd.DataFrame({"t": pd.Series([r[0] for r in rows], dtype="float64"),
+                         "value": pd.Series([r[1] for r in rows], dtype="float64"),
+                         "device": pd.Series([r[2] for r in rows], dtype="object")})
 
 
 def gpu_lines(snapshot: dict[str, Any], lang: str) -> str:
@@ -98,10 +100,11 @@ def build(ctx: Context) -> tuple[Any, Any]:
     with gr.Column(elem_id="monitor"):
         gpus_md = gr.Markdown(elem_id="monitor-gpus")
         with gr.Row():
-            util = gr.LinePlot(pd.DataFrame({"t": [], "value": [], "device": []}), x="t", y="value", color="device",
+            # None, not an empty frame: Gradio 6.31 never draws the lines of a plot that started empty
+            util = gr.LinePlot(None, x="t", y="value", color="device",
                                title=t("mon.util", lang), x_title=t("mon.time", lang), y_title="%",
                                y_lim=[0, 100], height=260, elem_id="monitor-util")
-            mem = gr.LinePlot(pd.DataFrame({"t": [], "value": [], "device": []}), x="t", y="value", color="device",
+            mem = gr.LinePlot(None, x="t", y="value", color="device",
                               title=t("mon.mem", lang), x_title=t("mon.time", lang), y_title="MB",
                               height=260, elem_id="monitor-mem")
         ctx.localize(util, lambda lang_: {"title": t("mon.util", lang_), "x_title": t("mon.time", lang_)})
@@ -121,6 +124,7 @@ def build(ctx: Context) -> tuple[Any, Any]:
     @g
     def refresh():
         snap = ctx.studio.monitor_snapshot()
+        has_gpu = bool(snap.get("available") and snap.get("gpus"))
         now = time.time()
         stats = None
         if ctx.last_request_id:
@@ -130,7 +134,10 @@ def build(ctx: Context) -> tuple[Any, Any]:
                 stats = None
         paused = t("mon.paused" if ctx.studio.paused else "mon.running", ctx.lang)
         return (gpu_lines(snap, ctx.lang),
-                series_frame(snap, "util", now), series_frame(snap, "mem_used_mb", now),
+                gr.update(value=series_frame(snap, "util", now),
+                          title=t("mon.util" if has_gpu else "mon.cpu_util", ctx.lang)),
+                gr.update(value=series_frame(snap, "mem_used_mb", now),
+                          title=t("mon.mem" if has_gpu else "mon.cpu_mem", ctx.lang)),
                 gr.update(value=pool_rows(ctx.studio.pool_status()) or None, headers=pool_headers(ctx.lang)),
                 balance_text(stats, ctx.lang),
                 f"{t('mon.queue', ctx.lang, n=ctx.studio.queue_length())} · {paused}")
