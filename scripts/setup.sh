@@ -19,6 +19,7 @@ if [ "${1:-}" = "test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
   command -v desktop-file-validate >/dev/null 2>&1 || need+=(desktop-file-utils)
+  command -v trayer >/dev/null 2>&1 || need+=(trayer)  # a system tray host for the tray tests
   fc-list 2>/dev/null | grep -qi "noto sans cjk" || need+=(fonts-noto-cjk)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
