@@ -135,6 +135,9 @@ class Studio:
             self._delivery.join(10)
         if self._store is not None:
             self._store.close()
+        sampler = getattr(self, "_sampler", None)
+        if sampler is not None:
+            sampler.close()
 
     def __enter__(self) -> Studio:
         return self
@@ -386,3 +389,20 @@ class Studio:
             self._events.put(None)
             delivery.join(10)
         self.start()
+
+    # --- monitor -----------------------------------------------------------------------------
+
+    def monitor_snapshot(self) -> dict[str, Any]:
+        """GPU (NVML) and CPU readings of the last minutes, plus the pool's workers.
+
+        The sampler thread starts on the first call, so a Studio used only for queries never runs it.
+        """
+        with self._lock:
+            sampler = getattr(self, "_sampler", None)
+            if sampler is None:
+                from studio.monitor.sampler import Sampler
+
+                sampler = self._sampler = Sampler().start()
+        snap = sampler.snapshot()
+        snap["workers"] = self.pool_status()
+        return snap

@@ -31,3 +31,19 @@ def test_close_stops_thread() -> None:
     n = len(s.snapshot()["cpu"]["samples"])
     time.sleep(0.2)
     assert len(s.snapshot()["cpu"]["samples"]) == n
+
+
+def test_studio_snapshot_without_starting_the_pool(home) -> None:
+    from studio.app import Studio
+
+    studio = Studio(workers="cpu:2")
+    try:
+        snap = studio.monitor_snapshot()
+        time.sleep(1.2)
+        snap = studio.monitor_snapshot()
+        assert [w["state"] for w in snap["workers"]] == ["not started", "not started"]
+        assert len(snap["cpu"]["samples"]) >= 2
+        assert studio._pool is None  # a query never starts workers
+    finally:
+        studio.close()
+    assert not studio._sampler._thread
