@@ -21,15 +21,17 @@ import torch
 
 # diffusers' names for torch's own SDPA kernels; "native" lets torch pick.
 ATTENTION_BACKENDS = ("_native_cudnn", "_native_flash", "_native_efficient", "native")
-# Measured fastest on H100 (docs/benchmarks.md, "GPU fast path"); used when nothing else is asked for.
-DEFAULT_ATTENTION = "_native_cudnn"
+# Measured fastest inside the compiled blocks on H100 (docs/benchmarks.md, "GPU fast path"): torch's
+# own pick (flash) beat cuDNN there, although cuDNN is faster alone, because of the q/k/v copies.
+DEFAULT_ATTENTION = "native"
 
 
 def enable_tf32() -> None:
     """Let float32 matmuls and convolutions use TF32 (the few fp32 pieces: timestep MLP, RoPE, scheduler)."""
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
+    # not cudnn.benchmark: it re-tunes the VAE's convolutions at every new image size (2 s on H100)
+    # for no measured gain in decode time.
 
 
 def set_attention_backend(transformer: Any, name: str) -> str:
@@ -115,11 +117,26 @@ class CompileSwitch:
         self.lock = threading.Lock()
 
 
-def _mark_seq_dynamic(args: tuple, kwargs: dict) -> None:
-    """Sequence length (dim 1) of the block's token and RoPE tensors varies with prompt and size."""
-    for t in list(args[:3]) + [kwargs.get("x"), kwargs.get("freqs_cis")]:
-        if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[1] > 1:
+def _prepare_dynamic(args: tuple, kwargs: dict) -> tuple:
+    """Mark what varies with prompt, size and batch as dynamic, so one graph serves them all.
+
+    Sequence length (dim 1) varies with prompt and image size; batch (dim 0) is marked only when
+    above 1 (size 1 is always specialised). The RoPE table arrives as a slice of a padded tensor,
+    whose batch stride would otherwise be guarded against the sequence length: it is made contiguous.
+    """
+    args = list(args)
+    if len(args) > 2 and isinstance(args[2], torch.Tensor):
+        f = args[2]  # a fresh tensor: .contiguous() keeps the odd stride of a size-1 batch dim
+        args[2] = torch.empty(f.shape, dtype=f.dtype, device=f.device).copy_(f)
+    batched = isinstance(args[0], torch.Tensor) and args[0].shape[0] > 1
+    for i, t in enumerate(args):
+        if not isinstance(t, torch.Tensor):
+            continue
+        if i < 3 and t.dim() >= 2 and t.shape[1] > 1:
             torch._dynamo.maybe_mark_dynamic(t, 1)
+        if batched and t.shape[0] > 1:
+            torch._dynamo.maybe_mark_dynamic(t, 0)
+    return tuple(args)
 
 
 def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "mark",
@@ -129,12 +146,19 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
     dynamic: "mark" marks the sequence dim dynamic up front (one graph for all prompt lengths and
     sizes), "false" compiles one graph per shape, "auto" lets dynamo generalise after a recompile.
     """
+    try:  # equal sizes (a 64-token prompt, the 64-wide RoPE table) must not be fused into one symbol
+        import torch.fx.experimental._config as fx_config
+
+        fx_config.use_duck_shape = False
+    except Exception:  # noqa: BLE001
+        pass
+    backend = os.environ.get("ZAOXIANG_COMPILE_BACKEND", "inductor")  # "eager": guards only, for tests
     count = 0
     for block in transformer.modules():
         if type(block).__name__ != "ZImageTransformerBlock" or hasattr(block, "_zx_eager"):
             continue
         eager = block.forward
-        compiled = torch.compile(eager, fullgraph=True, mode=mode,
+        compiled = torch.compile(eager, fullgraph=True, mode=mode, backend=backend,
                                  dynamic=False if dynamic == "false" else None)
 
         def forward(*args: Any, _eager: Callable = eager, _compiled: Callable = compiled,
@@ -142,7 +166,7 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
             if not switch.ready and not getattr(_tls, "warming", False):
                 return _eager(*args, **kwargs)
             if dynamic == "mark":
-                _mark_seq_dynamic(args, kwargs)
+                args = _prepare_dynamic(args, kwargs)
             return _compiled(*args, **kwargs)
 
         block._zx_eager = eager
@@ -152,6 +176,17 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
 
 
 _tls = threading.local()
+
+
+def uncompile_blocks(transformer: Any) -> int:
+    """Put the eager forwards back (before re-compiling with other settings in the same process)."""
+    count = 0
+    for block in transformer.modules():
+        if hasattr(block, "_zx_eager"):
+            block.__dict__.pop("forward", None)  # back to the class's own forward
+            del block._zx_eager
+            count += 1
+    return count
 
 
 class warming:

@@ -82,11 +82,12 @@ class Engine:
         cuda = self.device.type == "cuda"
         self.fast_path = cuda if fast_path is None else (bool(fast_path) and cuda)
         self.profile = memory.resolve_profile(memory_profile, self.device)
-        want_compile = self.fast_path if compile is None else bool(compile) and cuda
+        # compile=True is honoured on a CPU too (inductor's C++ backend), which keeps it testable there.
+        want_compile = self.fast_path if compile is None else bool(compile)
         if want_compile and self.profile.transformer != "resident":
             want_compile = False
             self.notes.append(f"compile off: profile {self.profile.name} streams the transformer")
-        if want_compile and not _triton_available():
+        if want_compile and cuda and not _triton_available():
             want_compile = False
             self.notes.append("compile off: Triton is not installed")
         self.compile_cache: Path | None = None
@@ -146,7 +147,8 @@ class Engine:
                         lat = lat.to(self.device, self.dtype).unsqueeze(2)
                         t = torch.full((n,), 0.5, device=self.device)
                         tr([lat[0]] * n, t, [cap] * n, return_dict=False)
-            torch.cuda.synchronize(self.device)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
             self._switch.ready = True
             if self.compile_cache is not None:
                 fastpath.save_mega_cache(self.compile_cache)
@@ -177,7 +179,8 @@ class Engine:
             swap.onload()
         try:
             with torch.no_grad():
-                if self.fast_path:
+                embed = self.pipe.text_encoder.get_input_embeddings().weight
+                if self.fast_path or embed.device.type != self.device.type:
                     from studio.engine.fastpath import encode_prompt_short
 
                     embeds = encode_prompt_short(self.pipe, prompt, self.device)

@@ -6,8 +6,8 @@ token-embedding table), VAE 0.16 GiB; a 1024x1024 VAE decode peaks around 2 GiB 
 - full: everything resident; batches decode in one go.
 - 24gb: everything resident except the embedding table (rows are looked up on the CPU); VAE decodes
   one image at a time (slicing) and in tiles above about 2 megapixels. Fits a 22 GiB budget.
-- 16gb: transformer and VAE resident; the text encoder lives in pinned CPU memory and is copied in
-  only to encode a new prompt (cached prompts cost nothing); tiles above 1 megapixel.
+- 16gb: transformer and VAE resident; the text encoder's layers live in pinned CPU memory and are
+  copied in one at a time to encode a new prompt (cached prompts cost nothing); tiles above 1 MP.
 - 12gb: the transformer's blocks are streamed from pinned CPU memory group by group on a side
   stream (diffusers group offloading), the text encoder as in 16gb, small VAE tiles.
 
@@ -102,16 +102,30 @@ class CpuSwap:
             t.data = self.host[name]
 
 
+class LayerSwap:
+    """Each layer of a stack lives in pinned CPU memory and is copied in just before it runs.
+
+    Only one layer is on the GPU at a time, so a 7.5 GiB text encoder costs about 0.2 GiB of VRAM;
+    the price is one host-to-device pass over its weights per new prompt (cached prompts skip it).
+    """
+
+    def __init__(self, layers: torch.nn.ModuleList, device: torch.device) -> None:
+        self.swaps = [CpuSwap(layer, device) for layer in layers]
+        for layer, sw in zip(layers, self.swaps):
+            layer.register_forward_pre_hook(lambda _m, _a, sw=sw: sw.onload())
+            layer.register_forward_hook(lambda _m, _a, _o, sw=sw: sw.offload())
+
+
 def apply_profile(pipe: Any, profile: Profile, device: torch.device) -> dict[str, Any]:
     """Place the pipeline's parts for `profile`; returns handles the engine needs (swap, notes)."""
     state: dict[str, Any] = {"profile": profile.name, "swap": None}
     if device.type != "cuda":
         return state
     te = pipe.text_encoder
-    if profile.text_encoder == "resident-embed-cpu":
+    if profile.text_encoder in ("resident-embed-cpu", "swap"):
         te.get_input_embeddings().to("cpu")
-    elif profile.text_encoder == "swap":
-        state["swap"] = CpuSwap(te, device)
+    if profile.text_encoder == "swap":
+        state["layers"] = LayerSwap(te.layers, device)
     if profile.transformer == "stream":
         from diffusers.hooks import apply_group_offloading
 
@@ -138,5 +152,6 @@ def cap_process_memory(device: torch.device, budget_gib: float | None) -> float 
         return None
     total = torch.cuda.get_device_properties(device).total_memory
     fraction = 1.0 if budget_gib is None else min(1.0, budget_gib * GiB / total)
-    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    torch.cuda.set_per_process_memory_fraction(fraction, index)
     return fraction
