@@ -90,11 +90,6 @@ def small_mounts(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
             subprocess.run(["umount", str(folder)], capture_output=True)
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError, reason=(
-    "pool bug: a worker's `failed` reply is emitted with a `kind=` payload key that collides with the "
-    "`kind` parameter of WorkerPool._finish / WorkerPool._emit / core.events.make_event, so the pool "
-    "thread dies with TypeError and the request never finishes; passes once those take `kind` "
-    "positional-only (`kind, /, **payload`)"))
 def test_full_and_read_only_output_keep_jobs_queued_then_resume(home: Path, small_mounts) -> None:
     from studio.app import Studio
 

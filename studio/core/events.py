@@ -24,6 +24,6 @@ QUEUE_RESUMED = "queue_resumed"
 Event = dict[str, Any]
 
 
-def make_event(kind: str, **payload: Any) -> Event:
+def make_event(kind: str, /, **payload: Any) -> Event:
     """A new event of `kind` stamped with the wall-clock time."""
     return {"type": kind, "time": time.time(), **payload}

@@ -604,7 +604,8 @@ class WorkerPool:
             base.update(js.error)
         return base
 
-    def _finish(self, js: _Job, state: str, result: dict[str, Any] | None, kind: str, **payload: Any) -> None:
+    def _finish(self, js: _Job, state: str, result: dict[str, Any] | None, kind: str, /,
+                **payload: Any) -> None:
         if js.state in FINISHED_STATES:
             return
         js.state, js.result = state, result
@@ -633,7 +634,7 @@ class WorkerPool:
                 for job_id in old.job_ids:
                     self._jobs.pop(job_id, None)
 
-    def _emit(self, kind: str, **payload: Any) -> None:
+    def _emit(self, kind: str, /, **payload: Any) -> None:
         self._outbox.append(ev.make_event(kind, **payload))
 
     def _flush(self) -> None:
