@@ -41,8 +41,18 @@ def test_bench_json_only_and_bad_arguments(home: Path) -> None:
     assert data["batch_s"] is None and data["runs"] == 1 and data["encode_s_median"] > 0
     bad = _run(home, "--profile", "8gb")
     assert bad.returncode == 2 and "--profile must be one of" in bad.stderr and "Traceback" not in bad.stderr
-    pool = _run(home, "--workers", "2")
-    assert pool.returncode == 2 and "in-process" in pool.stderr
+    full = _run(home, "--workers", "cpu:2", "--random-weights", "full")
+    assert full.returncode == 2 and "in-process only" in full.stderr
+
+
+def test_bench_through_the_pool(home: Path) -> None:
+    r = _run(home, "--workers", "cpu:2", "--runs", "2", "--batch", "4")
+    assert r.returncode == 0, r.stderr
+    assert "双卡 (2 workers)" in r.stdout and "负载均衡效率" in r.stdout
+    data = json.loads(r.stdout[r.stdout.index("\n{") + 1:])
+    assert data["mode"] == "pool" and len(data["workers"]) == 2 and data["model"] == "demo"
+    assert 0 < data["balance_efficiency"] <= 1 and data["batch_s"] > 0
+    assert sum(w["images_done"] for w in data["workers"]) == 2 + 2 + 4  # warm-up (one each), runs, batch
 
 
 @pytest.mark.parametrize(("free_gib", "expected"), [
@@ -74,3 +84,4 @@ def test_vae_tiling_above_about_two_megapixels_on_24gb() -> None:
     assert not use_tiling(p, 1024, 1024) and not use_tiling(p, 1152, 896)
     assert use_tiling(p, 2048, 2048) and use_tiling(p, 1536, 1536)
     assert not use_tiling(PROFILES["full"], 2048, 2048)
+    assert use_tiling(PROFILES["16gb"], 1024, 1024) and not use_tiling(PROFILES["16gb"], 896, 896)

@@ -48,9 +48,11 @@ if [[ $what == all || $what == profiles || $what == attn ]]; then
 fi
 if [[ $what == final ]]; then  # after the attention default and the 16gb layer swap changed
   stage 90 p24-expandable env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $B profile --profile 24gb --tag p24-expandable
+fi
+if [[ $what == final || $what == verify ]]; then  # verify: after 16gb got tiles at 1024² and batch chunks
   stage 90 p16 $B profile --profile 16gb --runs 3 --tag p16
 fi
-if [[ $what == all || $what == tests || $what == attn || $what == final ]]; then
+if [[ $what == all || $what == tests || $what == attn || $what == final || $what == verify ]]; then
   left=$((LIMIT - SECONDS)); (( left > 240 )) && left=240
   echo "=== gpu tests (${left}s max)"; timeout $left python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_fastpath.py 2>&1 | tail -n 25 | tee "$RES/pytest-gpu.log"
 fi

@@ -3,10 +3,10 @@
 # one CPU core there. Run from the repo root with .whl carried; results land in $OUT.
 set -o pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-  .whl/diffusers-*.whl || exit 1
+  .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -m studio.models.train_demo train --out "$OUT" --seed 0 --vae-steps 2000 --vae-budget-s "${VAE_BUDGET:-60}" \
-  --dit-steps 8000 --lr 7e-4 --budget-s "${DIT_BUDGET:-200}" "$@" 2>&1 | tee "$OUT/train.log" || exit 1
+python3 -m studio.models.train_demo train --out "$OUT" --seed 0 --vae-steps 1400 --vae-budget-s "${VAE_BUDGET:-70}" \
+  --dit-steps 6000 --lr 7e-4 --budget-s "${DIT_BUDGET:-290}" "$@" 2>&1 | tee "$OUT/train.log" || exit 1
 python3 -m studio.models.train_demo assemble --weights "$OUT" --out /tmp/demo-model --version check 2>&1 | tail -2
 python3 scripts/eval_demo.py --model /tmp/demo-model --threads 1 --limit 8 2>&1 | tee -a "$OUT/train.log"

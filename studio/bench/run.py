@@ -162,27 +162,36 @@ def run_in_process(opts: BenchOptions) -> dict[str, Any]:
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    """The reference deployment's table: 单卡 / 双卡 × single image, batch of 4, VRAM use."""
+    """The reference deployment's table: 单卡 / 双卡 × single image, batch of 4, VRAM use.
+
+    One bench run fills the column of its own configuration (in-process: 单卡; a pool of two
+    workers: 双卡); the other column says it was not run.
+    """
     lat = result["latency_s"]
     single = f"{lat['median']:.2f} s (min {lat['min']:.2f}, max {lat['max']:.2f}, n={result['runs']})"
     batch = "—" if result.get("batch_s") is None else f"{result['batch_s']:.2f} s"
     vram = "—"
-    if result.get("peak_vram"):
-        v = result["peak_vram"][0]
+    peaks = result.get("peak_vram") or []
+    if peaks and "use_pct" in peaks[0]:
+        v = peaks[0]
         vram = f"{v['use_pct']:.0f}% ({v['reserved_gib']:.1f} / {v['total_gib']:.0f} GiB)"
-    dual = "— (pool not run)" if result.get("gpus", 0) < 2 else "see below"
-    n = result.get("batch", 4)
-    rows = [
-        "| 指标 (metric) | 单卡 (1 GPU) | 双卡 (2 GPUs) |",
-        "| --- | --- | --- |",
-        f"| 单张图像生成时间 (one image) | {single} | {dual} |",
-        f"| 批量生成({n}张)时间 (batch of {n}) | {batch} | {dual} |",
-        f"| 显存使用率 (peak VRAM) | {vram} | {dual} |",
-        f"| 每分钟图像数 (images/min) | {result['images_per_min']:.1f} | {dual} |",
-    ]
+    elif peaks:
+        vram = ", ".join(f"{p['worker']}: {p['memory_gb']} GB" for p in peaks)
+    n_workers = len(result.get("workers") or []) or 1
+    values = [single, batch, vram, f"{result['images_per_min']:.1f}"]
+    if result["mode"] == "pool":
+        values.append("—" if result.get("balance_efficiency") is None else f"{result['balance_efficiency']:.2f}")
+    blank = ["— (not run)"] * len(values)
+    one, two = (values, blank) if n_workers == 1 else (blank, values)
+    labels = ["单张图像生成时间 (one image)", f"批量生成({result.get('batch', 4)}张)时间 (batch)",
+              "显存使用率 (peak VRAM)", "每分钟图像数 (images/min)", "负载均衡效率 (balance)"]
+    rows = ["| 指标 (metric) | 单卡 (1 worker) | " + ("双卡 (2 workers)" if n_workers <= 2 else f"{n_workers} workers")
+            + " |", "| --- | --- | --- |"]
+    rows += [f"| {label} | {a} | {b} |" for label, a, b in zip(labels, one, two)]
+    extra = "" if result["mode"] != "pool" else f" · pool of {n_workers} ({result['device']})"
     head = (f"{result['device']} · {result['model']} · {result['size'][0]}×{result['size'][1]} · "
             f"{result['steps']} steps · {result['dtype']} · profile {result['profile']} · "
             f"{'fast path' if result['fast_path'] else 'stock path'}"
             f"{' + compile' if result['compiled'] else ''}{' + fp8' if result['fp8'] else ''} · "
-            f"load {result['load_s']:.1f} s · compile warm-up {result['compile_warmup_s']:.1f} s")
+            f"load {result['load_s']:.1f} s · compile warm-up {result['compile_warmup_s']:.1f} s{extra}")
     return head + "\n\n" + "\n".join(rows)

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--random-weights", choices=("full", "tiny"), default=None,
                    help="build the architecture with random weights instead of loading a model")
     b.add_argument("--model", default=None, help="model folder, or 'demo' (ignored with --random-weights)")
-    b.add_argument("--workers", default=None, help="worker spec; only in-process (1) is available now")
+    b.add_argument("--workers", default=None,
+                   help="run through the worker pool (e.g. auto, cpu:2, cuda:0,1); default: in-process")
     b.add_argument("--size", type=int, default=1024)
     b.add_argument("--steps", type=int, default=9)
     b.add_argument("--batch", type=int, default=4)
@@ -46,13 +47,20 @@ def run(a: argparse.Namespace) -> int:
         return _usage("--steps, --batch and --runs must be at least 1")
     if a.profile.lower() not in ("auto", *PROFILE_NAMES):
         return _usage(f"--profile must be one of: auto, {', '.join(PROFILE_NAMES)}")
-    if (a.workers or "").strip().lower() not in IN_PROCESS:
-        return _usage("--workers: only the in-process bench (--workers 1) is available in this build")
     opts = BenchOptions(random_weights=a.random_weights, model=a.model, device=a.device, size=a.size,
                         steps=a.steps, batch=a.batch, runs=a.runs, profile=a.profile.lower(),
                         fast=not a.stock, compile=False if (a.no_compile or a.stock) else None,
                         fp8=a.fp8, attention=a.attention)
-    result = run_in_process(opts)
+    if (a.workers or "").strip().lower() in IN_PROCESS:
+        result = run_in_process(opts)
+    else:
+        from studio.bench.pool import PoolBenchError, run_pool
+
+        opts.workers = a.workers
+        try:
+            result = run_pool(opts)
+        except PoolBenchError as exc:
+            return _usage(str(exc))
     if a.json:
         print(json.dumps(result, ensure_ascii=False), flush=True)
     else:

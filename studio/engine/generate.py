@@ -207,7 +207,22 @@ class Engine:
     def generate_batch(self, *, prompt: str, negative_prompt: str = "", width: int, height: int,
                        steps: int, guidance: float, seeds: list[int], on_step: StepCallback | None = None,
                        should_cancel: CancelCheck | None = None) -> tuple[list[Image.Image], Timings]:
-        """Several seeds of one prompt in one denoising batch (one image per seed, same as one by one)."""
+        """Several seeds of one prompt in one denoising batch (one image per seed, same as one by one).
+
+        Tight memory profiles cap how many images denoise together; larger batches run in chunks.
+        """
+        limit = self.profile.max_batch
+        if limit and len(seeds) > limit:
+            images: list[Image.Image] = []
+            total = Timings(images=len(seeds))
+            for i in range(0, len(seeds), limit):
+                part, t = self.generate_batch(
+                    prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+                    guidance=guidance, seeds=seeds[i:i + limit], on_step=on_step, should_cancel=should_cancel)
+                images += part
+                for name in ("encode_s", "denoise_s", "decode_s", "total_s"):
+                    setattr(total, name, getattr(total, name) + getattr(t, name))
+            return images, total
         pipe = self.pipe
         timings = Timings(images=len(seeds))
         t0 = time.perf_counter()

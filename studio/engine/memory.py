@@ -7,9 +7,10 @@ token-embedding table), VAE 0.16 GiB; a 1024x1024 VAE decode peaks around 2 GiB 
 - 24gb: everything resident except the embedding table (rows are looked up on the CPU); VAE decodes
   one image at a time (slicing) and in tiles above about 2 megapixels. Fits a 22 GiB budget.
 - 16gb: transformer and VAE resident; the text encoder's layers live in pinned CPU memory and are
-  copied in one at a time to encode a new prompt (cached prompts cost nothing); tiles above 1 MP.
+  copied in one at a time to encode a new prompt (cached prompts cost nothing); VAE tiles from
+  1024x1024 up (an untiled 1024x1024 decode alone peaks at about 2 GiB); batches run one image at a time.
 - 12gb: the transformer's blocks are streamed from pinned CPU memory group by group on a side
-  stream (diffusers group offloading), the text encoder as in 16gb, small VAE tiles.
+  stream (diffusers group offloading), the text encoder as in 16gb, small VAE tiles, one image at a time.
 
 `choose_profile` is a pure function of the free and total VRAM so it can be tested anywhere.
 """
@@ -33,13 +34,14 @@ class Profile:
     transformer: str  # "resident" | "stream"
     vae_slicing: bool
     tile_above_px: int | None  # VAE tiling when width*height exceeds this
+    max_batch: int | None = None  # images denoised together at most (None: no limit)
 
 
 PROFILES: dict[str, Profile] = {
     "full": Profile("full", None, 30.0, "resident", "resident", False, 2048 * 2048 + 1),
     "24gb": Profile("24gb", 22.0, 20.5, "resident-embed-cpu", "resident", True, 2_100_000),
-    "16gb": Profile("16gb", 14.5, 13.5, "swap", "resident", True, 1_100_000),
-    "12gb": Profile("12gb", 10.5, 0.0, "swap", "stream", True, 600_000),
+    "16gb": Profile("16gb", 14.5, 13.5, "swap", "resident", True, 1_000_000, max_batch=1),
+    "12gb": Profile("12gb", 10.5, 0.0, "swap", "stream", True, 600_000, max_batch=1),
 }
 PROFILE_NAMES = tuple(PROFILES)
 
@@ -134,7 +136,7 @@ def apply_profile(pipe: Any, profile: Profile, device: torch.device) -> dict[str
                                offload_type="block_level", num_blocks_per_group=1, use_stream=True)
     if profile.vae_slicing:
         pipe.vae.enable_slicing()
-    if profile.tile_above_px is not None and profile.tile_above_px <= 1_100_000:
+    if profile.tile_above_px is not None and profile.tile_above_px <= 1_000_000:
         pipe.vae.tile_sample_min_size = 512
         pipe.vae.tile_latent_min_size = 64
     torch.cuda.empty_cache()
