@@ -121,6 +121,8 @@ class Engine:
         if want_compile:
             fastpath.compile_blocks(self.pipe.transformer, self._switch)
             self.compiled = True
+            if warm == "background" and self.profile.budget_gib is not None:
+                warm = "sync"  # a second forward's activations at once could cross a tight budget
             if warm == "sync":
                 self.warm_up()
             elif warm == "background":
