@@ -27,13 +27,14 @@ def slowed(tmp_path: Path, demo_model_master: Path, monkeypatch: pytest.MonkeyPa
 
 def test_faster_worker_takes_proportionally_more(slowed: Studio, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    rid = slowed.submit(GenerationRequest(prompt="蓝色的海 blue sea", width=256, height=256, steps=4, seed=1,
+    rid = slowed.submit(GenerationRequest(prompt="蓝色的海 blue sea", width=256, height=256, steps=8, seed=1,
                                           seed_mode="increment", count=12), out_dir=out)
     results = slowed.wait(rid, timeout=600)
     assert [r["status"] for r in results] == ["done"] * 12
     made = [png_worker(r["path"]) for r in results]
     fast, slow = made.count("cpu:0"), made.count("cpu:1")
     stats = slowed.request_stats(rid)
+    assert slow > 0, stats  # a slower card still gets work
     # measured speed ratio on this very request (the slowdown multiplies only the steps, so it is < 2)
     ratio = (stats["busy_s"]["cpu:1"] / slow) / (stats["busy_s"]["cpu:0"] / fast)
     assert ratio > 1.3, stats

@@ -582,7 +582,14 @@ class WorkerPool:
             js = self._jobs[self._queue[0]]
             best = min(ready, key=lambda s: (self._expected_finish(s, js.job, now), len(s.assigned), s.spec.index))
             if len(best.assigned) > PREFETCH:
-                return  # the best place is busy: wait for it rather than hand this to a slower worker
+                # The best place is busy: wait for it rather than hand this to a slower worker, unless
+                # an idle worker is judged only by its warm-up. One warm-up taken while the machine was
+                # busy (other workers loading) can make a card look many times slower than it is, and
+                # without a real job it would never be measured again: give it one job to learn from.
+                unproven = [s for s in ready if not s.assigned and s.speed.jobs_seen == 0]
+                if not unproven:
+                    return
+                best = unproven[0]
             self._queue.pop(0)
             js.state, js.worker = SENT, self._slots.index(best)
             best.assigned.append(js.job.job_id)

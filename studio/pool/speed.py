@@ -24,10 +24,13 @@ class SpeedModel:
     per_key: dict[tuple[int, int, int], float] = field(default_factory=dict)
     per_cost: float | None = None  # seconds per cost unit, over everything this worker ran
     last_key: tuple[int, int, int] | None = None
+    jobs_seen: int = 0  # real jobs measured (the warm-up does not count)
 
     def observe(self, width: int, height: int, steps: int, seconds: float, *, seed: bool = False) -> None:
         key = (width, height, steps)
         self.last_key = key
+        if not seed:
+            self.jobs_seen += 1
         unit = seconds / job_cost(width, height, steps)
         if seed or key not in self.per_key:
             self.per_key[key] = seconds
