@@ -1,41 +1,84 @@
-"""The built-in demo model: a tiny Z-Image pipeline the studio makes for itself.
+"""The built-in demo model: a small trained Z-Image pipeline that draws flat colored shapes.
 
-It lets the studio run (and be tested) end to end with no downloaded weights. It is written to
-the data dir once, deterministically, and then loaded by exactly the loader real weights use.
+It lets a person try the studio before the 20 GB download, and lets the tests check behaviour that
+depends on the prompt ("a red star on a white background" must give a red star). The weights ship
+in `assets/demo-model` (diffusers format, trained by `studio/models/train_demo.py`); on first use
+they are copied into the data dir and then loaded by exactly the loader real weights use.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 from studio.core.paths import Paths, get_paths
 
 DEMO_NAME = "demo"
-DEMO_VERSION = "tiny-v1"
+DEMO_VERSION = "shapes-v1"
 DEMO_SEED = 20251127
+ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-model"  # in a checkout
 
 
 def demo_model_dir(paths: Paths | None = None) -> Path:
     return (paths or get_paths()).models_dir / f"zaoxiang-demo-{DEMO_VERSION}"
 
 
+def demo_assets() -> Path | None:
+    """The shipped trained demo model: ZAOXIANG_ASSETS, the checkout's assets/, or (for a normal
+    install, via pyproject's data-files) <prefix>/share/zaoxiang/assets; None when none has it."""
+    roots = [Path(p) for p in (os.environ.get("ZAOXIANG_ASSETS"),) if p]
+    for folder in [*(r / "demo-model" for r in roots), ASSET_DIR,
+                   Path(sys.prefix) / "share" / "zaoxiang" / "assets" / "demo-model"]:
+        if (folder / "model_index.json").is_file():
+            return folder
+    return None
+
+
+def is_trained(folder: Path) -> bool:
+    """Whether a demo folder holds the trained model (not the random-weight fallback)."""
+    try:
+        return bool(json.loads((Path(folder) / "zaoxiang.json").read_text("utf-8")).get("trained", False))
+    except (OSError, ValueError):
+        return False
+
+
+def _install(target: Path) -> None:
+    """Copy the shipped model into place atomically; without assets, build the random tiny one."""
+    src = demo_assets()
+    if src is None:
+        from studio.models.architecture import TINY
+        from studio.models.build import save_pipeline_folder
+
+        save_pipeline_folder(TINY, target, seed=DEMO_SEED,
+                             note={"demo": True, "version": DEMO_VERSION, "trained": False})
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=".copying-", dir=target.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def ensure_demo_model(paths: Paths | None = None) -> Path:
-    """The demo model's folder, building it first if it is not there yet (a second or two)."""
+    """The demo model's folder, putting it in place first if it is not there yet (well under a second)."""
     target = demo_model_dir(paths)
     if (target / "model_index.json").is_file():
         return target
-    from studio.models.architecture import TINY
-    from studio.models.build import save_pipeline_folder
-
     lock = target.with_suffix(".lock")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Two processes may start at once (several workers): the loser waits for the winner's folder.
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        import time
-
         for _ in range(600):
             if (target / "model_index.json").is_file():
                 return target
@@ -44,7 +87,7 @@ def ensure_demo_model(paths: Paths | None = None) -> Path:
         return ensure_demo_model(paths)
     try:
         os.close(fd)
-        save_pipeline_folder(TINY, target, seed=DEMO_SEED, note={"demo": True, "version": DEMO_VERSION})
+        _install(target)
     finally:
         lock.unlink(missing_ok=True)
     return target

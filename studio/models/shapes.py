@@ -163,15 +163,19 @@ def _zh_shape(shape: str, rng: random.Random) -> str:
     return rng.choice(SHAPE_SYNONYMS_ZH[shape]) if rng.random() < 0.3 else SHAPES[shape]
 
 
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def caption_en(scene: Scene, rng: random.Random, pos: bool = False, size: bool = False) -> str:
     c, b, s = scene.fg, scene.bg, scene.shape
     adj = (SIZES[scene.size][0] + " ") if size and SIZES[scene.size][0] else ""
     where = (" " + POSITIONS[scene.position][0]) if pos else ""
-    art = "an" if (adj or c)[0] in "aeiou" else "a"
+    art = _a(adj or c)
     forms = [
-        f"{art} {adj}{c} {s}{where} on a {b} background",
+        f"{art} {adj}{c} {s}{where} on {_a(b)} {b} background",
         f"{adj}{c} {s}{where}, {b} background",
-        f"a {b} background with {art} {adj}{c} {s}{where}",
+        f"{_a(b)} {b} background with {art} {adj}{c} {s}{where}",
         f"{art} {adj}{c} {s}{where} on {b}",
         f"{b} background, {adj}{c} {s}{where}",
     ]
@@ -199,7 +203,7 @@ def caption_mixed(scene: Scene, rng: random.Random, pos: bool = False, size: boo
     forms = [
         f"{caption_en(scene, rng, pos, size)} {caption_zh(scene, rng, pos, size)}",
         f"{caption_zh(scene, rng, pos, size)} {caption_en(scene, rng, pos, size)}",
-        f"a {c_en} {s_zh} on a {b_en} background",
+        f"{_a(c_en)} {c_en} {s_zh} on {_a(b_en)} {b_en} background",
         f"{b_zh}背景上的 {c_en} {s_en}",
         f"{c_zh}{s_zh}, {b_en} background",
         f"a {c_zh} {s_en} on a {b_zh} background",
@@ -224,7 +228,7 @@ def eval_prompts(seed: int = 0) -> list[tuple[str, str, Scene]]:
     out = []
     for f, b, s in held:
         scene = Scene(f, b, s)
-        out.append((f"a {f} {s} on a {b} background", "en", scene))
+        out.append((f"{_a(f)} {f} {s} on {_a(b)} {b} background", "en", scene))
         out.append((f"{COLORS[b][1]}背景上的{COLORS[f][1]}{SHAPES[s]}", "zh", scene))
     return out
 

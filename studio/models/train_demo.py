@@ -21,6 +21,7 @@ bit-deterministic, so a rerun gives a model of the same quality, not the same by
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -98,7 +99,9 @@ def caption_features(text_encoder: Any, ids: torch.Tensor, lens: torch.Tensor) -
     """The pipeline's prompt embedding (second-to-last hidden state), batched. With causal attention
     the states of real tokens do not depend on right padding, so this equals the pipeline's 512-pad."""
     mask = torch.arange(ids.shape[1], device=ids.device)[None] < lens[:, None]
-    return text_encoder(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True).hidden_states[-2]
+    # use_cache=False: a KV cache would hold the graph in reference cycles that only a full gc frees.
+    out = text_encoder(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True, use_cache=False)
+    return out.hidden_states[-2]
 
 
 def dit_forward(model: Any, lat: torch.Tensor, t: torch.Tensor, cap: torch.Tensor, lens: torch.Tensor,
@@ -240,10 +243,14 @@ def train_vae(vae: Any, images: torch.Tensor, steps: int, batch: int, lr: float,
     t0 = time.perf_counter()
     step = 0
     while step < steps:
-        if step == 20 and budget_s:
+        if budget_s and step in (50, 100):  # speed from steps 50-100, after kernel warm-up
             _sync(device)
-            steps = min(steps, max(100, int(budget_s / ((time.perf_counter() - t0) / 20))))
-            log(f"vae: {steps} steps fit the budget")
+            if step == 50:
+                t50 = time.perf_counter()
+            else:
+                per = (time.perf_counter() - t50) / 50
+                steps = min(steps, max(step, step + int((budget_s - (time.perf_counter() - t0)) / per)))
+                log(f"vae: {per * 1000:.1f} ms/step -> {steps} steps fit the budget")
         for group in opt.param_groups:
             group["lr"] = lr * cosine_lr(step, steps, 100)
         idx = torch.randint(0, len(images), (batch,), generator=gen, device=device)
@@ -358,6 +365,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     with torch.no_grad():
         rec = vae.decode(lat[:64] * std + shift).sample.clamp(-1, 1)
     recon_ok = score(to_uint8(rec), scenes[:64], args.workers)
+    from PIL import Image
+
+    pair = np.concatenate([to_uint8(images[:8].float() / 127.5 - 1), to_uint8(rec[:8])], 1)  # originals over recons
+    Image.fromarray(np.concatenate(list(pair), 1)).save(out / "vae_recon.png")
     report.update(vae_s=round(time.perf_counter() - t0, 1), vae_shift=shift, vae_scale=1.0 / std,
                   vae_recon_checker=sum(recon_ok) / len(recon_ok))
     log(f"vae done in {report['vae_s']} s; latent mean {shift:.3f} std {std:.3f}; "
@@ -398,13 +409,17 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         ema.update()
         losses.append(loss.detach())
         step += 1
-        if step == 50 and args.budget_s:
+        if args.budget_s and step in (100, 200):
+            # Fit the time budget once, from the speed after warm-up; the log records the steps run.
             _sync(device)
-            # Fit the time budget once, from measured speed; the log records the steps actually run.
-            per = (time.perf_counter() - t0) / 50
-            total = min(total, max(100, int(args.budget_s / per)))
-            log(f"{per * 1000:.1f} ms/step -> {total} steps")
+            if step == 100:
+                t100 = time.perf_counter()
+            else:
+                per = (time.perf_counter() - t100) / 100
+                total = min(total, max(step, step + int((args.budget_s - (time.perf_counter() - t0)) / per)))
+                log(f"{per * 1000:.1f} ms/step -> {total} steps")
         if step % 250 == 0 or step == total:
+            gc.collect()  # belt and braces against reference cycles holding device memory
             log(f"dit step {step}/{total} loss {float(torch.stack(losses[-100:]).mean()):.4f}")
     _sync(device)
     report.update(dit_steps=step, dit_s=round(time.perf_counter() - t0, 1),
@@ -469,7 +484,7 @@ def assemble(weights: Path, tokenizer_dir: Path, target: Path, note: dict[str, A
     tmp = Path(tempfile.mkdtemp(prefix=".assembling-", dir=target.parent))
     pipe.save_pretrained(str(tmp), safe_serialization=True)
     (tmp / "zaoxiang.json").write_text(json.dumps({"architecture": TINY.name, **note}, indent=2) + "\n", "utf-8")
-    for keep in ("MODEL_CARD.md",):
+    for keep in ("MODEL_CARD.md", "train_log.json", "train.log"):
         if (target / keep).exists():
             shutil.copy2(target / keep, tmp / keep)
     if target.exists():
