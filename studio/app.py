@@ -74,6 +74,15 @@ class Studio:
         return self._model
 
     @property
+    def default_size(self) -> tuple[int, int]:
+        """The size a new request starts at: the demo model's training size, else Z-Image's 1024²."""
+        if self.model.is_demo:
+            from studio.models.demo import NATIVE_SIZE
+
+            return NATIVE_SIZE, NATIVE_SIZE
+        return 1024, 1024
+
+    @property
     def output_dir(self) -> Path:
         return Path(self.settings.output_dir).expanduser() if self.settings.output_dir else self.paths.gallery_dir
 

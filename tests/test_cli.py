@@ -51,9 +51,8 @@ def test_generate_increment_json_and_metadata(home: Path, tmp_path: Path) -> Non
         req, rec = request_from_chunks(read_chunks(path))
         assert req.prompt == "一只红色的星星 a red star" and req.seed == r["seed"]
         assert rec["model"] == "demo"
-    # same seed again, default (gallery) output: identical pixels
-    p2 = run(home, "generate", "一只红色的星星 a red star", "--width", "256", "--height", "256", "--seed", "7",
-             "--seed-mode", "fixed")
+    # same seed again, default (gallery) output and default size (256 on the demo model): identical pixels
+    p2 = run(home, "generate", "一只红色的星星 a red star", "--seed", "7", "--seed-mode", "fixed")
     assert p2.returncode == 0, p2.stderr
     again = Path(p2.stdout.strip())
     assert again.is_relative_to(home)

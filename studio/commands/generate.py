@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser(NAME, help="make images from a prompt")
     g.add_argument("prompt")
     g.add_argument("--negative", default="")
-    g.add_argument("--width", default=1024)
-    g.add_argument("--height", default=1024)
+    g.add_argument("--width", default=None, help="default 1024 (256 on the demo model)")
+    g.add_argument("--height", default=None, help="default 1024 (256 on the demo model)")
     g.add_argument("--steps", default=DEFAULT_STEPS)
     g.add_argument("--guidance", default=DEFAULT_GUIDANCE)
     g.add_argument("--seed", default=None)
@@ -39,16 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--json", action="store_true", help="one JSON object per image")
 
 
-def request_from_args(a: argparse.Namespace) -> GenerationRequest:
+def request_from_args(a: argparse.Namespace, default_size: tuple[int, int] = (1024, 1024)) -> GenerationRequest:
+    width = a.width if a.width is not None else default_size[0]
+    height = a.height if a.height is not None else default_size[1]
     return GenerationRequest(
-        prompt=a.prompt, negative_prompt=a.negative, width=a.width, height=a.height, steps=a.steps,
+        prompt=a.prompt, negative_prompt=a.negative, width=width, height=height, steps=a.steps,
         guidance=a.guidance, seed=a.seed, seed_mode=a.seed_mode, count=a.count,
     )
 
 
 def run(a: argparse.Namespace) -> int:
     try:
-        request = validate(request_from_args(a))
+        validate(request_from_args(a))  # bad input fails at once, before the model is looked up
     except ValidationError as exc:
         print(f"zaoxiang: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
@@ -56,6 +58,7 @@ def run(a: argparse.Namespace) -> int:
     from studio.pool.spec import WorkerSpecError
 
     studio = Studio(model=a.model, workers=a.workers)
+    request = validate(request_from_args(a, studio.default_size))
     progress = Progress(request.count, a.json)
     try:
         try:

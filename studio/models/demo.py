@@ -21,6 +21,7 @@ from studio.core.paths import Paths, get_paths
 DEMO_NAME = "demo"
 DEMO_VERSION = "shapes-v1"
 DEMO_SEED = 20251127
+NATIVE_SIZE = 256  # the demo model was trained at 256x256: larger sizes only take longer
 ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-model"  # in a checkout
 
 

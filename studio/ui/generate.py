@@ -107,6 +107,9 @@ def _seed_choices(lang: str) -> list[tuple[str, str]]:
 def build(ctx: Context) -> GenerateTab:
     lang = ctx.lang
     g = guard(ctx)
+    # Start at the model's own size: 1024² for Z-Image, the demo model's training size otherwise.
+    start_w, start_h = ctx.studio.default_size
+    start_preset = f"{start_w}x{start_h}" if f"{start_w}x{start_h}" in form.SIZE_PRESETS else form.CUSTOM
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=360, elem_classes="zx-form"):
             prompt = ctx.label(gr.Textbox(label=t("gen.prompt", lang), lines=4, max_lines=12,
@@ -118,13 +121,13 @@ def build(ctx: Context) -> GenerateTab:
                                                 placeholder=t("gen.negative.placeholder", lang)), "gen.negative")
                 errors["negative_prompt"] = gr.Markdown(visible=False, elem_id="err-negative_prompt",
                                                         elem_classes="zx-error")
-            size = gr.Radio(choices=_size_choices(lang), value=form.SIZE_PRESETS[0],
+            size = gr.Radio(choices=_size_choices(lang), value=start_preset,
                             label=t("gen.size", lang), elem_id="size")
             ctx.label(size, "gen.size")
-            with gr.Row(visible=False) as custom_row:
-                width = ctx.label(gr.Number(value=1024, precision=0, label=t("gen.width", lang),
+            with gr.Row(visible=start_preset == form.CUSTOM) as custom_row:
+                width = ctx.label(gr.Number(value=start_w, precision=0, label=t("gen.width", lang),
                                             elem_id="width", minimum=None), "gen.width")
-                height = ctx.label(gr.Number(value=1024, precision=0, label=t("gen.height", lang),
+                height = ctx.label(gr.Number(value=start_h, precision=0, label=t("gen.height", lang),
                                              elem_id="height"), "gen.height")
             errors["size"] = gr.Markdown(visible=False, elem_id="err-size", elem_classes="zx-error")
             with gr.Row():

@@ -21,12 +21,14 @@ STRINGS: dict[str, dict[str, str]] = {
     "tab.monitor": {"zh": "GPU 监控", "en": "GPU Monitor"},
     "tab.settings": {"zh": "设置", "en": "Settings"},
     "demo.banner": {
-        "zh": "⚠ 正在使用**演示模型**：它只用于试用整个工作室，画不出有意义的图像。"
+        "zh": "⚠ 正在使用**演示模型**：一个很小的模型，只会在彩色背景上画简单的彩色形状"
+              "（例如「白色背景上的红色星形」），用于试用整个工作室。"
               "安装真正的 Z-Image-Turbo 模型（约 20 GB，只需下载一次）：`modelscope download --model "
               "Tongyi-MAI/Z-Image-Turbo` 或 `hf download Tongyi-MAI/Z-Image-Turbo`，然后重启，"
               "或在「设置」里填写模型路径。",
-        "en": "⚠ Using the **demo model**: it lets you try the whole studio but does not draw anything "
-              "meaningful. Install the real Z-Image-Turbo model (about 20 GB, downloaded once): "
+        "en": "⚠ Using the **demo model**: a tiny model that only draws simple colored shapes on colored "
+              "backgrounds (try \"a red star on a white background\"), so you can try the whole studio. "
+              "Install the real Z-Image-Turbo model (about 20 GB, downloaded once): "
               "`hf download Tongyi-MAI/Z-Image-Turbo` or `modelscope download --model "
               "Tongyi-MAI/Z-Image-Turbo`, then restart, or set the model path in Settings.",
     },
