@@ -51,3 +51,22 @@ def cli_env(home: Path) -> dict[str, str]:
     env["ZAOXIANG_HOME"] = str(home)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture
+def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An empty studio home (no demo model): for store tests that need only folders."""
+    from studio.core.paths import get_paths
+
+    monkeypatch.setenv("ZAOXIANG_HOME", str(tmp_path / "home"))
+    return get_paths().ensure()
+
+
+@pytest.fixture
+def store(paths):
+    """A real Store (SQLite file) in `paths`, closed after the test."""
+    from studio.store import Store
+
+    s = Store()
+    yield s
+    s.close()

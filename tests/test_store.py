@@ -15,24 +15,10 @@ from pathlib import Path
 import pytest
 
 from studio.core import jobs as js
-from studio.core.paths import get_paths
 from studio.core.request import GenerationRequest
 from studio.store import Store, StoreError
 from studio.store.schema import SCHEMA_VERSION
 from tests.store_helpers import split, write_job_png
-
-
-@pytest.fixture
-def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ZAOXIANG_HOME", str(tmp_path / "home"))
-    return get_paths().ensure()
-
-
-@pytest.fixture
-def store(paths):
-    s = Store()
-    yield s
-    s.close()
 
 
 def record(store: Store, gallery: Path, prompt: str = "一只猫 a cat", count: int = 3, origin: str = "ui",

@@ -13,23 +13,9 @@ from PIL import Image, PngImagePlugin
 
 from studio.core import jobs as js
 from studio.core.metadata import format_a1111
-from studio.core.paths import get_paths
 from studio.core.request import GenerationRequest
 from studio.store import Store, reconcile
 from tests.store_helpers import split, write_job_png
-
-
-@pytest.fixture
-def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ZAOXIANG_HOME", str(tmp_path / "home"))
-    return get_paths().ensure()
-
-
-@pytest.fixture
-def store(paths):
-    s = Store()
-    yield s
-    s.close()
 
 
 def made_elsewhere(tmp_path: Path, prompt: str, count: int = 1, **fields) -> list[Path]:
