@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from studio.models import shapes
-from studio.models.demo import ASSET_DIR, DEMO_VERSION, demo_assets, is_trained
+from studio.models.demo import DEMO_VERSION, demo_assets, is_trained
 
 
 def _ground_truth_scenes() -> list[shapes.Scene]:
@@ -77,7 +77,7 @@ def test_tokenizer_keeps_chinese_words_apart() -> None:
     """One token per Chinese character: 红色星形 never fuses into a token training never saw."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(ASSET_DIR / "tokenizer"))
+    tok = AutoTokenizer.from_pretrained(str(demo_assets() / "tokenizer"))
     ids = tok("白色背景上的红色星形").input_ids
     assert len(ids) == len("白色背景上的红色星形")
     assert tok.decode(ids) == "白色背景上的红色星形"

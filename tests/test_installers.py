@@ -71,7 +71,7 @@ def test_linux_install_in_temp_home_then_uninstall(tmp_path: Path) -> None:
     p = subprocess.run([str(zaoxiang), "--help"], env=run_env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "--headless" in p.stdout and "generate" in p.stdout, p.stderr
     probe = ("import torch, diffusers, gradio, psutil, studio.desktop.launcher, studio.desktop.tray; "
-             "from studio.desktop.assets import assets_dir; print(assets_dir())")
+             "from studio.core.assets import assets_dir; print(assets_dir())")
     p = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c", probe], env=run_env, cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr

@@ -48,7 +48,7 @@ def test_status_line_in_both_languages() -> None:
 def test_tray_assets_exist() -> None:
     from PIL import Image
 
-    from studio.desktop.assets import asset
+    from studio.core.assets import asset
 
     for name in tray_mod.ICON_FILES.values():
         img = Image.open(asset(name))

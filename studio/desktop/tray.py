@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core import events as ev
-from studio.desktop.assets import asset
+from studio.core.assets import asset
 from studio.desktop.opener import open_path
 
 log = logging.getLogger(__name__)

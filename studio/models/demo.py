@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,6 @@ DEMO_NAME = "demo"
 DEMO_VERSION = "shapes-v1"
 DEMO_SEED = 20251127
 NATIVE_SIZE = 256  # the demo model was trained at 256x256: larger sizes only take longer
-ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-model"  # in a checkout
 
 
 def demo_model_dir(paths: Paths | None = None) -> Path:
@@ -30,11 +28,10 @@ def demo_model_dir(paths: Paths | None = None) -> Path:
 
 
 def demo_assets() -> Path | None:
-    """The shipped trained demo model: ZAOXIANG_ASSETS, the checkout's assets/, or (for a normal
-    install, via pyproject's data-files) <prefix>/share/zaoxiang/assets; None when none has it."""
-    roots = [Path(p) for p in (os.environ.get("ZAOXIANG_ASSETS"),) if p]
-    for folder in [*(r / "demo-model" for r in roots), ASSET_DIR,
-                   Path(sys.prefix) / "share" / "zaoxiang" / "assets" / "demo-model"]:
+    """The shipped trained demo model (see `studio.core.assets`), or None when no assets folder has it."""
+    from studio.core.assets import candidate_dirs
+
+    for folder in (root / "demo-model" for root in candidate_dirs()):
         if (folder / "model_index.json").is_file():
             return folder
     return None

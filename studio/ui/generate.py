@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from studio.core.assets import assets_dir
 from studio.core.metadata import request_from_chunks
 from studio.core.pngfile import read_chunks
 from studio.core.request import (
@@ -27,7 +28,7 @@ from studio.ui.context import Context, guard
 from studio.ui.i18n import field_error, t
 from studio.ui.progress import Follower, RequestView, captions, render_progress
 
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+ASSETS_DIR = assets_dir("examples.json")
 # Validation fields -> the error slot shown under them (width and height share the size slot).
 ERROR_SLOTS = ("prompt", "negative_prompt", "size", "steps", "guidance", "count", "seed")
 SLOT_OF = {"width": "size", "height": "size", "seed_mode": "seed"}

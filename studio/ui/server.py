@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from studio.core.assets import assets_dir
 from studio.ui.settings import is_loopback
 
 log = logging.getLogger("zaoxiang.ui")
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+ASSETS_DIR = assets_dir("studio.css")
 PORT_TRIES = 50
 
 
