@@ -19,11 +19,15 @@ from typing import Any
 
 import torch
 
-# diffusers' names for torch's own SDPA kernels; "native" lets torch pick.
-ATTENTION_BACKENDS = ("_native_cudnn", "_native_flash", "_native_efficient", "native")
-# Measured fastest inside the compiled blocks on H100 (docs/benchmarks.md, "GPU fast path"): torch's
-# own pick (flash) beat cuDNN there, although cuDNN is faster alone, because of the q/k/v copies.
-DEFAULT_ATTENTION = "native"
+from studio.engine.fused_attention import FusedZImageAttnProcessor
+
+# diffusers' names for torch's own SDPA kernels ("native" lets torch pick), then our fused processor
+# (studio/engine/fused_attention.py: real-valued RoPE, cuDNN on q/k/v views without copies).
+FUSED_ATTENTION = ("fused-cudnn", "fused-sdpa")
+ATTENTION_BACKENDS = ("_native_cudnn", "_native_flash", "_native_efficient", "native", *FUSED_ATTENTION)
+# First pass on H100 (docs/benchmarks.md, "GPU fast path"): torch's own pick (flash) beat diffusers'
+# `_native_cudnn` inside the compiled blocks; second pass: see DEFAULT_ATTENTION's note there.
+DEFAULT_ATTENTION = "fused-cudnn"
 
 
 def enable_tf32() -> None:
@@ -40,6 +44,17 @@ def set_attention_backend(transformer: Any, name: str) -> str:
 
     from diffusers.utils import logging as dlogging
 
+    from studio.engine import fused_attention
+
+    if name in FUSED_ATTENTION:
+        fused_attention.install(transformer, name.split("-", 1)[1])
+        return name
+    if fused_attention.uses_fused(transformer):  # back to diffusers' own processor first
+        from diffusers.models.transformers.transformer_z_image import ZSingleStreamAttnProcessor
+
+        for module in transformer.modules():
+            if isinstance(getattr(module, "processor", None), fused_attention.FusedZImageAttnProcessor):
+                module.set_processor(ZSingleStreamAttnProcessor())
     level = dlogging.get_verbosity()
     dlogging.set_verbosity(logging.ERROR)  # it warns "experimental" on every call
     try:
@@ -117,16 +132,20 @@ class CompileSwitch:
         self.lock = threading.Lock()
 
 
-def _prepare_dynamic(args: tuple, kwargs: dict) -> tuple:
+def _prepare_dynamic(args: tuple, kwargs: dict, real_rope: bool = False) -> tuple:
     """Mark what varies with prompt, size and batch as dynamic, so one graph serves them all.
 
     Sequence length (dim 1) varies with prompt and image size; batch (dim 0) is marked only when
     above 1 (size 1 is always specialised). The RoPE table arrives as a slice of a padded tensor,
-    whose batch stride would otherwise be guarded against the sequence length: it is made contiguous.
+    whose batch stride would otherwise be guarded against the sequence length: it is made contiguous
+    (and, for the fused attention, real-valued, so no complex op reaches the compiler).
     """
     args = list(args)
     if len(args) > 2 and isinstance(args[2], torch.Tensor):
-        f = args[2]  # a fresh tensor: .contiguous() keeps the odd stride of a size-1 batch dim
+        f = args[2]
+        if real_rope and f.is_complex():
+            f = torch.view_as_real(f)
+        # a fresh tensor: .contiguous() keeps the odd stride of a size-1 batch dim
         args[2] = torch.empty(f.shape, dtype=f.dtype, device=f.device).copy_(f)
     batched = isinstance(args[0], torch.Tensor) and args[0].shape[0] > 1
     for i, t in enumerate(args):
@@ -137,6 +156,11 @@ def _prepare_dynamic(args: tuple, kwargs: dict) -> tuple:
         if batched and t.shape[0] > 1:
             torch._dynamo.maybe_mark_dynamic(t, 0)
     return tuple(args)
+
+
+def _backend() -> str:
+    """torch.compile's backend: inductor, or "eager" (guards and graphs only) for tests."""
+    return os.environ.get("ZAOXIANG_COMPILE_BACKEND", "inductor")
 
 
 def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "mark",
@@ -152,7 +176,7 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
         fx_config.use_duck_shape = False
     except Exception:  # noqa: BLE001
         pass
-    backend = os.environ.get("ZAOXIANG_COMPILE_BACKEND", "inductor")  # "eager": guards only, for tests
+    backend = _backend()
     count = 0
     for block in transformer.modules():
         if type(block).__name__ != "ZImageTransformerBlock" or hasattr(block, "_zx_eager"):
@@ -161,12 +185,13 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
         compiled = torch.compile(eager, fullgraph=True, mode=mode, backend=backend,
                                  dynamic=False if dynamic == "false" else None)
 
-        def forward(*args: Any, _eager: Callable = eager, _compiled: Callable = compiled,
+        def forward(*args: Any, _eager: Callable = eager, _compiled: Callable = compiled, _block: Any = block,
                     **kwargs: Any) -> torch.Tensor:
             if not switch.ready and not getattr(_tls, "warming", False):
                 return _eager(*args, **kwargs)
             if dynamic == "mark":
-                args = _prepare_dynamic(args, kwargs)
+                real = isinstance(getattr(_block.attention, "processor", None), FusedZImageAttnProcessor)
+                args = _prepare_dynamic(args, kwargs, real)
             return _compiled(*args, **kwargs)
 
         block._zx_eager = eager
@@ -178,8 +203,78 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
 _tls = threading.local()
 
 
+def _decoder_layer(layer: Any, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """One Qwen3 decoder layer, no cache, causal: what transformers' layer computes, minus its hooks.
+
+    Calling the attention's `forward` directly skips transformers' output-capturing hooks, whose
+    ContextVar look-ups would break the graph in every layer.
+    """
+    x = layer.self_attn.forward(hidden_states=layer.input_layernorm(h), position_embeddings=(cos, sin),
+                                attention_mask=None)[0]
+    h = h + x
+    return h + layer.mlp(layer.post_attention_layernorm(h))
+
+
+def compile_text_encoder(text_encoder: Any, switch: CompileSwitch) -> bool:
+    """Compile the text encoder's decoder layer once for all layers and any prompt length.
+
+    Encoding a new prompt is launch-bound in eager (36 short-sequence layers, ~15 kernels each, plus
+    transformers' per-layer Python); compiled, each layer is a few fused kernels. Only for SDPA
+    attention (where no mask means causal); the encoder then stops after the second-to-last layer,
+    the hidden state the pipeline uses, instead of running the last layer for nothing.
+    """
+    if getattr(getattr(text_encoder, "config", None), "_attn_implementation", None) != "sdpa" \
+            or not hasattr(text_encoder, "rotary_emb") or not hasattr(text_encoder, "layers"):
+        return False
+    text_encoder._zx_layer = torch.compile(_decoder_layer, fullgraph=True, backend=_backend())
+    text_encoder._zx_switch = switch
+    return True
+
+
+def uncompile_text_encoder(text_encoder: Any) -> None:
+    """Back to transformers' own forward for encoding."""
+    for name in ("_zx_layer", "_zx_switch"):
+        text_encoder.__dict__.pop(name, None)
+
+
+def _encode_compiled(te: Any, inputs: torch.Tensor) -> torch.Tensor:
+    """hidden_states[-2] of the encoder (the output of its second-to-last layer), compiled layers."""
+    h = inputs
+    pos = torch.arange(h.shape[1], device=h.device).unsqueeze(0)
+    cos, sin = te.rotary_emb(h, pos)
+    if h.shape[1] > 1:
+        for t in (h, cos, sin):
+            torch._dynamo.maybe_mark_dynamic(t, 1)
+    for layer in te.layers[:-1]:
+        h = te._zx_layer(layer, h, cos, sin)
+    return h
+
+
+def compile_vae_decoder(vae: Any, switch: CompileSwitch) -> bool:
+    """Compile the VAE decoder with height and width dynamic (one graph for every image size)."""
+    dec = vae.decoder
+    if hasattr(dec, "_zx_eager"):
+        return False
+    eager = dec.forward
+    compiled = torch.compile(eager, fullgraph=False, dynamic=None, backend=_backend())
+
+    def forward(z: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if not switch.ready and not getattr(_tls, "warming", False):
+            return eager(z, *args, **kwargs)
+        torch._dynamo.maybe_mark_dynamic(z, 2)
+        torch._dynamo.maybe_mark_dynamic(z, 3)
+        return compiled(z, *args, **kwargs)
+
+    dec._zx_eager = eager
+    dec.forward = forward
+    return True
+
+
 def uncompile_blocks(transformer: Any) -> int:
-    """Put the eager forwards back (before re-compiling with other settings in the same process)."""
+    """Put the eager forwards back (before re-compiling with other settings in the same process).
+
+    Works on any module tree wrapped here: the transformer, the text encoder, the VAE.
+    """
     count = 0
     for block in transformer.modules():
         if hasattr(block, "_zx_eager"):
@@ -211,11 +306,14 @@ def encode_prompt_short(pipe: Any, prompt: str, device: torch.device,
     ids = tok([text], truncation=True, max_length=max_sequence_length, return_tensors="pt").input_ids
     te = pipe.text_encoder
     embed = te.get_input_embeddings()
+    switch = te.__dict__.get("_zx_switch")
     with torch.no_grad():
+        if switch is not None and (switch.ready or getattr(_tls, "warming", False)):
+            return [_encode_compiled(te, embed(ids.to(embed.weight.device)).to(device, non_blocking=True))[0]]
         if embed.weight.device.type != device.type:
             # The embedding table stays on the CPU in tight memory profiles: look rows up there.
             inputs = embed(ids).to(device, non_blocking=True)
-            out = te(inputs_embeds=inputs, output_hidden_states=True)
+            out = te(inputs_embeds=inputs, output_hidden_states=True, use_cache=False)
         else:
-            out = te(input_ids=ids.to(device), output_hidden_states=True)
+            out = te(input_ids=ids.to(device), output_hidden_states=True, use_cache=False)
     return [out.hidden_states[-2][0]]

@@ -72,7 +72,8 @@ class Engine:
                  dtype: torch.dtype | None = None, *, pipe: Any = None, fast_path: bool | None = None,
                  memory_profile: str | None = "auto", fp8: bool = False, compile: bool | None = None,
                  attention: str | None = None, warm: str = "background",
-                 compile_cache: str | Path | None = None) -> None:
+                 compile_cache: str | Path | None = None, compile_text_encoder: bool | None = None,
+                 vae_channels_last: bool | None = None, compile_vae: bool = False) -> None:
         from studio.engine import fastpath, memory
 
         self.device = torch.device(device)
@@ -104,6 +105,10 @@ class Engine:
             fastpath.enable_tf32()
             self.attention = fastpath.set_attention_backend(self.pipe.transformer,
                                                             attention or fastpath.DEFAULT_ATTENTION)
+        # Channels-last VAE convolutions (cuDNN's native layout for bf16 tensor cores); fast path only.
+        self.vae_channels_last = self.fast_path if vae_channels_last is None else (bool(vae_channels_last) and cuda)
+        if self.vae_channels_last:
+            self.pipe.vae.to(memory_format=torch.channels_last)
         self.fp8 = False
         if fp8:
             from studio.engine import fp8 as fp8mod
@@ -118,6 +123,13 @@ class Engine:
         self.compiled = False
         self.compile_s: float | None = None
         self._warm_thread: threading.Thread | None = None
+        # The text encoder's layers compile with the blocks on the CUDA fast path (not while they swap).
+        self.compiled_text_encoder = False
+        want_te = self.fast_path if compile_text_encoder is None else bool(compile_text_encoder)
+        if want_te and want_compile and self.profile.text_encoder != "swap":
+            self.compiled_text_encoder = fastpath.compile_text_encoder(self.pipe.text_encoder, self._switch)
+        self.compiled_vae = bool(compile_vae) and want_compile and fastpath.compile_vae_decoder(self.pipe.vae,
+                                                                                                 self._switch)
         if want_compile:
             fastpath.compile_blocks(self.pipe.transformer, self._switch)
             self.compiled = True
@@ -151,6 +163,7 @@ class Engine:
                         tr([lat[0]] * n, t, [cap] * n, return_dict=False)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
+            self._warm_extras(sizes)
             self._switch.ready = True
             if self.compile_cache is not None:
                 fastpath.save_mega_cache(self.compile_cache)
@@ -159,6 +172,33 @@ class Engine:
             self.compiled = False
         self.compile_s = time.perf_counter() - t0
         return self.compile_s
+
+    def _warm_extras(self, sizes: tuple[tuple[int, int], ...]) -> None:
+        """Compile the text encoder and VAE decoder too; a failure there turns only that part off."""
+        from studio.engine import fastpath
+
+        if self.compiled_text_encoder:
+            try:
+                with fastpath.warming(), torch.no_grad():
+                    fastpath.encode_prompt_short(self.pipe, "warm-up 预热", self.device)
+            except Exception as exc:  # noqa: BLE001
+                fastpath.uncompile_text_encoder(self.pipe.text_encoder)
+                self.compiled_text_encoder = False
+                self.notes.append(f"text encoder compile off: {type(exc).__name__}: {exc}"[:300])
+        if self.compiled_vae:
+            try:
+                with fastpath.warming(), torch.no_grad():
+                    ch = self.pipe.vae.config.latent_channels
+                    for w, h in sizes:
+                        z = torch.randn(1, ch, h // self.pipe.vae_scale_factor, w // self.pipe.vae_scale_factor,
+                                        device=self.device, dtype=self.pipe.vae.dtype)
+                        if self.vae_channels_last:
+                            z = z.contiguous(memory_format=torch.channels_last)
+                        self.pipe.vae.decode(z, return_dict=False)
+            except Exception as exc:  # noqa: BLE001
+                fastpath.uncompile_blocks(self.pipe.vae)
+                self.compiled_vae = False
+                self.notes.append(f"VAE compile off: {type(exc).__name__}: {exc}"[:300])
 
     def wait_warm(self, timeout: float | None = None) -> bool:
         """Block until background warm-up ends; True if the compiled blocks are in use."""
@@ -288,6 +328,8 @@ class Engine:
         vae.use_tiling = tiled
         with torch.no_grad():
             lat = latents.to(self.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+            if self.vae_channels_last:
+                lat = lat.contiguous(memory_format=torch.channels_last)
             pixels = vae.decode(lat, return_dict=False)[0]
         if not torch.isfinite(pixels).all():
             raise NonFiniteOutput("The image decoder produced invalid (NaN) values; no image was saved.")
