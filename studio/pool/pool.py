@@ -30,6 +30,7 @@ from studio.pool.stats import request_stats
 from studio.pool.worker import worker_main
 
 PREFETCH = 1  # queued jobs a worker may hold beyond the running one
+PLAN_HORIZON = 256  # queued jobs the dispatcher looks through when planning the next hand-out
 MAX_KILLS = 2  # a job that took down this many workers is failed, not retried again
 MAX_LOAD_FAILURES = 3  # a worker that cannot load the model this many times in a row gives up
 SENT = "sent"  # handed to a worker's pipe, not started yet
@@ -561,7 +562,8 @@ class WorkerPool:
         if js.job.job_id in slot.assigned:
             slot.assigned.remove(js.job.job_id)
 
-    def _expected_finish(self, slot: _Slot, job: Job, now: float) -> float:
+    def _ahead(self, slot: _Slot, now: float) -> float:
+        """Seconds of work `slot` holds already (its running job's remainder plus what it prefetched)."""
         ahead = 0.0
         for job_id in slot.assigned:
             other = self._jobs[job_id]
@@ -569,7 +571,27 @@ class WorkerPool:
             if other.state == RUNNING and other.started is not None:
                 est = max(0.05 * est, est - (now - other.started))
             ahead += est
-        return ahead + slot.speed.estimate(job.width, job.height, job.steps)
+        return ahead
+
+    def _plan_next(self, ready: list[_Slot], now: float) -> tuple[int, _Slot] | None:
+        """The next hand-out: (queue index, worker) of the first queued job that a greedy
+        earliest-finish list schedule of the whole queue puts on a worker with room, or None.
+
+        Looking past the queue's head is what keeps a slower card busy: the head may be best left for
+        a fast card that is momentarily full, while a later job still finishes sooner on the slow one.
+        """
+        finish = {id(s): self._ahead(s, now) for s in ready}
+        for idx, job_id in enumerate(self._queue[:PLAN_HORIZON]):
+            job = self._jobs[job_id].job
+
+            def finish_on(s: _Slot, job: Job = job) -> float:
+                return finish[id(s)] + s.speed.estimate(job.width, job.height, job.steps)
+
+            best = min(ready, key=lambda s: (finish_on(s), len(s.assigned), s.spec.index))
+            if len(best.assigned) <= PREFETCH:
+                return idx, best
+            finish[id(best)] = finish_on(best)
+        return None
 
     def _dispatch(self) -> None:
         if self._paused or self._closing:
@@ -579,18 +601,18 @@ class WorkerPool:
             ready = [s for s in self._slots if s.state == "ready" and s.control is not None]
             if not ready:
                 return
-            js = self._jobs[self._queue[0]]
-            best = min(ready, key=lambda s: (self._expected_finish(s, js.job, now), len(s.assigned), s.spec.index))
-            if len(best.assigned) > PREFETCH:
-                # The best place is busy: wait for it rather than hand this to a slower worker, unless
-                # an idle worker is judged only by its warm-up. One warm-up taken while the machine was
-                # busy (other workers loading) can make a card look many times slower than it is, and
-                # without a real job it would never be measured again: give it one job to learn from.
+            planned = self._plan_next(ready, now)
+            if planned is None:
+                # Every planned place is full. An idle worker judged only by its warm-up still gets one
+                # job: a warm-up taken while the machine was busy (other workers loading) can make a
+                # card look many times slower than it is, and without a real job it would never be
+                # measured again.
                 unproven = [s for s in ready if not s.assigned and s.speed.jobs_seen == 0]
                 if not unproven:
                     return
-                best = unproven[0]
-            self._queue.pop(0)
+                planned = (0, unproven[0])
+            idx, best = planned
+            js = self._jobs[self._queue.pop(idx)]
             js.state, js.worker = SENT, self._slots.index(best)
             best.assigned.append(js.job.job_id)
             self._send(best, ("job", {**js.job.to_dict(), "memory_profile": js.memory_profile}))
