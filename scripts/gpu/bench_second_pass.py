@@ -246,6 +246,92 @@ def recompile(eng: Engine, attention: str, size: int) -> float:
     return round(t, 2)
 
 
+def verify(a, pipe, dev, out: Path, stage, state: dict) -> None:
+    """Second call: the adopted defaults (fused cuDNN attention + compiled NCHW VAE) against A, FP8 on them."""
+    S, steps, n = a.size, a.steps, a.runs
+
+    def s_a():
+        eng = Engine("random:" + a.arch, dev, pipe=pipe, compile=True, attention="native", memory_profile="full",
+                     warm="none", compile_cache=Path(a.cache), compile_vae=False)
+        state["eng"] = eng
+        c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
+        eng.generate(prompt="warm A", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        r = {"compile_s": c, "images": images(eng, n, S, steps, 20), "step": step_ms(pipe, dev, S)}
+        state["lat"] = torch.randn(1, 16, S // 8, S // 8, generator=torch.Generator().manual_seed(3)).to(dev)
+        r["decode_nchw"], state["dec_nchw"] = decode_ms(eng, state["lat"])
+        state["img_A"] = match_image(eng, S, steps)
+        return r
+
+    stage("A_first_pass_default", 40, s_a)
+    eng = state.get("eng")
+    if eng is None:
+        return
+
+    def s_final():
+        from torch._dynamo.utils import counters
+
+        r = {"blocks_compile_s": recompile(eng, "fused-cudnn", S)}
+        assert fastpath.compile_vae_decoder(eng.pipe.vae, eng._extra_switch)
+        eng.compiled_vae = True
+        sizes = {}
+        with fastpath.warming():
+            for w, h in ((S, S), (1152, 896), (896, 1152)):
+                f = counters["stats"]["unique_graphs"]
+                z = torch.randn(1, 16, h // 8, w // 8, device=dev, dtype=eng.pipe.vae.dtype)
+                with Timer(dev) as tm:
+                    eng.decode(z)
+                sizes[f"{w}x{h}"] = {"s": round(tm.host_ms / 1e3, 2),
+                                     "graphs": counters["stats"]["unique_graphs"] - f}
+        eng._extra_switch.ready = True
+        r["vae_compile"] = sizes
+        r["decode_compiled"], img = decode_ms(eng, state["lat"])
+        r["decode_vs_eager"] = img_diff(state["dec_nchw"], img)
+        eng.generate(prompt="warm final", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        r["images"] = images(eng, n, S, steps, 40)
+        r["step"] = step_ms(pipe, dev, S)
+        state["img_final"] = match_image(eng, S, steps)
+        r["image_vs_A"] = img_diff(state["img_A"], state["img_final"])
+        return r
+
+    stage("FINAL_fused_cudnn_vae_compiled", 70, s_final)
+
+    def s_enc():
+        """Where encode time goes: tokenizer (host) vs text encoder forward (events)."""
+        tok, te = eng.pipe.tokenizer, eng.pipe.text_encoder
+        host, fwd, ntok = [], [], []
+        for i in range(6):
+            t = time.perf_counter()
+            text = tok.apply_chat_template([{"role": "user", "content": _prompt(500 + i)}], tokenize=False,
+                                           add_generation_prompt=True, enable_thinking=True)
+            ids = tok([text], return_tensors="pt").input_ids
+            host.append((time.perf_counter() - t) * 1e3)
+            ntok.append(int(ids.shape[1]))
+            with Timer(dev) as tm, torch.no_grad():
+                te(input_ids=ids.to(dev), output_hidden_states=True, use_cache=False)
+            fwd.append(tm.ms)
+        return {"tokenize_ms": [round(x, 1) for x in host], "forward_ms": [round(x, 1) for x in fwd],
+                "tokens": ntok}
+
+    stage("ENC_breakdown", 5, s_enc)
+    if dev.type == "cuda":
+        def s_f8():
+            from studio.engine import fp8 as fp8mod
+
+            tr = eng.pipe.transformer
+            fastpath.uncompile_blocks(tr)  # no dynamo reset: the compiled VAE stays compiled
+            k = fp8mod.quantize_transformer(tr)
+            fastpath.compile_blocks(tr, eng._switch)
+            c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
+            eng.generate(prompt="warm F8", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+            r = {"linears": k, "compile_s": c, "images": images(eng, n, S, steps, 60),
+                 "step": step_ms(pipe, dev, S)}
+            if "img_final" in state:
+                r["image_vs_bf16"] = img_diff(state["img_final"], match_image(eng, S, steps))
+            return r
+
+        stage("F8_fp8_on_final", 45, s_f8)
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=os.environ.get("OUT", "/tmp/zx-out"))
@@ -256,6 +342,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=9)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--budget", type=float, default=175.0, help="seconds; later stages are skipped past it")
+    p.add_argument("--verify", action="store_true", help="second call: the adopted defaults against A, FP8")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -268,7 +355,7 @@ def main() -> int:
 
     def write() -> None:
         R["wall_s"] = round(time.perf_counter() - T0, 1)
-        (out / "second_pass.json").write_text(json.dumps(R, indent=1, ensure_ascii=False), "utf-8")
+        (out / ("second_pass_verify.json" if a.verify else "second_pass.json")).write_text(json.dumps(R, indent=1, ensure_ascii=False), "utf-8")
 
     def stage(name: str, est_s: float, fn) -> None:
         left = a.budget - (time.perf_counter() - T0)
@@ -293,6 +380,10 @@ def main() -> int:
     R["build_s"] = round(time.perf_counter() - t, 1)
     log("built", R["build_s"])
 
+    if a.verify:
+        verify(a, pipe, dev, out, stage, state)
+        write()
+        return 0
     if dev.type == "cuda":
         stage("sdpa_micro", 3, lambda: sdpa_micro(dev))
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 def table(r: dict) -> None:
     st = r["stages"]
+    if "FINAL_fused_cudnn_vae_compiled" in st or "A_first_pass_default" in st and "S_fused_sdpa" not in st:
+        return verify_table(r)
 
     def g(*path, fmt="{:.1f}"):
         cur = st
@@ -40,6 +42,23 @@ def table(r: dict) -> None:
         print(f"profile {k}: {g(key, 'profile', 'wall_ms')} ms wall, kernels {g(key, 'profile', 'kernel_ms')}, "
               f"{g(key, 'profile', 'by_category_ms')}")
     print("micro:", st.get("sdpa_micro"))
+    print("skipped:", r["skipped"], "errors:", list(r["errors"]), f"wall {r.get('wall_s')} s")
+
+
+def verify_table(r: dict) -> None:
+    st = r["stages"]
+    print("\n| verify call (1024², 9 steps, new prompt each) | per image ms | encode | denoise | decode | step ms |")
+    print("|---|---|---|---|---|---|")
+    for label, key in (("A first-pass default", "A_first_pass_default"),
+                       ("FINAL fused cuDNN attn + compiled VAE", "FINAL_fused_cudnn_vae_compiled"),
+                       ("FP8 on FINAL", "F8_fp8_on_final")):
+        im, stp = st.get(key, {}).get("images", {}), st.get(key, {}).get("step", {})
+        print(f"| {label} | {im.get('median_ms', '—')} | {im.get('encode_ms', '—')} | {im.get('denoise_ms', '—')} | "
+              f"{im.get('decode_ms', '—')} | {stp.get('median_ms', '—')} |")
+    f = st.get("FINAL_fused_cudnn_vae_compiled", {})
+    print("vae compile:", f.get("vae_compile"), "decode", f.get("decode_compiled"), f.get("decode_vs_eager"))
+    print("image FINAL vs A:", f.get("image_vs_A"), "FP8 vs bf16:", st.get("F8_fp8_on_final", {}).get("image_vs_bf16"))
+    print("encode breakdown:", st.get("ENC_breakdown"))
     print("skipped:", r["skipped"], "errors:", list(r["errors"]), f"wall {r.get('wall_s')} s")
 
 

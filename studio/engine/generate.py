@@ -73,7 +73,7 @@ class Engine:
                  memory_profile: str | None = "auto", fp8: bool = False, compile: bool | None = None,
                  attention: str | None = None, warm: str = "background",
                  compile_cache: str | Path | None = None, compile_text_encoder: bool | None = None,
-                 vae_channels_last: bool | None = None, compile_vae: bool = False) -> None:
+                 vae_channels_last: bool = False, compile_vae: bool | None = None) -> None:
         from studio.engine import fastpath, memory
 
         self.device = torch.device(device)
@@ -105,8 +105,8 @@ class Engine:
             fastpath.enable_tf32()
             self.attention = fastpath.set_attention_backend(self.pipe.transformer,
                                                             attention or fastpath.DEFAULT_ATTENTION)
-        # Channels-last VAE convolutions (cuDNN's native layout for bf16 tensor cores); fast path only.
-        self.vae_channels_last = self.fast_path if vae_channels_last is None else (bool(vae_channels_last) and cuda)
+        # Channels-last VAE convolutions: opt-in, measured slower on H100 (docs/benchmarks.md, second pass).
+        self.vae_channels_last = bool(vae_channels_last) and cuda
         if self.vae_channels_last:
             self.pipe.vae.to(memory_format=torch.channels_last)
         self.fp8 = False
@@ -120,16 +120,20 @@ class Engine:
                 self.notes.append("fp8 off: this device has no FP8 tensor cores")
         self._memory = memory.apply_profile(self.pipe, self.profile, self.device)
         self._switch = fastpath.CompileSwitch()
+        # The text encoder and VAE warm after the blocks, on their own switch, so the blocks' compiled
+        # forward is in use while the VAE still compiles.
+        self._extra_switch = fastpath.CompileSwitch()
         self.compiled = False
         self.compile_s: float | None = None
         self._warm_thread: threading.Thread | None = None
-        # The text encoder's layers compile with the blocks on the CUDA fast path (not while they swap).
         self.compiled_text_encoder = False
-        want_te = self.fast_path if compile_text_encoder is None else bool(compile_text_encoder)
-        if want_te and want_compile and self.profile.text_encoder != "swap":
-            self.compiled_text_encoder = fastpath.compile_text_encoder(self.pipe.text_encoder, self._switch)
-        self.compiled_vae = bool(compile_vae) and want_compile and fastpath.compile_vae_decoder(self.pipe.vae,
-                                                                                                 self._switch)
+        # Text encoder compile: opt-in (measured no gain, see docs/benchmarks.md second pass). Compiled VAE
+        # decoder: on by default on the CUDA fast path under the full profile (measured 102 -> 52 ms).
+        if compile_text_encoder and want_compile and self.profile.text_encoder != "swap":
+            self.compiled_text_encoder = fastpath.compile_text_encoder(self.pipe.text_encoder, self._extra_switch)
+        want_vae = (self.fast_path and self.profile.name == "full") if compile_vae is None else bool(compile_vae)
+        self.compiled_vae = want_vae and want_compile and fastpath.compile_vae_decoder(self.pipe.vae,
+                                                                                        self._extra_switch)
         if want_compile:
             fastpath.compile_blocks(self.pipe.transformer, self._switch)
             self.compiled = True
@@ -163,13 +167,18 @@ class Engine:
                         tr([lat[0]] * n, t, [cap] * n, return_dict=False)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            self._warm_extras(sizes)
             self._switch.ready = True
             if self.compile_cache is not None:
                 fastpath.save_mega_cache(self.compile_cache)
         except Exception as exc:  # noqa: BLE001 - compile is an optimisation, never a failure
             self.notes.append(f"compile off after warm-up failed: {type(exc).__name__}: {exc}"[:300])
             self.compiled = False
+        self.blocks_compile_s = time.perf_counter() - t0
+        if self.compiled and (self.compiled_text_encoder or self.compiled_vae):
+            self._warm_extras(sizes)  # after the blocks' switch: requests use the compiled blocks meanwhile
+            self._extra_switch.ready = True
+            if self.compile_cache is not None:
+                fastpath.save_mega_cache(self.compile_cache)
         self.compile_s = time.perf_counter() - t0
         return self.compile_s
 
