@@ -293,7 +293,7 @@ def verify(a, pipe, dev, out: Path, stage, state: dict) -> None:
         r["image_vs_A"] = img_diff(state["img_A"], state["img_final"])
         return r
 
-    stage("FINAL_fused_cudnn_vae_compiled", 70, s_final)
+    stage("FINAL_fused_cudnn_vae_compiled", 60, s_final)
 
     def s_enc():
         """Where encode time goes: tokenizer (host) vs text encoder forward (events)."""
@@ -329,7 +329,7 @@ def verify(a, pipe, dev, out: Path, stage, state: dict) -> None:
                 r["image_vs_bf16"] = img_diff(state["img_final"], match_image(eng, S, steps))
             return r
 
-        stage("F8_fp8_on_final", 45, s_f8)
+        stage("F8_fp8_on_final", 25, s_f8)
 
 
 def main() -> int:
