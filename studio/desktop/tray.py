@@ -237,7 +237,22 @@ class StudioTray:
             icon.stop()
 
         try:
-            self.icon.run(setup)
+            if sys.platform == "darwin":
+                self.icon.run(setup)  # AppKit wants its loop on the main thread
+            else:
+                # Elsewhere the icon's loop runs on its own thread, so that Quit never depends on the
+                # backend noticing its own stop: pystray's X11 loop waits for a DestroyNotify that, seen
+                # under load, can fail to arrive, which left the studio hanging after Quit.
+                loop = threading.Thread(target=self.icon.run, args=(setup,), name="tray-icon", daemon=True)
+                loop.start()
+                while loop.is_alive() and not stop_event.wait(0.5):
+                    pass
+                if not stop_event.is_set():  # the icon's loop ended by itself: run on without it
+                    log.warning("the tray icon stopped; the studio runs on without it")
+                    stop_event.wait()
+                loop.join(5)
+                if loop.is_alive():
+                    log.warning("the tray icon's loop did not stop; it ends with the process")
         finally:
             self.ready.clear()
             if self._unsubscribe is not None:
