@@ -85,8 +85,10 @@ def finish(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 6
 def app_windows(url: str) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info.get("cmdline") or []
-        if any(part == f"--app={url}" for part in cmd):
+        # Chromium rewrites its process title into one space-joined string soon after it starts, so
+        # look at the words of the whole command line, not at argv entries.
+        words = " ".join(p.info.get("cmdline") or []).split()
+        if f"--app={url}" in words:
             found.append(p)
     return found
 
