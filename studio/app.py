@@ -65,6 +65,7 @@ class Studio:
         self._store: Any = None
         self._store_lock = threading.Lock()  # not self._lock: the pool's thread records events under it
         self.resumed: list[str] = []  # request ids `start` put back in the queue
+        self._sampler: Any = None  # the monitor's sampler thread, started by the first snapshot
 
     @property
     def model(self) -> ModelInfo:
@@ -144,9 +145,8 @@ class Studio:
             self._delivery.join(10)
         if self._store is not None:
             self._store.close()
-        sampler = getattr(self, "_sampler", None)
-        if sampler is not None:
-            sampler.close()
+        if self._sampler is not None:
+            self._sampler.close()
 
     def __enter__(self) -> Studio:
         return self
@@ -407,7 +407,7 @@ class Studio:
         The sampler thread starts on the first call, so a Studio used only for queries never runs it.
         """
         with self._lock:
-            sampler = getattr(self, "_sampler", None)
+            sampler = self._sampler
             if sampler is None:
                 from studio.monitor.sampler import Sampler
 
