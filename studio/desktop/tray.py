@@ -140,6 +140,8 @@ class StudioTray:
         self.state = IDLE
         self._running: set[str] = set()
         self._lock = threading.Lock()
+        self._icon_lock = threading.Lock()  # serialises changes to the pystray icon
+        self._loop: threading.Thread | None = None  # the icon's loop thread (not on macOS)
         self._unsubscribe: Callable[[], None] | None = None
         self.icon: Any = None
         self.ready = threading.Event()
@@ -213,12 +215,18 @@ class StudioTray:
         icon = self.icon
         if icon is None or not self.ready.is_set():
             return
-        try:
-            icon.icon = self._images[self.state]
-            icon.title = self.title()
-            icon.update_menu()
-        except Exception as exc:  # a tray host that went away must not break the studio
-            log.warning("tray update failed: %s", exc)
+        # One update at a time: pystray's X11 backend hands each change to its loop thread through one
+        # shared reply queue, so two threads updating at once could take each other's replies.
+        with self._icon_lock:
+            loop = self._loop
+            if loop is not None and not loop.is_alive():
+                return  # the icon's loop is gone: a change would wait forever for its reply
+            try:
+                icon.icon = self._images[self.state]
+                icon.title = self.title()
+                icon.update_menu()
+            except Exception as exc:  # a tray host that went away must not break the studio
+                log.warning("tray update failed: %s", exc)
 
     # --- life ---
     def run(self, stop_event: threading.Event) -> None:
@@ -230,7 +238,8 @@ class StudioTray:
         self._unsubscribe = self.studio.subscribe(self.handle_event)
 
         def setup(icon) -> None:
-            icon.visible = True
+            with self._icon_lock:
+                icon.visible = True
             self.ready.set()
             self._refresh()
             stop_event.wait()
@@ -243,7 +252,8 @@ class StudioTray:
                 # Elsewhere the icon's loop runs on its own thread, so that Quit never depends on the
                 # backend noticing its own stop: pystray's X11 loop waits for a DestroyNotify that, seen
                 # under load, can fail to arrive, which left the studio hanging after Quit.
-                loop = threading.Thread(target=self.icon.run, args=(setup,), name="tray-icon", daemon=True)
+                loop = self._loop = threading.Thread(target=self.icon.run, args=(setup,), name="tray-icon",
+                                                     daemon=True)
                 loop.start()
                 while loop.is_alive() and not stop_event.wait(0.5):
                     pass
