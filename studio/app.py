@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -66,6 +67,8 @@ class Studio:
         self._store_lock = threading.Lock()  # not self._lock: the pool's thread records events under it
         self.resumed: list[str] = []  # request ids `start` put back in the queue
         self._sampler: Any = None  # the monitor's sampler thread, started by the first snapshot
+        self._recorded = threading.Condition()  # signalled when a request's last event is in the store
+        self._recorded_done: list[str] = []
 
     @property
     def model(self) -> ModelInfo:
@@ -197,7 +200,17 @@ class Studio:
         `timeout` passes first, KeyError for an unknown id."""
         if self._pool is None:
             raise KeyError(f"No request {request_id!r}.")
-        return self._pool.wait(request_id, timeout)
+        results = self._pool.wait(request_id, timeout)
+        deadline = time.monotonic() + 10.0  # never long: the store lags the pool by milliseconds
+        # The pool answers as soon as it knows; its events reach the store a moment later, on the
+        # event path. Wait for that too, so a caller that reads history next sees the final states.
+        with self._recorded:
+            while request_id not in self._recorded_done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._recorded.wait(left)
+        return results
 
     def generate(self, request: GenerationRequest, out_dir: Path | str | None = None,
                  on_event: EventHandler | None = None) -> list[dict[str, Any]]:
@@ -270,6 +283,11 @@ class Studio:
             self._record(event)
         except Exception:  # the history must never stop the pool; the reconciliation pass catches up
             log.exception("could not record %s in the history", event.get("type"))
+        if event.get("type") == ev.REQUEST_DONE:
+            with self._recorded:
+                self._recorded_done.append(event.get("request_id"))
+                del self._recorded_done[:-2000]  # bounded, like the pool's memory of requests
+                self._recorded.notify_all()
         self._events.put(event)
 
     def _record(self, event: ev.Event) -> None:
