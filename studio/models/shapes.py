@@ -327,6 +327,39 @@ def _largest_blob(mask: np.ndarray, cell: int = 4) -> np.ndarray:
     return mask & full
 
 
+def radial_peaks(mask: np.ndarray, bins: int = 90, prominence: float = 0.22) -> int:
+    """How many points the outline has: peaks of the centre-to-edge distance around the centroid
+    that stand out by `prominence` of the largest distance. A star has 5, a cross 4 (8 when its arm
+    ends are razor sharp), a triangle 3, a circle none; blur rounds corners but keeps the count."""
+    ys, xs = np.nonzero(mask)
+    cy, cx = ys.mean(), xs.mean()
+    p = np.pad(mask, 1)
+    inside = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    by, bx = np.nonzero(mask & ~inside)
+    k = ((np.arctan2(by - cy, bx - cx) + np.pi) / (2 * np.pi) * bins).astype(int) % bins
+    prof = np.zeros(bins)
+    np.maximum.at(prof, k, np.hypot(by - cy, bx - cx))
+    for _ in range(3):  # small shapes leave some angle bins without an edge pixel
+        empty = prof == 0
+        prof[empty] = np.maximum(np.roll(prof, 1), np.roll(prof, -1))[empty]
+    prof = np.convolve(np.concatenate([prof[-2:], prof, prof[:2]]), np.ones(5) / 5, "valid")
+    need, n, peaks = prominence * prof.max(), len(prof), 0
+    for i in range(n):
+        if not (prof[i] >= prof[i - 1] and prof[i] > prof[(i + 1) % n]):
+            continue
+        drops = []
+        for step in (1, -1):  # the lowest point before a higher peak, walking each way round
+            low, j = prof[i], i
+            for _ in range(n - 1):
+                j = (j + step) % n
+                low = min(low, prof[j])
+                if prof[j] > prof[i]:
+                    break
+            drops.append(prof[i] - low)
+        peaks += min(drops) > need
+    return peaks
+
+
 def features(mask: np.ndarray) -> dict[str, float]:
     """Geometry of a foreground mask: fill of its box, solidity, hole, top/bottom balance, widths."""
     ys, xs = np.nonzero(mask)
@@ -354,6 +387,7 @@ def features(mask: np.ndarray) -> dict[str, float]:
         "bottom_over_top": float(bottom) / max(float(top), 1.0),
         "aspect": wid / float(hgt),
         "area": area,
+        "peaks": float(radial_peaks(mask)),
     }
 
 
@@ -361,10 +395,12 @@ def classify_shape(f: dict[str, float]) -> str:
     """Shape from geometry alone; thresholds sit halfway between the ideal shapes' values."""
     if f["centre_fill"] < 0.4:
         return "ring"  # a hole where every other shape is solid
-    if f["solidity"] < 0.62:
-        return "star"  # ideal 0.49
-    if f["solidity"] < 0.86:
-        return "cross"  # ideal 0.71
+    if f["solidity"] < 0.86:  # star (ideal 0.49) or cross (0.71): told apart by their points,
+        if f["peaks"] == 5:  # which survive the blur that rounds a star's tips towards a cross's
+            return "star"
+        if f["peaks"] in (4, 8):
+            return "cross"
+        return "star" if f["solidity"] < 0.62 else "cross"
     if f["fill"] > 0.89:
         return "square"  # ideal 1.0
     if f["fill"] > 0.66:
