@@ -28,6 +28,8 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,40 @@ def make_components(arch: Architecture, vocab: int, seed: int) -> dict[str, Any]
     text_encoder = Qwen3Model(Qwen3Config(**te_cfg))
     vae = AutoencoderKL(**arch.vae)
     return {"transformer": transformer, "text_encoder": text_encoder, "vae": vae}
+
+
+def load_init(parts: dict[str, Any], folder: Path) -> dict[str, float]:
+    """Load an assembled demo model's weights into `parts`; returns its VAE's shift and scale, which
+    training keeps (the transformer's latents are only meaningful under the same VAE)."""
+    from safetensors.torch import load_file
+
+    for name, module in parts.items():
+        files = sorted((folder / name).glob("*.safetensors"))
+        state: dict[str, torch.Tensor] = {}
+        for f in files:
+            state.update(load_file(str(f)))
+        module.load_state_dict(state, strict=True)
+    cfg = json.loads((folder / "vae" / "config.json").read_text())
+    return {"shift_factor": cfg["shift_factor"], "scaling_factor": cfg["scaling_factor"]}
+
+
+def _blocks(transformer: Any, te: Any) -> list[torch.nn.Module]:
+    return [*transformer.noise_refiner, *transformer.context_refiner, *transformer.layers, *te.layers]
+
+
+def compile_blocks(transformer: Any, te: Any) -> None:
+    """Regional compile: every transformer block and text-encoder layer, in place (weights' names
+    unchanged). Training at this size is bound by kernel launches, which fusion cuts."""
+    for name in ("cache_size_limit", "recompile_limit"):  # one entry per caption length and mask
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 64)
+    for block in _blocks(transformer, te):
+        block.compile()
+
+
+def uncompile_blocks(transformer: Any, te: Any) -> None:
+    for block in _blocks(transformer, te):
+        block._compiled_call_impl = None
 
 
 def caption_features(text_encoder: Any, ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -168,6 +204,15 @@ def check_forward(model: Any, device: torch.device) -> float:
     return float((ours - ref).abs().max() / ref.abs().max())
 
 
+def dit_loss(transformer: Any, te: Any, xt: torch.Tensor, sig: torch.Tensor, ids: torch.Tensor, lens: torch.Tensor,
+             lens_cpu: torch.Tensor, target: torch.Tensor, amp: bool) -> torch.Tensor:
+    """The flow-matching loss of one batch: caption features, then the transformer at t = 1 - sigma."""
+    with torch.autocast(xt.device.type, dtype=torch.bfloat16, enabled=amp):
+        cap = caption_features(te, ids, lens)
+        pred = dit_forward(transformer, xt, 1 - sig, cap, lens, lens_cpu)
+    return F.mse_loss(pred.float(), target)
+
+
 def inference_sigmas(steps: int) -> list[float]:
     s = np.linspace(1.0, 1.0 / steps, steps)
     return [float(SHIFT * v / (1 + (SHIFT - 1) * v)) for v in s] + [0.0]
@@ -199,6 +244,39 @@ def sample(model: Any, te: Any, vae: Any, ids: torch.Tensor, lens: torch.Tensor,
         x = x + (sig[i + 1] - sig[i]) * (-out)
     lat = x / vae.config.scaling_factor + vae.config.shift_factor
     return vae.decode(lat).sample.clamp(-1, 1)
+
+
+def heldout_score(transformer: Any, te: Any, vae: Any, tokenizer: Any, prompts: list, device: torch.device,
+                  workers: int) -> tuple[float, float, np.ndarray]:
+    """Share of held-out prompts read right, English and Chinese, with the batched sampler."""
+    transformer.eval()
+    te.eval()
+    ids, lens = tokenize_captions(tokenizer, [p for p, _, _ in prompts])
+    imgs = to_uint8(torch.cat([
+        sample(transformer, te, vae, ids[i:i + 128].to(device), lens[i:i + 128].to(device),
+               list(range(i, min(i + 128, len(prompts)))))
+        for i in range(0, len(prompts), 128)
+    ]))
+    ok = score(imgs, [s for _, _, s in prompts], workers)
+    rates = []
+    for lang in ("en", "zh"):
+        sel = [o for o, (_, lg, _) in zip(ok, prompts) if lg == lang]
+        rates.append(sum(sel) / max(1, len(sel)))
+    return rates[0], rates[1], imgs
+
+
+@contextmanager
+def eager(transformer: Any, te: Any, compiled: bool) -> Iterator[None]:
+    """Run the compiled blocks eagerly for a while (evaluation would otherwise compile new variants)."""
+    blocks = _blocks(transformer, te)
+    saved = [b._compiled_call_impl for b in blocks]
+    if compiled:
+        uncompile_blocks(transformer, te)
+    try:
+        yield
+    finally:
+        for b, c in zip(blocks, saved):
+            b._compiled_call_impl = c
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -344,6 +422,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     images = images.to(device) if amp else images
 
     parts = make_components(TINY, len(tokenizer), args.seed)
+    init_vae = load_init(parts, Path(args.init)) if args.init else None
+    if init_vae is not None:
+        report["init"] = str(args.init)
+        log(f"continuing from {args.init}")
     vae, transformer, te = (parts[k].to(device) for k in ("vae", "transformer", "text_encoder"))
     err = check_forward(transformer, device)
     log(f"batched forward vs library forward: max rel diff {err:.2e}")
@@ -352,14 +434,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    # 1. VAE
+    # 1. VAE: trained here, or taken over (with its latent shift/scale) from --init
     t0 = time.perf_counter()
-    dgen = torch.Generator(device=device).manual_seed(args.seed)  # training draws, on the device
-    vae_losses = train_vae(vae, images, args.vae_steps, args.vae_batch, args.vae_lr, dgen, device, amp,
-                           args.vae_budget_s)
-    report.update(vae_loss=float(np.mean(vae_losses[-50:])), vae_steps=len(vae_losses))
-    lat = encode_latents(vae, images, device, amp)
-    shift, std = float(lat.mean()), float(lat.std())
+    if init_vae is None:
+        dgen_vae = torch.Generator(device=device).manual_seed(args.seed)
+        vae_losses = train_vae(vae, images, args.vae_steps, args.vae_batch, args.vae_lr, dgen_vae, device, amp,
+                               args.vae_budget_s)
+        report.update(vae_loss=float(np.mean(vae_losses[-50:])), vae_steps=len(vae_losses))
+        lat = encode_latents(vae, images, device, amp)
+        shift, std = float(lat.mean()), float(lat.std())
+    else:
+        vae.eval()
+        report["vae_steps"] = 0
+        lat = encode_latents(vae, images, device, amp)
+        shift, std = init_vae["shift_factor"], 1.0 / init_vae["scaling_factor"]
     vae.register_to_config(shift_factor=shift, scaling_factor=1.0 / std)
     lat = ((lat - shift) / std).contiguous()
     with torch.no_grad():
@@ -373,13 +461,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                   vae_recon_checker=sum(recon_ok) / len(recon_ok))
     log(f"vae done in {report['vae_s']} s; latent mean {shift:.3f} std {std:.3f}; "
         f"checker on reconstructions {report['vae_recon_checker']:.2%}")
+    dgen = torch.Generator(device=device).manual_seed(args.seed + 1)  # the transformer's training draws
 
     # 2. Transformer + text encoder
     params = list(transformer.parameters()) + list(te.parameters())
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99), fused=amp)
     ema = Ema([transformer, te], args.ema)
     transformer.train()
     te.train()
+    prompts = shapes.eval_prompts(args.seed)
+    if args.eval_limit:
+        prompts = prompts[: args.eval_limit]
+    if args.compile:
+        compile_blocks(transformer, te)
+    curve: list[dict[str, float]] = []
     t0 = time.perf_counter()
     total = args.dit_steps
     losses: list[float] = []
@@ -398,12 +493,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         ids = ids[:, : int(lens_cpu.max())]
         x0 = lat[pick[0]]
         xt = (1 - sig)[:, None, None, None] * x0 + sig[:, None, None, None] * noise
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            cap = caption_features(te, ids, lens)
-            pred = dit_forward(transformer, xt, 1 - sig, cap, lens, lens_cpu)
-        loss = F.mse_loss(pred.float(), x0 - noise)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            loss = dit_loss(transformer, te, xt, sig, ids, lens, lens_cpu, x0 - noise, amp)
+            loss.backward()
+        except Exception as exc:  # noqa: BLE001 - a compiler failure must not cost the run
+            if not (args.compile and step == 0):
+                raise
+            log(f"compiled step failed ({type(exc).__name__}: {str(exc)[:300]}); training eagerly")
+            uncompile_blocks(transformer, te)
+            torch._dynamo.reset()
+            args.compile = False
+            opt.zero_grad(set_to_none=True)
+            loss = dit_loss(transformer, te, xt, sig, ids, lens, lens_cpu, x0 - noise, amp)
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update()
@@ -416,33 +519,34 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 t100 = time.perf_counter()
             else:
                 per = (time.perf_counter() - t100) / 100
-                total = min(total, max(step, step + int((args.budget_s - (time.perf_counter() - t0)) / per)))
+                left = args.budget_s - (time.perf_counter() - t0)
+                n = int(left / per)
+                if args.eval_every:  # leave time for the learning-curve evaluations (about 3 s each)
+                    n = int((left - 3.0 * (step + n) / args.eval_every) / per)
+                total = min(total, max(step, step + n))
                 log(f"{per * 1000:.1f} ms/step -> {total} steps")
         if step % 250 == 0 or step == total:
             gc.collect()  # belt and braces against reference cycles holding device memory
             log(f"dit step {step}/{total} loss {float(torch.stack(losses[-100:]).mean()):.4f}")
+        if args.eval_every and step % args.eval_every == 0 and step < total:
+            te_ = time.perf_counter()  # the learning curve, on the live (not EMA) weights, eagerly
+            with eager(transformer, te, args.compile):
+                en, zh, _ = heldout_score(transformer, te, vae, tokenizer, prompts, device, args.workers)
+            transformer.train()
+            te.train()
+            curve.append({"step": step, "seconds": round(time.perf_counter() - t0, 1), "en": en, "zh": zh})
+            log(f"held-out at step {step}: en {en:.1%} zh {zh:.1%} ({time.perf_counter() - te_:.1f} s)")
     _sync(device)
     report.update(dit_steps=step, dit_s=round(time.perf_counter() - t0, 1),
-                  dit_loss=float(torch.stack(losses[-200:]).mean()))
+                  dit_loss=float(torch.stack(losses[-200:]).mean()), curve=curve)
     ema.copy_to()
-    transformer.eval()
-    te.eval()
+    if args.compile:
+        uncompile_blocks(transformer, te)
 
     # 3. Quick score on the held-out prompts with the batched sampler (the CPU eval uses the Engine).
-    prompts = shapes.eval_prompts(args.seed)
-    if args.eval_limit:
-        prompts = prompts[: args.eval_limit]
-    ids, lens = tokenize_captions(tokenizer, [p for p, _, _ in prompts])
-    imgs = to_uint8(torch.cat([
-        sample(transformer, te, vae, ids[i:i + 128].to(device), lens[i:i + 128].to(device),
-               list(range(i, min(i + 128, len(prompts)))))
-        for i in range(0, len(prompts), 128)
-    ]))
-    ok = score(imgs, [s for _, _, s in prompts], args.workers)
-    for lang in ("en", "zh"):
-        sel = [o for o, (_, lg, _) in zip(ok, prompts) if lg == lang]
-        report[f"heldout_{lang}_gpu_sampler"] = sum(sel) / len(sel)
-    log(f"held-out (batched sampler): en {report['heldout_en_gpu_sampler']:.1%} zh {report['heldout_zh_gpu_sampler']:.1%}")
+    en, zh, imgs = heldout_score(transformer, te, vae, tokenizer, prompts, device, args.workers)
+    report.update(heldout_en_gpu_sampler=en, heldout_zh_gpu_sampler=zh)
+    log(f"held-out (batched sampler, EMA weights): en {en:.1%} zh {zh:.1%}")
     grid = np.concatenate([imgs, np.zeros((max(0, 64 - len(imgs)), SIDE, SIDE, 3), np.uint8)])[:64]
     grid = grid.reshape(8, 8, SIDE, SIDE, 3).transpose(0, 2, 1, 3, 4).reshape(8 * SIDE, 8 * SIDE, 3)
     from PIL import Image
@@ -512,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr", type=float, default=5e-4)
     t.add_argument("--ema", type=float, default=0.999)
     t.add_argument("--eval-limit", type=int, default=0, help="score only this many held-out prompts")
+    t.add_argument("--eval-every", type=int, default=0, help="score the held-out prompts every N steps")
+    t.add_argument("--init", help="continue from this assembled model folder (its VAE is kept)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the blocks (GPU; falls back if it fails)")
     t.add_argument("--vae-budget-s", type=float, default=0.0, help="cap VAE steps to fit this many seconds")
     t.add_argument("--budget-s", type=float, default=0.0, help="cap transformer steps to fit this many seconds")
     a = sub.add_parser("assemble", help="build the diffusers folder from trained weights")
