@@ -381,9 +381,36 @@ class Ema:
         for p, s in zip(self.params, self.shadow):
             p.copy_(s.to(p.dtype))
 
+    @contextmanager
+    def swapped(self) -> Iterator[None]:
+        """The EMA weights in place for a while (an evaluation, a checkpoint), then the live ones back."""
+        live = [p.detach().clone() for p in self.params]
+        self.copy_to()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, v in zip(self.params, live):
+                    p.copy_(v)
+
+
+def save_weights(out: Path, modules: dict[str, torch.nn.Module], report: dict[str, Any]) -> None:
+    """One safetensors file per component plus `train_log.json`: what `assemble` reads."""
+    from safetensors.torch import save_file
+
+    for name, module in modules.items():
+        state = {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(out / f"{name}.safetensors"))
+    (out / "train_log.json").write_text(json.dumps(report, indent=2))
+
+
+def memory_note(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.memory_allocated(device) / 2**30:.1f} GiB allocated"
+    return ""
+
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
     t_start = time.perf_counter()
@@ -424,7 +451,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     parts = make_components(TINY, len(tokenizer), args.seed)
     init_vae = load_init(parts, Path(args.init)) if args.init else None
     if init_vae is not None:
-        report["init"] = str(args.init)
+        before = json.loads((Path(args.init) / "zaoxiang.json").read_text())
+        report.update(init=str(args.init), init_dit_steps=before.get("dit_steps", 0),
+                      init_vae_steps=before.get("vae_steps", 0))
         log(f"continuing from {args.init}")
     vae, transformer, te = (parts[k].to(device) for k in ("vae", "transformer", "text_encoder"))
     err = check_forward(transformer, device)
@@ -464,6 +493,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     dgen = torch.Generator(device=device).manual_seed(args.seed + 1)  # the transformer's training draws
 
     # 2. Transformer + text encoder
+    report["vae_config"] = {"scaling_factor": 1.0 / std, "shift_factor": shift}
+    modules = {"transformer": transformer, "text_encoder": te, "vae": vae}
     params = list(transformer.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99), fused=amp)
     ema = Ema([transformer, te], args.ema)
@@ -497,6 +528,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         try:
             loss = dit_loss(transformer, te, xt, sig, ids, lens, lens_cpu, x0 - noise, amp)
             loss.backward()
+        except torch.OutOfMemoryError as exc:  # keep what was learnt rather than lose the run
+            log(f"out of memory at step {step} ({memory_note(device)}): stopping early; {str(exc)[:200]}")
+            report["stopped_early"] = f"out of memory at step {step}"
+            del exc
+            opt.zero_grad(set_to_none=True)
+            gc.collect()
+            torch.cuda.empty_cache()
+            break
         except Exception as exc:  # noqa: BLE001 - a compiler failure must not cost the run
             if not (args.compile and step == 0):
                 raise
@@ -527,15 +566,17 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"{per * 1000:.1f} ms/step -> {total} steps")
         if step % 250 == 0 or step == total:
             gc.collect()  # belt and braces against reference cycles holding device memory
-            log(f"dit step {step}/{total} loss {float(torch.stack(losses[-100:]).mean()):.4f}")
+            log(f"dit step {step}/{total} loss {float(torch.stack(losses[-100:]).mean()):.4f} {memory_note(device)}")
         if args.eval_every and step % args.eval_every == 0 and step < total:
-            te_ = time.perf_counter()  # the learning curve, on the live (not EMA) weights, eagerly
-            with eager(transformer, te, args.compile):
+            te_ = time.perf_counter()  # the learning curve, on the EMA weights (what ships), eagerly
+            with eager(transformer, te, args.compile), ema.swapped():
                 en, zh, _ = heldout_score(transformer, te, vae, tokenizer, prompts, device, args.workers)
+                curve.append({"step": step, "seconds": round(time.perf_counter() - t0, 1), "en": en, "zh": zh})
+                save_weights(out, modules, {**report, "dit_steps": step, "curve": curve, "checkpoint": True})
             transformer.train()
             te.train()
-            curve.append({"step": step, "seconds": round(time.perf_counter() - t0, 1), "en": en, "zh": zh})
-            log(f"held-out at step {step}: en {en:.1%} zh {zh:.1%} ({time.perf_counter() - te_:.1f} s)")
+            log(f"held-out at step {step} (EMA): en {en:.1%} zh {zh:.1%}; checkpoint saved "
+                f"({time.perf_counter() - te_:.1f} s)")
     _sync(device)
     report.update(dit_steps=step, dit_s=round(time.perf_counter() - t0, 1),
                   dit_loss=float(torch.stack(losses[-200:]).mean()), curve=curve)
@@ -553,12 +594,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     Image.fromarray(grid).resize((1024, 1024)).save(out / "heldout_samples.png")
 
-    for name, module in (("transformer", transformer), ("text_encoder", te), ("vae", vae)):
-        state = {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
-        save_file(state, str(out / f"{name}.safetensors"))
-    report["vae_config"] = {"scaling_factor": 1.0 / std, "shift_factor": shift}
     report["total_s"] = round(time.perf_counter() - t_start, 1)
-    (out / "train_log.json").write_text(json.dumps(report, indent=2))
+    save_weights(out, modules, report)
     log(f"saved to {out} in {report['total_s']} s total")
     return report
 
@@ -632,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log_data = json.loads((Path(args.weights) / "train_log.json").read_text())
         note = {"demo": True, "trained": True, "version": args.version, "seed": log_data["seed"],
-                "dit_steps": log_data["dit_steps"], "vae_steps": log_data["vae_steps"]}
+                "dit_steps": log_data["dit_steps"] + log_data.get("init_dit_steps", 0),
+                "vae_steps": log_data["vae_steps"] or log_data.get("init_vae_steps", 0)}
         assemble(Path(args.weights), Path(args.tokenizer), Path(args.out), note)
     return 0
 
