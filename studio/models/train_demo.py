@@ -343,7 +343,7 @@ def train_vae(vae: Any, images: torch.Tensor, steps: int, batch: int, lr: float,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
-        losses.append(loss.detach())
+        losses.append(loss.detach().clone())  # clone: the 0-dim loss views a batch-sized buffer
         step += 1
         if step % 200 == 0 or step == steps:
             log(f"vae step {step}/{steps} loss {float(torch.stack(losses[-50:]).mean()):.4f}")
@@ -549,7 +549,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update()
-        losses.append(loss.detach())
+        losses.append(loss.detach().clone())  # clone: the 0-dim loss views a batch-sized buffer
         step += 1
         if args.budget_s and step in (100, 200):
             # Fit the time budget once, from the speed after warm-up; the log records the steps run.
