@@ -18,7 +18,7 @@ from pathlib import Path
 from studio.core.paths import Paths, get_paths
 
 DEMO_NAME = "demo"
-DEMO_VERSION = "shapes-v1"
+DEMO_VERSION = "shapes-v2"
 DEMO_SEED = 20251127
 NATIVE_SIZE = 256  # the demo model was trained at 256x256: larger sizes only take longer
 
