@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 7 GPU measurements in one device call. Run from the repo root on the GPU machine:
-#   bash scripts/gpu/run_fastpath.sh [all|profiles|tests]
+#   bash scripts/gpu/run_fastpath.sh [all|profiles|tests|restart]
 # Needs diffusers (carried as wheels in .whl/). Writes JSON and logs under $OUT.
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
@@ -35,6 +35,10 @@ nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
 if [[ $what == all ]]; then
   stage 330 main $B main --tag main
   stage 100 restart $B restart --tag restart
+fi
+if [[ $what == restart ]]; then  # restart time alone: a cold process fills the cache, a second reads it
+  stage 240 restart-cold $B restart --tag restart-cold
+  stage 120 restart $B restart --tag restart
 fi
 if [[ $what == attn ]]; then
   stage 120 attn $B attn --tag attn
