@@ -7,12 +7,12 @@ rename), so a crash or a cancel never leaves half an image in the gallery.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from studio.core.atomic import atomic_path
 from studio.core.metadata import text_chunks
 
 
@@ -23,27 +23,8 @@ def write_png(image: Image.Image, path: str | os.PathLike[str], record: dict[str
     info = PngImagePlugin.PngInfo()
     for key, value in text_chunks(record).items():
         info.add_itxt(key, value)  # iTXt: UTF-8, so Chinese prompts survive
-    fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".png", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", pnginfo=info, compress_level=4)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    with atomic_path(target) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info, compress_level=4)
     return target
 
 

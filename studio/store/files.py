@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterable
@@ -20,10 +19,9 @@ from typing import Any
 
 from PIL import Image
 
+from studio.core.atomic import atomic_path
 from studio.core.metadata import A1111_KEY, JSON_KEY
 from studio.core.pngfile import read_chunks
-
-PART_PREFIX = ".part-"  # studio/core/pngfile.write_png's temp files
 
 
 def read_png_meta(path: str | os.PathLike[str]) -> tuple[int, int, dict[str, str]]:
@@ -87,9 +85,7 @@ def write_export_zip(infos: Iterable[dict[str, Any]], zip_path: str | os.PathLik
     target = Path(zip_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     rows, used = [], set()
-    fd, tmp = tempfile.mkstemp(prefix=PART_PREFIX, suffix=".zip", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             for info in infos:
                 name = Path(info["path"]).name
@@ -115,11 +111,4 @@ def write_export_zip(infos: Iterable[dict[str, Any]], zip_path: str | os.PathLik
                             "favorite": int(bool(info.get("favorite")))})
             zf.writestr("parameters.csv", "\ufeff" + buf.getvalue())
             zf.writestr("parameters.json", json.dumps(rows, ensure_ascii=False, indent=2, default=str))
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return target

@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from studio.core.atomic import PART_PREFIX
 from studio.core.metadata import request_from_chunks
-from studio.store.files import PART_PREFIX, read_png_meta
+from studio.store.files import read_png_meta
 from studio.store.store import META_RECONCILIATION, Store, norm_path
 
 STALE_PART_S = 3600.0  # a temp file this old belongs to no live writer

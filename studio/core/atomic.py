@@ -1,0 +1,47 @@
+"""Atomic file writes: write beside the target under a `.part-` name, then rename over it.
+
+A crash, a cancel or a full disk leaves either the old file or the new one, never half of one; the
+stray `.part-` files a killed process can leave are what store reconciliation cleans up.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PART_PREFIX = ".part-"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (not possible on every OS or filesystem: skipped there)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside `target` to write to; renamed over `target` (and synced) when the
+    block ends without error, deleted when it raises."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=PART_PREFIX, suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
