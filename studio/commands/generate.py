@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from studio.commands import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from studio.commands.running import report_failure, start_or_explain
 from studio.core import events as ev
 from studio.core.request import (
     DEFAULT_GUIDANCE,
@@ -55,16 +56,12 @@ def run(a: argparse.Namespace) -> int:
         print(f"zaoxiang: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     from studio.app import Studio
-    from studio.pool.spec import WorkerSpecError
 
     studio = Studio(model=a.model, workers=a.workers)
     request = validate(request_from_args(a, studio.default_size))
     progress = Progress(request.count, a.json)
     try:
-        try:
-            studio.start()
-        except WorkerSpecError as exc:
-            print(f"zaoxiang: {exc}", file=sys.stderr)
+        if not start_or_explain(studio):
             return EXIT_USAGE
         results = studio.generate(request, out_dir=a.out, on_event=progress.on_event)
     finally:
@@ -72,8 +69,7 @@ def run(a: argparse.Namespace) -> int:
         studio.close()
     failed = [r for r in results if r["status"] != "done"]
     for r in failed:
-        print(f"zaoxiang: image {r['index'] + 1} (seed {r['seed']}) {r['status']}: {r.get('error') or ''}".rstrip(": "),
-              file=sys.stderr)
+        report_failure(r)
     return EXIT_ERROR if failed else EXIT_OK
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from studio.commands import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from studio.commands.running import report_failure, start_or_explain
 
 NAME = "resume"
 
@@ -23,14 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from studio.app import Studio
-    from studio.pool.spec import WorkerSpecError
 
     studio = Studio(model=a.model, workers=a.workers)
     try:
-        try:
-            studio.start()
-        except WorkerSpecError as exc:
-            print(f"zaoxiang: {exc}", file=sys.stderr)
+        if not start_or_explain(studio):
             return EXIT_USAGE
         rep = studio.last_reconciliation() or {}
         print(f"reconciled {rep.get('scanned', 0)} files in {rep.get('duration_s', 0):.2f} s: "
@@ -47,8 +44,7 @@ def run(a: argparse.Namespace) -> int:
                     print(r["path"], flush=True)
                 else:
                     failed += 1
-                    print(f"zaoxiang: image {r['index'] + 1} (seed {r['seed']}) {r['status']}: "
-                          f"{r.get('error') or ''}".rstrip(": "), file=sys.stderr)
+                    report_failure(r)
         print(f"resumed {len(studio.resumed)} request(s): {jobs - failed} of {jobs} images made", file=sys.stderr)
         return EXIT_ERROR if failed else EXIT_OK
     finally:
