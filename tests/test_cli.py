@@ -29,6 +29,7 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess:
     (["cat", "--seed", "-5"], "Seed must be from 0"),
     (["cat", "--seed-mode", "wild"], "Seed mode must be one of"),
     (["cat", "--count", "100"], "Count must be from 1 to 64"),
+    (["cat", "--workers", "bogus"], "'bogus' is not a worker list"),
 ])
 def test_bad_input_exits_2_with_one_line(home: Path, args: list[str], fragment: str) -> None:
     p = run(home, "generate", *args)
