@@ -58,14 +58,17 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 def start(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, list[str]]:
-    """Start `zaoxiang ARGS` and wait for its URL line; returns the process, the URL and the lines so far."""
+    """Start `zaoxiang ARGS` and wait for its URL line; returns the process, the URL and the lines so far.
+
+    The pipe is unbuffered bytes: a buffered reader reads ahead past the URL line, and `communicate`
+    (which reads the raw pipe) would then never see the lines it had taken."""
     proc = subprocess.Popen([sys.executable, "-m", "studio", *args], env=env or cli_env(home),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
     lines: list[str] = []
     deadline = time.monotonic() + START_TIMEOUT
     assert proc.stdout is not None
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+        line = proc.stdout.readline().decode("utf-8", "replace")
         if not line:
             break
         lines.append(line.rstrip("\n"))
@@ -79,7 +82,7 @@ def start(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[su
 def finish(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, str]:
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
+    return proc.returncode, out.decode("utf-8", "replace")
 
 
 def app_windows(url: str) -> list[psutil.Process]:
@@ -156,7 +159,7 @@ def test_second_launch_finds_first_and_sigkill_leaves_no_stale_lock(home: Path, 
     finally:
         first.kill()  # SIGKILL: no chance to clean up
         rest, _ = first.communicate(timeout=30)
-        lines += rest.splitlines()
+        lines += rest.decode("utf-8", "replace").splitlines()
     psutil.wait_procs(workers, timeout=30)  # the pool's death pipes take the workers down
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
     tray_lines = [line for line in lines if "Tray icon" in line]
