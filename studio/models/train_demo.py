@@ -1,6 +1,7 @@
 """Train the demo model: a small Z-Image pipeline that draws the flat shapes of `shapes.py`.
 
     python -m studio.models.train_demo train --out DIR [--device cuda] [--seed 0]   # on a GPU: ~4 min
+    python -m studio.models.train_demo train --out DIR2 --init FOLDER          # continue an assembled model
     python -m studio.models.train_demo assemble --weights DIR --out assets/demo-model
 
 `train` draws its own images (PIL, from the seed), trains the VAE (an AutoencoderKL) on them, then
