@@ -39,6 +39,7 @@ fi
 if [[ $what == restart ]]; then  # restart time alone: a cold process fills the cache, a second reads it
   stage 240 restart-cold $B restart --tag restart-cold
   stage 120 restart $B restart --tag restart
+  stage 120 restart-bg $B restart-bg --tag restart-bg
 fi
 if [[ $what == attn ]]; then
   stage 120 attn $B attn --tag attn
