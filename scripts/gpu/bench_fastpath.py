@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -31,7 +30,6 @@ from studio.engine.cuda_env import prepare_process_env  # noqa: E402
 
 prepare_process_env()
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from studio.bench.run import _prompt  # noqa: E402
@@ -39,6 +37,9 @@ from studio.engine import fastpath  # noqa: E402
 from studio.engine.generate import Engine  # noqa: E402
 from studio.engine.memory import PROFILES, cap_process_memory  # noqa: E402
 from studio.engine.random_pipeline import build_random_pipeline  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_common_args, img_diff, sync  # noqa: E402
 
 GiB = 1024**3
 MATCH_PROMPT = "a red circle on a blue background 蓝色背景上的红色圆形"
@@ -50,23 +51,11 @@ def log(*a) -> None:
     print(*a, flush=True)
 
 
-def sync(dev) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
 def frames_compiled() -> int:
     """Graphs dynamo has produced so far (each one a compile; a recompile adds one)."""
     from torch._dynamo.utils import counters
 
     return int(counters["stats"]["unique_graphs"])
-
-
-def img_diff(a, b) -> dict:
-    x, y = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
-    mse = float(((x - y) ** 2).mean())
-    return {"mean_abs": round(float(np.abs(x - y).mean()), 3), "max_abs": float(np.abs(x - y).max()),
-            "psnr_db": round(99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse), 2)}
 
 
 def time_images(engine: Engine, n: int, size=(1024, 1024), steps=9, start=0) -> dict:
@@ -405,14 +394,8 @@ def write(a) -> None:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("stage", choices=("main", "restart", "restart-bg", "profile", "dynfalse", "attn"))
-    p.add_argument("--out", default=os.environ.get("OUT", "/tmp/zx-out"))
+    add_common_args(p)
     p.add_argument("--tag", default=None)
-    p.add_argument("--cache", default="/tmp/zx-compile-cache")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--arch", default="full")
-    p.add_argument("--size", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=9)
-    p.add_argument("--runs", type=int, default=5)
     p.add_argument("--profile", default="24gb")
     p.add_argument("--no-fp8", dest="fp8", action="store_false")
     p.add_argument("--no-compile", dest="compile", action="store_false")

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import statistics
 import sys
 import time
@@ -33,7 +31,6 @@ from studio.engine.cuda_env import prepare_process_env  # noqa: E402
 
 prepare_process_env()
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from studio.bench.run import _prompt  # noqa: E402
@@ -42,6 +39,7 @@ from studio.engine.generate import Engine, initial_noise  # noqa: E402
 from studio.engine.random_pipeline import build_random_pipeline  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_common_args, img_diff, sync  # noqa: E402
 from second_pass_table import table  # noqa: E402
 
 R: dict = {"stages": {}, "skipped": [], "errors": {}}
@@ -51,11 +49,6 @@ MATCH = ("a red circle on a blue background 蓝色背景上的红色圆形", 7)
 
 def log(*a) -> None:
     print(f"[{time.perf_counter() - T0:6.1f}s]", *a, flush=True)
-
-
-def sync(dev) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 class Timer:
@@ -82,13 +75,6 @@ class Timer:
 
 def med(xs) -> float:
     return round(statistics.median(xs), 2)
-
-
-def img_diff(a, b) -> dict:
-    x, y = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
-    mse = float(((x - y) ** 2).mean())
-    return {"psnr_db": round(99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse), 2),
-            "mean_abs": round(float(np.abs(x - y).mean()), 3), "max_abs": float(np.abs(x - y).max())}
 
 
 def images(eng: Engine, n: int, size: int, steps: int, start: int) -> dict:
@@ -334,13 +320,7 @@ def verify(a, pipe, dev, out: Path, stage, state: dict) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--out", default=os.environ.get("OUT", "/tmp/zx-out"))
-    p.add_argument("--cache", default="/tmp/zx-compile-cache")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--arch", default="full")
-    p.add_argument("--size", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=9)
-    p.add_argument("--runs", type=int, default=5)
+    add_common_args(p)
     p.add_argument("--budget", type=float, default=175.0, help="seconds; later stages are skipped past it")
     p.add_argument("--verify", action="store_true", help="second call: the adopted defaults against A, FP8")
     a = p.parse_args()
