@@ -14,20 +14,21 @@ from pathlib import Path
 ASSETS_ENV = "ZAOXIANG_ASSETS"
 
 
+CHECKOUT = Path(__file__).resolve().parents[2] / "assets"
+
+
 def candidate_dirs() -> list[Path]:
     """Where assets may be, in order: $ZAOXIANG_ASSETS, the checkout, the install prefix."""
-    checkout = Path(__file__).resolve().parents[2] / "assets"
     candidates = [Path(p) for p in (os.environ.get(ASSETS_ENV),) if p]
-    return candidates + [checkout, Path(sys.prefix) / "share" / "zaoxiang" / "assets"]
+    return candidates + [CHECKOUT, Path(sys.prefix) / "share" / "zaoxiang" / "assets"]
 
 
 def assets_dir(marker: str = "icon.png") -> Path:
     """The first folder that has `marker`; the checkout's folder when none does."""
-    candidates = candidate_dirs()
-    for folder in candidates:
+    for folder in candidate_dirs():
         if (folder / marker).exists():
             return folder
-    return candidates[-2]
+    return CHECKOUT
 
 
 def asset(name: str) -> Path:
