@@ -19,7 +19,6 @@ from studio.core.metadata import text_chunks
 def write_png(image: Image.Image, path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
     """Save `image` to `path` with both metadata chunks, atomically; returns the final path."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     for key, value in text_chunks(record).items():
         info.add_itxt(key, value)  # iTXt: UTF-8, so Chinese prompts survive

@@ -83,7 +83,6 @@ def write_export_zip(infos: Iterable[dict[str, Any]], zip_path: str | os.PathLik
     """A zip of the images plus parameters.csv (UTF-8 with BOM, so spreadsheets show Chinese) and
     parameters.json; written to a temp file and renamed, so a failed export leaves nothing behind."""
     target = Path(zip_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     rows, used = [], set()
     with atomic_path(target) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
