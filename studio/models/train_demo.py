@@ -113,25 +113,6 @@ def load_init(parts: dict[str, Any], folder: Path) -> dict[str, float]:
     return {"shift_factor": cfg["shift_factor"], "scaling_factor": cfg["scaling_factor"]}
 
 
-def _blocks(transformer: Any, te: Any) -> list[torch.nn.Module]:
-    return [*transformer.noise_refiner, *transformer.context_refiner, *transformer.layers, *te.layers]
-
-
-def compile_blocks(transformer: Any, te: Any) -> None:
-    """Regional compile: every transformer block and text-encoder layer, in place (weights' names
-    unchanged). Training at this size is bound by kernel launches, which fusion cuts."""
-    for name in ("cache_size_limit", "recompile_limit"):  # one entry per caption length and mask
-        if hasattr(torch._dynamo.config, name):
-            setattr(torch._dynamo.config, name, 64)
-    for block in _blocks(transformer, te):
-        block.compile()
-
-
-def uncompile_blocks(transformer: Any, te: Any) -> None:
-    for block in _blocks(transformer, te):
-        block._compiled_call_impl = None
-
-
 def caption_features(text_encoder: Any, ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """The pipeline's prompt embedding (second-to-last hidden state), batched. With causal attention
     the states of real tokens do not depend on right padding, so this equals the pipeline's 512-pad."""
@@ -264,20 +245,6 @@ def heldout_score(transformer: Any, te: Any, vae: Any, tokenizer: Any, prompts: 
         sel = [o for o, (_, lg, _) in zip(ok, prompts) if lg == lang]
         rates.append(sum(sel) / max(1, len(sel)))
     return rates[0], rates[1], imgs
-
-
-@contextmanager
-def eager(transformer: Any, te: Any, compiled: bool) -> Iterator[None]:
-    """Run the compiled blocks eagerly for a while (evaluation would otherwise compile new variants)."""
-    blocks = _blocks(transformer, te)
-    saved = [b._compiled_call_impl for b in blocks]
-    if compiled:
-        uncompile_blocks(transformer, te)
-    try:
-        yield
-    finally:
-        for b, c in zip(blocks, saved):
-            b._compiled_call_impl = c
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -504,8 +471,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     prompts = shapes.eval_prompts(args.seed)
     if args.eval_limit:
         prompts = prompts[: args.eval_limit]
-    if args.compile:
-        compile_blocks(transformer, te)
     curve: list[dict[str, float]] = []
     t0 = time.perf_counter()
     total = args.dit_steps
@@ -537,16 +502,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             gc.collect()
             torch.cuda.empty_cache()
             break
-        except Exception as exc:  # noqa: BLE001 - a compiler failure must not cost the run
-            if not (args.compile and step == 0):
-                raise
-            log(f"compiled step failed ({type(exc).__name__}: {str(exc)[:300]}); training eagerly")
-            uncompile_blocks(transformer, te)
-            torch._dynamo.reset()
-            args.compile = False
-            opt.zero_grad(set_to_none=True)
-            loss = dit_loss(transformer, te, xt, sig, ids, lens, lens_cpu, x0 - noise, amp)
-            loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update()
@@ -569,8 +524,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             gc.collect()  # belt and braces against reference cycles holding device memory
             log(f"dit step {step}/{total} loss {float(torch.stack(losses[-100:]).mean()):.4f} {memory_note(device)}")
         if args.eval_every and step % args.eval_every == 0 and step < total:
-            te_ = time.perf_counter()  # the learning curve, on the EMA weights (what ships), eagerly
-            with eager(transformer, te, args.compile), ema.swapped():
+            te_ = time.perf_counter()  # the learning curve, on the EMA weights (what ships)
+            with ema.swapped():
                 en, zh, _ = heldout_score(transformer, te, vae, tokenizer, prompts, device, args.workers)
                 curve.append({"step": step, "seconds": round(time.perf_counter() - t0, 1), "en": en, "zh": zh})
                 save_weights(out, modules, {**report, "dit_steps": step, "curve": curve, "checkpoint": True})
@@ -582,8 +537,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     report.update(dit_steps=step, dit_s=round(time.perf_counter() - t0, 1),
                   dit_loss=float(torch.stack(losses[-200:]).mean()), curve=curve)
     ema.copy_to()
-    if args.compile:
-        uncompile_blocks(transformer, te)
 
     # 3. Quick score on the held-out prompts with the batched sampler (the CPU eval uses the Engine).
     en, zh, imgs = heldout_score(transformer, te, vae, tokenizer, prompts, device, args.workers)
@@ -656,7 +609,6 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--eval-limit", type=int, default=0, help="score only this many held-out prompts")
     t.add_argument("--eval-every", type=int, default=0, help="score the held-out prompts every N steps")
     t.add_argument("--init", help="continue from this assembled model folder (its VAE is kept)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the blocks (GPU; falls back if it fails)")
     t.add_argument("--vae-budget-s", type=float, default=0.0, help="cap VAE steps to fit this many seconds")
     t.add_argument("--budget-s", type=float, default=0.0, help="cap transformer steps to fit this many seconds")
     a = sub.add_parser("assemble", help="build the diffusers folder from trained weights")
