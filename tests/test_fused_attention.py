@@ -92,3 +92,41 @@ def test_compiled_text_encoder_matches_eager(pipe, monkeypatch: pytest.MonkeyPat
     for a, b in zip(got, ref):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
     assert frames == [1, 0], f"graphs per prompt: {frames} (one for all layers, none for a new length)"
+
+
+def test_fused_projections_compute_the_same_and_undo(pipe) -> None:
+    from studio.engine import fused_linears
+
+    tr = pipe.transformer
+    fastpath.set_attention_backend(tr, "native")
+    ref = _forward(pipe, 2)
+    before = {k: v.clone() for k, v in tr.state_dict().items()}
+    fastpath.set_attention_backend(tr, "fused-sdpa")
+    blocks = sum(1 for m in tr.modules() if type(m).__name__ == "ZImageTransformerBlock")
+    assert fused_linears.fuse_projections(tr) == blocks and fused_linears.is_fused(tr)
+    assert fused_linears.fuse_projections(tr) == 0  # already fused: nothing to do
+    got = _forward(pipe, 2)
+    assert torch.allclose(got, ref, atol=1e-5, rtol=1e-4), (got - ref).abs().max()
+    fastpath.set_attention_backend(tr, "native")  # diffusers' processor needs to_q/to_k/to_v back
+    assert not fused_linears.is_fused(tr)
+    after = tr.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    assert torch.equal(_forward(pipe, 2), ref)
+
+
+def test_padded_encoding_gives_the_real_tokens_embeddings(pipe) -> None:
+    """The text graphs run prompts right-padded to a bucket; causal attention keeps the real rows."""
+    from studio.engine import text_graphs
+
+    dev = torch.device("cpu")
+    te = pipe.text_encoder
+    for prompt in ("a red circle", "一个蓝色的正方形，在白色背景上，很大，很清楚"):
+        ref = fastpath.encode_prompt_short(pipe, prompt, dev)[0]
+        ids = fastpath.prompt_ids(pipe.tokenizer, prompt)
+        n = ids.shape[1]
+        length = text_graphs.bucket_of(n)
+        assert length % text_graphs.BUCKET == 0 and length >= n
+        with torch.no_grad():
+            out = text_graphs.encode_padded(te, text_graphs.embed_ids(te, ids, dev), length)
+        assert out.shape[1] == length
+        assert torch.allclose(out[0, :n], ref, atol=1e-5, rtol=1e-4), (out[0, :n] - ref).abs().max()

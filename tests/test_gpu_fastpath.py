@@ -64,11 +64,20 @@ def test_fast_path_matches_stock_on_same_seed() -> None:
 
     assert fast.compiled and fast.attention == DEFAULT_ATTENTION, fast.notes
     assert fast.compiled_vae and not fast.compiled_text_encoder, fast.notes  # the second pass's defaults
+    assert fast.fused_projections and fast.text_graphs is not None, fast.notes  # the third pass's
     img, _ = fast.generate(**args)
     psnr, mean_abs = _psnr_and_mean(ref, img)
     print(f"fast ({fast.attention}) vs stock: PSNR {psnr:.2f} dB, mean abs {mean_abs:.3f}")
     assert np.asarray(img).std() > 1.0  # a real picture, not a flat (black) one
     assert psnr >= MIN_PSNR_DB and mean_abs <= MAX_MEAN_ABS
+    from studio.engine.fastpath import encode_prompt_short
+
+    for prompt in ("a cat", PROMPT * 3):  # two length buckets, both replayed from the warm-up's graphs
+        graphed = fast.encode(prompt)[0].float()
+        eager = encode_prompt_short(pipe, prompt, torch.device("cuda"))[0].float()
+        rel = float((graphed - eager).norm() / eager.norm())
+        print(f"text graphs vs eager encoder, {graphed.shape[0]} tokens: relative L2 {rel:.4f}")
+        assert graphed.shape == eager.shape and rel <= 0.05
     from studio.engine.fastpath import uncompile_blocks, uncompile_text_encoder
 
     uncompile_blocks(pipe.transformer)

@@ -50,6 +50,9 @@ def set_attention_backend(transformer: Any, name: str) -> str:
     if name in FUSED_ATTENTION:
         fused_attention.install(transformer, name.split("-", 1)[1])
         return name
+    from studio.engine.fused_linears import unfuse_projections
+
+    unfuse_projections(transformer)  # diffusers' processors read to_q/to_k/to_v
     if fused_attention.uses_fused(transformer):  # back to diffusers' own processor first
         from diffusers.models.transformers.transformer_z_image import ZSingleStreamAttnProcessor
 
@@ -238,17 +241,22 @@ def uncompile_text_encoder(text_encoder: Any) -> None:
         text_encoder.__dict__.pop(name, None)
 
 
-def _encode_compiled(te: Any, inputs: torch.Tensor) -> torch.Tensor:
-    """hidden_states[-2] of the encoder (the output of its second-to-last layer), compiled layers."""
+def encoder_hidden(te: Any, inputs: torch.Tensor, layer_fn: Callable = _decoder_layer) -> torch.Tensor:
+    """hidden_states[-2] of the causal encoder (its second-to-last layer's output) for embedded inputs."""
     h = inputs
     pos = torch.arange(h.shape[1], device=h.device).unsqueeze(0)
     cos, sin = te.rotary_emb(h, pos)
-    if h.shape[1] > 1:
+    if layer_fn is not _decoder_layer and h.shape[1] > 1:
         for t in (h, cos, sin):
             torch._dynamo.maybe_mark_dynamic(t, 1)
     for layer in te.layers[:-1]:
-        h = te._zx_layer(layer, h, cos, sin)
+        h = layer_fn(layer, h, cos, sin)
     return h
+
+
+def _encode_compiled(te: Any, inputs: torch.Tensor) -> torch.Tensor:
+    """encoder_hidden through the compiled layer."""
+    return encoder_hidden(te, inputs, te._zx_layer)
 
 
 def compile_vae_decoder(vae: Any, switch: CompileSwitch) -> bool:
@@ -301,10 +309,7 @@ def encode_prompt_short(pipe: Any, prompt: str, device: torch.device,
 
     Matches ZImagePipeline._encode_prompt (chat template, hidden_states[-2]) for one prompt.
     """
-    tok = pipe.tokenizer
-    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                   add_generation_prompt=True, enable_thinking=True)
-    ids = tok([text], truncation=True, max_length=max_sequence_length, return_tensors="pt").input_ids
+    ids = prompt_ids(pipe.tokenizer, prompt, max_sequence_length)
     te = pipe.text_encoder
     embed = te.get_input_embeddings()
     switch = te.__dict__.get("_zx_switch")
@@ -318,3 +323,10 @@ def encode_prompt_short(pipe: Any, prompt: str, device: torch.device,
         else:
             out = te(input_ids=ids.to(device), output_hidden_states=True, use_cache=False)
     return [out.hidden_states[-2][0]]
+
+
+def prompt_ids(tok: Any, prompt: str, max_sequence_length: int = 512) -> torch.Tensor:
+    """The (1, n) token ids ZImagePipeline._encode_prompt feeds the encoder, without its padding."""
+    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                   add_generation_prompt=True, enable_thinking=True)
+    return tok([text], truncation=True, max_length=max_sequence_length, return_tensors="pt").input_ids

@@ -73,7 +73,8 @@ class Engine:
                  memory_profile: str | None = "auto", fp8: bool = False, compile: bool | None = None,
                  attention: str | None = None, warm: str = "background",
                  compile_cache: str | Path | None = None, compile_text_encoder: bool | None = None,
-                 vae_channels_last: bool = False, compile_vae: bool | None = None) -> None:
+                 vae_channels_last: bool = False, compile_vae: bool | None = None,
+                 graph_text_encoder: bool | None = None, fuse_projections: bool | None = None) -> None:
         from studio.engine import fastpath, memory
 
         self.device = torch.device(device)
@@ -105,6 +106,13 @@ class Engine:
             fastpath.enable_tf32()
             self.attention = fastpath.set_attention_backend(self.pipe.transformer,
                                                             attention or fastpath.DEFAULT_ATTENTION)
+        # q/k/v and w1/w3 as single matmuls: needs the fused attention processor and a resident transformer.
+        self.fused_projections = False
+        if (self.fast_path if fuse_projections is None else fuse_projections) \
+                and self.attention in fastpath.FUSED_ATTENTION and self.profile.transformer == "resident":
+            from studio.engine.fused_linears import fuse_projections as fuse
+
+            self.fused_projections = fuse(self.pipe.transformer) > 0
         # Channels-last VAE convolutions: opt-in, measured slower on H100 (docs/benchmarks.md, second pass).
         self.vae_channels_last = bool(vae_channels_last) and cuda
         if self.vae_channels_last:
@@ -119,6 +127,14 @@ class Engine:
             else:
                 self.notes.append("fp8 off: this device has no FP8 tensor cores")
         self._memory = memory.apply_profile(self.pipe, self.profile, self.device)
+        # The text encoder replayed from CUDA graphs (studio/engine/text_graphs.py) where its layers stay
+        # on the GPU; captured in the warm-up, or per prompt-length bucket on first use.
+        self.text_graphs: Any = None
+        if (self.fast_path if graph_text_encoder is None else bool(graph_text_encoder)) and cuda \
+                and self.profile.text_encoder != "swap":
+            from studio.engine.text_graphs import TextGraphs
+
+            self.text_graphs = TextGraphs(self.pipe.text_encoder, self.device)
         self._switch = fastpath.CompileSwitch()
         # The text encoder and VAE warm after the blocks, on their own switch, so the blocks' compiled
         # forward is in use while the VAE still compiles.
@@ -174,7 +190,7 @@ class Engine:
             self.notes.append(f"compile off after warm-up failed: {type(exc).__name__}: {exc}"[:300])
             self.compiled = False
         self.blocks_compile_s = time.perf_counter() - t0
-        if self.compiled and (self.compiled_text_encoder or self.compiled_vae):
+        if self.compiled and (self.compiled_text_encoder or self.compiled_vae or self.text_graphs is not None):
             self._warm_extras(sizes)  # after the blocks' switch: requests use the compiled blocks meanwhile
             self._extra_switch.ready = True
             if self.compile_cache is not None:
@@ -186,6 +202,12 @@ class Engine:
         """Compile the text encoder and VAE decoder too; a failure there turns only that part off."""
         from studio.engine import fastpath
 
+        if self.text_graphs is not None:
+            try:
+                self.text_graphs.capture_all()
+            except Exception as exc:  # noqa: BLE001
+                self.text_graphs = None
+                self.notes.append(f"text encoder graphs off: {type(exc).__name__}: {exc}"[:300])
         if self.compiled_text_encoder:
             try:
                 with fastpath.warming(), torch.no_grad():
@@ -225,6 +247,15 @@ class Engine:
         """Prompt embeddings, cached for the last few prompts (several seeds of a prompt encode once)."""
         if prompt in self._embeds:
             return self._embeds[prompt]
+        embeds = self._encode_graphed(prompt)
+        if embeds is None:
+            embeds = self._encode_eager(prompt)
+        if len(self._embeds) >= 8:
+            self._embeds.pop(next(iter(self._embeds)))
+        self._embeds[prompt] = embeds
+        return embeds
+
+    def _encode_eager(self, prompt: str) -> list[torch.Tensor]:
         swap = self._memory.get("swap")
         if swap is not None:
             swap.onload()
@@ -234,17 +265,25 @@ class Engine:
                 if self.fast_path or embed.device.type != self.device.type:
                     from studio.engine.fastpath import encode_prompt_short
 
-                    embeds = encode_prompt_short(self.pipe, prompt, self.device)
-                else:
-                    embeds = self.pipe._encode_prompt(prompt=[prompt], device=self.device,
-                                                      max_sequence_length=512)
+                    return encode_prompt_short(self.pipe, prompt, self.device)
+                return self.pipe._encode_prompt(prompt=[prompt], device=self.device, max_sequence_length=512)
         finally:
             if swap is not None:
                 swap.offload()
-        if len(self._embeds) >= 8:
-            self._embeds.pop(next(iter(self._embeds)))
-        self._embeds[prompt] = embeds
-        return embeds
+
+    def _encode_graphed(self, prompt: str) -> list[torch.Tensor] | None:
+        """Embeddings from the text encoder's CUDA graphs, or None where they are not (yet) in use."""
+        graphs = self.text_graphs
+        if graphs is None or (self.compiled and not self._extra_switch.ready):
+            return None  # while the warm-up captures them, requests encode eagerly
+        from studio.engine.fastpath import prompt_ids
+
+        try:
+            return [graphs.encode(prompt_ids(self.pipe.tokenizer, prompt))]
+        except RuntimeError as exc:  # a capture that fails turns the graphs off, not the request
+            self.text_graphs = None
+            self.notes.append(f"text encoder graphs off: {exc}"[:300])
+            return None
 
     def generate(self, *, prompt: str, negative_prompt: str = "", width: int, height: int, steps: int,
                  guidance: float, seed: int, on_step: StepCallback | None = None,

@@ -1,0 +1,262 @@
+"""Issue 7, fourth pass: the text encoder from CUDA graphs, fused projections, FP8 on them; one process.
+
+Full-size random-weight Z-Image-Turbo, bf16, 1024², 9 steps, a new prompt every timed image.
+Stages, in order (each skipped if the time budget would be crossed):
+  mm      matmul micro-benchmark at the blocks' shapes: bf16, FP8 rowwise, FP8 tensorwise
+  BASE    second-pass default (fused cuDNN attention, compiled blocks and VAE), eager text encoder
+  ENC     where eager encoding goes: new vs already-seen lengths, flash-only SDPA, a profile
+  GRAPHS  BASE + the text encoder replayed from CUDA graphs (64-token buckets)
+  FUSED   GRAPHS + q/k/v and w1/w3 fused into single matmuls (blocks recompiled)
+  FP8     FUSED + FP8 linears
+Times: CUDA events around each call after a warm-up, median of >= 5 (bench_second_pass helpers).
+Writes <out>/fourth_pass.json; prints a table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_second_pass as sp  # noqa: E402  (sets the process env before torch starts)
+import torch  # noqa: E402
+from common import add_common_args, img_diff, sync  # noqa: E402
+
+from studio.engine import fastpath  # noqa: E402
+from studio.engine.generate import Engine  # noqa: E402
+from studio.engine.random_pipeline import build_random_pipeline  # noqa: E402
+
+R: dict = {"stages": {}, "skipped": [], "errors": {}}
+T0 = time.perf_counter()
+# (rows, in, out) of the blocks' matmuls at 1024² (4096 image + 64 caption tokens)
+MM_SHAPES = {"qkv_one": (4160, 3840, 3840), "qkv_fused": (4160, 3840, 11520), "w1_one": (4160, 3840, 10240),
+             "w13_fused": (4160, 3840, 20480), "w2": (4160, 10240, 3840)}
+
+
+def mm_micro(dev) -> dict:
+    from studio.engine.fp8 import FP8, quantize_rowwise
+
+    res = {}
+    one = torch.ones((), device=dev)
+    quant = torch.compile(quantize_rowwise, dynamic=False)  # as inductor runs it inside the blocks
+    for name, (m, k, n) in MM_SHAPES.items():
+        x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
+        w = torch.randn(n, k, device=dev, dtype=torch.bfloat16) * 0.02
+        xq, xs = quantize_rowwise(x)
+        wq, ws = quantize_rowwise(w)
+        xt, wt = x.to(FP8), w.mul(50).to(FP8)
+        variants = {
+            "bf16": lambda x=x, w=w: x @ w.t(),
+            "fp8_rowwise": lambda xq=xq, wq=wq, xs=xs, ws=ws: torch._scaled_mm(
+                xq, wq.t(), scale_a=xs, scale_b=ws.reshape(1, -1).contiguous(), out_dtype=torch.bfloat16),
+            "fp8_tensorwise": lambda xt=xt, wt=wt, one=one: torch._scaled_mm(xt, wt.t(), scale_a=one, scale_b=one,
+                                                                     out_dtype=torch.bfloat16),
+            "quantize_rowwise": lambda x=x: quant(x),
+        }
+        row = {}
+        for v, fn in variants.items():
+            try:
+                for _ in range(3):
+                    fn()
+                ts = []
+                for _ in range(10):
+                    with sp.Timer(dev) as tm:
+                        fn()
+                    ts.append(tm.ms)
+                ms = sp.med(ts)
+                row[v] = {"ms": ms} if v.startswith("quantize") else {"ms": ms, "tflops": round(2 * m * k * n / ms / 1e9)}
+            except Exception as exc:  # noqa: BLE001
+                row[v] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        res[name] = row
+    return res
+
+
+def enc_probe(eng: Engine) -> dict:
+    """Eager encode: prompts of new token counts, then other prompts of counts already seen; flash only."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    tok, dev = eng.pipe.tokenizer, eng.device
+
+    def run(prompts):
+        out = []
+        for p in prompts:
+            eng._embeds.clear()
+            n = fastpath.prompt_ids(tok, p).shape[1]
+            with sp.Timer(dev) as tm:
+                eng._encode_eager(p)
+            out.append([n, round(tm.ms, 1)])
+        return out
+
+    words = "red blue green circle square star ring large small bright soft 红色 蓝色 圆形 方形".split()
+    new = [" ".join(words[: 3 + i]) + f" v{i}" for i in range(8)]
+    seen = [" ".join(reversed(words[: 3 + i])) + f" w{i}" for i in range(8)]  # same counts, other text
+    r = {"new_lengths": run(new), "seen_lengths": run(seen)}
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        r["flash_new_lengths"] = run([p + " 另外的" * 9 for p in new])
+    from torch.profiler import ProfilerActivity, profile
+
+    p = "a completely different prompt length for the profiler " * 3
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with sp.Timer(dev) as tm:
+            eng._encode_eager(p)
+    r["profiled_ms"] = round(tm.ms, 1)
+    rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]
+    r["top_cpu"] = [[round(e.self_cpu_time_total / 1e3, 2), e.count, e.key[:80]] for e in rows]
+    cuda_rows = sorted(prof.key_averages(), key=lambda e: -getattr(e, "self_device_time_total", 0))[:6]
+    r["top_cuda"] = [[round(getattr(e, "self_device_time_total", 0) / 1e3, 2), e.count, e.key[:80]]
+                     for e in cuda_rows]
+    return r
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    add_common_args(p)
+    p.add_argument("--budget", type=float, default=400.0, help="seconds; later stages are skipped past it")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(a.device)
+    S, steps, n = a.size, a.steps, a.runs
+    R.update(torch=torch.__version__, device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+             size=S, steps=steps, runs=n)
+    state: dict = {}
+
+    def write() -> None:
+        R["wall_s"] = round(time.perf_counter() - T0, 1)
+        (out / "fourth_pass.json").write_text(json.dumps(R, indent=1, ensure_ascii=False), "utf-8")
+
+    def stage(name: str, est_s: float, fn) -> None:
+        left = a.budget - (time.perf_counter() - T0)
+        if est_s > left:
+            R["skipped"].append(f"{name} (needs ~{est_s:.0f}s, {left:.0f}s left)")
+            sp.log("SKIP", R["skipped"][-1])
+            return
+        t = time.perf_counter()
+        try:
+            R["stages"][name] = fn()
+            sp.log(name, json.dumps(R["stages"][name], ensure_ascii=False)[:1200])
+        except Exception:  # noqa: BLE001
+            R["errors"][name] = traceback.format_exc()[-2500:]
+            sp.log("ERROR", name, R["errors"][name])
+        R.setdefault("stage_s", {})[name] = round(time.perf_counter() - t, 1)
+        write()
+
+    if dev.type == "cuda":
+        stage("mm", 5, lambda: mm_micro(dev))
+    t = time.perf_counter()
+    pipe = build_random_pipeline(a.arch, dev, torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    sync(dev)
+    R["build_s"] = round(time.perf_counter() - t, 1)
+
+    def s_base():
+        eng = Engine("random:" + a.arch, dev, pipe=pipe, compile=True, memory_profile="full", warm="none",
+                     compile_cache=Path(a.cache), graph_text_encoder=False, fuse_projections=False)
+        state["eng"] = eng
+        c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
+        eng.generate(prompt="warm base", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        r = {"compile_s": c, "attention": eng.attention, "images": sp.images(eng, n, S, steps, 20),
+             "step": sp.step_ms(pipe, dev, S), "encode_eager": sp.encode_ms(eng, 200)}
+        state["img"] = sp.match_image(eng, S, steps)
+        state["emb"] = eng.encode(sp.MATCH[0])[0].float()
+        return r
+
+    stage("BASE", 120, s_base)
+    eng: Engine | None = state.get("eng")
+    if eng is None:
+        write()
+        return 1
+    if dev.type == "cuda":
+        stage("ENC", 10, lambda: enc_probe(eng))
+
+        def s_graphs():
+            from studio.engine.text_graphs import TextGraphs
+
+            eng.text_graphs = TextGraphs(pipe.text_encoder, dev)
+            with sp.Timer(dev) as tm:
+                eng.text_graphs.capture_all()
+            eng._embeds.clear()
+            got = eng.encode(sp.MATCH[0])[0].float()
+            ref = state["emb"]
+            r = {"capture_all_s": round(tm.host_ms / 1e3, 2), "graphs": len(eng.text_graphs.graphs),
+                 "encode_graphs": sp.encode_ms(eng, 300),
+                 "embeds_rel_err": round(float((got - ref).norm() / ref.norm()), 5),
+                 "mem_reserved_gib": round(torch.cuda.memory_reserved(dev) / 1024**3, 2)}
+            r["images"] = sp.images(eng, n, S, steps, 40)
+            state["img_graphs"] = sp.match_image(eng, S, steps)
+            r["image_vs_base"] = img_diff(state["img"], state["img_graphs"])
+            return r
+
+        stage("GRAPHS", 15, s_graphs)
+
+    def s_fused():
+        from studio.engine.fused_linears import fuse_projections
+
+        tr = pipe.transformer
+        fastpath.uncompile_blocks(tr)  # no dynamo reset: the compiled VAE stays compiled
+        if eng.attention not in fastpath.FUSED_ATTENTION:  # the CPU smoke run: fusing needs this processor
+            eng.attention = fastpath.set_attention_backend(tr, "fused-sdpa")
+        k = fuse_projections(tr)
+        eng.fused_projections = k > 0
+        fastpath.compile_blocks(tr, eng._switch)
+        c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
+        eng.generate(prompt="warm fused", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        r = {"blocks": k, "compile_s": c, "images": sp.images(eng, n, S, steps, 60),
+             "step": sp.step_ms(pipe, dev, S)}
+        if dev.type == "cuda":
+            r["profile"] = sp.profile_step(pipe, dev, S, "FUSED", out)
+        state["img_fused"] = sp.match_image(eng, S, steps)
+        r["image_vs_base"] = img_diff(state["img"], state["img_fused"])
+        return r
+
+    stage("FUSED", 40, s_fused)
+
+    if dev.type == "cuda":
+        def s_fp8():
+            from studio.engine import fp8 as fp8mod
+
+            tr = pipe.transformer
+            fastpath.uncompile_blocks(tr)
+            k = fp8mod.quantize_transformer(tr)
+            fastpath.compile_blocks(tr, eng._switch)
+            c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
+            eng.generate(prompt="warm F8", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+            r = {"linears": k, "compile_s": c, "images": sp.images(eng, n, S, steps, 80),
+                 "step": sp.step_ms(pipe, dev, S), "profile": sp.profile_step(pipe, dev, S, "FP8", out)}
+            if "img_fused" in state:
+                r["image_vs_bf16_fused"] = img_diff(state["img_fused"], sp.match_image(eng, S, steps))
+            return r
+
+        stage("FP8", 40, s_fp8)
+    write()
+    table(R)
+    return 0
+
+
+def table(r: dict) -> None:
+    st = r["stages"]
+    print("\n| stage | per image ms (min-max) | encode | denoise | decode | step ms |")
+    print("|---|---|---|---|---|---|")
+    for name in ("BASE", "GRAPHS", "FUSED", "FP8"):
+        im = st.get(name, {}).get("images")
+        if not im:
+            continue
+        step = st[name].get("step", {}).get("median_ms", "—")
+        print(f"| {name} | {im['median_ms']:.0f} ({im['min_ms']:.0f}-{im['max_ms']:.0f}) | {im['encode_ms']:.0f} "
+              f"| {im['denoise_ms']:.0f} | {im['decode_ms']:.0f} | {step} |")
+    for name in ("GRAPHS", "FUSED", "FP8"):
+        for k, v in st.get(name, {}).items():
+            if k.startswith("image_vs") or k == "embeds_rel_err":
+                print(f"{name} {k}: {v}")
+    if "mm" in st:
+        print(json.dumps(st["mm"]))
+    if "ENC" in st:
+        e = st["ENC"]
+        print("ENC new", e["new_lengths"], "\nENC seen", e["seen_lengths"], "\nENC flash", e["flash_new_lengths"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
