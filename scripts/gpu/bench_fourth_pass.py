@@ -7,7 +7,9 @@ Stages, in order (each skipped if the time budget would be crossed):
   ENC     where eager encoding goes: new vs already-seen lengths, flash-only SDPA, a profile
   GRAPHS  BASE + the text encoder replayed from CUDA graphs (64-token buckets)
   FUSED   GRAPHS + q/k/v and w1/w3 fused into single matmuls (blocks recompiled)
-  FP8     FUSED + FP8 linears
+  FP8     FUSED + FP8 linears (rowwise kernel)
+  FP8T    the same FP8 weights through cuBLAS's per-tensor kernel, scales applied after (fp8.KERNELS)
+Every stage times the same prompts (embedding cache cleared), so their encode/denoise split compares.
 Times: CUDA events around each call after a warm-up, median of >= 5 (bench_second_pass helpers).
 Writes <out>/fourth_pass.json; prints a table last.
 """
@@ -116,6 +118,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     add_common_args(p)
     p.add_argument("--budget", type=float, default=400.0, help="seconds; later stages are skipped past it")
+    p.add_argument("--skip", default="", help="comma-separated stages not to run (e.g. mm,ENC)")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +132,16 @@ def main() -> int:
         R["wall_s"] = round(time.perf_counter() - T0, 1)
         (out / "fourth_pass.json").write_text(json.dumps(R, indent=1, ensure_ascii=False), "utf-8")
 
+    skip = set(filter(None, a.skip.split(",")))
+    torch._dynamo.config.recompile_limit = 32  # every stage recompiles the same block forward
+
+    def images() -> dict:
+        state["eng"]._embeds.clear()
+        return sp.images(state["eng"], n, S, steps, 20)
+
     def stage(name: str, est_s: float, fn) -> None:
+        if name in skip:
+            return
         left = a.budget - (time.perf_counter() - T0)
         if est_s > left:
             R["skipped"].append(f"{name} (needs ~{est_s:.0f}s, {left:.0f}s left)")
@@ -158,7 +170,7 @@ def main() -> int:
         state["eng"] = eng
         c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
         eng.generate(prompt="warm base", seed=0, width=S, height=S, steps=steps, guidance=0.0)
-        r = {"compile_s": c, "attention": eng.attention, "images": sp.images(eng, n, S, steps, 20),
+        r = {"compile_s": c, "attention": eng.attention, "images": images(),
              "step": sp.step_ms(pipe, dev, S), "encode_eager": sp.encode_ms(eng, 200)}
         state["img"] = sp.match_image(eng, S, steps)
         state["emb"] = eng.encode(sp.MATCH[0])[0].float()
@@ -185,7 +197,7 @@ def main() -> int:
                  "encode_graphs": sp.encode_ms(eng, 300),
                  "embeds_rel_err": round(float((got - ref).norm() / ref.norm()), 5),
                  "mem_reserved_gib": round(torch.cuda.memory_reserved(dev) / 1024**3, 2)}
-            r["images"] = sp.images(eng, n, S, steps, 40)
+            r["images"] = images()
             state["img_graphs"] = sp.match_image(eng, S, steps)
             r["image_vs_base"] = img_diff(state["img"], state["img_graphs"])
             return r
@@ -204,7 +216,7 @@ def main() -> int:
         fastpath.compile_blocks(tr, eng._switch)
         c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
         eng.generate(prompt="warm fused", seed=0, width=S, height=S, steps=steps, guidance=0.0)
-        r = {"blocks": k, "compile_s": c, "images": sp.images(eng, n, S, steps, 60),
+        r = {"blocks": k, "compile_s": c, "images": images(),
              "step": sp.step_ms(pipe, dev, S)}
         if dev.type == "cuda":
             r["profile"] = sp.profile_step(pipe, dev, S, "FUSED", out)
@@ -224,13 +236,34 @@ def main() -> int:
             fastpath.compile_blocks(tr, eng._switch)
             c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
             eng.generate(prompt="warm F8", seed=0, width=S, height=S, steps=steps, guidance=0.0)
-            r = {"linears": k, "compile_s": c, "images": sp.images(eng, n, S, steps, 80),
+            r = {"linears": k, "compile_s": c, "images": images(),
                  "step": sp.step_ms(pipe, dev, S), "profile": sp.profile_step(pipe, dev, S, "FP8", out)}
+            state["img_fp8"] = sp.match_image(eng, S, steps)
             if "img_fused" in state:
-                r["image_vs_bf16_fused"] = img_diff(state["img_fused"], sp.match_image(eng, S, steps))
+                r["image_vs_bf16_fused"] = img_diff(state["img_fused"], state["img_fp8"])
             return r
 
         stage("FP8", 40, s_fp8)
+
+        def s_fp8t():
+            from studio.engine import fp8 as fp8mod
+
+            tr = pipe.transformer
+            fastpath.uncompile_blocks(tr)
+            k = fp8mod.set_kernel(tr, "tensor")
+            fastpath.compile_blocks(tr, eng._switch)
+            c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
+            eng.generate(prompt="warm F8T", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+            r = {"linears": k, "compile_s": c, "images": images(), "step": sp.step_ms(pipe, dev, S),
+                 "profile": sp.profile_step(pipe, dev, S, "FP8T", out)}
+            img = sp.match_image(eng, S, steps)
+            if "img_fused" in state:
+                r["image_vs_bf16_fused"] = img_diff(state["img_fused"], img)
+            if "img_fp8" in state:
+                r["image_vs_fp8_rowwise"] = img_diff(state["img_fp8"], img)
+            return r
+
+        stage("FP8T", 40, s_fp8t)
     write()
     table(R)
     return 0
@@ -240,14 +273,14 @@ def table(r: dict) -> None:
     st = r["stages"]
     print("\n| stage | per image ms (min-max) | encode | denoise | decode | step ms |")
     print("|---|---|---|---|---|---|")
-    for name in ("BASE", "GRAPHS", "FUSED", "FP8"):
+    for name in ("BASE", "GRAPHS", "FUSED", "FP8", "FP8T"):
         im = st.get(name, {}).get("images")
         if not im:
             continue
         step = st[name].get("step", {}).get("median_ms", "—")
         print(f"| {name} | {im['median_ms']:.0f} ({im['min_ms']:.0f}-{im['max_ms']:.0f}) | {im['encode_ms']:.0f} "
               f"| {im['denoise_ms']:.0f} | {im['decode_ms']:.0f} | {step} |")
-    for name in ("GRAPHS", "FUSED", "FP8"):
+    for name in ("GRAPHS", "FUSED", "FP8", "FP8T"):
         for k, v in st.get(name, {}).items():
             if k.startswith("image_vs") or k == "embeds_rel_err":
                 print(f"{name} {k}: {v}")

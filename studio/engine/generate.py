@@ -106,10 +106,11 @@ class Engine:
             fastpath.enable_tf32()
             self.attention = fastpath.set_attention_backend(self.pipe.transformer,
                                                             attention or fastpath.DEFAULT_ATTENTION)
-        # q/k/v and w1/w3 as single matmuls: needs the fused attention processor and a resident transformer.
+        # q/k/v and w1/w3 as single matmuls: needs the fused attention processor, and room (under the
+        # 24gb cap the fused q/k/v buffer living on through attention crossed 22 GiB for a batch of 4).
         self.fused_projections = False
         if (self.fast_path if fuse_projections is None else fuse_projections) \
-                and self.attention in fastpath.FUSED_ATTENTION and self.profile.transformer == "resident":
+                and self.attention in fastpath.FUSED_ATTENTION and self.profile.budget_gib is None:
             from studio.engine.fused_linears import fuse_projections as fuse
 
             self.fused_projections = fuse(self.pipe.transformer) > 0
@@ -204,7 +205,9 @@ class Engine:
 
         if self.text_graphs is not None:
             try:
-                self.text_graphs.capture_all()
+                from studio.engine.text_graphs import WARM_UP_TO
+
+                self.text_graphs.capture_all(up_to=WARM_UP_TO)
             except Exception as exc:  # noqa: BLE001
                 self.text_graphs = None
                 self.notes.append(f"text encoder graphs off: {type(exc).__name__}: {exc}"[:300])

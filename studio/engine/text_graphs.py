@@ -17,6 +17,8 @@ import torch
 from studio.engine.fastpath import encoder_hidden
 
 BUCKET = 64
+# Buckets the warm-up captures (0.3 s each on H100); a longer prompt captures its own on first use.
+WARM_UP_TO = 128
 
 
 def bucket_of(n: int, bucket: int = BUCKET) -> int:
@@ -71,9 +73,10 @@ class TextGraphs:
         self._pool = graph.pool()  # one memory pool for all lengths: they never run at once
         self.graphs[length] = (graph, inputs, out)
 
-    def capture_all(self) -> None:
+    def capture_all(self, up_to: int | None = None) -> None:
+        """Capture every bucket up to `up_to` tokens (all by default); longer ones wait for first use."""
         for length in self.lengths():
-            if length not in self.graphs:
+            if length not in self.graphs and (up_to is None or length <= up_to):
                 self.capture(length)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
