@@ -2,8 +2,9 @@
 
 Skipped without CUDA. Tolerances: with the same seed, the fast path's image (TF32, cuDNN attention,
 unpadded prompt encoding, regional compile; since the second pass also the fused attention with real
-RoPE and the compiled VAE decoder) must stay within PSNR >= 30 dB and a mean absolute pixel
-difference <= 3 (of 255) of the stock path's: kernel rounding, never a different picture.
+RoPE and the compiled VAE decoder; since the fourth the text encoder and the denoising steps replayed
+from CUDA graphs) must stay within PSNR >= 30 dB and a mean absolute pixel difference <= 3 (of 255)
+of the stock path's: kernel rounding, never a different picture.
 """
 
 from __future__ import annotations
@@ -64,12 +65,20 @@ def test_fast_path_matches_stock_on_same_seed() -> None:
 
     assert fast.compiled and fast.attention == DEFAULT_ATTENTION, fast.notes
     assert fast.compiled_vae and not fast.compiled_text_encoder, fast.notes  # the second pass's defaults
-    assert fast.fused_projections and fast.text_graphs is not None, fast.notes  # the third pass's
+    assert fast.fused_projections and fast.text_graphs is not None, fast.notes  # the fourth pass's
+    assert fast.step_graphs is not None and fast.step_graphs.statics, fast.notes  # captured in the warm-up
     img, _ = fast.generate(**args)
+    assert any(s.graph is not None and s.calls > 2 for s in fast.step_graphs.statics.values())  # replayed
     psnr, mean_abs = _psnr_and_mean(ref, img)
     print(f"fast ({fast.attention}) vs stock: PSNR {psnr:.2f} dB, mean abs {mean_abs:.3f}")
     assert np.asarray(img).std() > 1.0  # a real picture, not a flat (black) one
     assert psnr >= MIN_PSNR_DB and mean_abs <= MAX_MEAN_ABS
+    fast.step_graphs.enabled = lambda: False  # the same engine, every step launched from Python
+    plain, _ = fast.generate(**args)
+    psnr, mean_abs = _psnr_and_mean(plain, img)
+    print(f"step graphs vs plain steps: PSNR {psnr:.2f} dB, mean abs {mean_abs:.3f}")
+    assert psnr >= 40.0
+    fast.step_graphs.remove()
     from studio.engine.fastpath import encode_prompt_short
 
     for prompt in ("a cat", PROMPT * 3):  # two length buckets, both replayed from the warm-up's graphs

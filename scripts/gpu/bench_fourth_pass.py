@@ -10,6 +10,9 @@ Stages, in order (each skipped if the time budget would be crossed):
   FP8     FUSED + FP8 linears (rowwise kernel)
   FP8T    the same FP8 weights through cuBLAS's per-tensor kernel, scales applied after (fp8.KERNELS)
 Every stage times the same prompts (embedding cache cleared), so their encode/denoise split compares.
+--mode graphs (call 3) measures the denoising steps from CUDA graphs (studio/engine/step_graphs.py):
+  NOGRAPH  the defaults without step graphs        STEPG   with them (same process, same prompts)
+  FP8T_NOGRAPH / FP8T_GRAPH   the same pair in FP8 mode (per-tensor kernel)
 Times: CUDA events around each call after a warm-up, median of >= 5 (bench_second_pass helpers).
 Writes <out>/fourth_pass.json; prints a table last.
 """
@@ -119,6 +122,7 @@ def main() -> int:
     add_common_args(p)
     p.add_argument("--budget", type=float, default=400.0, help="seconds; later stages are skipped past it")
     p.add_argument("--skip", default="", help="comma-separated stages not to run (e.g. mm,ENC)")
+    p.add_argument("--mode", choices=("variants", "graphs"), default="variants")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,12 +161,17 @@ def main() -> int:
         R.setdefault("stage_s", {})[name] = round(time.perf_counter() - t, 1)
         write()
 
-    if dev.type == "cuda":
+    if dev.type == "cuda" and a.mode == "variants":
         stage("mm", 5, lambda: mm_micro(dev))
     t = time.perf_counter()
     pipe = build_random_pipeline(a.arch, dev, torch.bfloat16 if dev.type == "cuda" else torch.float32)
     sync(dev)
     R["build_s"] = round(time.perf_counter() - t, 1)
+    if a.mode == "graphs":
+        graphs_pass(a, pipe, dev, stage, state, images, out)
+        write()
+        table(R)
+        return 0
 
     def s_base():
         eng = Engine("random:" + a.arch, dev, pipe=pipe, compile=True, memory_profile="full", warm="none",
@@ -269,18 +278,81 @@ def main() -> int:
     return 0
 
 
+def graphs_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
+    """Step graphs off and on, in bf16 and in FP8, in one process on the same prompts."""
+    from studio.engine import fp8 as fp8mod
+    from studio.engine.step_graphs import StepGraphs
+
+    S, steps = a.size, a.steps
+
+    def s_nograph():
+        eng = Engine("random:" + a.arch, dev, pipe=pipe, compile=True, memory_profile="full", warm="none",
+                     compile_cache=Path(a.cache), graph_steps=False)
+        state["eng"] = eng
+        c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
+        eng.generate(prompt="warm", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        r = {"compile_s": c, "fused": eng.fused_projections, "text_graphs": eng.text_graphs is not None,
+             "images": images(), "step": sp.step_ms(pipe, dev, S)}
+        state["img_nograph"] = sp.match_image(eng, S, steps)
+        return r
+
+    def with_graphs(tag: str, ref: str) -> dict:
+        eng = state["eng"]
+        eng.step_graphs = StepGraphs(pipe.transformer, lambda: eng._switch.ready)
+        with sp.Timer(dev) as tm:
+            eng._warm_step_graphs(((S, S),), (1,))
+        eng.generate(prompt="warm", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        r = {"capture_s": round(tm.host_ms / 1e3, 2), "images": images(), "step": sp.step_ms(pipe, dev, S)}
+        if dev.type == "cuda":
+            r["profile"] = sp.profile_step(pipe, dev, S, tag, out)
+        img = sp.match_image(eng, S, steps)
+        r["image_vs_" + ref] = img_diff(state[ref], img)
+        sg = eng.step_graphs
+        r.update(graphs=sum(s.graph is not None for s in sg.statics.values()) if sg else 0, notes=list(eng.notes),
+                 reserved_gib=round(torch.cuda.memory_reserved(dev) / 1024**3, 2) if dev.type == "cuda" else None)
+        state["img_" + tag] = img
+        return r
+
+    stage("NOGRAPH", 120, s_nograph)
+    if "eng" not in state:
+        return
+    stage("STEPG", 30, lambda: with_graphs("STEPG", "img_nograph"))
+
+    def s_fp8_nograph():
+        eng = state["eng"]
+        if eng.step_graphs is not None:
+            eng.step_graphs.remove()
+            eng.step_graphs = None
+        tr = pipe.transformer
+        fastpath.uncompile_blocks(tr)
+        k = fp8mod.quantize_transformer(tr, "tensor")
+        fastpath.compile_blocks(tr, eng._switch)
+        c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
+        eng.generate(prompt="warm F8", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        r = {"linears": k, "compile_s": c, "images": images(), "step": sp.step_ms(pipe, dev, S)}
+        state["img_fp8"] = sp.match_image(eng, S, steps)
+        r["image_vs_bf16"] = img_diff(state["img_nograph"], state["img_fp8"])
+        return r
+
+    if dev.type != "cuda":
+        return
+    stage("FP8T_NOGRAPH", 45, s_fp8_nograph)
+    if "img_fp8" in state:
+        stage("FP8T_GRAPH", 30, lambda: with_graphs("FP8T_GRAPH", "img_fp8"))
+
+
 def table(r: dict) -> None:
     st = r["stages"]
     print("\n| stage | per image ms (min-max) | encode | denoise | decode | step ms |")
     print("|---|---|---|---|---|---|")
-    for name in ("BASE", "GRAPHS", "FUSED", "FP8", "FP8T"):
+    for name in ("BASE", "GRAPHS", "FUSED", "FP8", "FP8T", "NOGRAPH", "STEPG", "FP8T_NOGRAPH", "FP8T_GRAPH"):
         im = st.get(name, {}).get("images")
         if not im:
             continue
         step = st[name].get("step", {}).get("median_ms", "—")
         print(f"| {name} | {im['median_ms']:.0f} ({im['min_ms']:.0f}-{im['max_ms']:.0f}) | {im['encode_ms']:.0f} "
               f"| {im['denoise_ms']:.0f} | {im['decode_ms']:.0f} | {step} |")
-    for name in ("GRAPHS", "FUSED", "FP8", "FP8T"):
+    for name in ("GRAPHS", "FUSED", "FP8", "FP8T", "STEPG", "FP8T_NOGRAPH", "FP8T_GRAPH"):
         for k, v in st.get(name, {}).items():
             if k.startswith("image_vs") or k == "embeds_rel_err":
                 print(f"{name} {k}: {v}")

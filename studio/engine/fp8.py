@@ -16,7 +16,8 @@ FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
 # "rowwise": torch._scaled_mm with the row and column scales (CUTLASS's rowwise kernel on H100);
 # "tensor": cuBLAS's per-tensor FP8 kernel at unit scales, both scales applied after in one multiply
-# that inductor fuses into the next op; the same quantization, measured faster (docs/benchmarks.md).
+# that inductor fuses into the next op; the same quantization, measured faster when compiled
+# (docs/benchmarks.md); uncompiled, that multiply would be extra kernels, so rowwise stays the default.
 KERNELS = ("rowwise", "tensor")
 DEFAULT_KERNEL = "rowwise"
 

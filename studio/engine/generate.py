@@ -74,7 +74,8 @@ class Engine:
                  attention: str | None = None, warm: str = "background",
                  compile_cache: str | Path | None = None, compile_text_encoder: bool | None = None,
                  vae_channels_last: bool = False, compile_vae: bool | None = None,
-                 graph_text_encoder: bool | None = None, fuse_projections: bool | None = None) -> None:
+                 graph_text_encoder: bool | None = None, fuse_projections: bool | None = None,
+                 graph_steps: bool | None = None) -> None:
         from studio.engine import fastpath, memory
 
         self.device = torch.device(device)
@@ -123,7 +124,7 @@ class Engine:
             from studio.engine import fp8 as fp8mod
 
             if fp8mod.fp8_supported(self.device):
-                fp8mod.quantize_transformer(self.pipe.transformer)
+                fp8mod.quantize_transformer(self.pipe.transformer, "tensor" if want_compile else "rowwise")
                 self.fp8 = True
             else:
                 self.notes.append("fp8 off: this device has no FP8 tensor cores")
@@ -154,6 +155,15 @@ class Engine:
         if want_compile:
             fastpath.compile_blocks(self.pipe.transformer, self._switch)
             self.compiled = True
+        # Denoising steps from CUDA graphs (studio/engine/step_graphs.py): where nothing caps the memory
+        # their pool keeps; with compile, only once the compiled blocks are in use.
+        self.step_graphs: Any = None
+        if (self.fast_path if graph_steps is None else bool(graph_steps)) and cuda \
+                and self.profile.budget_gib is None:
+            from studio.engine.step_graphs import StepGraphs
+
+            self.step_graphs = StepGraphs(self.pipe.transformer, lambda: self._switch.ready or not self.compiled)
+        if want_compile:
             if warm == "background" and self.profile.budget_gib is not None:
                 warm = "sync"  # a second forward's activations at once could cross a tight budget
             if warm == "sync":
@@ -187,6 +197,7 @@ class Engine:
             self._switch.ready = True
             if self.compile_cache is not None:
                 fastpath.save_mega_cache(self.compile_cache)
+            self._warm_step_graphs(sizes, batches)
         except Exception as exc:  # noqa: BLE001 - compile is an optimisation, never a failure
             self.notes.append(f"compile off after warm-up failed: {type(exc).__name__}: {exc}"[:300])
             self.compiled = False
@@ -198,6 +209,30 @@ class Engine:
                 fastpath.save_mega_cache(self.compile_cache)
         self.compile_s = time.perf_counter() - t0
         return self.compile_s
+
+    def _warm_step_graphs(self, sizes: tuple[tuple[int, int], ...], batches: tuple[int, ...]) -> None:
+        """Capture the step graphs of the common shapes (prompts of up to 64 tokens); a failure turns them off."""
+        if self.step_graphs is None:
+            return
+        tr = self.pipe.transformer
+        try:
+            for n in batches:
+                for w, h in sizes:
+                    lat = initial_noise(0, w, h, tr.config.in_channels, self.pipe.vae_scale_factor)
+                    lat = lat.to(self.device, self.dtype).unsqueeze(2)[0]
+                    t = torch.full((n,), 0.5, device=self.device)
+                    for length in (32, 64):
+                        cap = torch.zeros(length, tr.config.cap_feat_dim, device=self.device, dtype=self.dtype)
+                        self.step_graphs.warm([lat] * n, t, [cap] * n)
+        except Exception as exc:  # noqa: BLE001
+            self.step_graphs.failed = f"{type(exc).__name__}: {exc}"[:300]
+        if self.step_graphs.failed:
+            self._drop_step_graphs()
+
+    def _drop_step_graphs(self) -> None:
+        self.notes.append(f"step graphs off: {self.step_graphs.failed}")
+        self.step_graphs.remove()
+        self.step_graphs = None
 
     def _warm_extras(self, sizes: tuple[tuple[int, int], ...]) -> None:
         """Compile the text encoder and VAE decoder too; a failure there turns only that part off."""
@@ -348,6 +383,8 @@ class Engine:
                 output_type="latent",
                 callback_on_step_end=step_end,
             ).images
+        if self.step_graphs is not None and self.step_graphs.failed:
+            self._drop_step_graphs()
         if not torch.isfinite(out).all():
             raise NonFiniteOutput("The model produced invalid (NaN) values; no image was saved. "
                                   "Try another seed, or float32 precision.")
