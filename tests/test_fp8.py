@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from studio.engine import fp8, fused_linears
+from studio.engine import fp8
 from studio.engine.random_pipeline import build_random_pipeline
 
 
@@ -37,13 +37,15 @@ def test_unknown_kernel_is_refused() -> None:
 
 
 @torch.no_grad()
-def test_quantize_covers_fused_and_plain_blocks() -> None:
-    pipe = build_random_pipeline("tiny", torch.device("cpu"), torch.bfloat16, seed=1)
-    tr = pipe.transformer
+def test_quantize_swaps_the_blocks_big_linears() -> None:
+    tr = build_random_pipeline("tiny", torch.device("cpu"), torch.bfloat16, seed=1).transformer
     blocks = sum(1 for m in tr.modules() if type(m).__name__ == "ZImageTransformerBlock")
-    assert fused_linears.fuse_projections(tr) == blocks
-    assert fp8.quantize_transformer(tr) == 4 * blocks  # to_qkv, to_out.0, w13, w2
-    assert fp8.set_kernel(tr, "tensor") == 4 * blocks
+    x = [torch.randn(tr.config.in_channels, 1, 32, 32).to(torch.bfloat16)]
+    cap = [torch.randn(20, tr.config.cap_feat_dim).to(torch.bfloat16)]
+    t = torch.full((1,), 0.5)
+    ref = tr(x, t, cap, return_dict=False)[0][0]
+    assert fp8.quantize_transformer(tr) == 7 * blocks  # q, k, v, out, w1, w2, w3
+    assert fp8.set_kernel(tr, "tensor") == 7 * blocks
     assert all(m.kernel == "tensor" for m in tr.modules() if isinstance(m, fp8.FP8Linear))
-    plain = build_random_pipeline("tiny", torch.device("cpu"), torch.bfloat16, seed=1).transformer
-    assert fp8.quantize_transformer(plain) == 7 * blocks
+    got = tr(x, t, cap, return_dict=False)[0][0]
+    assert torch.isfinite(got).all() and _rel(got, ref) < 0.15, _rel(got, ref)

@@ -94,26 +94,6 @@ def test_compiled_text_encoder_matches_eager(pipe, monkeypatch: pytest.MonkeyPat
     assert frames == [1, 0], f"graphs per prompt: {frames} (one for all layers, none for a new length)"
 
 
-def test_fused_projections_compute_the_same_and_undo(pipe) -> None:
-    from studio.engine import fused_linears
-
-    tr = pipe.transformer
-    fastpath.set_attention_backend(tr, "native")
-    ref = _forward(pipe, 2)
-    before = {k: v.clone() for k, v in tr.state_dict().items()}
-    fastpath.set_attention_backend(tr, "fused-sdpa")
-    blocks = sum(1 for m in tr.modules() if type(m).__name__ == "ZImageTransformerBlock")
-    assert fused_linears.fuse_projections(tr) == blocks and fused_linears.is_fused(tr)
-    assert fused_linears.fuse_projections(tr) == 0  # already fused: nothing to do
-    got = _forward(pipe, 2)
-    assert torch.allclose(got, ref, atol=1e-5, rtol=1e-4), (got - ref).abs().max()
-    fastpath.set_attention_backend(tr, "native")  # diffusers' processor needs to_q/to_k/to_v back
-    assert not fused_linears.is_fused(tr)
-    after = tr.state_dict()
-    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
-    assert torch.equal(_forward(pipe, 2), ref)
-
-
 def test_padded_encoding_gives_the_real_tokens_embeddings(pipe) -> None:
     """The text graphs run prompts right-padded to a bucket; causal attention keeps the real rows."""
     from studio.engine import text_graphs

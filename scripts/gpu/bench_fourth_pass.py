@@ -1,4 +1,4 @@
-"""Issue 7, fourth pass: the text encoder from CUDA graphs, fused projections, FP8 on them; one process.
+"""Issue 7, fourth pass: text encoder and denoising steps from CUDA graphs, FP8 kernels; one process per call.
 
 Full-size random-weight Z-Image-Turbo, bf16, 1024², 9 steps, a new prompt every timed image.
 Stages, in order (each skipped if the time budget would be crossed):
@@ -6,13 +6,15 @@ Stages, in order (each skipped if the time budget would be crossed):
   BASE    second-pass default (fused cuDNN attention, compiled blocks and VAE), eager text encoder
   ENC     where eager encoding goes: new vs already-seen lengths, flash-only SDPA, a profile
   GRAPHS  BASE + the text encoder replayed from CUDA graphs (64-token buckets)
-  FUSED   GRAPHS + q/k/v and w1/w3 fused into single matmuls (blocks recompiled)
-  FP8     FUSED + FP8 linears (rowwise kernel)
+  FP8     GRAPHS + FP8 linears (rowwise kernel)
   FP8T    the same FP8 weights through cuBLAS's per-tensor kernel, scales applied after (fp8.KERNELS)
-Every stage times the same prompts (embedding cache cleared), so their encode/denoise split compares.
+(Calls 1-2 also had FUSED, q/k/v and w1/w3 as single matmuls, between GRAPHS and FP8: measured no gain,
+so it was taken out with its module; see docs/benchmarks.md.) Every stage times the same prompts (embedding cache cleared), so their encode/denoise split compares.
 --mode graphs (call 3) measures the denoising steps from CUDA graphs (studio/engine/step_graphs.py):
   NOGRAPH  the defaults without step graphs        STEPG   with them (same process, same prompts)
   FP8T_NOGRAPH / FP8T_GRAPH   the same pair in FP8 mode (per-tensor kernel)
+--mode final (call 4) measures the shipped defaults: DEFAULT (bf16) with the VAE decoder compiled in
+  NCHW against channels-last, then DEFAULT_FP8 (Engine(fp8=True) on the same weights).
 Times: CUDA events around each call after a warm-up, median of >= 5 (bench_second_pass helpers).
 Writes <out>/fourth_pass.json; prints a table last.
 """
@@ -122,7 +124,7 @@ def main() -> int:
     add_common_args(p)
     p.add_argument("--budget", type=float, default=400.0, help="seconds; later stages are skipped past it")
     p.add_argument("--skip", default="", help="comma-separated stages not to run (e.g. mm,ENC)")
-    p.add_argument("--mode", choices=("variants", "graphs"), default="variants")
+    p.add_argument("--mode", choices=("variants", "graphs", "final"), default="variants")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -167,15 +169,15 @@ def main() -> int:
     pipe = build_random_pipeline(a.arch, dev, torch.bfloat16 if dev.type == "cuda" else torch.float32)
     sync(dev)
     R["build_s"] = round(time.perf_counter() - t, 1)
-    if a.mode == "graphs":
-        graphs_pass(a, pipe, dev, stage, state, images, out)
+    if a.mode in ("graphs", "final"):
+        (graphs_pass if a.mode == "graphs" else final_pass)(a, pipe, dev, stage, state, images, out)
         write()
         table(R)
         return 0
 
     def s_base():
         eng = Engine("random:" + a.arch, dev, pipe=pipe, compile=True, memory_profile="full", warm="none",
-                     compile_cache=Path(a.cache), graph_text_encoder=False, fuse_projections=False)
+                     compile_cache=Path(a.cache), graph_text_encoder=False)
         state["eng"] = eng
         c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
         eng.generate(prompt="warm base", seed=0, width=S, height=S, steps=steps, guidance=0.0)
@@ -213,28 +215,6 @@ def main() -> int:
 
         stage("GRAPHS", 15, s_graphs)
 
-    def s_fused():
-        from studio.engine.fused_linears import fuse_projections
-
-        tr = pipe.transformer
-        fastpath.uncompile_blocks(tr)  # no dynamo reset: the compiled VAE stays compiled
-        if eng.attention not in fastpath.FUSED_ATTENTION:  # the CPU smoke run: fusing needs this processor
-            eng.attention = fastpath.set_attention_backend(tr, "fused-sdpa")
-        k = fuse_projections(tr)
-        eng.fused_projections = k > 0
-        fastpath.compile_blocks(tr, eng._switch)
-        c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
-        eng.generate(prompt="warm fused", seed=0, width=S, height=S, steps=steps, guidance=0.0)
-        r = {"blocks": k, "compile_s": c, "images": images(),
-             "step": sp.step_ms(pipe, dev, S)}
-        if dev.type == "cuda":
-            r["profile"] = sp.profile_step(pipe, dev, S, "FUSED", out)
-        state["img_fused"] = sp.match_image(eng, S, steps)
-        r["image_vs_base"] = img_diff(state["img"], state["img_fused"])
-        return r
-
-    stage("FUSED", 40, s_fused)
-
     if dev.type == "cuda":
         def s_fp8():
             from studio.engine import fp8 as fp8mod
@@ -248,8 +228,8 @@ def main() -> int:
             r = {"linears": k, "compile_s": c, "images": images(),
                  "step": sp.step_ms(pipe, dev, S), "profile": sp.profile_step(pipe, dev, S, "FP8", out)}
             state["img_fp8"] = sp.match_image(eng, S, steps)
-            if "img_fused" in state:
-                r["image_vs_bf16_fused"] = img_diff(state["img_fused"], state["img_fp8"])
+            if "img_graphs" in state:
+                r["image_vs_bf16"] = img_diff(state["img_graphs"], state["img_fp8"])
             return r
 
         stage("FP8", 40, s_fp8)
@@ -266,8 +246,8 @@ def main() -> int:
             r = {"linears": k, "compile_s": c, "images": images(), "step": sp.step_ms(pipe, dev, S),
                  "profile": sp.profile_step(pipe, dev, S, "FP8T", out)}
             img = sp.match_image(eng, S, steps)
-            if "img_fused" in state:
-                r["image_vs_bf16_fused"] = img_diff(state["img_fused"], img)
+            if "img_graphs" in state:
+                r["image_vs_bf16"] = img_diff(state["img_graphs"], img)
             if "img_fp8" in state:
                 r["image_vs_fp8_rowwise"] = img_diff(state["img_fp8"], img)
             return r
@@ -291,7 +271,7 @@ def graphs_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
         state["eng"] = eng
         c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
         eng.generate(prompt="warm", seed=0, width=S, height=S, steps=steps, guidance=0.0)
-        r = {"compile_s": c, "fused": eng.fused_projections, "text_graphs": eng.text_graphs is not None,
+        r = {"compile_s": c, "text_graphs": eng.text_graphs is not None,
              "images": images(), "step": sp.step_ms(pipe, dev, S)}
         state["img_nograph"] = sp.match_image(eng, S, steps)
         return r
@@ -341,21 +321,80 @@ def graphs_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
         stage("FP8T_GRAPH", 30, lambda: with_graphs("FP8T_GRAPH", "img_fp8"))
 
 
+def final_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
+    """The shipped defaults, bf16 then FP8, and the VAE decoder compiled in NCHW vs channels-last."""
+    S, steps = a.size, a.steps
+
+    def s_default():
+        eng = Engine("random:" + a.arch, dev, pipe=pipe, memory_profile="full", warm="none",
+                     compile_cache=Path(a.cache))
+        state["eng"] = eng
+        c = round(eng.warm_up(), 2)  # the studio's warm-up: three sizes, text and step graphs
+        eng.generate(prompt="warm", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        r = {"warm_up_s": c, "text_graphs": eng.text_graphs is not None,
+             "step_graphs": eng.step_graphs is not None, "compiled_vae": eng.compiled_vae,
+             "images": images(), "step": sp.step_ms(pipe, dev, S), "notes": list(eng.notes)}
+        state["lat"] = torch.randn(1, 16, S // 8, S // 8, generator=torch.Generator().manual_seed(3)).to(dev)
+        r["decode_nchw"], state["dec_nchw"] = sp.decode_ms(eng, state["lat"])
+        state["img"] = sp.match_image(eng, S, steps)
+        return r
+
+    stage("DEFAULT", 150, s_default)
+    eng = state.get("eng")
+    if eng is None:
+        return
+
+    def s_vae_cl():
+        eng.pipe.vae.to(memory_format=torch.channels_last)
+        eng.vae_channels_last = True
+        with sp.Timer(dev) as tm:
+            eng.decode(state["lat"])  # a new graph for channels-last strides
+        r, img = sp.decode_ms(eng, state["lat"])
+        eng.pipe.vae.to(memory_format=torch.contiguous_format)
+        eng.vae_channels_last = False
+        return {"first_s": round(tm.host_ms / 1e3, 2), "decode_channels_last": r,
+                "vs_nchw": img_diff(state["dec_nchw"], img)}
+
+    stage("VAE_CL", 60, s_vae_cl)
+    if dev.type != "cuda":
+        return
+
+    def s_fp8():
+        for mod in (pipe.transformer, pipe.vae):
+            fastpath.uncompile_blocks(mod)
+        state.pop("eng")
+        eight = Engine("random:" + a.arch, dev, pipe=pipe, memory_profile="full", warm="none", fp8=True,
+                       compile_cache=Path(a.cache))
+        state["eng"] = eight
+        c = round(eight.warm_up(), 2)
+        eight.generate(prompt="warm", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        r = {"warm_up_s": c, "fp8": eight.fp8, "step_graphs": eight.step_graphs is not None,
+             "images": images(), "step": sp.step_ms(pipe, dev, S), "notes": list(eight.notes),
+             "reserved_gib": round(torch.cuda.memory_reserved(dev) / 1024**3, 2)}
+        r["image_vs_bf16"] = img_diff(state["img"], sp.match_image(eight, S, steps))
+        return r
+
+    stage("DEFAULT_FP8", 90, s_fp8)
+
+
 def table(r: dict) -> None:
     st = r["stages"]
     print("\n| stage | per image ms (min-max) | encode | denoise | decode | step ms |")
     print("|---|---|---|---|---|---|")
-    for name in ("BASE", "GRAPHS", "FUSED", "FP8", "FP8T", "NOGRAPH", "STEPG", "FP8T_NOGRAPH", "FP8T_GRAPH"):
+    for name in ("BASE", "GRAPHS", "FP8", "FP8T", "NOGRAPH", "STEPG", "FP8T_NOGRAPH", "FP8T_GRAPH",
+                 "DEFAULT", "DEFAULT_FP8"):
         im = st.get(name, {}).get("images")
         if not im:
             continue
         step = st[name].get("step", {}).get("median_ms", "—")
         print(f"| {name} | {im['median_ms']:.0f} ({im['min_ms']:.0f}-{im['max_ms']:.0f}) | {im['encode_ms']:.0f} "
               f"| {im['denoise_ms']:.0f} | {im['decode_ms']:.0f} | {step} |")
-    for name in ("GRAPHS", "FUSED", "FP8", "FP8T", "STEPG", "FP8T_NOGRAPH", "FP8T_GRAPH"):
+    for name in ("GRAPHS", "FP8", "FP8T", "STEPG", "FP8T_NOGRAPH", "FP8T_GRAPH", "VAE_CL", "DEFAULT_FP8"):
         for k, v in st.get(name, {}).items():
             if k.startswith("image_vs") or k == "embeds_rel_err":
                 print(f"{name} {k}: {v}")
+    if "VAE_CL" in st:
+        print("decode NCHW", st.get("DEFAULT", {}).get("decode_nchw"), "channels-last", st["VAE_CL"])
     if "mm" in st:
         print(json.dumps(st["mm"]))
     if "ENC" in st:

@@ -5,6 +5,8 @@
 #                   restarts on the cache the variants filled, with the new defaults)
 #   ZX_LIMIT_S=560 bash scripts/gpu/run_fourth_pass.sh graphs   (call 3: step graphs off/on, bf16 and FP8;
 #                   then the restarts and the GPU tests)
+#   ZX_LIMIT_S=560 bash scripts/gpu/run_fourth_pass.sh final    (call 4: the shipped defaults, bf16 and FP8,
+#                   the VAE decoder NCHW vs channels-last; then the restarts and the GPU tests)
 # One process measures every variant (scripts/gpu/bench_fourth_pass.py), then the GPU tests run on the
 # compile cache it filled. JSON, logs and kernel profiles land in $OUT; the table is printed last.
 set -u
@@ -14,11 +16,12 @@ export ZX_COMPILE_CACHE=/tmp/zx-compile-cache
 LIMIT=${ZX_LIMIT_S:-560}
 MODE=${1:-all}; SKIP=""; [[ $MODE == verify ]] && SKIP="--skip mm,ENC"
 [[ $MODE == graphs ]] && SKIP="--mode graphs"
+[[ $MODE == final ]] && SKIP="--mode final"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
 timeout $((LIMIT - 200)) python3 scripts/gpu/bench_fourth_pass.py --out "$OUT" --cache "$ZX_COMPILE_CACHE" \
   --budget $((LIMIT - 215)) $SKIP 2>&1 | grep -v -E "Warning|warnings.warn" >"$OUT/fourth_pass.log"
 tail -n 30 "$OUT/fourth_pass.log" | cut -c1-700
-if [[ $MODE == verify || $MODE == graphs ]]; then
+if [[ $MODE == verify || $MODE == graphs || $MODE == final ]]; then
   for st in restart restart-bg; do
     echo "=== $st"; timeout 110 python3 scripts/gpu/bench_fastpath.py $st --out "$OUT" --cache "$ZX_COMPILE_CACHE" \
       --tag "$st" 2>&1 | grep -v -E "Warning|warnings.warn" >"$OUT/$st.log"; grep -E "^\[" "$OUT/$st.log" | tail -n 2 | cut -c1-900
@@ -29,5 +32,5 @@ echo "=== gpu tests (${left}s max)"
 timeout "$left" python3 -m pytest -q -s -p no:cacheprovider -m gpu tests/test_gpu_fastpath.py 2>&1 \
   | grep -E "PSNR|peak|relative|passed|failed|Error|assert" | tail -n 20 | tee "$OUT/pytest-gpu.log"
 # only a few files come back from the device: everything goes in one tarball, the main log stays beside it
-(cd "$OUT" && tar -czf results.tgz --exclude results.tgz . && find . -type f ! -name results.tgz \
-  ! -name fourth_pass.log ! -name pytest-gpu.log -delete)
+tar -czf /tmp/results.tgz -C "$OUT" . && mv /tmp/results.tgz "$OUT/" \
+  && find "$OUT" -type f ! -name results.tgz ! -name fourth_pass.json ! -name pytest-gpu.log -delete

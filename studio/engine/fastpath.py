@@ -50,9 +50,6 @@ def set_attention_backend(transformer: Any, name: str) -> str:
     if name in FUSED_ATTENTION:
         fused_attention.install(transformer, name.split("-", 1)[1])
         return name
-    from studio.engine.fused_linears import unfuse_projections
-
-    unfuse_projections(transformer)  # diffusers' processors read to_q/to_k/to_v
     if fused_attention.uses_fused(transformer):  # back to diffusers' own processor first
         from diffusers.models.transformers.transformer_z_image import ZSingleStreamAttnProcessor
 

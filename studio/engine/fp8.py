@@ -2,7 +2,7 @@
 
 Weights are quantized once per output channel; activations per token at run time (rowwise scales),
 so one outlier token does not flatten the others. Only the big matmuls of the repeated blocks are
-converted (attention q/k/v/out and the feed-forward, fused or not); embedders, modulation and the final layer
+converted (attention q/k/v/out and the feed-forward); embedders, modulation and the final layer
 stay in bf16. Needs a GPU with FP8 tensor cores (compute capability 8.9+: Ada, Hopper).
 """
 
@@ -95,9 +95,8 @@ def quantize_transformer(transformer: Any, kernel: str = DEFAULT_KERNEL) -> int:
         for block in transformer.modules():
             if type(block).__name__ != "ZImageTransformerBlock":
                 continue
-            for name in ("attention.to_q", "attention.to_k", "attention.to_v", "attention.to_qkv",
-                         "attention.to_out.0", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3",
-                         "feed_forward.w13"):
+            for name in ("attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0",
+                         "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"):
                 count += _swap(block, name, kernel)
     if transformer.device.type == "cuda":
         torch.cuda.empty_cache()

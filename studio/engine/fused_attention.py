@@ -52,12 +52,9 @@ class FusedZImageAttnProcessor:
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, freqs_cis: torch.Tensor | None = None) -> torch.Tensor:
-        if hasattr(attn, "to_qkv"):  # studio/engine/fused_linears.py: one matmul for all three
-            q, k, v = attn.to_qkv(hidden_states).unflatten(-1, (3, attn.heads, -1)).unbind(-3)
-        else:
-            q = attn.to_q(hidden_states).unflatten(-1, (attn.heads, -1))
-            k = attn.to_k(hidden_states).unflatten(-1, (attn.heads, -1))
-            v = attn.to_v(hidden_states).unflatten(-1, (attn.heads, -1))
+        q = attn.to_q(hidden_states).unflatten(-1, (attn.heads, -1))
+        k = attn.to_k(hidden_states).unflatten(-1, (attn.heads, -1))
+        v = attn.to_v(hidden_states).unflatten(-1, (attn.heads, -1))
         if attn.norm_q is not None:
             q = attn.norm_q(q)
         if attn.norm_k is not None:
