@@ -13,8 +13,8 @@ so it was taken out with its module; see docs/benchmarks.md.) Every stage times 
 --mode graphs (call 3) measures the denoising steps from CUDA graphs (studio/engine/step_graphs.py):
   NOGRAPH  the defaults without step graphs        STEPG   with them (same process, same prompts)
   FP8T_NOGRAPH / FP8T_GRAPH   the same pair in FP8 mode (per-tensor kernel)
---mode final (call 4) measures the shipped defaults: DEFAULT (bf16) with the VAE decoder compiled in
-  NCHW against channels-last, then DEFAULT_FP8 (Engine(fp8=True) on the same weights).
+--mode final (calls 4, 5) measures the shipped defaults: DEFAULT (bf16), VAE_OTHER (its compiled decoder in
+  the other memory layout), then DEFAULT_FP8 (Engine(fp8=True) on the same weights).
 Times: CUDA events around each call after a warm-up, median of >= 5 (bench_second_pass helpers).
 Writes <out>/fourth_pass.json; prints a table last.
 """
@@ -335,7 +335,8 @@ def final_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
              "step_graphs": eng.step_graphs is not None, "compiled_vae": eng.compiled_vae,
              "images": images(), "step": sp.step_ms(pipe, dev, S), "notes": list(eng.notes)}
         state["lat"] = torch.randn(1, 16, S // 8, S // 8, generator=torch.Generator().manual_seed(3)).to(dev)
-        r["decode_nchw"], state["dec_nchw"] = sp.decode_ms(eng, state["lat"])
+        r["decode"], state["dec_default"] = sp.decode_ms(eng, state["lat"])
+        r["vae_channels_last"] = eng.vae_channels_last
         state["img"] = sp.match_image(eng, S, steps)
         return r
 
@@ -344,18 +345,20 @@ def final_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
     if eng is None:
         return
 
-    def s_vae_cl():
-        eng.pipe.vae.to(memory_format=torch.channels_last)
-        eng.vae_channels_last = True
+    def s_vae_other():
+        """The compiled decoder in the other memory layout than the default's, then back."""
+        vae, was_cl = eng.pipe.vae, eng.vae_channels_last
+        vae.to(memory_format=torch.contiguous_format if was_cl else torch.channels_last)
+        eng.vae_channels_last = not was_cl
         with sp.Timer(dev) as tm:
-            eng.decode(state["lat"])  # a new graph for channels-last strides
+            eng.decode(state["lat"])  # a new graph for the other strides
         r, img = sp.decode_ms(eng, state["lat"])
-        eng.pipe.vae.to(memory_format=torch.contiguous_format)
-        eng.vae_channels_last = False
-        return {"first_s": round(tm.host_ms / 1e3, 2), "decode_channels_last": r,
-                "vs_nchw": img_diff(state["dec_nchw"], img)}
+        vae.to(memory_format=torch.channels_last if was_cl else torch.contiguous_format)
+        eng.vae_channels_last = was_cl
+        return {"default_channels_last": was_cl, "first_s": round(tm.host_ms / 1e3, 2), "decode_other": r,
+                "vs_default": img_diff(state["dec_default"], img)}
 
-    stage("VAE_CL", 60, s_vae_cl)
+    stage("VAE_OTHER", 60, s_vae_other)
     if dev.type != "cuda":
         return
 
@@ -389,12 +392,12 @@ def table(r: dict) -> None:
         step = st[name].get("step", {}).get("median_ms", "—")
         print(f"| {name} | {im['median_ms']:.0f} ({im['min_ms']:.0f}-{im['max_ms']:.0f}) | {im['encode_ms']:.0f} "
               f"| {im['denoise_ms']:.0f} | {im['decode_ms']:.0f} | {step} |")
-    for name in ("GRAPHS", "FP8", "FP8T", "STEPG", "FP8T_NOGRAPH", "FP8T_GRAPH", "VAE_CL", "DEFAULT_FP8"):
+    for name in ("GRAPHS", "FP8", "FP8T", "STEPG", "FP8T_NOGRAPH", "FP8T_GRAPH", "DEFAULT_FP8"):
         for k, v in st.get(name, {}).items():
             if k.startswith("image_vs") or k == "embeds_rel_err":
                 print(f"{name} {k}: {v}")
-    if "VAE_CL" in st:
-        print("decode NCHW", st.get("DEFAULT", {}).get("decode_nchw"), "channels-last", st["VAE_CL"])
+    if "VAE_OTHER" in st:
+        print("decode default", st.get("DEFAULT", {}).get("decode"), "other layout", st["VAE_OTHER"])
     if "mm" in st:
         print(json.dumps(st["mm"]))
     if "ENC" in st:
