@@ -66,7 +66,7 @@ def test_fast_path_matches_stock_on_same_seed() -> None:
     from studio.engine.fastpath import DEFAULT_ATTENTION
 
     assert fast.compiled and fast.attention == DEFAULT_ATTENTION, fast.notes
-    assert fast.compiled_vae and not fast.compiled_text_encoder, fast.notes  # the second pass's defaults
+    assert fast.compiled_vae and fast.vae_channels_last, fast.notes  # the second and fourth passes' defaults
     assert fast.text_graphs is not None, fast.notes  # the fourth pass's default
     assert fast.step_graphs is not None and fast.step_graphs.statics, fast.notes  # captured in the warm-up
     img, _ = fast.generate(**args)
@@ -81,7 +81,7 @@ def test_fast_path_matches_stock_on_same_seed() -> None:
     print(f"step graphs vs plain steps: PSNR {psnr:.2f} dB, mean abs {mean_abs:.3f}")
     assert psnr >= 40.0
     fast.step_graphs.remove()
-    from studio.engine.fastpath import encode_prompt_short
+    from studio.engine.text_encode import encode_prompt_short
 
     for prompt in ("a cat", PROMPT * 3):  # two length buckets, both replayed from the warm-up's graphs
         graphed = fast.encode(prompt)[0].float()
@@ -89,11 +89,10 @@ def test_fast_path_matches_stock_on_same_seed() -> None:
         rel = float((graphed - eager).norm() / eager.norm())
         print(f"text graphs vs eager encoder, {graphed.shape[0]} tokens: relative L2 {rel:.4f}")
         assert graphed.shape == eager.shape and rel <= 0.05
-    from studio.engine.fastpath import uncompile_blocks, uncompile_text_encoder
+    from studio.engine.fastpath import uncompile_blocks
 
     uncompile_blocks(pipe.transformer)
     uncompile_blocks(pipe.vae)
-    uncompile_text_encoder(pipe.text_encoder)
     # FP8 mode on the same weights (quantized in place, so last): per-tensor kernel, step graphs on
     eight = Engine("random:full", "cuda", pipe=pipe, memory_profile="full", warm="sync", fp8=True,
                    compile_cache=_cache())

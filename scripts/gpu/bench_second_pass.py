@@ -6,8 +6,9 @@ Variants, in order (each stage skipped if the time budget would be crossed):
   S   fused processor (real RoPE fused into q/k norm), torch's SDPA pick       (transformer step only)
   C   fused processor + cuDNN attention on q/k/v views, no copies             (step, profile, images)
   V   VAE decode in channels-last                                              (decode only)
-  T   text encoder compiled (one graph for all layers, dynamic length)         (encode only)
-  ALL C + V + T: whole images (the new default)
+  ALL C + V: whole images (the new default then)
+(Calls 1-2 also had T, the text encoder compiled: measured no gain, and the option was later replaced
+by the text encoder's CUDA graphs, studio/engine/text_graphs.py; see docs/benchmarks.md.)
   F8  FP8 linears on top of ALL                                                (images)
   VC  VAE decoder compiled, dynamic H/W                                        (decode only)
 Times: CUDA events (and host clock) around each call, warm-up first, median of >= 5.
@@ -222,11 +223,8 @@ def recompile(eng: Engine, attention: str, size: int) -> float:
     torch._dynamo.reset()
     eng.attention = fastpath.set_attention_backend(tr, attention)
     fastpath.compile_blocks(tr, eng._switch)
-    te_on = eng.compiled_text_encoder
-    eng.compiled_text_encoder = False  # warm only the blocks here; the text encoder warms on first use
     eng.compiled = True
     t = eng.warm_up(sizes=((size, size),), batches=(1,))
-    eng.compiled_text_encoder = te_on
     if not eng.compiled:
         raise RuntimeError(f"compile with {attention} failed: {eng.notes}")
     return round(t, 2)
@@ -238,7 +236,7 @@ def verify(a, pipe, dev, out: Path, stage, state: dict) -> None:
 
     def s_a():
         eng = Engine("random:" + a.arch, dev, pipe=pipe, compile=True, attention="native", memory_profile="full",
-                     warm="none", compile_cache=Path(a.cache), compile_vae=False)
+                     warm="none", compile_cache=Path(a.cache), compile_vae=False, graph_text_encoder=False)
         state["eng"] = eng
         c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
         eng.generate(prompt="warm A", seed=0, width=S, height=S, steps=steps, guidance=0.0)
@@ -369,8 +367,8 @@ def main() -> int:
 
     def s_a():
         eng = Engine("random:" + a.arch, dev, pipe=pipe, compile=True, attention="native", memory_profile="full",
-                     warm="none", compile_cache=Path(a.cache), compile_text_encoder=False,
-                     vae_channels_last=False)
+                     warm="none", compile_cache=Path(a.cache), vae_channels_last=False,
+                     graph_text_encoder=False, compile_vae=False)
         state["eng"] = eng
         c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
         eng.generate(prompt="warm A", seed=0, width=S, height=S, steps=steps, guidance=0.0)
@@ -417,22 +415,9 @@ def main() -> int:
 
     stage("V_vae_channels_last", 4, s_v)
 
-    def s_t():
-        te = eng.pipe.text_encoder
-        ref = fastpath.encode_prompt_short(eng.pipe, MATCH[0], dev)[0].float()
-        assert fastpath.compile_text_encoder(te, eng._switch), "text encoder not compilable here"
-        eng.compiled_text_encoder = True
-        with Timer(dev) as tm, fastpath.warming():
-            fastpath.encode_prompt_short(eng.pipe, "warm-up 预热", dev)
-        got = fastpath.encode_prompt_short(eng.pipe, MATCH[0], dev)[0].float()
-        return {"compile_s": round(tm.host_ms / 1e3, 2), "encode_compiled": encode_ms(eng, 300),
-                "embeds_rel_err": round(float((got - ref).norm() / ref.norm()), 5)}
-
-    stage("T_text_encoder_compiled", 30, s_t)
-
     def s_all():
         eng.generate(prompt="warm ALL", seed=0, width=S, height=S, steps=steps, guidance=0.0)
-        r = {"attention": eng.attention, "te_compiled": eng.compiled_text_encoder,
+        r = {"attention": eng.attention,
              "vae_channels_last": eng.vae_channels_last, "images": images(eng, n, S, steps, 40)}
         state["img_ALL"] = match_image(eng, S, steps)
         r["image_vs_A"] = img_diff(state["img_A"], state["img_ALL"])

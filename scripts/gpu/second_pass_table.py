@@ -26,7 +26,7 @@ def table(r: dict) -> None:
     print("\n| variant (1024², 9 steps, new prompt each) | per image ms | encode | denoise | decode | step ms |")
     print("|---|---|---|---|---|---|")
     for label, key in (("A first-pass default (native/flash, compiled)", "A_first_pass_default"),
-                       ("ALL: fused+cuDNN attn, TE compiled, VAE channels-last", "ALL_new_default"),
+                       ("ALL: fused+cuDNN attn, VAE channels-last (+TE compiled in calls 1-2)", "ALL_new_default"),
                        ("F8: FP8 linears on ALL", "F8_fp8_on_new_default")):
         print(f"| {label} | {g(key, 'images', 'median_ms')} | {g(key, 'images', 'encode_ms')} | "
               f"{g(key, 'images', 'denoise_ms')} | {g(key, 'images', 'decode_ms')} | {g(key, 'step', 'median_ms')} |")

@@ -1,9 +1,7 @@
-"""The CUDA fast path: TF32, a chosen attention backend, short prompt encoding, and regional compile.
+"""The CUDA fast path: TF32, a chosen attention backend, and regional compile.
 
-Each part is switchable and none changes what the model computes beyond kernel rounding:
-- the stock pipeline pads every prompt to 512 tokens before the causal text encoder; the real tokens'
-  hidden states do not depend on right-padding, so encoding only the real tokens gives the same
-  embeddings for a fraction of the work;
+Each part is switchable and none changes what the model computes beyond kernel rounding (prompt
+encoding: studio/engine/text_encode.py and text_graphs.py):
 - regional compilation compiles the repeated transformer block once (all 30 layers share the graph)
   with the sequence length marked dynamic, so new prompt lengths and image sizes do not recompile;
 - the compiled artifacts go to an on-disk cache under the studio's cache dir, so a restart reuses them.
@@ -204,58 +202,6 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
 _tls = threading.local()
 
 
-def _decoder_layer(layer: Any, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """One Qwen3 decoder layer, no cache, causal: what transformers' layer computes, minus its hooks.
-
-    Calling the attention's `forward` directly skips transformers' output-capturing hooks, whose
-    ContextVar look-ups would break the graph in every layer.
-    """
-    x = layer.self_attn.forward(hidden_states=layer.input_layernorm(h), position_embeddings=(cos, sin),
-                                attention_mask=None)[0]
-    h = h + x
-    return h + layer.mlp(layer.post_attention_layernorm(h))
-
-
-def compile_text_encoder(text_encoder: Any, switch: CompileSwitch) -> bool:
-    """Compile the text encoder's decoder layer once for all layers and any prompt length.
-
-    Encoding a new prompt is launch-bound in eager (36 short-sequence layers, ~15 kernels each, plus
-    transformers' per-layer Python); compiled, each layer is a few fused kernels. Only for SDPA
-    attention (where no mask means causal); the encoder then stops after the second-to-last layer,
-    the hidden state the pipeline uses, instead of running the last layer for nothing.
-    """
-    if getattr(getattr(text_encoder, "config", None), "_attn_implementation", None) != "sdpa" \
-            or not hasattr(text_encoder, "rotary_emb") or not hasattr(text_encoder, "layers"):
-        return False
-    text_encoder._zx_layer = torch.compile(_decoder_layer, fullgraph=True, backend=_backend())
-    text_encoder._zx_switch = switch
-    return True
-
-
-def uncompile_text_encoder(text_encoder: Any) -> None:
-    """Back to transformers' own forward for encoding."""
-    for name in ("_zx_layer", "_zx_switch"):
-        text_encoder.__dict__.pop(name, None)
-
-
-def encoder_hidden(te: Any, inputs: torch.Tensor, layer_fn: Callable = _decoder_layer) -> torch.Tensor:
-    """hidden_states[-2] of the causal encoder (its second-to-last layer's output) for embedded inputs."""
-    h = inputs
-    pos = torch.arange(h.shape[1], device=h.device).unsqueeze(0)
-    cos, sin = te.rotary_emb(h, pos)
-    if layer_fn is not _decoder_layer and h.shape[1] > 1:
-        for t in (h, cos, sin):
-            torch._dynamo.maybe_mark_dynamic(t, 1)
-    for layer in te.layers[:-1]:
-        h = layer_fn(layer, h, cos, sin)
-    return h
-
-
-def _encode_compiled(te: Any, inputs: torch.Tensor) -> torch.Tensor:
-    """encoder_hidden through the compiled layer."""
-    return encoder_hidden(te, inputs, te._zx_layer)
-
-
 def compile_vae_decoder(vae: Any, switch: CompileSwitch) -> bool:
     """Compile the VAE decoder with height and width dynamic (one graph for every image size)."""
     dec = vae.decoder
@@ -298,32 +244,3 @@ class warming:
 
     def __exit__(self, *exc: object) -> None:
         _tls.warming = False
-
-
-def encode_prompt_short(pipe: Any, prompt: str, device: torch.device,
-                        max_sequence_length: int = 512) -> list[torch.Tensor]:
-    """Prompt embeddings from the real tokens only (no padding to 512): same values, less work.
-
-    Matches ZImagePipeline._encode_prompt (chat template, hidden_states[-2]) for one prompt.
-    """
-    ids = prompt_ids(pipe.tokenizer, prompt, max_sequence_length)
-    te = pipe.text_encoder
-    embed = te.get_input_embeddings()
-    switch = te.__dict__.get("_zx_switch")
-    with torch.no_grad():
-        if switch is not None and (switch.ready or getattr(_tls, "warming", False)):
-            return [_encode_compiled(te, embed(ids.to(embed.weight.device)).to(device, non_blocking=True))[0]]
-        if embed.weight.device.type != device.type:
-            # The embedding table stays on the CPU in tight memory profiles: look rows up there.
-            inputs = embed(ids).to(device, non_blocking=True)
-            out = te(inputs_embeds=inputs, output_hidden_states=True, use_cache=False)
-        else:
-            out = te(input_ids=ids.to(device), output_hidden_states=True, use_cache=False)
-    return [out.hidden_states[-2][0]]
-
-
-def prompt_ids(tok: Any, prompt: str, max_sequence_length: int = 512) -> torch.Tensor:
-    """The (1, n) token ids ZImagePipeline._encode_prompt feeds the encoder, without its padding."""
-    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                   add_generation_prompt=True, enable_thinking=True)
-    return tok([text], truncation=True, max_length=max_sequence_length, return_tensors="pt").input_ids

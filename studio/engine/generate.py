@@ -72,7 +72,7 @@ class Engine:
                  dtype: torch.dtype | None = None, *, pipe: Any = None, fast_path: bool | None = None,
                  memory_profile: str | None = "auto", fp8: bool = False, compile: bool | None = None,
                  attention: str | None = None, warm: str = "background",
-                 compile_cache: str | Path | None = None, compile_text_encoder: bool | None = None,
+                 compile_cache: str | Path | None = None,
                  vae_channels_last: bool | None = None, compile_vae: bool | None = None,
                  graph_text_encoder: bool | None = None, graph_steps: bool | None = None) -> None:
         from studio.engine import fastpath, memory
@@ -131,17 +131,13 @@ class Engine:
 
             self.text_graphs = TextGraphs(self.pipe.text_encoder, self.device)
         self._switch = fastpath.CompileSwitch()
-        # The text encoder and VAE warm after the blocks, on their own switch, so the blocks' compiled
+        # The text graphs and the VAE warm after the blocks, on their own switch, so the blocks' compiled
         # forward is in use while the VAE still compiles.
         self._extra_switch = fastpath.CompileSwitch()
         self.compiled = False
         self.compile_s: float | None = None
         self._warm_thread: threading.Thread | None = None
-        self.compiled_text_encoder = False
-        # Text encoder compile: opt-in (measured no gain, see docs/benchmarks.md second pass). Compiled VAE
-        # decoder: on by default on the CUDA fast path under the full profile (measured 102 -> 52 ms).
-        if compile_text_encoder and want_compile and self.profile.text_encoder != "swap":
-            self.compiled_text_encoder = fastpath.compile_text_encoder(self.pipe.text_encoder, self._extra_switch)
+        # Compiled VAE decoder: on by default on the CUDA fast path under the full profile (102 -> 52 ms).
         want_vae = (self.fast_path and self.profile.name == "full") if compile_vae is None else bool(compile_vae)
         self.compiled_vae = want_vae and want_compile and fastpath.compile_vae_decoder(self.pipe.vae,
                                                                                         self._extra_switch)
@@ -196,7 +192,7 @@ class Engine:
             self.notes.append(f"compile off after warm-up failed: {type(exc).__name__}: {exc}"[:300])
             self.compiled = False
         self.blocks_compile_s = time.perf_counter() - t0
-        if self.compiled and (self.compiled_text_encoder or self.compiled_vae or self.text_graphs is not None):
+        if self.compiled and (self.compiled_vae or self.text_graphs is not None):
             self._warm_extras(sizes)  # after the blocks' switch: requests use the compiled blocks meanwhile
             self._extra_switch.ready = True
             if self.compile_cache is not None:
@@ -229,7 +225,7 @@ class Engine:
         self.step_graphs = None
 
     def _warm_extras(self, sizes: tuple[tuple[int, int], ...]) -> None:
-        """Compile the text encoder and VAE decoder too; a failure there turns only that part off."""
+        """Capture the text graphs and compile the VAE decoder; a failure there turns only that part off."""
         from studio.engine import fastpath
 
         if self.text_graphs is not None:
@@ -240,14 +236,6 @@ class Engine:
             except Exception as exc:  # noqa: BLE001
                 self.text_graphs = None
                 self.notes.append(f"text encoder graphs off: {type(exc).__name__}: {exc}"[:300])
-        if self.compiled_text_encoder:
-            try:
-                with fastpath.warming(), torch.no_grad():
-                    fastpath.encode_prompt_short(self.pipe, "warm-up 预热", self.device)
-            except Exception as exc:  # noqa: BLE001
-                fastpath.uncompile_text_encoder(self.pipe.text_encoder)
-                self.compiled_text_encoder = False
-                self.notes.append(f"text encoder compile off: {type(exc).__name__}: {exc}"[:300])
         if self.compiled_vae:
             if self._vae_channels_last_compiled and not self.vae_channels_last:
                 # requests decoding meanwhile stay correct: convolutions take either layout
@@ -302,7 +290,7 @@ class Engine:
             with torch.no_grad():
                 embed = self.pipe.text_encoder.get_input_embeddings().weight
                 if self.fast_path or embed.device.type != self.device.type:
-                    from studio.engine.fastpath import encode_prompt_short
+                    from studio.engine.text_encode import encode_prompt_short
 
                     return encode_prompt_short(self.pipe, prompt, self.device)
                 return self.pipe._encode_prompt(prompt=[prompt], device=self.device, max_sequence_length=512)
@@ -315,7 +303,7 @@ class Engine:
         graphs = self.text_graphs
         if graphs is None or (self.compiled and not self._extra_switch.ready):
             return None  # while the warm-up captures them, requests encode eagerly
-        from studio.engine.fastpath import prompt_ids
+        from studio.engine.text_encode import prompt_ids
 
         try:
             return [graphs.encode(prompt_ids(self.pipe.tokenizer, prompt))]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from studio.engine.fastpath import encoder_hidden
+from studio.engine.text_encode import encoder_hidden
 
 BUCKET = 64
 # Buckets the warm-up captures (0.3 s each on H100); a longer prompt captures its own on first use.
