@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,16 +25,9 @@ def demo_model_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_model_master: Path) -> Path:
     """A fresh ZAOXIANG_HOME with the demo model already in place (copied, not rebuilt)."""
-    root = tmp_path / "home"
-    monkeypatch.setenv("ZAOXIANG_HOME", str(root))
-    for var in ("HF_HOME", "HF_HUB_CACHE", "MODELSCOPE_CACHE"):
-        monkeypatch.setenv(var, str(tmp_path / "empty-cache" / var.lower()))
-    from studio.core.paths import get_paths
-    from studio.models.demo import demo_model_dir
+    from tests.homes import make_home
 
-    paths = get_paths().ensure()
-    shutil.copytree(demo_model_master, demo_model_dir(paths))
-    return root
+    return make_home(tmp_path / "home", demo_model_master, monkeypatch)
 
 
 @pytest.fixture

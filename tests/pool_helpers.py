@@ -1,8 +1,7 @@
-"""Helpers for the pool tests: a studio home with the demo model, and an event recorder."""
+"""Helpers for the pool tests: an event recorder, waits, and reading what the workers wrote."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -11,19 +10,6 @@ from typing import Any
 
 from studio.core.metadata import request_from_chunks
 from studio.core.pngfile import read_chunks
-
-
-def make_home(root: Path, demo_model_master: Path, monkeypatch: Any) -> Path:
-    """What the `home` fixture does, for a module-scoped studio (workers load once per module)."""
-    monkeypatch.setenv("ZAOXIANG_HOME", str(root))
-    for var in ("HF_HOME", "HF_HUB_CACHE", "MODELSCOPE_CACHE"):
-        monkeypatch.setenv(var, str(root / "empty-cache" / var.lower()))
-    from studio.core.paths import get_paths
-    from studio.models.demo import demo_model_dir
-
-    paths = get_paths().ensure()
-    shutil.copytree(demo_model_master, demo_model_dir(paths))
-    return root
 
 
 class Recorder:

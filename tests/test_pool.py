@@ -19,7 +19,8 @@ from studio.app import Studio
 from studio.core import events as ev
 from studio.core.request import GenerationRequest
 from studio.pool.worker import DELAY_ENV
-from tests.pool_helpers import Recorder, make_home, png_worker, wait_idle
+from tests.homes import make_home
+from tests.pool_helpers import Recorder, png_worker, wait_idle
 
 STEP_DELAY = 0.25
 

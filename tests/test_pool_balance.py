@@ -9,7 +9,8 @@ import pytest
 from studio.app import Studio
 from studio.core.request import GenerationRequest
 from studio.pool.worker import DELAY_ENV
-from tests.pool_helpers import make_home, png_worker, wait_idle
+from tests.homes import make_home
+from tests.pool_helpers import png_worker, wait_idle
 
 
 @pytest.fixture

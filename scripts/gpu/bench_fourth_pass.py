@@ -44,6 +44,16 @@ MM_SHAPES = {"qkv_one": (4160, 3840, 3840), "qkv_fused": (4160, 3840, 11520), "w
              "w13_fused": (4160, 3840, 20480), "w2": (4160, 10240, 3840)}
 
 
+def warm(eng: Engine, size: int, steps: int, all_sizes: bool = False) -> float:
+    """Compile and capture for `size` (or the studio's three warm-up sizes), then one untimed image.
+
+    Returns the warm-up's seconds.
+    """
+    c = eng.warm_up() if all_sizes else eng.warm_up(sizes=((size, size),), batches=(1,))
+    eng.generate(prompt="warm-up image", seed=0, width=size, height=size, steps=steps, guidance=0.0)
+    return round(c, 2)
+
+
 def mm_micro(dev) -> dict:
     from studio.engine.fp8 import FP8, quantize_rowwise
 
@@ -179,8 +189,7 @@ def main() -> int:
         eng = Engine("random:" + a.arch, dev, pipe=pipe, compile=True, memory_profile="full", warm="none",
                      compile_cache=Path(a.cache), graph_text_encoder=False)
         state["eng"] = eng
-        c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
-        eng.generate(prompt="warm base", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        c = warm(eng, S, steps)
         r = {"compile_s": c, "attention": eng.attention, "images": images(),
              "step": sp.step_ms(pipe, dev, S), "encode_eager": sp.encode_ms(eng, 200)}
         state["img"] = sp.match_image(eng, S, steps)
@@ -223,8 +232,7 @@ def main() -> int:
             fastpath.uncompile_blocks(tr)
             k = fp8mod.quantize_transformer(tr)
             fastpath.compile_blocks(tr, eng._switch)
-            c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
-            eng.generate(prompt="warm F8", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+            c = warm(eng, S, steps)
             r = {"linears": k, "compile_s": c, "images": images(),
                  "step": sp.step_ms(pipe, dev, S), "profile": sp.profile_step(pipe, dev, S, "FP8", out)}
             state["img_fp8"] = sp.match_image(eng, S, steps)
@@ -241,8 +249,7 @@ def main() -> int:
             fastpath.uncompile_blocks(tr)
             k = fp8mod.set_kernel(tr, "tensor")
             fastpath.compile_blocks(tr, eng._switch)
-            c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
-            eng.generate(prompt="warm F8T", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+            c = warm(eng, S, steps)
             r = {"linears": k, "compile_s": c, "images": images(), "step": sp.step_ms(pipe, dev, S),
                  "profile": sp.profile_step(pipe, dev, S, "FP8T", out)}
             img = sp.match_image(eng, S, steps)
@@ -269,8 +276,7 @@ def graphs_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
         eng = Engine("random:" + a.arch, dev, pipe=pipe, compile=True, memory_profile="full", warm="none",
                      compile_cache=Path(a.cache), graph_steps=False)
         state["eng"] = eng
-        c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
-        eng.generate(prompt="warm", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        c = warm(eng, S, steps)
         r = {"compile_s": c, "text_graphs": eng.text_graphs is not None,
              "images": images(), "step": sp.step_ms(pipe, dev, S)}
         state["img_nograph"] = sp.match_image(eng, S, steps)
@@ -307,8 +313,7 @@ def graphs_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
         fastpath.uncompile_blocks(tr)
         k = fp8mod.quantize_transformer(tr, "tensor")
         fastpath.compile_blocks(tr, eng._switch)
-        c = round(eng.warm_up(sizes=((S, S),), batches=(1,)), 2)
-        eng.generate(prompt="warm F8", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        c = warm(eng, S, steps)
         r = {"linears": k, "compile_s": c, "images": images(), "step": sp.step_ms(pipe, dev, S)}
         state["img_fp8"] = sp.match_image(eng, S, steps)
         r["image_vs_bf16"] = img_diff(state["img_nograph"], state["img_fp8"])
@@ -329,8 +334,7 @@ def final_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
         eng = Engine("random:" + a.arch, dev, pipe=pipe, memory_profile="full", warm="none",
                      compile_cache=Path(a.cache))
         state["eng"] = eng
-        c = round(eng.warm_up(), 2)  # the studio's warm-up: three sizes, text and step graphs
-        eng.generate(prompt="warm", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        c = warm(eng, S, steps, all_sizes=True)  # the studio's warm-up: three sizes, text and step graphs
         r = {"warm_up_s": c, "text_graphs": eng.text_graphs is not None,
              "step_graphs": eng.step_graphs is not None, "compiled_vae": eng.compiled_vae,
              "images": images(), "step": sp.step_ms(pipe, dev, S), "notes": list(eng.notes)}
@@ -369,8 +373,7 @@ def final_pass(a, pipe, dev, stage, state: dict, images, out: Path) -> None:
         eight = Engine("random:" + a.arch, dev, pipe=pipe, memory_profile="full", warm="none", fp8=True,
                        compile_cache=Path(a.cache))
         state["eng"] = eight
-        c = round(eight.warm_up(), 2)
-        eight.generate(prompt="warm", seed=0, width=S, height=S, steps=steps, guidance=0.0)
+        c = warm(eight, S, steps, all_sizes=True)
         r = {"warm_up_s": c, "fp8": eight.fp8, "step_graphs": eight.step_graphs is not None,
              "images": images(), "step": sp.step_ms(pipe, dev, S), "notes": list(eight.notes),
              "reserved_gib": round(torch.cuda.memory_reserved(dev) / 1024**3, 2)}

@@ -4,13 +4,13 @@ headless Chromium page pointed at it."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import ARTIFACTS
+from tests.homes import make_home
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -24,15 +24,9 @@ def studio_home(tmp_path_factory: pytest.TempPathFactory, demo_model_master: Pat
     mp = pytest.MonkeyPatch()
     mp.setenv("ZAOXIANG_HOME", str(root))
     mp.setenv("ZAOXIANG_NO_OPEN", "1")  # "open folder" must not launch a file manager during tests
-    for var in ("HF_HOME", "HF_HUB_CACHE", "MODELSCOPE_CACHE", "ZAOXIANG_LANGUAGE", "ZAOXIANG_WORKERS"):
+    for var in ("ZAOXIANG_LANGUAGE", "ZAOXIANG_WORKERS"):
         mp.delenv(var, raising=False)
-    for var in ("HF_HOME", "HF_HUB_CACHE", "MODELSCOPE_CACHE"):
-        mp.setenv(var, str(root.parent / "empty-cache" / var.lower()))
-    from studio.core.paths import get_paths
-    from studio.models.demo import demo_model_dir
-
-    paths = get_paths().ensure()
-    shutil.copytree(demo_model_master, demo_model_dir(paths))
+    make_home(root, demo_model_master, mp)
     yield root
     mp.undo()
 
