@@ -14,6 +14,7 @@ if the best worker is full, the job waits for it rather than going to a slower w
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import threading
 import time
 import weakref
@@ -36,6 +37,11 @@ MAX_LOAD_FAILURES = 3  # a worker that cannot load the model this many times in 
 SENT = "sent"  # handed to a worker's pipe, not started yet
 PROFILE_ORDER = ("full", "24gb", "16gb", "12gb")  # highest to lowest memory use
 KEEP_FINISHED = 2000  # finished requests remembered for wait/results/stats (the store keeps history)
+# A running job that sends no step for this long is taken as a hung worker (a wedged driver, a deadlock):
+# the worker is killed and the job requeued like after a crash. The limit is 10 of the worker's
+# measured steps, never under STALL_FLOOR_S (ZAOXIANG_STALL_S overrides the floor).
+STALL_FLOOR_S = 120.0
+STALL_STEPS = 10
 
 EventSink = Callable[[ev.Event], None]
 
@@ -67,6 +73,7 @@ class _Job:
     kills: int = 0
     memory_profile: str | None = None
     oom_retried: bool = False
+    last_seen: float | None = None  # monotonic time of its last "started" or "step" message
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
 
@@ -99,6 +106,7 @@ class _Slot:
     fatal: dict[str, Any] | None = None
     respawn_at: float | None = None
     last_error: str = ""
+    hung: str = ""  # why the pool killed it for not responding, until it is respawned
 
 
 def _reap(procs: dict[int, Any], controls: dict[int, Any], timeout: float = 3.0) -> None:
@@ -145,6 +153,7 @@ class WorkerPool:
         self._paused = False
         self._closing = False
         self._started = False
+        self._stall_floor = _stall_floor()
         self._wake_r, self._wake_w = mp.Pipe(duplex=False)
         self._procs: dict[int, Any] = {}
         self._controls: dict[int, Any] = {}
@@ -324,7 +333,7 @@ class WorkerPool:
         parent_control.close()  # the child's copies are the only ones now: our EOF is its signal
         child_results.close()
         slot.proc, slot.control, slot.results = proc, child_control, parent_results
-        slot.state, slot.fatal, slot.respawn_at = "starting", None, None
+        slot.state, slot.fatal, slot.respawn_at, slot.hung = "starting", None, None, ""
         self._procs[i], self._controls[i] = proc, child_control
 
     def _send(self, slot: _Slot, msg: tuple) -> bool:
@@ -357,6 +366,7 @@ class WorkerPool:
                         waitables.append(slot.proc.sentinel)
                         owner[slot.proc.sentinel] = ("dead", i)
                 due = [s.respawn_at for s in self._slots if s.respawn_at is not None]
+                due += [d for d in (self._stall_deadline(s)[0] for s in self._slots) if d is not None]
             timeout = max(0.0, min(due) - time.monotonic()) if due else None
             if self._closing:
                 timeout = 0.2 if timeout is None else min(timeout, 0.2)
@@ -374,6 +384,7 @@ class WorkerPool:
                     if kind == "dead":
                         self._on_death(i)
                 now = time.monotonic()
+                self._kill_hung(now)
                 for i, slot in enumerate(self._slots):
                     if slot.respawn_at is not None and slot.respawn_at <= now and not self._closing:
                         slot.restarts += 1
@@ -421,9 +432,10 @@ class WorkerPool:
         job = js.job
         common = {"job_id": job.job_id, "request_id": job.request_id, "worker": name, "index": job.index}
         if status == "started":
-            js.state, js.started = RUNNING, payload["time"]
+            js.state, js.started, js.last_seen = RUNNING, payload["time"], time.monotonic()
             self._emit(ev.JOB_STARTED, **common)
         elif status == "step":
+            js.last_seen = time.monotonic()
             self._emit(ev.STEP, **common, step=payload["step"], steps=payload["steps"])
         elif status == "done":
             self._release(slot, js)
@@ -489,6 +501,8 @@ class WorkerPool:
             slot.state = "stopped"
             return
         how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
+        if slot.hung:
+            how = f"stopped responding: {slot.hung}"
         running = [j for j in slot.assigned if self._jobs[j].state == RUNNING]
         for job_id in reversed(slot.assigned):  # reversed: the front of the queue keeps their order
             js = self._jobs[job_id]
@@ -523,6 +537,28 @@ class WorkerPool:
         self._emit(ev.WORKER_DIED, worker=name, exitcode=exitcode, job_ids=running, restart_in_s=delay,
                    message=f"{name} stopped ({how}); restarting in {delay:g} s"
                            + (f": {slot.fatal['message']}" if slot.fatal else "."))
+
+    def _stall_deadline(self, slot: _Slot) -> tuple[float | None, float]:
+        """When the slot's running job counts as hung (None: nothing running or already killed), and the limit."""
+        if slot.proc is None or slot.hung:
+            return None, 0.0
+        for job_id in slot.assigned:
+            js = self._jobs[job_id]
+            if js.state == RUNNING and js.last_seen is not None:
+                job = js.job
+                step_s = slot.speed.estimate(job.width, job.height, job.steps) / max(1, job.steps)
+                limit = max(self._stall_floor, STALL_STEPS * step_s)
+                return js.last_seen + limit, limit
+        return None, 0.0
+
+    def _kill_hung(self, now: float) -> None:
+        """Kill workers whose running job stopped sending steps; their death requeues the job."""
+        for slot in self._slots:
+            deadline, limit = self._stall_deadline(slot)
+            if deadline is not None and deadline <= now and not self._closing:
+                slot.hung = f"no progress for {limit:.0f} s"
+                slot.last_error = slot.hung
+                slot.proc.kill()  # its sentinel wakes the loop, and _on_death does the rest
 
     def _worker_gone(self, slot: _Slot, exitcode: int | None) -> None:
         for conn in (slot.control, slot.results):
@@ -679,3 +715,12 @@ class WorkerPool:
                         self._sink(event)
                     except Exception:  # a broken subscriber must not stop the pool
                         pass
+
+
+def _stall_floor() -> float:
+    """STALL_FLOOR_S, or ZAOXIANG_STALL_S when it holds a positive number of seconds."""
+    try:
+        value = float(os.environ.get("ZAOXIANG_STALL_S", ""))
+    except ValueError:
+        return STALL_FLOOR_S
+    return value if value > 0 else STALL_FLOOR_S

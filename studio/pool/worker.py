@@ -24,6 +24,8 @@ from typing import Any
 WARMUP = dict(prompt="warm-up", negative_prompt="", width=256, height=256, steps=2, guidance=0.0, seed=0)
 DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only, by worker index: "0:0.25" adds 0.25 s per step,
 #                                            "1:x2" makes every step of worker 1 take twice as long
+HANG_ENV = "ZAOXIANG_TEST_WORKER_HANG"  # test-only: a file; the first job step that finds it removes it
+#                                        and never returns (a hung worker: alive, silent)
 
 
 class Slowdown:
@@ -62,6 +64,19 @@ def slowdown_for(index: int, env: str | None = None) -> Slowdown:
         except ValueError:
             break
     return Slowdown()
+
+
+def hang_if_told() -> None:
+    """The HANG_ENV test knob: hang this worker once, for the pool's hung-worker detection."""
+    marker = os.environ.get(HANG_ENV)
+    if not marker:
+        return
+    try:
+        os.unlink(marker)  # only one worker wins the file, and only once
+    except OSError:
+        return
+    while True:
+        time.sleep(60)
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:
@@ -183,6 +198,7 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
 
     def on_step(i: int, n: int) -> None:
         send("step", {"job_id": job["job_id"], "step": i, "steps": n})
+        hang_if_told()
         if slow:
             slow.after_step()
 
