@@ -279,7 +279,7 @@ class WorkerPool:
                     "images_done": slot.images_done, "busy_s": round(slot.busy_s, 3),
                     "s_per_image": round(slot.busy_s / slot.images_done, 4) if slot.images_done else None,
                     "load_s": slot.info.get("load_s"), "memory_gb": slot.info.get("memory_gb"),
-                    "threads": slot.spec.threads, "restarts": slot.restarts, "last_error": slot.last_error,
+                    "memory_profile": slot.info.get("memory_profile"), "threads": slot.spec.threads, "restarts": slot.restarts, "last_error": slot.last_error,
                 })
             return rows
 
@@ -502,7 +502,7 @@ class WorkerPool:
             return
         how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
         if slot.hung:
-            how = f"stopped responding: {slot.hung}"
+            how = slot.hung  # "no progress for N s": the pool killed it
         running = [j for j in slot.assigned if self._jobs[j].state == RUNNING]
         for job_id in reversed(slot.assigned):  # reversed: the front of the queue keeps their order
             js = self._jobs[job_id]
@@ -535,7 +535,7 @@ class WorkerPool:
         if slot.fatal is None:
             slot.last_error = f"died ({how})"
         self._emit(ev.WORKER_DIED, worker=name, exitcode=exitcode, job_ids=running, restart_in_s=delay,
-                   message=f"{name} stopped ({how}); restarting in {delay:g} s"
+                   message=f"{name} {'hung' if slot.hung else 'stopped'} ({how}); restarting in {delay:g} s"
                            + (f": {slot.fatal['message']}" if slot.fatal else "."))
 
     def _stall_deadline(self, slot: _Slot) -> tuple[float | None, float]:

@@ -26,6 +26,8 @@ DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only, by worker index: "0:0.25"
 #                                            "1:x2" makes every step of worker 1 take twice as long
 HANG_ENV = "ZAOXIANG_TEST_WORKER_HANG"  # test-only: a file; the first job step that finds it removes it
 #                                        and never returns (a hung worker: alive, silent)
+OOM_ENV = "ZAOXIANG_TEST_WORKER_OOM"  # test-only: a file; the first job that finds it removes it and
+#                                      fails as out of memory
 
 
 class Slowdown:
@@ -66,17 +68,23 @@ def slowdown_for(index: int, env: str | None = None) -> Slowdown:
     return Slowdown()
 
 
+def _take_marker(env: str) -> bool:
+    """True once: when the test knob `env` names a file that this call removed (one worker wins it)."""
+    marker = os.environ.get(env)
+    if not marker:
+        return False
+    try:
+        os.unlink(marker)
+    except OSError:
+        return False
+    return True
+
+
 def hang_if_told() -> None:
     """The HANG_ENV test knob: hang this worker once, for the pool's hung-worker detection."""
-    marker = os.environ.get(HANG_ENV)
-    if not marker:
-        return
-    try:
-        os.unlink(marker)  # only one worker wins the file, and only once
-    except OSError:
-        return
-    while True:
-        time.sleep(60)
+    if _take_marker(HANG_ENV):
+        while True:
+            time.sleep(60)
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:
@@ -142,8 +150,7 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
     send("ready", {"pid": os.getpid(), "device": engine.device_name, "memory_gb": _memory_gb(engine),
                    "load_s": round(load_s, 3), "warmup_s": round(warmup_s, 4),
                    "warmup": {k: WARMUP[k] for k in ("width", "height", "steps")},
-                   "threads": cfg["threads"], "memory_profile": getattr(engine, "memory_profile", None)
-                   or cfg.get("memory_profile") or "auto"})
+                   "threads": cfg["threads"], "memory_profile": _profile_name(engine, cfg)})
     profile = cfg.get("memory_profile")
     while True:
         job = jobs.get()
@@ -202,6 +209,8 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
         if slow:
             slow.after_step()
 
+    if _take_marker(OOM_ENV):
+        raise RuntimeError("CUDA out of memory (ZAOXIANG_TEST_WORKER_OOM)")
     slow.start()
     return run_job(engine, Job(**fields), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
                    should_cancel=cancelled)
@@ -240,6 +249,12 @@ def _free_cuda() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _profile_name(engine: Any, cfg: dict[str, Any]) -> str:
+    """The memory profile the engine resolved ("auto" picks one from free VRAM), so that an OOM retry
+    goes one lower than what actually ran."""
+    return getattr(getattr(engine, "profile", None), "name", None) or cfg.get("memory_profile") or "auto"
 
 
 def _memory_gb(engine: Any) -> float | None:
