@@ -317,7 +317,8 @@ def stage_profile(a) -> None:
     pipe, RESULT["build_s"] = build(dev, a.arch)
     eng = Engine("random:" + a.arch, dev, pipe=pipe, memory_profile=prof.name, warm="none",
                  compile_cache=Path(a.cache), compile=None if a.compile else False,
-                 attention=best_attention(a))
+                 attention=best_attention(a), fp8=a.engine_fp8)
+    RESULT["fp8"] = eng.fp8
     torch.cuda.empty_cache()
     RESULT["resident_after_profile_gib"] = round(torch.cuda.memory_allocated(dev) / GiB, 2)
     RESULT["fraction"] = cap_process_memory(dev, prof.budget_gib)
@@ -400,6 +401,7 @@ def main() -> int:
     p.add_argument("--no-fp8", dest="fp8", action="store_false")
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--no-big", dest="big", action="store_false")
+    p.add_argument("--engine-fp8", action="store_true", help="profile stage: the Engine in FP8 mode")
     a = p.parse_args()
     a.tag = a.tag or a.stage
     RESULT["stage"] = a.stage

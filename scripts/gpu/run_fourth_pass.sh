@@ -7,6 +7,8 @@
 #                   then the restarts and the GPU tests)
 #   ZX_LIMIT_S=560 bash scripts/gpu/run_fourth_pass.sh final    (call 4: the shipped defaults, bf16 and FP8,
 #                   the VAE decoder NCHW vs channels-last; then the restarts and the GPU tests)
+#   ZX_LIMIT_S=560 bash scripts/gpu/run_fourth_pass.sh profiles (call 6: the 24gb profile in bf16 and FP8 and
+#                   the 16gb profile under their caps, bench_fastpath.py's profile stage; nothing else)
 # One process measures every variant (scripts/gpu/bench_fourth_pass.py), then the GPU tests run on the
 # compile cache it filled. JSON, logs and kernel profiles land in $OUT; the table is printed last.
 set -u
@@ -18,6 +20,16 @@ MODE=${1:-all}; SKIP=""; [[ $MODE == verify ]] && SKIP="--skip mm,ENC"
 [[ $MODE == graphs ]] && SKIP="--mode graphs"
 [[ $MODE == final ]] && SKIP="--mode final"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+if [[ $MODE == profiles ]]; then
+  B="python3 scripts/gpu/bench_fastpath.py profile --out $OUT --cache $ZX_COMPILE_CACHE"
+  for run in "p24 --profile 24gb" "p24-fp8 --profile 24gb --engine-fp8" "p16 --profile 16gb --runs 3 --no-big"; do
+    set -- $run; tag=$1; shift
+    left=$((LIMIT - SECONDS)); (( left < 40 )) && { echo "=== $tag skipped"; continue; }
+    echo "=== $tag"; timeout $((left < 200 ? left : 200)) $B --tag "$tag" "$@" 2>&1 \
+      | grep -v -E "Warning|warnings.warn" >"$OUT/$tag.log"; grep -E "^(warm_image|single|batch4|== )|Error" "$OUT/$tag.log" | tail -n 8 | cut -c1-500
+  done
+  exit 0
+fi
 timeout $((LIMIT - 200)) python3 scripts/gpu/bench_fourth_pass.py --out "$OUT" --cache "$ZX_COMPILE_CACHE" \
   --budget $((LIMIT - 215)) $SKIP 2>&1 | grep -v -E "Warning|warnings.warn" >"$OUT/fourth_pass.log"
 tail -n 30 "$OUT/fourth_pass.log" | cut -c1-700
