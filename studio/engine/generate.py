@@ -137,8 +137,10 @@ class Engine:
         self.compiled = False
         self.compile_s: float | None = None
         self._warm_thread: threading.Thread | None = None
-        # Compiled VAE decoder: on by default on the CUDA fast path under the full profile (102 -> 52 ms).
-        want_vae = (self.fast_path and self.profile.name == "full") if compile_vae is None else bool(compile_vae)
+        # Compiled VAE decoder: on by default on the CUDA fast path under the full and 24gb profiles
+        # (H100: 102 -> 52 ms a 1024x1024 decode uncapped; docs/benchmarks.md for 24gb).
+        want_vae = (self.fast_path and self.profile.name in ("full", "24gb")) if compile_vae is None \
+            else bool(compile_vae)
         self.compiled_vae = want_vae and want_compile and fastpath.compile_vae_decoder(self.pipe.vae,
                                                                                         self._extra_switch)
         if want_compile:
