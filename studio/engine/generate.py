@@ -62,8 +62,9 @@ def initial_noise(seed: int, width: int, height: int, channels: int, vae_scale: 
 class Engine:
     """A loaded pipeline on one device, ready to run jobs one after another.
 
-    On CUDA the fast path (TF32, chosen attention kernel, short prompt encoding, regional compile
-    warmed in the background) and a memory profile (chosen from free VRAM unless named) apply;
+    On CUDA the fast path (TF32, chosen attention kernel, regional compile warmed in the background,
+    the text encoder from CUDA graphs, a compiled VAE decoder; in FP8 mode the steps from CUDA graphs
+    too) and a memory profile (chosen from free VRAM unless named) apply;
     every option has a default so `Engine(model_path, device)` keeps working. `pipe` lets a caller
     hand in an already-built pipeline (the random-weight stand-in); `model_path` is then a label.
     """
