@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--fp8", action="store_true", help="FP8 linear layers (Ada/Hopper GPUs)")
     b.add_argument("--stock", action="store_true", help="stock diffusers path (no TF32/compile/short encode)")
     b.add_argument("--no-compile", action="store_true")
-    b.add_argument("--attention", default=None, help="_native_cudnn, _native_flash, _native_efficient, native")
+    b.add_argument("--attention", default=None,
+                   help="fused-cudnn (default on CUDA), fused-sdpa, native, _native_cudnn, _native_flash, _native_efficient")
     b.add_argument("--json", action="store_true", help="print only the JSON result")
 
 
