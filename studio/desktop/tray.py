@@ -141,6 +141,7 @@ class StudioTray:
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._icon_lock = threading.Lock()  # serialises changes to the pystray icon
+        self._dirty = threading.Event()  # the icon should show the current state: the updater's cue
         self._loop: threading.Thread | None = None  # the icon's loop thread (not on macOS)
         self._unsubscribe: Callable[[], None] | None = None
         self.icon: Any = None
@@ -212,6 +213,21 @@ class StudioTray:
             self._refresh()
 
     def _refresh(self) -> None:
+        """Have the updater thread show the current state; never blocks the caller.
+
+        The caller is often the Studio's event-delivery thread, and pystray's X11 backend can block
+        for good (a lost reply from the X server, seen under load), which stopped every event to every
+        subscriber, the web UI's included. Only the icon may freeze, never the studio.
+        """
+        self._dirty.set()
+
+    def _update_loop(self, stop_event: threading.Event) -> None:
+        while not stop_event.is_set():
+            if self._dirty.wait(0.5):
+                self._dirty.clear()
+                self._apply()
+
+    def _apply(self) -> None:
         icon = self.icon
         if icon is None or not self.ready.is_set():
             return
@@ -236,6 +252,7 @@ class StudioTray:
         self._latin1_titles = pystray.Icon.__module__.endswith("_xorg")
         self.icon = pystray.Icon("zaoxiang", self._images[self.state], self.title(), menu=self.build_menu())
         self._unsubscribe = self.studio.subscribe(self.handle_event)
+        threading.Thread(target=self._update_loop, args=(stop_event,), name="tray-updates", daemon=True).start()
 
         def setup(icon) -> None:
             with self._icon_lock:
