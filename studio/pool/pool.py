@@ -279,7 +279,8 @@ class WorkerPool:
                     "images_done": slot.images_done, "busy_s": round(slot.busy_s, 3),
                     "s_per_image": round(slot.busy_s / slot.images_done, 4) if slot.images_done else None,
                     "load_s": slot.info.get("load_s"), "memory_gb": slot.info.get("memory_gb"),
-                    "memory_profile": slot.info.get("memory_profile"), "threads": slot.spec.threads, "restarts": slot.restarts, "last_error": slot.last_error,
+                    "memory_profile": slot.info.get("memory_profile"), "threads": slot.spec.threads,
+                    "restarts": slot.restarts, "last_error": slot.last_error,
                 })
             return rows
 
