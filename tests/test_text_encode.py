@@ -50,3 +50,20 @@ def test_buckets() -> None:
     assert [text_graphs.bucket_of(n) for n in (1, 64, 65, 128, 500)] == [64, 64, 128, 128, 512]
     graphs = text_graphs.TextGraphs(None, torch.device("cpu"))
     assert graphs.lengths() == list(range(64, 513, 64))
+
+
+def test_only_attention_that_is_causal_without_a_mask_runs_the_short_path(pipe) -> None:
+    """encoder_hidden hands no mask: right under SDPA, bidirectional (wrong) under transformers' eager."""
+    te = pipe.text_encoder
+    assert text_encode.runs_without_mask(te)  # the tiny model, like the real one, loads with SDPA
+    ids = text_encode.prompt_ids(pipe.tokenizer, PROMPTS[0])
+    saved = te.config._attn_implementation
+    te.config._attn_implementation = "eager"
+    try:
+        assert not text_encode.runs_without_mask(te)
+        with torch.no_grad():
+            wrong = text_encode.encoder_hidden(te, text_graphs.embed_ids(te, ids, torch.device("cpu")))[0]
+    finally:
+        te.config._attn_implementation = saved
+    ref = text_encode.encode_prompt_short(pipe, PROMPTS[0], torch.device("cpu"))[0]
+    assert not torch.allclose(wrong, ref, atol=1e-4)  # why the guard exists

@@ -129,9 +129,13 @@ class Engine:
         self.text_graphs: Any = None
         if (self.fast_path if graph_text_encoder is None else bool(graph_text_encoder)) and cuda \
                 and self.profile.text_encoder != "swap":
+            from studio.engine.text_encode import runs_without_mask
             from studio.engine.text_graphs import TextGraphs
 
-            self.text_graphs = TextGraphs(self.pipe.text_encoder, self.device)
+            if runs_without_mask(self.pipe.text_encoder):
+                self.text_graphs = TextGraphs(self.pipe.text_encoder, self.device)
+            else:
+                self.notes.append("text encoder graphs off: its attention is not causal without a mask")
         self._switch = fastpath.CompileSwitch()
         # The text graphs and the VAE warm after the blocks, on their own switch, so the blocks' compiled
         # forward is in use while the VAE still compiles.

@@ -19,6 +19,17 @@ def prompt_ids(tok: Any, prompt: str, max_sequence_length: int = 512) -> torch.T
     return tok([text], truncation=True, max_length=max_sequence_length, return_tensors="pt").input_ids
 
 
+# Attention implementations that attend causally when handed no mask (what encoder_hidden relies on);
+# transformers' "eager" one would attend both ways, so it keeps transformers' own forward.
+CAUSAL_WITHOUT_MASK = ("sdpa", "flash_attention_2", "flash_attention_3")
+
+
+def runs_without_mask(te: Any) -> bool:
+    """Whether `encoder_hidden` computes what transformers' forward does for this encoder."""
+    impl = getattr(getattr(te, "config", None), "_attn_implementation", None)
+    return impl in CAUSAL_WITHOUT_MASK and hasattr(te, "rotary_emb") and hasattr(te, "layers")
+
+
 def decoder_layer(layer: Any, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """One Qwen3 decoder layer, no cache, causal: what transformers' layer computes, minus its hooks.
 
