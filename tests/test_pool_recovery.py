@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,18 +23,28 @@ from tests.homes import make_home
 from tests.pool_helpers import Recorder, wait_idle
 
 
-def test_hung_worker_is_killed_and_its_image_made_again(tmp_path: Path, demo_model_master: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@contextmanager
+def one_worker_told(knob: str, tmp_path: Path, demo_model_master: Path,
+                    monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Studio, Recorder, Path]]:
+    """A studio with one CPU worker and the test knob `knob` armed (its marker file), started and idle."""
     make_home(tmp_path / "home", demo_model_master, monkeypatch)
-    marker = tmp_path / "hang-once"
+    marker = tmp_path / "knob-once"
     marker.write_text("")
-    monkeypatch.setenv(HANG_ENV, str(marker))
-    monkeypatch.setenv("ZAOXIANG_STALL_S", "4")
+    monkeypatch.setenv(knob, str(marker))
     studio = Studio(workers="cpu:1")
     rec = Recorder()
     studio.subscribe(rec)
     studio.start()
     try:
+        yield studio, rec, marker
+    finally:
+        studio.close()
+
+
+def test_hung_worker_is_killed_and_its_image_made_again(tmp_path: Path, demo_model_master: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZAOXIANG_STALL_S", "4")
+    with one_worker_told(HANG_ENV, tmp_path, demo_model_master, monkeypatch) as (studio, rec, marker):
         victim = wait_idle(studio)[0]
         out = tmp_path / "out"
         rid = studio.submit(GenerationRequest(prompt="蓝色的圆环 a blue ring", width=256, height=256, steps=3,
@@ -47,21 +59,11 @@ def test_hung_worker_is_killed_and_its_image_made_again(tmp_path: Path, demo_mod
         assert len(list(out.rglob("*.png"))) == 1
         back = wait_idle(studio)[0]
         assert back["pid"] != victim["pid"] and back["restarts"] == 1
-    finally:
-        studio.close()
 
 
 def test_out_of_memory_job_is_retried_once_one_profile_lower(tmp_path: Path, demo_model_master: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    make_home(tmp_path / "home", demo_model_master, monkeypatch)
-    marker = tmp_path / "oom-once"
-    marker.write_text("")
-    monkeypatch.setenv(OOM_ENV, str(marker))
-    studio = Studio(workers="cpu:1")
-    rec = Recorder()
-    studio.subscribe(rec)
-    studio.start()
-    try:
+    with one_worker_told(OOM_ENV, tmp_path, demo_model_master, monkeypatch) as (studio, rec, marker):
         worker = wait_idle(studio)[0]
         ran = worker["memory_profile"]
         assert ran == "full"  # what the engine resolved on a CPU, not "auto"
@@ -74,5 +76,3 @@ def test_out_of_memory_job_is_retried_once_one_profile_lower(tmp_path: Path, dem
         assert len(again) == 1 and again[0]["memory_profile"] == "24gb"  # one below what ran
         assert not rec.of(ev.JOB_FAILED, request_id=rid) and not rec.of(ev.WORKER_DIED)
         assert len(list((tmp_path / "out").rglob("*.png"))) == 1
-    finally:
-        studio.close()
