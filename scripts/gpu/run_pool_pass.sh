@@ -6,6 +6,8 @@
 #   e1  the engine alone in this process (the 16 images one by one), then a pool on cuda:0
 #   p2  a pool on cuda:0 and cuda:1          cap  the same with cuda:1 under the 24gb profile
 #   p1  a pool on cuda:0 again (the spread between two one-GPU runs)
+#   p1b p2b  one- and two-GPU pools once more   cap16  cuda:1 under the 16gb profile (streams, no compile)
+# (call 2 of issue 15 ran "p1 p2 cap p1b p2b cap16")
 # JSON and logs land in $OUT; the table (scripts/gpu/pool_pass_table.py) is printed last.
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
@@ -31,7 +33,9 @@ for s in ${1:-e1 p2 cap p1}; do
     e1) stage e1 300 --workers cuda:0 --engine-baseline ;;
     p2) stage p2 200 --workers cuda:0,cuda:1 ;;
     cap) stage cap 240 --workers cuda:0,cuda:1 --profile full,24gb ;;
-    p1) stage p1 150 --workers cuda:0 ;;
+    p1|p1b) stage "$s" 150 --workers cuda:0 ;;
+    p2b) stage p2b 150 --workers cuda:0,cuda:1 ;;
+    cap16) stage cap16 200 --workers cuda:0,cuda:1 --profile full,16gb ;;
   esac
 done
 python3 scripts/gpu/pool_pass_table.py "$OUT" | tee "$OUT/table.md"

@@ -100,7 +100,7 @@ def run_pool(opts: BenchOptions) -> dict[str, Any]:
     baseline = engine_baseline(opts) if opts.engine_baseline else None
     settings = load_settings(get_paths().ensure())
     if opts.profile != "auto":
-        settings.memory_profile = opts.profile
+        settings = settings.with_changes(memory_profile=opts.profile)  # "full,24gb": one a worker
     args = dict(width=opts.size, height=opts.size, steps=opts.steps, guidance=0.0, seed_mode="fixed")
     old_sizes = os.environ.get(WARM_SIZES_ENV)
     os.environ[WARM_SIZES_ENV] = f"{opts.size}x{opts.size}"  # the workers compile the size measured
@@ -132,9 +132,12 @@ def run_pool(opts: BenchOptions) -> dict[str, Any]:
                 t1 = time.perf_counter()
                 rid = studio.submit(GenerationRequest(**batch, seed=1, count=opts.batch, seed_mode="increment"),
                                     origin="api", out_dir=out)
-                studio.wait(rid)
+                made = studio.wait(rid)
                 batch_s = time.perf_counter() - t1
                 stats = studio.request_stats(rid)
+                for key in ("gpu_s", "write_s"):  # inside the workers: the engine's time, the PNG's
+                    values = [r[key] for r in made if r.get(key) is not None]
+                    stats[f"{key}_median"] = round(statistics.median(values), 4) if values else None
             rows = studio.pool_status()
         finally:
             studio.close()
