@@ -16,7 +16,8 @@ def load(folder: Path, tag: str) -> dict | None:
 
 def row(tag: str, r: dict, one_gpu: dict | None) -> str:
     stats = r.get("batch_stats") or {}
-    tail = f" (engine in worker {stats.get('gpu_s_median')} s, PNG write {stats.get('write_s_median')} s)"
+    tail = (f" (engine in worker {stats.get('gpu_s_median')} s, PNG write {stats.get('write_s_median')} s: "
+            f"encode {stats.get('png_s_median')} s, fsync+rename {stats.get('sync_s_median')} s)")
     busy = ", ".join(f"{k} {100 * v:.0f}%" for k, v in (stats.get("gpu_busy") or {}).items() if v is not None)
     split = ", ".join(f"{k} {v}" for k, v in (stats.get("images") or {}).items())
     speedup = "" if not one_gpu else f"{r['images_per_min_batched'] / one_gpu['images_per_min_batched']:.3f}x"

@@ -135,7 +135,7 @@ def run_pool(opts: BenchOptions) -> dict[str, Any]:
                 made = studio.wait(rid)
                 batch_s = time.perf_counter() - t1
                 stats = studio.request_stats(rid)
-                for key in ("gpu_s", "write_s"):  # inside the workers: the engine's time, the PNG's
+                for key in ("gpu_s", "write_s", "png_s", "sync_s"):  # in the workers: the engine, the PNG
                     values = [r[key] for r in made if r.get(key) is not None]
                     stats[f"{key}_median"] = round(statistics.median(values), 4) if values else None
             rows = studio.pool_status()

@@ -479,7 +479,7 @@ class WorkerPool:
             slot.speed.observe(job.width, job.height, job.steps, js.busy_s)
             result = {k: payload[k] for k in ("path", "seed", "worker", "elapsed_s", "job_id", "request_id",
                                               "index", "busy_s")}
-            result.update({k: payload[k] for k in ("gpu_s", "write_s") if k in payload})
+            result.update({k: payload[k] for k in ("gpu_s", "write_s", "png_s", "sync_s") if k in payload})
             self._finish(js, DONE, result, ev.JOB_DONE, **result)
         elif status == "cancelled":
             self._release(slot, js)

@@ -145,12 +145,20 @@ class ImageWriter:
                 return
             made, info = item
             t0 = time.perf_counter()
+            encoded = [t0]
+
+            def before_commit(tmp: Any, encoded: list[float] = encoded) -> None:
+                encoded[0] = time.perf_counter()  # PNG encoded into its temp file; fsync and rename follow
+                stall_write_if_told(tmp)
+
             try:
-                result = save_image(made, before_commit=stall_write_if_told)
+                result = save_image(made, before_commit=before_commit)
             except BaseException as exc:  # a full disk, a file where the folder should be
                 self._send("failed", {"job_id": made.job.job_id, "busy_s": info["busy_s"], **error_payload(exc)})
                 continue
-            self._send("done", {**result, **info, "write_s": round(time.perf_counter() - t0, 4),
+            end = time.perf_counter()
+            self._send("done", {**result, **info, "write_s": round(end - t0, 4),
+                                "png_s": round(encoded[0] - t0, 4), "sync_s": round(end - encoded[0], 4),
                                 "finished": time.time()})
 
 
