@@ -7,7 +7,8 @@
 #   p2  a pool on cuda:0 and cuda:1          cap  the same with cuda:1 under the 24gb profile
 #   p1  a pool on cuda:0 again (the spread between two one-GPU runs)
 #   p1b p2b  one- and two-GPU pools once more   cap16  cuda:1 under the 16gb profile (streams, no compile)
-# (call 2 of issue 15 ran "p1 p2 cap p1b p2b cap16")
+#   tests  the GPU tests (tests/test_gpu_fastpath.py) in the time left
+# (issue 15's calls ran the default, then "p1 p2 cap p1b p2b cap16", then "e1 p2 p2b tests")
 # JSON and logs land in $OUT; the table (scripts/gpu/pool_pass_table.py) is printed last.
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
@@ -36,6 +37,9 @@ for s in ${1:-e1 p2 cap p1}; do
     p1|p1b) stage "$s" 150 --workers cuda:0 ;;
     p2b) stage p2b 150 --workers cuda:0,cuda:1 ;;
     cap16) stage cap16 200 --workers cuda:0,cuda:1 --profile full,16gb ;;
+    tests) left=$((LIMIT - SECONDS - 10)); echo "=== gpu tests (${left}s max)"
+           timeout "$left" python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_fastpath.py 2>&1 \
+             | grep -E "passed|failed|Error|assert" | tail -n 15 | tee "$OUT/pytest-gpu.log" ;;
   esac
 done
 python3 scripts/gpu/pool_pass_table.py "$OUT" | tee "$OUT/table.md"
