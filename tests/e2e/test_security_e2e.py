@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import stat
 import time
-import tomllib
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
+import tomllib
 
 from studio.core.passwords import verify_password
 from tests.e2e.test_ui_e2e import box, open_tab
@@ -71,7 +71,7 @@ def test_the_settings_call_needs_the_page_cookie_its_host_and_its_origin(app):
         for path in ("/gradio_api/queue/join", "/gradio_api/upload", "/gradio_api/reset", "/gradio_api/cancel",
                      "/gradio_api/run/do_save", "/gradio_api/api/do_save", "/gradio_api/call/v2/do_save"):
             assert client.post(path, json={}).status_code == 403, path
-        for path in ("/config", "/gradio_api/info", "/gradio_api/openapi.json", f"/gradio_api/heartbeat/x"):
+        for path in ("/config", "/gradio_api/info", "/gradio_api/openapi.json", "/gradio_api/heartbeat/x"):
             assert client.get(path).status_code == 403, path
         gate = client.get("/")  # the page without the launch link: a pointer, no app
         assert gate.status_code == 200 and "gradio_config" not in gate.text and "zaoxiang" in gate.text
