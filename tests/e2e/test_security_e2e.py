@@ -164,13 +164,28 @@ def test_files_are_served_only_when_the_studio_owns_them(app):
         assert client.get(f"/gradio_api/file={quote(str(image), safe='/')}").status_code == 403
 
 
-def test_with_a_login_every_call_needs_it_and_guessing_is_slowed(app):
+def test_with_a_login_every_call_needs_it_and_guessing_is_slowed(app, browser):
     from studio.ui.server import serve
 
     url, stop = serve(app.studio, "127.0.0.1", app.port + 7, auth=("me", PASSWORD), lang="zh")
     base = url.partition("/?")[0]
+    secret_bits = [bit for bit in (PASSWORD, saved(app).get("auth_password")) if bit]  # the hash, once saved above
     try:
+        # The real login page in Chromium lets the person in.
+        context = browser.new_context(locale="zh-CN")
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(base)
+        page.locator("input[type=text]").first.fill("me")
+        page.locator("input[type=password]").first.fill(PASSWORD)
+        page.get_by_role("button").last.click()
+        page.wait_for_selector("#prompt textarea")
+        assert not any(bit in page.content() for bit in secret_bits)
+        context.close()
+
         with httpx.Client(base_url=base, timeout=30) as client:
+            shell = client.get("/")  # the login page's shell: Gradio embeds the API's defaults here
+            assert shell.status_code == 200 and not any(bit in shell.text for bit in secret_bits)
             config = client.get("/config")
             assert config.status_code == 401 and PASSWORD not in config.text
             for path in ("/gradio_api/reset", "/gradio_api/cancel", "/gradio_api/queue/join"):
