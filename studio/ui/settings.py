@@ -63,8 +63,8 @@ def check_settings(values: dict[str, Any], current: Settings | None = None, path
 
 def problem_lines(problems: dict[str, SettingsProblem], lang: str) -> str:
     """One line per bad field, naming the field."""
-    return "\n\n".join(f"⚠ {t(f'set.field.{name}', lang)}：{p.message(lang)}" if lang == "zh"
-                        else f"⚠ {t(f'set.field.{name}', lang)}: {p.message(lang)}" for name, p in problems.items())
+    colon = "：" if lang == "zh" else ": "
+    return "\n\n".join(f"⚠ {t(f'set.field.{name}', lang)}{colon}{p.message(lang)}" for name, p in problems.items())
 
 
 def _gpu_count() -> int | None:
@@ -131,8 +131,10 @@ def build(ctx: Context):
                                        scale=1), "set.port")
             user = ctx.label(gr.Textbox(value=s.auth_user, label=t("set.auth_user", lang), elem_id="settings-user",
                                         scale=2), "set.auth_user")
-            password = ctx.label(gr.Textbox(value="", type="password", placeholder=t("set.password_keep", lang), label=t("set.auth_password", lang),
-                                            elem_id="settings-password", scale=2), "set.auth_password")
+            password = ctx.label(gr.Textbox(value="", type="password", placeholder=t("set.password_keep", lang),
+                                            label=t("set.auth_password", lang), elem_id="settings-password",
+                                            scale=2), "set.auth_password")
+            ctx.localize(password, lambda l_: {"placeholder": t("set.password_keep", l_)})
         with gr.Row():
             save = ctx.label(gr.Button(t("set.save", lang), variant="primary", elem_id="settings-save"),
                              "set.save", "value")
