@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from studio.core import settings_check
 from studio.core.passwords import hash_password, is_password_hash, verify_password

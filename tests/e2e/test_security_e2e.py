@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import stat
+import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from studio.core.passwords import verify_password
 from tests.e2e.test_ui_e2e import box, open_tab
