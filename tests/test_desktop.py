@@ -91,7 +91,7 @@ def app_windows(url: str) -> list[psutil.Process]:
         # Chromium rewrites its process title into one space-joined string soon after it starts, so
         # look at the words of the whole command line, not at argv entries.
         words = " ".join(p.info.get("cmdline") or []).split()
-        if f"--app={url}" in words:
+        if any(w.startswith(f"--app={url}") for w in words):  # the URL carries the launch token
             found.append(p)
     return found
 
@@ -127,7 +127,7 @@ def test_second_launch_finds_first_and_sigkill_leaves_no_stale_lock(home: Path, 
     first, url, lines = start(home, "--no-browser", "--workers", "cpu:1", "--port", str(port), env=env)
     workers = descendants(first.pid)
     try:
-        assert url == f"http://127.0.0.1:{port}/"
+        assert url.startswith(f"http://127.0.0.1:{port}/?zx_token=")
         info = read_instance(home / "run")
         assert info is not None and info.pid == first.pid and info.url == url
 

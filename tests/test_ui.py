@@ -176,26 +176,30 @@ def test_pool_rows_and_balance():
     assert balance_text(None, "zh") == i18n.t("mon.balance.none", "zh")
 
 
-def test_settings_checks():
+def test_settings_checks(home):
     base = {"model": "", "memory_profile": "auto", "workers": "auto", "output_dir": "", "language": "zh",
             "host": "127.0.0.1", "port": 7861.0, "auth_user": "", "auth_password": ""}
-    changes, problem = check_settings(base)
-    assert problem is None and changes["port"] == 7861 and changes["language"] == "zh"
-    assert check_settings({**base, "port": 70000})[1] == "set.bad_port"
-    assert check_settings({**base, "memory_profile": "huge"})[1] == "set.bad_profile"
-    assert check_settings({**base, "host": "0.0.0.0"})[1] == "set.auth_required"
-    assert check_settings({**base, "host": "0.0.0.0", "auth_user": "me", "auth_password": "pw"})[1] is None
+    changes, problems = check_settings(base)
+    assert problems == {} and changes["port"] == 7861 and changes["language"] == "zh"
+    assert check_settings({**base, "port": 70000})[1]["port"].key == "set.bad_port"
+    assert check_settings({**base, "port": 2.5})[1]["port"].key == "set.bad_port"
+    assert check_settings({**base, "memory_profile": "huge"})[1]["memory_profile"].key == "set.bad_profile"
+    assert check_settings({**base, "host": "0.0.0.0"})[1]["auth_password"].key == "set.auth_required"
+    changes, problems = check_settings({**base, "host": "0.0.0.0", "auth_user": "me", "auth_password": "pw"})
+    assert problems == {} and changes["auth_password"].startswith("scrypt$")
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
 
 
 def test_serving_beyond_loopback_needs_a_password():
+    from studio.core.passwords import verify_password
     from studio.core.settings import Settings
 
     assert auth_for("127.0.0.1", Settings(), None) is None
     with pytest.raises(ServeError, match="username and password"):
         auth_for("0.0.0.0", Settings(), None)
-    assert auth_for("0.0.0.0", Settings(auth_user="a", auth_password="b"), None) == ("a", "b")
+    user, stored = auth_for("0.0.0.0", Settings(auth_user="a", auth_password="b"), None)
+    assert user == "a" and stored != "b" and verify_password("b", stored)
 
 
 def test_find_port_skips_a_busy_one():

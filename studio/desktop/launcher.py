@@ -12,6 +12,7 @@ The server comes from the UI: `serve(studio, host, port) -> (url, stop)`, import
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import socket
 import subprocess
@@ -148,8 +149,9 @@ def running_images() -> int:
 
 
 def _say(message: str) -> None:
+    """To the person in full; to the log file without the window's launch token (it opens the studio)."""
     print(message, flush=True)
-    log.info(message)
+    log.info(re.sub(r"zx_token=[\w-]+", "zx_token=…", message))
 
 
 def _settings_for(options: DesktopOptions, paths):

@@ -108,11 +108,17 @@ class InstanceLock:
         return True
 
     def publish(self, url: str | None) -> None:
-        """Record this process (and, once the server is up, its URL) atomically for a second launch."""
+        """Record this process (and, once the server is up, its URL) atomically for a second launch.
+
+        Private (0600): the URL carries the window's launch token, which opens the studio."""
         info = {"pid": os.getpid(), "url": url, "started": time.time()}
         target = self.runtime_dir / INFO_NAME
         tmp = target.with_name(f"{INFO_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(info), encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            if os.name == "posix":
+                os.fchmod(fh.fileno(), 0o600)
+            fh.write(json.dumps(info))
         os.replace(tmp, target)
 
     def release(self) -> None:

@@ -7,10 +7,10 @@ both languages in step.
 
 from __future__ import annotations
 
-import locale
-import os
+from studio.core.language import LANGS, resolve_language, system_language
+from studio.core.settings_check import TEXTS as SETTINGS_TEXTS
 
-LANGS = ("zh", "en")
+__all__ = ["LANGS", "STRINGS", "resolve_language", "system_language", "t", "field_error", "check_complete"]
 
 STRINGS: dict[str, dict[str, str]] = {
     # window
@@ -183,12 +183,21 @@ STRINGS: dict[str, dict[str, str]] = {
                          "en": "The listen address and port take effect the next time the studio starts."},
     "set.restarted": {"zh": "工作进程已重启。", "en": "Workers restarted."},
     "set.lang.auto": {"zh": "跟随系统", "en": "Follow the system"},
-    "set.auth_required": {"zh": "监听非本机地址时必须设置用户名和密码。",
-                          "en": "A username and password are required to listen beyond 127.0.0.1."},
-    "set.bad_port": {"zh": "端口必须是 1 到 65535 之间的整数。", "en": "Port must be a whole number from 1 to 65535."},
-    "set.bad_profile": {"zh": "未知的显存方案。", "en": "Unknown memory profile."},
+    "set.password_keep": {"zh": "留空则保留已保存的密码", "en": "Leave empty to keep the saved password"},
+    "set.field.model": {"zh": "模型路径", "en": "Model path"},
+    "set.field.memory_profile": {"zh": "显存方案", "en": "Memory profile"},
+    "set.field.workers": {"zh": "GPU", "en": "GPUs"},
+    "set.field.output_dir": {"zh": "输出文件夹", "en": "Output folder"},
+    "set.field.language": {"zh": "界面语言", "en": "Language"},
+    "set.field.host": {"zh": "监听地址", "en": "Listen address"},
+    "set.field.port": {"zh": "端口", "en": "Port"},
+    "set.field.auth_user": {"zh": "用户名", "en": "Username"},
+    "set.field.auth_password": {"zh": "密码", "en": "Password"},
+    "set.field.fast_path": {"zh": "快速路径", "en": "Fast path"},
     "set.reload_lang": {"zh": "语言已切换。", "en": "Language switched."},
 }
+
+STRINGS.update(SETTINGS_TEXTS)
 
 
 def check_complete() -> list[str]:
@@ -201,24 +210,6 @@ def check_complete() -> list[str]:
             if not texts.get(lang):
                 bad.append(f"{key}:{lang}")
     return bad
-
-
-def system_language() -> str:
-    """`zh` when the system locale is Chinese, else `en`."""
-    for var in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
-        value = os.environ.get(var)
-        if value:
-            return "zh" if value.lower().startswith("zh") else "en"
-    try:
-        code = locale.getlocale()[0] or ""
-    except ValueError:
-        code = ""
-    return "zh" if code.lower().startswith(("zh", "chinese")) else "en"
-
-
-def resolve_language(setting: str | None) -> str:
-    """The language to show: the setting when it names one, else the system's."""
-    return setting if setting in LANGS else system_language()
 
 
 def t(key: str, lang: str, **fmt: object) -> str:

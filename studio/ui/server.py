@@ -1,19 +1,26 @@
 """Serving the studio window: loopback by default, a password beyond it, files only from our folders.
 
-`serve` is what the desktop launcher (and tests) call; it returns the URL and a stop function.
+`serve` is what the desktop launcher (and tests) call; it returns the URL (carrying this launch's
+token, see `guard.py`) and a stop function.
 """
 
 from __future__ import annotations
 
 import errno
+import hmac
 import logging
+import os
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from studio.core.assets import assets_dir
-from studio.ui.settings import is_loopback
+from studio.core.passwords import hash_password, is_password_hash, verify_password
+from studio.core.settings_check import is_loopback
+from studio.ui.guard import TOKEN_PARAM, GuardPolicy, WindowGuard, new_token
 
 log = logging.getLogger("zaoxiang.ui")
 ASSETS_DIR = assets_dir("studio.css")
@@ -46,17 +53,82 @@ def find_port(host: str, start: int, tries: int = PORT_TRIES) -> int:
 
 
 def auth_for(host: str, settings: Any, auth: tuple[str, str] | None) -> tuple[str, str] | None:
-    """Credentials to require: none on loopback; beyond it, given or configured ones, else refuse."""
+    """(user, password hash) to require: none on loopback unless given; beyond it, given or configured
+    ones, else refuse. A given plain password is hashed here, so only its hash stays in memory."""
+    if auth and auth[0] and auth[1]:
+        return auth[0], auth[1] if is_password_hash(auth[1]) else hash_password(auth[1])
     if is_loopback(host):
-        return auth
-    auth = auth or ((settings.auth_user, settings.auth_password)
-                    if getattr(settings, "auth_user", "") and getattr(settings, "auth_password", "") else None)
-    if not auth or not auth[0] or not auth[1]:
+        return None
+    user, stored = getattr(settings, "auth_user", ""), getattr(settings, "auth_password", "")
+    if not user or not stored:
         raise ServeError(
             f"Listening on {host} lets other computers in, so it needs a username and password: "
             "set auth_user and auth_password in Settings (or ZAOXIANG_AUTH_USER / ZAOXIANG_AUTH_PASSWORD)."
         )
-    return auth
+    return user, stored if is_password_hash(stored) else hash_password(stored)
+
+
+def login_checker(credentials: tuple[str, str]) -> Callable[[str, str], bool]:
+    """Gradio's `auth=` callable: the user name, then the password against its salted hash."""
+    user, stored = credentials
+
+    def check(username: str, password: str) -> bool:
+        same_user = hmac.compare_digest(username.encode("utf-8", "replace"), user.encode("utf-8", "replace"))
+        return verify_password(password, stored) and same_user  # the hash is checked either way: no timing hint
+
+    return check
+
+
+def allowed_hosts(host: str) -> frozenset[str]:
+    """Host header values the window answers: loopback names, the bound host, and, when bound to
+    every interface, this machine's own addresses and names (what another computer would type)."""
+    names = {"127.0.0.1", "localhost", "::1", host.strip().strip("[]").lower()}
+    if host in ("0.0.0.0", "::", ""):
+        import psutil
+
+        for addrs in psutil.net_if_addrs().values():
+            for addr in addrs:
+                if addr.family in (socket.AF_INET, socket.AF_INET6):
+                    names.add(addr.address.split("%", 1)[0].lower())
+        hostname = socket.gethostname().lower()
+        names |= {hostname, f"{hostname}.local", socket.getfqdn().lower()}
+    return frozenset(n.rstrip(".") for n in names if n)
+
+
+class ServedFiles:
+    """Which files `/file=` may hand out: the assets, Gradio's own upload/cache folder, and images
+    the store knows (not any file that happens to sit in the output folder)."""
+
+    REFRESH_S = 1.0
+
+    def __init__(self, studio: Any, roots: list[Path]) -> None:
+        self.studio = studio
+        self.roots = [Path(os.path.realpath(r)) for r in roots]
+        self._known: set[str] = set()
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def _knows(self, path: str) -> bool:
+        with self._lock:
+            if path in self._known:
+                return True
+            if time.monotonic() - self._loaded_at < self.REFRESH_S:
+                return False
+            try:
+                self._known = set(self.studio.store.known_images())
+            except Exception:  # a damaged store serves nothing rather than everything
+                log.exception("cannot list the store's images")
+                self._known = set()
+            self._loaded_at = time.monotonic()
+            return path in self._known
+
+    def __call__(self, wanted: str) -> bool:
+        if "://" in wanted or "\0" in wanted or not wanted:
+            return False
+        real = Path(os.path.realpath(wanted))
+        if any(real == root or root in real.parents for root in self.roots):
+            return True
+        return self._knows(os.path.abspath(wanted)) or self._knows(str(real))
 
 
 def served_folders(studio: Any) -> list[str]:
@@ -73,6 +145,9 @@ def served_folders(studio: Any) -> list[str]:
 def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple[str, str] | None = None,
           lang: str | None = None, quiet: bool = True) -> tuple[str, Callable[[], None]]:
     """Start the window's server in background threads; returns (url, stop)."""
+    from gradio.utils import get_upload_folder
+    from starlette.middleware import Middleware
+
     from studio.ui.app import build_app
 
     host = host or "127.0.0.1"
@@ -81,18 +156,28 @@ def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple
     Path(studio.output_dir).mkdir(parents=True, exist_ok=True)
     demo = build_app(studio, lang=lang)
     demo.queue(default_concurrency_limit=8)
+    token = new_token()
+    policy = GuardPolicy(
+        token=token, allowed_hosts=allowed_hosts(host), login=credentials is not None,
+        file_allowed=ServedFiles(studio, [ASSETS_DIR, Path(get_upload_folder())]),
+        lang=demo.zx_context.lang, cookie_name=f"zx_session_{port}",
+    )
+    demo.zx_guard = policy  # the API-key check (issue 21) is set on this policy
     icon = ASSETS_DIR / "icon-64.png"
     css = ASSETS_DIR / "studio.css"
     demo.launch(
         server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
-        auth=credentials, show_error=False, quiet=quiet, allowed_paths=served_folders(studio),
+        auth=login_checker(credentials) if credentials else None, show_error=False, quiet=quiet,
+        allowed_paths=served_folders(studio), blocked_paths=[str(studio.paths.config_dir)],
+        app_kwargs={"middleware": [Middleware(WindowGuard, policy=policy)]},
         favicon_path=str(icon) if icon.is_file() else None, ssr_mode=False, pwa=False, mcp_server=False,
         enable_monitoring=False, footer_links=[], max_file_size="50mb", css_paths=[css] if css.is_file() else None,
         theme=_theme(), run_history=False,
     )
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    url = f"http://{'[' + url_host + ']' if ':' in url_host else url_host}:{port}/"
-    log.info("studio window at %s (auth %s)", url, "on" if credentials else "off")
+    base = f"http://{'[' + url_host + ']' if ':' in url_host else url_host}:{port}/"
+    log.info("studio window at %s (login %s)", base, "on" if credentials else "off")
+    url = f"{base}?{TOKEN_PARAM}={token}"
 
     def stop() -> None:
         demo.close()

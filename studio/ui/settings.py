@@ -6,50 +6,75 @@ workers restarted, and the restart happens only when the person asks for it.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import fields
 from typing import Any
 
 import gradio as gr
 
-from studio.core.settings import LANGUAGES, MEMORY_PROFILES, Settings, load_settings
+from studio.core.passwords import hash_password
+from studio.core.settings import LANGUAGES, MEMORY_PROFILES, Settings, check_settings_values, load_settings
+from studio.core.settings_check import SettingsError, SettingsProblem, is_loopback
 from studio.ui.context import Context, guard
 from studio.ui.i18n import resolve_language, t
+
+__all__ = ["FORM_FIELDS", "SERVER_FIELDS", "build", "check_settings", "current_values", "is_loopback",
+           "model_choices", "problem_lines"]
 
 FORM_FIELDS = ("model", "memory_profile", "workers", "output_dir", "language", "host", "port",
                "auth_user", "auth_password")
 SERVER_FIELDS = ("host", "port", "auth_user", "auth_password")
 
 
-def is_loopback(host: str) -> bool:
-    """True for addresses only this computer can reach (127.x, ::1, localhost)."""
-    host = (host or "").strip().strip("[]")
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def check_settings(values: dict[str, Any], current: Settings | None = None, paths: Any = None,
+                   gpu_count: int | None = None) -> tuple[dict[str, Any], dict[str, SettingsProblem]]:
+    """Form values to typed settings changes, or the problems (one per field) that stop the save.
 
-
-def check_settings(values: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """Form values to typed settings changes, or an i18n key naming what is wrong."""
-    out = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items() if k in FORM_FIELDS}
+    An empty password box keeps the saved password (the page never holds it); a new one is hashed
+    here, so the plain text goes no further than this function.
+    """
+    out = {k: (v.strip() if isinstance(v, str) and k != "auth_password" else v)
+           for k, v in values.items() if k in FORM_FIELDS}
+    problems: dict[str, SettingsProblem] = {}
     try:
-        port = int(float(out.get("port", 7860)))
+        port = float(out.get("port", 7860))
+        out["port"] = int(port) if port.is_integer() else port
     except (TypeError, ValueError):
-        return {}, "set.bad_port"
-    if not 1 <= port <= 65535:
-        return {}, "set.bad_port"
-    out["port"] = port
-    if out.get("memory_profile") not in MEMORY_PROFILES:
-        return {}, "set.bad_profile"
-    if out.get("language") not in LANGUAGES:
-        out["language"] = "auto"
+        out["port"] = None
+    if not isinstance(out["port"], int):
+        problems["port"] = SettingsProblem("port", "set.bad_port")
+        out.pop("port")
     out["host"] = out.get("host") or "127.0.0.1"
-    if not is_loopback(out["host"]) and not (out.get("auth_user") and out.get("auth_password")):
-        return {}, "set.auth_required"
-    return out, None
+    out["language"] = out.get("language") or "auto"
+    password = out.pop("auth_password", "") or ""
+    if not out.get("auth_user"):
+        out["auth_password"] = ""  # no user, no login: forget the old password too
+    elif password:
+        out["auth_password"] = password
+    else:
+        out["auth_password"] = current.auth_password if current else ""
+    for problem in check_settings_values(out, paths, saving=True, gpu_count=gpu_count):
+        problems.setdefault(problem.field, problem)
+    if problems:
+        return {}, problems
+    if password and out.get("auth_user"):
+        out["auth_password"] = hash_password(password)
+    return out, {}
+
+
+def problem_lines(problems: dict[str, SettingsProblem], lang: str) -> str:
+    """One line per bad field, naming the field."""
+    colon = "：" if lang == "zh" else ": "
+    return "\n\n".join(f"⚠ {t(f'set.field.{name}', lang)}{colon}{p.message(lang)}" for name, p in problems.items())
+
+
+def _gpu_count() -> int | None:
+    """Visible GPUs, so a settings check can refuse cuda:3 on a two-GPU computer."""
+    try:
+        from studio.pool.spec import visible_gpus
+
+        return len(visible_gpus())
+    except Exception:  # no NVML: leave it to the pool to say
+        return None
 
 
 def model_choices(studio: Any, lang: str) -> list[tuple[str, str]]:
@@ -69,7 +94,8 @@ def model_choices(studio: Any, lang: str) -> list[tuple[str, str]]:
 
 
 def current_values(settings: Settings) -> list[Any]:
-    return [getattr(settings, name) for name in FORM_FIELDS]
+    """The form's values; the password box is always empty (the page never holds a secret)."""
+    return ["" if name == "auth_password" else getattr(settings, name) for name in FORM_FIELDS]
 
 
 def build(ctx: Context):
@@ -105,8 +131,10 @@ def build(ctx: Context):
                                        scale=1), "set.port")
             user = ctx.label(gr.Textbox(value=s.auth_user, label=t("set.auth_user", lang), elem_id="settings-user",
                                         scale=2), "set.auth_user")
-            password = ctx.label(gr.Textbox(value=s.auth_password, type="password", label=t("set.auth_password", lang),
-                                            elem_id="settings-password", scale=2), "set.auth_password")
+            password = ctx.label(gr.Textbox(value="", type="password", placeholder=t("set.password_keep", lang),
+                                            label=t("set.auth_password", lang), elem_id="settings-password",
+                                            scale=2), "set.auth_password")
+            ctx.localize(password, lambda l_: {"placeholder": t("set.password_keep", l_)})
         with gr.Row():
             save = ctx.label(gr.Button(t("set.save", lang), variant="primary", elem_id="settings-save"),
                              "set.save", "value")
@@ -120,11 +148,15 @@ def build(ctx: Context):
 
     @g
     def do_save(*values):
-        changes, problem = check_settings(dict(zip(FORM_FIELDS, values)))
-        if problem:
-            return f"⚠ {t(problem, ctx.lang)}", gr.update()
         before = ctx.studio.settings
-        restart_needed = ctx.studio.update_settings(**changes)
+        changes, problems = check_settings(dict(zip(FORM_FIELDS, values)), before, ctx.studio.paths,
+                                           _gpu_count())
+        if problems:
+            return problem_lines(problems, ctx.lang), gr.update()
+        try:
+            restart_needed = ctx.studio.update_settings(**changes)
+        except SettingsError as exc:  # the same check, on the Studio's side
+            return problem_lines({p.field: p for p in exc.problems}, ctx.lang), gr.update()
         changed = [f.name for f in fields(Settings) if getattr(before, f.name) != getattr(ctx.studio.settings, f.name)]
         if "language" in changed:  # otherwise keep the language the window was opened in (--lang)
             ctx.lang = resolve_language(ctx.studio.settings.language)

@@ -40,8 +40,11 @@ def app(studio_home: Path):
     studio = Studio(workers="cpu:1")
     studio.start()
     url, stop = serve(studio, "127.0.0.1", 7860, lang="zh")
+    base, _, token = url.partition("/?zx_token=")  # what the page holds once it opened `url`
+    port = int(base.rsplit(":", 1)[1])
     try:
-        yield SimpleNamespace(url=url, studio=studio, home=studio_home)
+        yield SimpleNamespace(url=url, base=base, port=port, headers={"Cookie": f"zx_session_{port}={token}"},
+                              studio=studio, home=studio_home)
     finally:
         stop()
         studio.close()

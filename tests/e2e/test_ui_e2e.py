@@ -256,31 +256,31 @@ def test_settings_save_reload_and_restart_on_request(page, app, shots):
     page.get_by_role("tab", name="生成").wait_for()
 
 
-def _get(url: str) -> int:
+def _get(url: str, headers: dict[str, str] | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
 
 
 def test_files_outside_the_gallery_are_refused(app):
-    base = app.url.rstrip("/")
+    base = app.base
     image = sorted(app.studio.output_dir.rglob("*.png"))[0]
-    assert _get(f"{base}/gradio_api/file={quote(str(image))}") == 200  # the positive control
+    assert _get(f"{base}/gradio_api/file={quote(str(image))}", app.headers) == 200  # the positive control
     settings_file = app.studio.paths.settings_file
     repo_file = Path(__file__).resolve().parents[2] / "pyproject.toml"
     gallery = app.studio.output_dir
     for target in ("/etc/passwd", str(settings_file), str(repo_file), str(app.studio.paths.database),
                    f"{gallery}/../../config/settings.toml", "../../../../etc/passwd",
                    f"{gallery}/%2e%2e/%2e%2e/config/settings.toml"):
-        status = _get(f"{base}/gradio_api/file={quote(target, safe='/%')}")
+        status = _get(f"{base}/gradio_api/file={quote(target, safe='/%')}", app.headers)
         assert status in (403, 404), (target, status)
-    assert _get(f"{base}/file=/etc/passwd") in (403, 404)
+    assert _get(f"{base}/file=/etc/passwd", app.headers) in (403, 404)
 
 
 def test_not_reachable_beyond_loopback_by_default(app):
-    port = int(app.url.rstrip("/").rsplit(":", 1)[1])
+    port = app.port
     listening = [c.laddr.ip for c in psutil.Process().net_connections(kind="inet")
                  if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
     assert listening and all(ip == "127.0.0.1" for ip in listening)

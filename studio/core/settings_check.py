@@ -1,0 +1,269 @@
+"""Settings checked like requests: every field, before it is saved and when the file is read.
+
+A bad value is refused with one message per field (both languages live in `TEXTS`, which the UI's
+string table takes in), so a setting can never leave the studio unable to start: a worker list
+that does not parse, a model that is not there, an output folder that is a system folder (the
+window serves files from it) or that cannot be written, a host that is not an address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+MEMORY_PROFILES = ("auto", "full", "24gb", "16gb", "12gb")
+LANGUAGES = ("auto", "zh", "en")
+MAX_CPU_WORKERS = 64
+
+TEXTS: dict[str, dict[str, str]] = {
+    "set.bad.type": {"zh": "应为{kind}。", "en": "must be {kind}."},
+    "set.bad.text": {"zh": "含有不可见的控制字符或无效的 Unicode。", "en": "holds control characters or invalid Unicode."},
+    "set.bad.workers": {"zh": "「{value}」不是有效的工作进程列表：请填 auto、cpu:N（N 为 1 到 64）或 cuda:0,cuda:1。",
+                        "en": "'{value}' is not a worker list: use auto, cpu:N (N from 1 to 64) or cuda:0,cuda:1."},
+    "set.bad.gpu_twice": {"zh": "「{value}」把同一块 GPU 写了两次；每块 GPU 一个工作进程。",
+                          "en": "'{value}' names a GPU twice; one worker per GPU."},
+    "set.bad.no_gpu": {"zh": "没有 GPU cuda:{index}（可见 {count} 块）。",
+                       "en": "There is no GPU cuda:{index} ({count} visible)."},
+    "set.bad.model": {"zh": "找不到模型 {value}：请填模型文件夹或文件的路径、demo，或留空。",
+                      "en": "No model at {value}: give a model folder or file, demo, or leave it empty."},
+    "set.bad.system_folder": {"zh": "{value} 是系统文件夹或主文件夹本身，不能用作输出文件夹；请选一个自己的文件夹。",
+                              "en": "{value} is a system folder or the home folder itself; choose a folder of "
+                                    "your own for the images."},
+    "set.bad.not_writable": {"zh": "无法写入 {value}。", "en": "Cannot write to {value}."},
+    "set.bad.relative": {"zh": "请填完整路径（例如 {example}）。", "en": "Give a full path (for example {example})."},
+    "set.bad.host": {"zh": "「{value}」不是 IP 地址或主机名。", "en": "'{value}' is not an IP address or host name."},
+    "set.bad_port": {"zh": "端口必须是 1 到 65535 之间的整数。", "en": "Port must be a whole number from 1 to 65535."},
+    "set.bad_profile": {"zh": "未知的显存方案。", "en": "Unknown memory profile."},
+    "set.bad.language": {"zh": "界面语言只能是 auto、zh 或 en。", "en": "The language must be auto, zh or en."},
+    "set.auth_required": {"zh": "监听非本机地址时必须设置用户名和密码。",
+                          "en": "A username and password are required to listen beyond 127.0.0.1."},
+    "set.kind.text": {"zh": "文本", "en": "text"},
+    "set.kind.int": {"zh": "整数", "en": "a whole number"},
+    "set.kind.bool": {"zh": "true 或 false", "en": "true or false"},
+    # notices about the settings file, shown once when the studio starts
+    "settings.damaged": {"zh": "设置文件 {path} 无法使用（{reason}），已移到 {moved}，本次使用默认设置。",
+                         "en": "The settings file {path} could not be used ({reason}); it was moved to {moved} "
+                               "and the defaults are used."},
+    "settings.bad_value": {"zh": "设置文件 {path} 中的 {field} 无效：{problem} 本次使用默认值。",
+                           "en": "In the settings file {path}, {field} is not valid: {problem} The default is used."},
+    "settings.reason.encoding": {"zh": "不是有效的 UTF-8 文本", "en": "it is not valid UTF-8 text"},
+    "settings.reason.syntax": {"zh": "不是有效的 TOML：{detail}", "en": "it is not valid TOML: {detail}"},
+    "settings.reason.type": {"zh": "{field} 应为{kind}", "en": "{field} must be {kind}"},
+}
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_SYSTEM_TREES = ("/etc", "/proc", "/sys", "/dev", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+                 "/boot", "/run", "/var/lib", "/var/run", "/System", "/Library", "/private/etc", "/private/var/db")
+_SYSTEM_ROOTS = ("/", "/var", "/tmp", "/home", "/Users", "/mnt", "/media", "/opt", "/srv", "/root", "/private",
+                 "/Applications", "/Volumes", "/snap")
+_WINDOWS_TREES = ("windows", "program files", "program files (x86)", "programdata")
+
+
+def text(key: str, lang: str, **fmt: object) -> str:
+    """A message of this module in `lang` (zh or en)."""
+    texts = TEXTS[key]
+    return (texts.get(lang) or texts["en"]).format(**fmt)
+
+
+@dataclass(frozen=True)
+class SettingsProblem:
+    """One bad field: the message key and its values, so each language can say it."""
+
+    field: str
+    key: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    def message(self, lang: str = "en") -> str:
+        params = dict(self.params)
+        if "kind" in params:
+            params["kind"] = text(f"set.kind.{params['kind']}", lang)
+        return text(self.key, lang, **params)
+
+
+class SettingsError(ValueError):
+    """Settings that must not be saved; `problems` holds one entry per bad field."""
+
+    def __init__(self, problems: list[SettingsProblem]) -> None:
+        self.problems = problems
+        super().__init__(" ".join(f"{p.field}: {p.message('en')}" for p in problems))
+
+
+def _problem(name: str, key: str, **params: object) -> SettingsProblem:
+    return SettingsProblem(name, key, tuple((k, str(v)) for k, v in params.items()))
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this computer can reach (127.x, ::1, localhost)."""
+    host = (host or "").strip().strip("[]")
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def valid_host(host: str) -> bool:
+    """An IPv4/IPv6 address or an RFC 1123 host name (`999.1.1.1` is neither)."""
+    host = host.strip()
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    if not host or len(host) > 253 or re.fullmatch(r"[0-9.]+", host):
+        return False
+    return all(_HOST_LABEL.match(label) for label in host.rstrip(".").split("."))
+
+
+def workers_problem(spec: str, gpu_count: int | None = None) -> SettingsProblem | None:
+    """The grammar of `--workers` (auto | cpu:N | cuda:0,cuda:1 | cuda); with `gpu_count`, also
+    whether each named GPU exists. Mirrors `pool.spec.parse_workers` without touching NVML."""
+    value = (spec or "auto").strip().lower().replace(" ", "")
+    if value in ("auto", "", "cpu"):
+        return None
+    if value.startswith("cpu:"):
+        count = value[4:]
+        if count.isdigit() and 1 <= int(count) <= MAX_CPU_WORKERS:
+            return None
+        return _problem("workers", "set.bad.workers", value=spec)
+    wanted: list[int] = []
+    for part in value.split(","):
+        if part == "cuda":
+            continue
+        kind, _, num = part.partition(":")
+        if kind not in ("cuda", "gpu") or not num.isdigit():
+            return _problem("workers", "set.bad.workers", value=spec)
+        wanted.append(int(num))
+    if len(set(wanted)) != len(wanted):
+        return _problem("workers", "set.bad.gpu_twice", value=spec)
+    if gpu_count is not None:
+        for index in wanted:
+            if index >= gpu_count:
+                return _problem("workers", "set.bad.no_gpu", index=index, count=gpu_count)
+    return None
+
+
+def _windows_system(path: str) -> bool:
+    norm = path.replace("/", "\\").rstrip("\\").lower()
+    if re.fullmatch(r"[a-z]:", norm) or norm in ("", "\\"):
+        return True
+    parts = norm.split("\\")
+    return len(parts) >= 2 and re.fullmatch(r"[a-z]:", parts[0]) is not None and parts[1] in _WINDOWS_TREES
+
+
+def is_system_folder(folder: str | os.PathLike[str], *, home: Path | None = None,
+                     protected: tuple[Path, ...] = ()) -> bool:
+    """Whether `folder` (symlinks followed) is a system folder, a drive root, the home folder
+    itself, or holds one of `protected` (the studio's own config folder): never an output folder."""
+    raw = os.fspath(folder)
+    if sys.platform.startswith("win") or re.match(r"^[A-Za-z]:[\\/]|^[A-Za-z]:$", raw):
+        if _windows_system(raw):
+            return True
+    path = Path(raw).expanduser()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return True
+    if sys.platform.startswith("win") and _windows_system(str(resolved)):
+        return True
+    home = (home or Path.home()).resolve()
+    candidates = {resolved, Path(os.path.abspath(path))}
+    for cand in candidates:
+        if cand == home or str(cand) in _SYSTEM_ROOTS or cand.parent == cand:
+            return True
+        if any(cand == Path(tree) or Path(tree) in cand.parents for tree in _SYSTEM_TREES):
+            return True
+        if any(p == cand or cand in p.resolve().parents for p in protected):
+            return True
+    return False
+
+
+def writable_folder(folder: Path) -> bool:
+    """Whether the studio can create and write files in `folder` (made later if missing)."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def _bad_text(value: str) -> bool:
+    if any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF or ord(c) == 0x7F for c in value):
+        return True
+    return False
+
+
+def field_kinds(cls: type) -> dict[str, str]:
+    """Field name -> "text" | "int" | "bool", from the dataclass annotations."""
+    names = {"str": "text", "int": "int", "bool": "bool"}
+    return {f.name: names[f.type if isinstance(f.type, str) else f.type.__name__] for f in fields(cls)}
+
+
+def type_problems(values: dict[str, Any], kinds: dict[str, str]) -> list[SettingsProblem]:
+    """Fields whose value has the wrong type (`workers = 5`, `port = "x"`, `fast_path = 1`)."""
+    out = []
+    for name, value in values.items():
+        kind = kinds.get(name)
+        ok = {"text": isinstance(value, str), "bool": isinstance(value, bool),
+              "int": isinstance(value, int) and not isinstance(value, bool)}.get(kind or "", True)
+        if not ok:
+            out.append(_problem(name, "set.bad.type", kind=kind))
+    return out
+
+
+def settings_problems(values: dict[str, Any], *, saving: bool, home: Path | None = None,
+                      protected: tuple[Path, ...] = (), gpu_count: int | None = None,
+                      kinds: dict[str, str] | None = None) -> list[SettingsProblem]:
+    """Every problem with these setting values, at most one per field.
+
+    `saving` adds the checks that depend on this computer (the model exists, the output folder can
+    be written, a password guards a non-loopback host); reading the file checks only the values.
+    """
+    problems = type_problems(values, kinds) if kinds else []
+    bad = {p.field for p in problems}
+
+    def add(problem: SettingsProblem | None) -> None:
+        if problem is not None and problem.field not in bad:
+            bad.add(problem.field)
+            problems.append(problem)
+
+    for name, value in values.items():
+        if isinstance(value, str) and name not in bad and _bad_text(value):
+            add(_problem(name, "set.bad.text"))
+    get = {k: v for k, v in values.items() if k not in bad}.get
+    if isinstance(get("workers"), str):
+        add(workers_problem(get("workers"), gpu_count))
+    if isinstance(get("memory_profile"), str) and get("memory_profile") not in MEMORY_PROFILES:
+        add(_problem("memory_profile", "set.bad_profile"))
+    if isinstance(get("language"), str) and get("language") not in LANGUAGES:
+        add(_problem("language", "set.bad.language"))
+    port = get("port")
+    if isinstance(port, int) and not isinstance(port, bool) and not 1 <= port <= 65535:
+        add(_problem("port", "set.bad_port"))
+    host = get("host")
+    if isinstance(host, str) and host.strip() and not valid_host(host):
+        add(_problem("host", "set.bad.host", value=host))
+    out = get("output_dir")
+    if isinstance(out, str) and out.strip():
+        folder = Path(out.strip()).expanduser()
+        if not folder.is_absolute():
+            add(_problem("output_dir", "set.bad.relative", example=Path.home() / "Pictures" / "zaoxiang"))
+        elif is_system_folder(folder, home=home, protected=protected):
+            add(_problem("output_dir", "set.bad.system_folder", value=out.strip()))
+        elif saving and not writable_folder(folder):
+            add(_problem("output_dir", "set.bad.not_writable", value=out.strip()))
+    model = get("model")
+    if saving and isinstance(model, str) and model.strip() not in ("", "demo") and not Path(
+            model.strip()).expanduser().exists():
+        add(_problem("model", "set.bad.model", value=model.strip()))
+    if saving and isinstance(host, str) and "host" not in bad and not is_loopback(host) and not (
+            get("auth_user") and get("auth_password")):
+        add(_problem("auth_password", "set.auth_required"))
+    return problems
