@@ -112,7 +112,7 @@ def test_full_and_read_only_output_keep_jobs_queued_then_resume(home: Path, smal
     subprocess.run(["mount", "-o", "remount,size=8m", str(full)], check=True)
     subprocess.run(["mount", "-o", "remount,rw", str(ro)], check=True)
     with Studio(workers="cpu:1") as studio:
-        studio.start()
+        studio.start(resume=True)
         assert sorted(studio.resumed) == sorted([full_row["request_id"], ro_row["request_id"]])
         for rid in studio.resumed:
             assert [r["status"] for r in studio.wait(rid, timeout=300)] == ["done"]

@@ -452,11 +452,11 @@ class WorkerPool:
             self._release(slot, js)
             js.busy_s = payload["busy_s"]
             slot.busy_s += js.busy_s
-            self._finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason="cancelled")
+            self._finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason=self._cancel_reason(job))
         elif status == "revoked":
             self._release(slot, js)
             if payload["reason"] == "cancel" or self._requests[job.request_id].cancelled or self._closing:
-                self._finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason="cancelled")
+                self._finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason=self._cancel_reason(job))
             else:  # given back on pause: first in line again
                 self._requeue_front(js)
         elif status == "failed":
@@ -465,6 +465,11 @@ class WorkerPool:
             slot.busy_s += js.busy_s
             self._on_failure(js, slot, payload)
         self._check_request(job.request_id)
+
+    def _cancel_reason(self, job: Job) -> str:
+        """"closing" when the pool stopped it only because it shuts down (the store keeps such a job
+        queued for the next start), "cancelled" when a person cancelled its request."""
+        return "closing" if self._closing and not self._requests[job.request_id].cancelled else "cancelled"
 
     def _on_failure(self, js: _Job, slot: _Slot, payload: dict[str, Any]) -> None:
         job = js.job
