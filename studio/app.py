@@ -65,7 +65,7 @@ class Studio:
         self._delivery: threading.Thread | None = None
         self._closed = False
         self._store: Any = None
-        self._store_lock = threading.Lock()  # not self._lock: the pool's thread records events under it
+        self._store_lock = threading.RLock()  # re-entrant: a rebuild reads `store`; not self._lock: the pool's thread records events under it
         self.resumed: list[str] = []  # request ids `start` put back in the queue
         self._sampler: Any = None  # the monitor's sampler thread, started by the first snapshot
         self._recorded = threading.Condition()  # signalled when a request's last event is in the store

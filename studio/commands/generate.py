@@ -75,7 +75,7 @@ def run(a: argparse.Namespace) -> int:
             return EXIT_USAGE
         results = studio.generate(request, out_dir=a.out, on_event=progress.on_event)
         progress.close()
-        failed = report_results(studio, results)
+        not_made = report_results(studio, results)
     except KeyboardInterrupt:  # Ctrl+C or SIGTERM: stop at the next step, keep the rest queued
         progress.close()
         studio.close()
@@ -84,7 +84,7 @@ def run(a: argparse.Namespace) -> int:
     finally:
         progress.close()
         studio.close()
-    return EXIT_ERROR if failed else EXIT_OK
+    return EXIT_ERROR if not_made else EXIT_OK
 
 
 class Progress:

@@ -65,7 +65,7 @@ def run(a: argparse.Namespace) -> int:
     for g in missing:
         say(f"{g['jobs']} images wait for the model {g['model']} ({g['model_path']}), which is not here; "
             "they stay queued (resume with --model PATH).")
-    made = jobs = failed = requests = 0
+    made = jobs = not_made = requests = 0
     for model in models:
         studio = Studio(model=model, workers=a.workers)
         try:
@@ -83,7 +83,7 @@ def run(a: argparse.Namespace) -> int:
                     if r["status"] == "done":
                         made += 1
                         print(r["path"], flush=True)
-                failed += report_results(studio, results)
+                not_made += report_results(studio, results)
         except KeyboardInterrupt:
             studio.close()
             report_interrupted(studio.kept_queued)
@@ -94,4 +94,4 @@ def run(a: argparse.Namespace) -> int:
         print("Nothing to resume.", file=sys.stderr)
         return EXIT_ERROR if missing else EXIT_OK
     print(f"resumed {requests} request(s): {made} of {jobs} images made", file=sys.stderr)
-    return EXIT_ERROR if failed or missing else EXIT_OK
+    return EXIT_ERROR if not_made or missing else EXIT_OK

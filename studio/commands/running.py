@@ -77,20 +77,19 @@ def report_failure(result: dict[str, Any], state: str | None = None) -> None:
 
 
 def report_results(studio: Any, results: list[dict[str, Any]]) -> int:
-    """Report the images that were not made; returns how many failed for good (queued ones do not count)."""
-    failed = queued = 0
+    """One line per image that was not made (those the store kept queued are not called failed, and
+    the `zaoxiang resume` hint follows them); returns how many were not made."""
+    missing = queued = 0
     for r in results:
         if r["status"] == "done":
             continue
+        missing += 1
         state = _store_state(studio, r)
         report_failure(r, state)
-        if state == "queued":
-            queued += 1
-        else:
-            failed += 1
+        queued += state == "queued"
     if queued:
         say(f"{queued} images stay queued; {RESUME_HINT}.")
-    return failed
+    return missing
 
 
 def _store_state(studio: Any, result: dict[str, Any]) -> str | None:

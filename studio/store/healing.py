@@ -20,7 +20,11 @@ SIDE_FILES = ("-wal", "-shm")
 
 
 class DamagedDatabase(Exception):
-    """The database file failed its check; the message is SQLite's."""
+    """The database file failed its check; the message is SQLite's, `moved_to` where it went."""
+
+    def __init__(self, message: str, moved_to: Path | None = None) -> None:
+        super().__init__(message)
+        self.moved_to = moved_to
 
 
 @dataclass(frozen=True)

@@ -100,8 +100,7 @@ class Store(OwnedJobs):
         try:
             self._conn = self._open()
         except DamagedDatabase as exc:
-            moved = quarantine(self.path)
-            self.recovery = Recovery("damaged", str(exc), moved)
+            self.recovery = Recovery("damaged", str(exc), exc.moved_to)
             self._conn = self._open()
         else:
             if empty:
@@ -123,10 +122,14 @@ class Store(OwnedJobs):
             migrate(conn)
             return conn
         except BaseException as exc:
+            damaged = isinstance(exc, DamagedDatabase) or (isinstance(exc, sqlite3.DatabaseError) and is_damage(exc))
+            # Moved aside before the connection closes: closing would checkpoint the log into the
+            # damaged file and delete it, and the log may hold the newest history.
+            moved = quarantine(self.path) if damaged else None
             if conn is not None:
                 conn.close()
-            if isinstance(exc, sqlite3.DatabaseError) and is_damage(exc):
-                raise DamagedDatabase(str(exc)) from exc
+            if damaged:
+                raise DamagedDatabase(str(exc), moved) from exc
             if isinstance(exc, sqlite3.Error):
                 raise database_error(exc, f"open the history database {self.path}") from exc
             raise
