@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from studio.core import events as ev
+from studio.core.atomic import remove_partials
 from studio.core.jobs import CANCELLED, DONE, FAILED, FINISHED_STATES, QUEUED, RUNNING, Job
 from studio.pool.spec import WorkerSpec
 from studio.pool.speed import SpeedModel
@@ -510,6 +511,8 @@ class WorkerPool:
         if slot.hung:
             how = slot.hung  # "no progress for N s": the pool killed it
         running = [j for j in slot.assigned if self._jobs[j].state == RUNNING]
+        for job_id in running:  # its half-written PNG: nobody else writes it until the job is handed out again
+            remove_partials(self._jobs[job_id].job.output_path)
         for job_id in reversed(slot.assigned):  # reversed: the front of the queue keeps their order
             js = self._jobs[job_id]
             common = {"job_id": job_id, "request_id": js.job.request_id, "worker": name, "index": js.job.index}
