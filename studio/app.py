@@ -65,7 +65,8 @@ class Studio:
         self._delivery: threading.Thread | None = None
         self._closed = False
         self._store: Any = None
-        self._store_lock = threading.RLock()  # re-entrant: a rebuild reads `store`; not self._lock: the pool's thread records events under it
+        # Not self._lock: the pool's thread records events under it. Re-entrant: a rebuild reads `store`.
+        self._store_lock = threading.RLock()
         self.resumed: list[str] = []  # request ids `start` put back in the queue
         self._sampler: Any = None  # the monitor's sampler thread, started by the first snapshot
         self._recorded = threading.Condition()  # signalled when a request's last event is in the store
@@ -121,8 +122,9 @@ class Studio:
             store = self.store  # open (and migrate) the history before any event can arrive
             alone = not store.live_owners()
             self._owner = store.register_owner(model.name, str(model.path))
-            self._heartbeat_stop.clear()
-            threading.Thread(target=self._heartbeat, args=(self._owner,), name="studio-lease", daemon=True).start()
+            self._heartbeat_stop = threading.Event()  # one per owner: a restart's old beat ends with its owner
+            threading.Thread(target=self._heartbeat, args=(self._owner, self._heartbeat_stop), name="studio-lease",
+                             daemon=True).start()
             self._delivery = threading.Thread(target=self._deliver, name="studio-events", daemon=True)
             self._delivery.start()
             self._pool = WorkerPool(specs, model_path=str(model.path), model_name=model.name,
@@ -142,10 +144,10 @@ class Studio:
         return reconcile(self.store, sorted(roots),
                          partial_age_s=STALE_PART_S if partial_age_s is None else partial_age_s)
 
-    def _heartbeat(self, owner: str) -> None:
+    def _heartbeat(self, owner: str, stop: threading.Event) -> None:
         from studio.store.owners import HEARTBEAT_S
 
-        while not self._heartbeat_stop.wait(HEARTBEAT_S):
+        while not stop.wait(HEARTBEAT_S):
             try:
                 if not self.store.heartbeat(owner):
                     log.warning("this studio's lease was taken over by another process")
