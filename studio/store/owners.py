@@ -98,10 +98,11 @@ class OwnedJobs:
         """This studio stops (Quit, SIGTERM, Ctrl+C): its unfinished jobs go back to the queue as
         nobody's, for the next start to take. Returns how many."""
         with self.transaction("keep the queue for next time") as c:
+            requests = [r[0] for r in c.execute(
+                "SELECT DISTINCT request_id FROM jobs WHERE owner = ? AND state IN (?, ?)", (owner_id, QUEUED, RUNNING))]
             n = c.execute("UPDATE jobs SET owner = NULL, state = ?, started = NULL WHERE owner = ? AND state IN (?, ?)",
                           (QUEUED, owner_id, QUEUED, RUNNING)).rowcount
-            for (request_id,) in c.execute("SELECT DISTINCT request_id FROM jobs WHERE owner IS NULL AND state = ?",
-                                           (QUEUED,)).fetchall():
+            for request_id in requests:
                 self._refresh_request(c, request_id)
             c.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
             return n
