@@ -84,7 +84,10 @@ def report_results(studio: Any, results: list[dict[str, Any]]) -> int:
         if r["status"] == "done":
             continue
         missing += 1
-        state = _store_state(studio, r)
+        row = _store_row(studio, r)
+        state = row["state"] if row else None
+        if state == "queued" and row.get("error"):
+            r = {**r, "error": row["error"]}  # the store's reason (a full disk, a read-only folder)
         report_failure(r, state)
         queued += state == "queued"
     if queued:
@@ -92,12 +95,11 @@ def report_results(studio: Any, results: list[dict[str, Any]]) -> int:
     return missing
 
 
-def _store_state(studio: Any, result: dict[str, Any]) -> str | None:
+def _store_row(studio: Any, result: dict[str, Any]) -> dict[str, Any] | None:
     try:
-        row = studio.store.job_state(result["job_id"])
+        return studio.store.job_state(result["job_id"])
     except Exception:
         return None
-    return row["state"] if row else None
 
 
 def report_interrupted(kept: int) -> None:
