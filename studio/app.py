@@ -52,7 +52,8 @@ class Studio:
     def __init__(self, settings: Settings | None = None, paths: Paths | None = None,
                  model: str | None = None, workers: str | None = None) -> None:
         self.paths = (paths or get_paths()).ensure()
-        self.settings = settings or load_settings(self.paths)
+        self.notices: list[str] = []  # messages for the person, shown once (a CLI line, a window banner)
+        self.settings = settings or load_settings(self.paths, notices=self.notices)
         self._model_arg = model
         self._model: ModelInfo | None = None
         self._workers_arg = workers
@@ -64,11 +65,15 @@ class Studio:
         self._delivery: threading.Thread | None = None
         self._closed = False
         self._store: Any = None
-        self._store_lock = threading.Lock()  # not self._lock: the pool's thread records events under it
+        # Not self._lock: the pool's thread records events under it. Re-entrant: a rebuild reads `store`.
+        self._store_lock = threading.RLock()
         self.resumed: list[str] = []  # request ids `start` put back in the queue
         self._sampler: Any = None  # the monitor's sampler thread, started by the first snapshot
         self._recorded = threading.Condition()  # signalled when a request's last event is in the store
         self._recorded_done: list[str] = []
+        self._owner: str | None = None  # this process's id in the store's owners table, while the pool runs
+        self._heartbeat_stop = threading.Event()
+        self.kept_queued = 0  # unfinished images this studio left queued when it stopped
 
     @property
     def model(self) -> ModelInfo:
@@ -96,10 +101,13 @@ class Studio:
 
     # ----------------------------------------------------------------- pool lifecycle
 
-    def start(self) -> None:
+    def start(self, resume: bool = False) -> None:
         """Resolve the model and spawn the workers (they load in the background); idempotent.
 
-        Raises ModelNotFoundError or WorkerSpecError (both one readable sentence) before any process starts.
+        Images left queued by studios that are gone (a crash, a Quit) are made again only with
+        `resume=True` (`zaoxiang resume`) or `resume_orphans()` (the window asks first); `orphans()`
+        says how many there are. Raises ModelNotFoundError or WorkerSpecError (both one readable
+        sentence) before any process starts.
         """
         with self._lock:
             if self._closed:
@@ -111,28 +119,90 @@ class Studio:
 
             specs = parse_workers(self.workers_spec)
             model = self.model
-            _ = self.store  # open (and migrate) the history before any event can arrive
+            store = self.store  # open (and migrate) the history before any event can arrive
+            alone = not store.live_owners()
+            self._owner = store.register_owner(model.name, str(model.path))
+            self._heartbeat_stop = threading.Event()  # one per owner: a restart's old beat ends with its owner
+            threading.Thread(target=self._heartbeat, args=(self._owner, self._heartbeat_stop), name="studio-lease",
+                             daemon=True).start()
             self._delivery = threading.Thread(target=self._deliver, name="studio-events", daemon=True)
             self._delivery.start()
             self._pool = WorkerPool(specs, model_path=str(model.path), model_name=model.name,
                                     memory_profile=self.settings.memory_profile, on_event=self._on_event)
             self._pool.start()
-            self._resume_unfinished()
+            self._reconcile(partial_age_s=0.0 if alone else None)
+            if resume:
+                self.resume_orphans()
 
-    def _resume_unfinished(self) -> None:
-        """Reconcile the gallery with the store, then queue again every job a crash, a kill or a full
-        disk left unfinished, with its original seed and output path (bulk priority: new interactive
-        requests go first). A job whose PNG already exists is marked done instead of redone."""
+    def _reconcile(self, partial_age_s: float | None = None) -> dict[str, Any]:
+        """Make the store and the gallery folders agree (see store/reconcile.py). Temp files are all
+        removed when no other studio is alive to be writing one, else only stale ones."""
         from studio.store import reconcile
+        from studio.store.reconcile import STALE_PART_S
 
         roots = {str(self.paths.gallery_dir), str(self.output_dir)}
-        reconcile(self.store, sorted(roots))
+        return reconcile(self.store, sorted(roots),
+                         partial_age_s=STALE_PART_S if partial_age_s is None else partial_age_s)
+
+    def _heartbeat(self, owner: str, stop: threading.Event) -> None:
+        from studio.store.owners import HEARTBEAT_S
+
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                if not self.store.heartbeat(owner):
+                    log.warning("this studio's lease was taken over by another process")
+            except Exception:  # a busy or full disk: the next beat tries again
+                log.warning("could not renew this studio's lease", exc_info=True)
+
+    def orphans(self) -> dict[str, Any]:
+        """Images left queued by studios that are gone: {"count": n this model can make,
+        "requests": their requests, "other_models": [{model, model_path, jobs}] for the rest}."""
+        groups = self.store.orphans()
+        mine = [g for g in groups if self._is_my_model(g["model"], g["model_path"])]
+        return {"count": sum(g["jobs"] for g in mine), "requests": sum(g["requests"] for g in mine),
+                "other_models": [g for g in groups if g not in mine]}
+
+    def _is_my_model(self, name: str | None, path: str | None) -> bool:
+        try:
+            model = self.model
+        except Exception:  # no model here at all: nothing can be made
+            return False
+        return path == str(model.path) if path else name == model.name
+
+    def resume_orphans(self, request_ids: set[str] | None = None) -> list[str]:
+        """Take the images left queued by studios that are gone (made with this studio's model) and
+        queue them again with their seeds and paths (bulk priority); returns their request ids.
+
+        One transaction takes them, so two studios on one data dir never both make one. An image
+        already on disk is marked done instead; images for another model stay queued for it.
+        """
+        self.start()
+        model = self.model
         by_request: dict[str, list[Job]] = {}
-        for job in self.store.unfinished_jobs():
+        for job in self.store.claim_orphans(self._owner, model.name, str(model.path), request_ids=request_ids):
             by_request.setdefault(job.request_id, []).append(job)
         for request_id, jobs in by_request.items():
             self._pool.submit(request_id, jobs, interactive=False, origin="resume")
-        self.resumed = list(by_request)
+        self.resumed = [*self.resumed, *by_request]
+        return list(by_request)
+
+    def discard_orphans(self) -> int:
+        """Cancel the images left queued by studios that are gone; returns how many."""
+        return self.store.discard_orphans()
+
+    def _release(self) -> None:
+        """This studio stops making images: its unfinished jobs stay queued, as nobody's, for the next start."""
+        self._heartbeat_stop.set()
+        owner, self._owner = self._owner, None
+        if owner is not None and self._store is not None:
+            try:
+                kept = self._store.release_owner(owner)
+            except Exception:  # the process is ending anyway: the pid check frees them later
+                log.warning("could not hand back this studio's jobs", exc_info=True)
+            else:
+                self.kept_queued += kept
+                if kept:
+                    log.info("%d unfinished images stay queued for the next start", kept)
 
     def close(self) -> None:
         """Cancel what is running, stop every worker (politely, then by force) and the event thread."""
@@ -143,6 +213,7 @@ class Studio:
             pool = self._pool
         if pool is not None:
             pool.close()
+        self._release()
         self._events.put(None)
         if self._delivery is not None:
             self._delivery.join(10)
@@ -173,7 +244,7 @@ class Studio:
         from studio.store import ORIGINS
 
         self.store.record_request(request, jobs, origin=origin if origin in ORIGINS else "api",
-                                  model=self.model.name)
+                                  model=self.model.name, model_path=str(self.model.path), owner=self._owner)
         self._pool.submit(request_id, jobs, interactive=interactive, origin=origin)
         return request_id
 
@@ -305,7 +376,7 @@ class Studio:
         elif kind == ev.JOB_FAILED:
             if self.store.mark_failed(job_id, event.get("kind"), event.get("message", "")) == "queued":
                 event.update(queued_for_retry=True, message=self.store.job_state(job_id)["error"])
-        elif kind == ev.JOB_CANCELLED and event.get("reason") != "closing" and not self._closed:
+        elif kind == ev.JOB_CANCELLED and event.get("reason") != "closing":
             self.store.mark_cancelled(job_id)
         elif kind == ev.JOB_REQUEUED:
             self.store.requeue(job_id)
@@ -319,8 +390,25 @@ class Studio:
             if self._store is None:
                 from studio.store import Store
 
-                self._store = Store(self.paths.database, trash_dir=self.paths.trash_dir)
+                store = Store(self.paths.database, trash_dir=self.paths.trash_dir)
+                self._store = store
+                if store.recovery is not None:
+                    self._rebuilt(store.recovery)
             return self._store
+
+    def _rebuilt(self, recovery: Any) -> None:
+        """The store had to start afresh: rebuild the history from the PNGs' own metadata and tell the person."""
+        try:
+            found = self._reconcile()
+            count = found["indexed"] + found["jobs_completed"]
+        except Exception:
+            log.exception("could not rebuild the history from the gallery")
+            count = 0
+        where = f"; the damaged file was kept as {recovery.moved_to}" if recovery.moved_to else ""
+        what = "was damaged" if recovery.kind == "damaged" else "was empty (0 bytes)"
+        self.notices.append(f"The history database {what} ({recovery.reason}){where}. A new one was started "
+                            f"and {count} images were found again from their files.")
+        log.warning(self.notices[-1])
 
     def history(self, search: str | None = None, favorites_only: bool = False, since: Any = None,
                 limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
@@ -403,7 +491,8 @@ class Studio:
 
     def restart_pool(self) -> None:
         """Stop every worker and start new ones with the current settings. Jobs the old workers had
-        not finished stay queued in the store, and the new pool resumes them."""
+        not finished stay queued in the store, and the new pool resumes them (if its model is theirs;
+        else they wait for it, as `orphans()` tells)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("This studio is closed.")
@@ -412,10 +501,14 @@ class Studio:
             self._model = None
             if pool is not None:
                 pool.close()
+            mine = set(self.store.owned_requests(self._owner)) if self._owner is not None else set()
+            self._release()
         if delivery is not None:  # the old event thread delivers what is queued, then ends
             self._events.put(None)
             delivery.join(10)
         self.start()
+        if mine:
+            self.resume_orphans(request_ids=mine)
 
     # --- monitor -----------------------------------------------------------------------------
 

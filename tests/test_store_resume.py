@@ -112,7 +112,7 @@ def test_full_and_read_only_output_keep_jobs_queued_then_resume(home: Path, smal
     subprocess.run(["mount", "-o", "remount,size=8m", str(full)], check=True)
     subprocess.run(["mount", "-o", "remount,rw", str(ro)], check=True)
     with Studio(workers="cpu:1") as studio:
-        studio.start()
+        studio.start(resume=True)
         assert sorted(studio.resumed) == sorted([full_row["request_id"], ro_row["request_id"]])
         for rid in studio.resumed:
             assert [r["status"] for r in studio.wait(rid, timeout=300)] == ["done"]
@@ -164,3 +164,13 @@ def test_studio_records_events_and_answers_queries(home: Path, tmp_path: Path) -
         assert fresh._pool is None  # none of the above started a worker
     finally:
         fresh.close()
+
+
+def test_cli_says_stays_queued_with_the_resume_hint_not_failed(home: Path, small_mounts) -> None:
+    full, _ro = small_mounts
+    r = zaoxiang(home, "generate", "满了 full from the CLI", "--out", str(full), "--workers", "cpu:1", "--width", "256",
+                 "--height", "256", "--steps", "2", "--seed", "3")
+    assert r.returncode == 1 and r.stdout == ""
+    assert "Traceback" not in r.stderr and "failed" not in r.stderr, r.stderr
+    assert "image 1 (seed 3) stays queued: Could not save the image: the disk is full" in r.stderr
+    assert "1 images stay queued; run `zaoxiang resume` to make them." in r.stderr

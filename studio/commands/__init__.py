@@ -6,3 +6,4 @@ Keeping commands apart lets each grow without touching the others; `studio/cli.p
 from __future__ import annotations
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl+C or SIGTERM, as shells report it

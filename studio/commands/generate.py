@@ -7,8 +7,15 @@ import json
 import sys
 from typing import Any
 
-from studio.commands import EXIT_ERROR, EXIT_OK, EXIT_USAGE
-from studio.commands.running import report_failure, start_or_explain
+from studio.commands import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from studio.commands.running import (
+    output_folder_problem,
+    report_interrupted,
+    report_results,
+    say,
+    start_or_explain,
+    terminal_safe,
+)
 from studio.core import events as ev
 from studio.core.request import (
     DEFAULT_GUIDANCE,
@@ -53,7 +60,10 @@ def run(a: argparse.Namespace) -> int:
     try:
         validate(request_from_args(a))  # bad input fails at once, before the model is looked up
     except ValidationError as exc:
-        print(f"zaoxiang: {exc.message}", file=sys.stderr)
+        say(exc.message)
+        return EXIT_USAGE
+    if a.out is not None and (problem := output_folder_problem(a.out)):
+        say(problem)
         return EXIT_USAGE
     from studio.app import Studio
 
@@ -64,13 +74,17 @@ def run(a: argparse.Namespace) -> int:
         if not start_or_explain(studio):
             return EXIT_USAGE
         results = studio.generate(request, out_dir=a.out, on_event=progress.on_event)
+        progress.close()
+        not_made = report_results(studio, results)
+    except KeyboardInterrupt:  # Ctrl+C or SIGTERM: stop at the next step, keep the rest queued
+        progress.close()
+        studio.close()
+        report_interrupted(studio.kept_queued)
+        return EXIT_INTERRUPTED
     finally:
         progress.close()
         studio.close()
-    failed = [r for r in results if r["status"] != "done"]
-    for r in failed:
-        report_failure(r)
-    return EXIT_ERROR if failed else EXIT_OK
+    return EXIT_ERROR if not_made else EXIT_OK
 
 
 class Progress:
@@ -110,7 +124,7 @@ class Progress:
             self._total.write(f"zaoxiang: image {e['index'] + 1} goes back to the queue ({e['reason']})",
                               file=sys.stderr)
         elif kind == ev.WORKER_DIED:
-            self._total.write(f"zaoxiang: {e['message']}", file=sys.stderr)
+            self._total.write(f"zaoxiang: {terminal_safe(e['message'])}", file=sys.stderr)
 
     def _end_bar(self, job_id: str | None) -> None:
         bar = self._bars.pop(job_id, None)

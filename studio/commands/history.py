@@ -6,6 +6,7 @@ import argparse
 import json
 
 from studio.commands import EXIT_OK
+from studio.commands.running import show_notices, terminal_safe
 
 NAME = "history"
 
@@ -24,6 +25,7 @@ def run(a: argparse.Namespace) -> int:
     studio = Studio()
     try:
         rows = studio.history(search=a.search, favorites_only=a.favorites, limit=max(1, a.limit))
+        show_notices(studio)
     finally:
         studio.close()
     for r in rows:
@@ -33,14 +35,20 @@ def run(a: argparse.Namespace) -> int:
                                      "jobs_queued", "jobs_running", "errors")}
             out["images"] = [{k: im[k] for k in ("id", "path", "seed", "width", "height", "favorite", "missing")}
                              for im in r["images"]]
-            print(json.dumps(out, ensure_ascii=False), flush=True)
+            # JSON escapes C0 controls itself; DEL, C1 and bidi controls it would print raw
+            print(terminal_safe_json(json.dumps(out, ensure_ascii=False)), flush=True)
             continue
-        prompt = r["prompt"].replace("\n", " ")
+        prompt = terminal_safe(r["prompt"].replace("\n", " "))
         prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
         print(f"{r['created_iso'].replace('T', ' ')}  {r['state']:<9} {r['jobs_done']:>2}/{r['jobs']:<2} "
               f"{r['origin']:<6} {prompt}", flush=True)
         for err in r["errors"]:
-            print(f"    ! {err}", flush=True)
+            print(f"    ! {terminal_safe(err)}", flush=True)
     if not rows and not a.json:
-        print("No requests yet." if not a.search else f"Nothing matches {a.search!r}.")
+        print("No requests yet." if not a.search else f"Nothing matches {terminal_safe(repr(a.search))}.")
     return EXIT_OK
+
+
+def terminal_safe_json(text: str) -> str:
+    """JSON text with the controls JSON leaves raw written as \\u escapes (still the same JSON)."""
+    return "".join(f"\\u{ord(ch):04x}" if terminal_safe(ch) != ch else ch for ch in text)

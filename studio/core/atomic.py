@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PART_PREFIX = ".part-"
+WRITE_DELAY_ENV = "ZAOXIANG_TEST_WRITE_DELAY"  # test-only: seconds to hold a written temp file before
+#                                                the rename, so a kill can land mid-write (scripts/kill_matrix.py)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -27,17 +29,44 @@ def _fsync_dir(folder: Path) -> None:
         pass
 
 
+def temp_prefix(target: Path) -> str:
+    """The start of `target`'s temp file names: named for it, so a killed writer's leftovers can be
+    found and removed by whoever requeues its job (`remove_partials`)."""
+    return f"{PART_PREFIX}{target.stem[:120]}-"
+
+
+def remove_partials(target: str | os.PathLike[str]) -> int:
+    """Remove the temp files a killed writer of `target` left; returns how many. Call it only when no
+    one else can be writing `target` (its writer is dead and the job is not handed out again yet)."""
+    target = Path(target)
+    prefix = temp_prefix(target)
+    removed = 0
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith(prefix) and name.endswith(target.suffix):
+            try:
+                os.unlink(target.parent / name)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside `target` to write to; renamed over `target` (and synced) when the
     block ends without error, deleted when it raises."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=PART_PREFIX, suffix=target.suffix, dir=target.parent)
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        _test_write_delay(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -45,3 +74,16 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+
+
+def _test_write_delay(tmp: Path) -> None:
+    """The WRITE_DELAY_ENV knob: hold the written temp file open (so a test sees who writes it)."""
+    try:
+        delay = float(os.environ.get(WRITE_DELAY_ENV) or 0)
+    except ValueError:
+        return
+    if delay > 0:
+        import time
+
+        with open(tmp, "rb"):
+            time.sleep(delay)

@@ -78,6 +78,19 @@ def _as_float(name: str, value: Any, label: str) -> float:
     return out
 
 
+def _check_text(name: str, label: str, text: str) -> None:
+    """Text that every layer can store, encode and print: no NUL, valid Unicode (a byte that was not
+    UTF-8 reaches Python as a lone surrogate, which no file or database can hold)."""
+    if "\x00" in text:
+        raise ValidationError(name, f"{label} contains a NUL character (at position {text.index(chr(0))}); remove it.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            name, f"{label} is not valid text: position {exc.start} holds a byte that is not UTF-8 "
+                  "(check the terminal's or file's encoding).") from None
+
+
 def validate(request: GenerationRequest) -> GenerationRequest:
     """Return a normalised copy of `request`, or raise ValidationError naming the first bad field."""
     prompt = request.prompt if isinstance(request.prompt, str) else ""
@@ -88,12 +101,14 @@ def validate(request: GenerationRequest) -> GenerationRequest:
         raise ValidationError(
             "prompt", f"Prompt must be at most {MAX_PROMPT_CHARS} characters (it has {len(prompt)})."
         )
+    _check_text("prompt", "Prompt", prompt)
     negative = request.negative_prompt if isinstance(request.negative_prompt, str) else ""
     negative = negative.strip()
     if len(negative) > MAX_PROMPT_CHARS:
         raise ValidationError(
             "negative_prompt", f"Negative prompt must be at most {MAX_PROMPT_CHARS} characters."
         )
+    _check_text("negative_prompt", "Negative prompt", negative)
     sizes = {}
     for name, label in (("width", "Width"), ("height", "Height")):
         v = _as_int(name, getattr(request, name), label)

@@ -2,7 +2,7 @@
 
 The order matters. The instance lock comes first, so a double double-click never starts two
 pools; the URL is published only once the server answers; and shutdown runs in reverse: stop new
-work, cancel (or finish) the running images, stop the server, close the Studio (its workers), close
+work, finish (or stop at the next step) the running images, stop the server, close the Studio (its workers), close
 the window, release the lock. Queued images stay queued for the next start.
 
 The server comes from the UI: `serve(studio, host, port) -> (url, stop)`, imported lazily from
@@ -134,8 +134,8 @@ _active_jobs: RunningJobs | None = None
 def request_quit(finish_running: bool = False) -> bool:
     """Ask the running desktop studio in this process to quit (the UI's Quit calls this).
 
-    finish_running=True lets the images now on a GPU finish first; otherwise they are cancelled.
-    Queued images stay queued either way. False when no launcher runs in this process.
+    finish_running=True lets the images now on a GPU finish first; otherwise they stop at their next
+    step. Unfinished images stay queued either way, for the next start. False when no launcher runs in this process.
     """
     if _active is None:
         return False
@@ -166,6 +166,25 @@ def _settings_for(options: DesktopOptions, paths):
     return settings.with_changes(**changes) if changes else settings
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def local_studio_url(url: str) -> bool:
+    """Whether `url` (read from the instance file, which any local program could have written) is
+    a studio on this machine: http(s) to 127.0.0.1, localhost or [::1] with a port, nothing else."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7f for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and parts.hostname in LOCAL_HOSTS and port is not None
+            and 0 < port < 65536 and not parts.username and not parts.password)
+
+
 def _handover(options: DesktopOptions, runtime_dir, profile_dir) -> int | None:
     """A studio already runs: point at it and return 0; None if it vanished while we waited."""
     info = wait_for_running(runtime_dir)
@@ -173,6 +192,10 @@ def _handover(options: DesktopOptions, runtime_dir, profile_dir) -> int | None:
         return None
     if not info.url:
         _say(f"造相 Z-Image Studio is starting (pid {info.pid}); its window opens when it is ready.")
+        return 0
+    if not local_studio_url(info.url):
+        _say(f"造相 Z-Image Studio is already running (pid {info.pid}); its instance file names "
+             f"{info.url!r}, which is not a local studio address, so no window is opened.")
         return 0
     _say(f"造相 Z-Image Studio is already running: {info.url}")
     if options.window:
@@ -212,24 +235,14 @@ def _wait(quit_request: _QuitRequest) -> None:
         pass
 
 
-def _running_requests(studio: Any, jobs: RunningJobs) -> set[str]:
-    """Requests with an image on a worker now: from events, and from the pool's own table."""
-    found = jobs.requests()
-    try:
-        found |= {str(w["current_request"]) for w in studio.pool_status() if w.get("current_request")}
-    except Exception:
-        log.exception("pool status unavailable at shutdown")
-    return found
-
-
 def _shutdown(studio: Any, jobs: RunningJobs, finish_running: bool, stop_server: Callable[[], None] | None,
               windows: list[subprocess.Popen]) -> None:
-    """Stop taking work, cancel or finish what runs, then stop the server, the workers and the window."""
+    """Stop taking work, finish what runs (or stop it at its next step: `Studio.close` does that),
+    then stop the server, the workers and the window. Nothing is cancelled: every unfinished image
+    stays queued in the store for the next start, which offers to resume it."""
     steps: list[tuple[str, Callable[[], object]]] = [("pause the queue", studio.pause)]
     if finish_running:
         steps.append(("let running images finish", lambda: jobs.wait_empty(FINISH_TIMEOUT_S)))
-    else:
-        steps.append(("cancel running images", lambda: [studio.cancel(r) for r in _running_requests(studio, jobs)]))
     if stop_server is not None:
         steps.append(("stop the server", stop_server))
     steps.append(("stop the workers", studio.close))

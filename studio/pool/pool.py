@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from studio.core import events as ev
+from studio.core.atomic import remove_partials
 from studio.core.jobs import CANCELLED, DONE, FAILED, FINISHED_STATES, QUEUED, RUNNING, Job
 from studio.pool.spec import WorkerSpec
 from studio.pool.speed import SpeedModel
@@ -485,11 +486,11 @@ class WorkerPool:
             self._release(slot, js)
             js.busy_s = payload["busy_s"]
             slot.busy_s += js.busy_s
-            self._finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason="cancelled")
+            self._finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason=self._cancel_reason(job))
         elif status == "revoked":
             self._release(slot, js)
             if payload["reason"] == "cancel" or self._requests[job.request_id].cancelled or self._closing:
-                self._finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason="cancelled")
+                self._finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason=self._cancel_reason(job))
             else:  # given back on pause: first in line again
                 self._requeue_front(js)
         elif status == "failed":
@@ -498,6 +499,11 @@ class WorkerPool:
             slot.busy_s += js.busy_s
             self._on_failure(js, slot, payload)
         self._check_request(job.request_id)
+
+    def _cancel_reason(self, job: Job) -> str:
+        """"closing" when the pool stopped it only because it shuts down (the store keeps such a job
+        queued for the next start), "cancelled" when a person cancelled its request."""
+        return "closing" if self._closing and not self._requests[job.request_id].cancelled else "cancelled"
 
     def _on_failure(self, js: _Job, slot: _Slot, payload: dict[str, Any]) -> None:
         job = js.job
@@ -538,6 +544,8 @@ class WorkerPool:
         if slot.hung:
             how = slot.hung  # "no progress for N s": the pool killed it
         running = [j for j in slot.assigned if self._jobs[j].state == RUNNING]
+        for job_id in running:  # its half-written PNG: nobody else writes it until the job is handed out again
+            remove_partials(self._jobs[job_id].job.output_path)
         for job_id in reversed(slot.assigned):  # reversed: the front of the queue keeps their order
             js = self._jobs[job_id]
             common = {"job_id": job_id, "request_id": js.job.request_id, "worker": name, "index": js.job.index}

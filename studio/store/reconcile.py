@@ -19,32 +19,42 @@ from studio.store.files import read_png_meta
 from studio.store.store import META_RECONCILIATION, Store, norm_path
 
 STALE_PART_S = 3600.0  # a temp file this old belongs to no live writer
+# Kernel views, not folders of files: an output folder of "/" must not walk them (or hang on them).
+PSEUDO_FS = frozenset({"/proc", "/sys", "/dev", "/run"})
 MAX_LISTED = 20
 
 
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    """The folder's entries; an unreadable folder (or one that fails part-way, as /proc does) gives
+    what could be read, never an error: one bad folder must not stop the studio from starting."""
+    out: list[os.DirEntry[str]] = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                out.append(entry)
+    except OSError:
+        pass
+    return out
+
+
 def _walk(root: str, partials: list[str]) -> Iterator[str]:
-    """Every *.png under root (hidden names skipped; stale-looking temp files collected)."""
+    """Every *.png under root (hidden names skipped; temp files collected; unreadable entries skipped)."""
     stack = [root]
     while stack:
-        folder = stack.pop()
-        try:
-            it = os.scandir(folder)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                name = entry.name
-                if name.startswith("."):
-                    if name.startswith(PART_PREFIX):
-                        partials.append(entry.path)
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):
+        for entry in _entries(stack.pop()):
+            name = entry.name
+            if name.startswith("."):
+                if name.startswith(PART_PREFIX):
+                    partials.append(entry.path)
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.path not in PSEUDO_FS:
                         stack.append(entry.path)
-                    elif name.lower().endswith(".png") and entry.is_file():
-                        yield entry.path
-                except OSError:
-                    continue
+                elif name.lower().endswith(".png") and entry.is_file():
+                    yield entry.path
+            except OSError:
+                continue
 
 
 def _under(path: str, roots: list[str]) -> bool:
@@ -52,8 +62,12 @@ def _under(path: str, roots: list[str]) -> bool:
 
 
 def reconcile(store: Store, roots: Iterable[str | os.PathLike[str]], *,
-              remove_partials: bool = True) -> dict[str, Any]:
-    """Reconcile the store with the PNGs under `roots`; returns (and records) a report of counts."""
+              remove_partials: bool = True, partial_age_s: float = STALE_PART_S) -> dict[str, Any]:
+    """Reconcile the store with the PNGs under `roots`; returns (and records) a report of counts.
+
+    Temp files older than `partial_age_s` are removed: the caller passes 0 when no live studio could
+    be writing one (see `Studio`), the default keeps those of a writer that may still be at work.
+    """
     t0 = time.perf_counter()
     started = time.time()
     roots_n = [norm_path(r) for r in roots]
@@ -96,7 +110,7 @@ def reconcile(store: Store, roots: Iterable[str | os.PathLike[str]], *,
         now = time.time()
         for path in partials:
             try:
-                if now - os.path.getmtime(path) > STALE_PART_S:
+                if now - os.path.getmtime(path) >= partial_age_s:
                     os.unlink(path)
                     removed += 1
             except OSError:

@@ -78,6 +78,20 @@ MIGRATIONS: list[list[str]] = [
         END""",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
+    [  # v2: owned jobs. Each running studio is an owner; a job is taken over only when its owner is gone.
+        """CREATE TABLE owners (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            pid_started REAL,                     -- the process's start time: a reused pid is not the owner
+            started REAL NOT NULL,
+            heartbeat REAL NOT NULL,
+            model TEXT,
+            model_path TEXT
+        )""",
+        "ALTER TABLE jobs ADD COLUMN owner TEXT",  # NULL: nobody's (released on quit, or from v1)
+        "ALTER TABLE requests ADD COLUMN model_path TEXT",  # the model folder it was asked of
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

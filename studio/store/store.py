@@ -31,6 +31,8 @@ from studio.core.paths import get_paths
 from studio.core.request import GenerationRequest
 from studio.store import files
 from studio.store.errors import STORAGE_KIND, StoreError, database_error, storage_errno, storage_message
+from studio.store.healing import DamagedDatabase, Recovery, is_damage, is_empty_database, quarantine
+from studio.store.owners import OwnedJobs
 from studio.store.schema import migrate
 from studio.store.search import fts_query, prompt_condition
 
@@ -77,8 +79,14 @@ def request_state(counts: dict[str, int]) -> str:
     return js.DONE
 
 
-class Store:
-    """The studio's SQLite store (see the module docstring for threading and durability)."""
+class Store(OwnedJobs):
+    """The studio's SQLite store (see the module docstring for threading and durability).
+
+    Opening it heals it: a database that fails `PRAGMA quick_check` or is not a database at all is
+    moved aside (`<name>.damaged-<time>`, with its -wal and -shm) and a new one is started;
+    `recovery` then says what happened, and the caller rebuilds the history from the PNGs
+    (`reconcile`). A 0-byte file is reported the same way.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, trash_dir: Path | None = None) -> None:
         paths = get_paths()
@@ -87,17 +95,44 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._depth = 0
+        self.recovery: Recovery | None = None
+        empty = is_empty_database(self.path)
+        try:
+            self._conn = self._open()
+        except DamagedDatabase as exc:
+            self.recovery = Recovery("damaged", str(exc), exc.moved_to)
+            self._conn = self._open()
+        else:
+            if empty:
+                self.recovery = Recovery("empty", "the file was empty (0 bytes)", None)
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, check and migrate; DamagedDatabase when the file is not a sound SQLite database."""
+        conn = None
         try:
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=10000")
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise DamagedDatabase("; ".join(problems))
             migrate(conn)
-        except sqlite3.Error as exc:
-            raise database_error(exc, f"open the history database {self.path}") from exc
-        self._conn = conn
+            return conn
+        except BaseException as exc:
+            damaged = isinstance(exc, DamagedDatabase) or (isinstance(exc, sqlite3.DatabaseError) and is_damage(exc))
+            # Moved aside before the connection closes: closing would checkpoint the log into the
+            # damaged file and delete it, and the log may hold the newest history.
+            moved = quarantine(self.path) if damaged else None
+            if conn is not None:
+                conn.close()
+            if damaged:
+                raise DamagedDatabase(str(exc), moved) from exc
+            if isinstance(exc, sqlite3.Error):
+                raise database_error(exc, f"open the history database {self.path}") from exc
+            raise
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -153,8 +188,10 @@ class Store:
     # -- recording ------------------------------------------------------------------------------
 
     def record_request(self, request: GenerationRequest, jobs: Sequence[Job], *, origin: str = "ui",
-                       model: str | None = None, created: float | None = None) -> str:
-        """Save a validated request and all its jobs in one transaction; returns the request id.
+                       model: str | None = None, created: float | None = None, owner: str | None = None,
+                       model_path: str | None = None) -> str:
+        """Save a validated request and all its jobs (owned by `owner`, a `register_owner` id) in one
+        transaction; returns the request id.
 
         Callers acknowledge the request only after this returns: from then on, a crash cannot lose it.
         """
@@ -167,22 +204,23 @@ class Store:
             raise ValueError("all jobs of a request must carry its request_id")
         created = time.time() if created is None else created
         with self.transaction("save the request") as c:
-            self._insert_request(c, request_id, request, origin, model, created, js.QUEUED)
+            self._insert_request(c, request_id, request, origin, model, created, js.QUEUED, model_path)
             c.executemany(
-                "INSERT INTO jobs (id, request_id, idx, seed, state, output_path, spec, queued)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO jobs (id, request_id, idx, seed, state, output_path, spec, queued, owner)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
                 [(j.job_id, request_id, j.index, j.seed, js.QUEUED, norm_path(j.output_path),
-                  json.dumps(j.to_dict(), ensure_ascii=False), created) for j in jobs])
+                  json.dumps(j.to_dict(), ensure_ascii=False), created, owner) for j in jobs])
         return request_id
 
     @staticmethod
     def _insert_request(c: sqlite3.Connection, request_id: str, p: GenerationRequest, origin: str,
-                        model: str | None, created: float, state: str) -> None:
+                        model: str | None, created: float, state: str, model_path: str | None = None) -> None:
         c.execute(
-            "INSERT INTO requests (id, created, origin, state, prompt, negative_prompt, width, height,"
-            " steps, guidance, seed, seed_mode, count, model, params) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO requests (id, created, origin, state, prompt, negative_prompt, width, height, steps,"
+            " guidance, seed, seed_mode, count, model, params, model_path) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (request_id, created, origin, state, p.prompt, p.negative_prompt, p.width, p.height, p.steps,
-             p.guidance, p.seed, p.seed_mode, p.count, model, json.dumps(p.to_dict(), ensure_ascii=False)))
+             p.guidance, p.seed, p.seed_mode, p.count, model, json.dumps(p.to_dict(), ensure_ascii=False),
+             model_path))
 
     def _job(self, c: sqlite3.Connection, job_id: str) -> sqlite3.Row | None:
         return c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -288,32 +326,36 @@ class Store:
         return dict(rows[0]) if rows else None
 
     def unfinished_jobs(self, check_files: bool = True) -> list[Job]:
-        """Jobs left queued or running (by a crash, a kill, a full disk), oldest request first.
-
-        Each comes back queued. A job whose PNG is already on disk finished just before the crash:
-        it is marked done and indexed instead, so no image is ever made twice.
-        """
+        """Every job left queued or running, whoever owns it, oldest request first (studios resume
+        only orphans, through `claim_orphans`). Each comes back queued; a job whose PNG is already on
+        disk finished just before a crash: it is marked done and indexed instead, never made twice."""
         out: list[Job] = []
         with self.transaction("resume the queue") as c:
             rows = c.execute(
                 "SELECT j.id, j.spec, j.state, j.output_path FROM jobs j JOIN requests r ON r.id = j.request_id"
                 " WHERE j.state IN (?, ?) ORDER BY r.created, r.rid, j.idx", UNFINISHED).fetchall()
             for row in rows:
-                if check_files and os.path.isfile(row["output_path"]):
-                    worker, timings, record = None, None, None
-                    try:
-                        _, _, chunks = files.read_png_meta(row["output_path"])
-                        _, record = request_from_chunks(chunks)
-                        worker, timings = record.get("worker"), record.get("timings")
-                    except (OSError, ValueError, SyntaxError):
-                        pass
-                    self.mark_done(row["id"], row["output_path"], worker=worker, timings=timings,
-                                   finished=os.path.getmtime(row["output_path"]))
+                if check_files and self._finish_from_disk(row["id"], row["output_path"]):
                     continue
                 if row["state"] == js.RUNNING:
                     self.requeue(row["id"])
                 out.append(Job(**json.loads(row["spec"])))
         return out
+
+    def _finish_from_disk(self, job_id: str, output_path: str) -> bool:
+        """Mark the job done if its PNG is on disk (written just before its process died)."""
+        if not os.path.isfile(output_path):
+            return False
+        worker, timings = None, None
+        try:
+            _, _, chunks = files.read_png_meta(output_path)
+            _, record = request_from_chunks(chunks)
+            worker, timings = record.get("worker"), record.get("timings")
+        except (OSError, ValueError, SyntaxError):
+            pass
+        self.mark_done(job_id, output_path, worker=worker, timings=timings,
+                       finished=os.path.getmtime(output_path))
+        return True
 
     # -- queries --------------------------------------------------------------------------------
 

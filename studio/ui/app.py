@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.ui import gallery, generate, history, monitor, settings
+from studio.ui import gallery, generate, history, leftover, monitor, settings
 from studio.ui.context import Context, guard
 from studio.ui.i18n import resolve_language, t
 
@@ -37,6 +37,7 @@ def build_app(studio: Any, lang: str | None = None) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             ctx.tabs = tabs
             with gr.Tab(t("tab.generate", lang), id="generate", elem_id="tab-generate") as tab_gen:
+                left_refresh, left_outputs = leftover.build(ctx)
                 gen = generate.build(ctx)
             with gr.Tab(t("tab.history", lang), id="history", elem_id="tab-history") as tab_hist:
                 hist_load, hist_inputs, hist_outputs = history.build(ctx, gen)
@@ -73,5 +74,6 @@ def build_app(studio: Any, lang: str | None = None) -> gr.Blocks:
             return [line, *ctx.relabel(ctx.lang)]
 
         demo.load(on_load, outputs=[*header_outputs, *components], show_progress="hidden")
+        demo.load(left_refresh, outputs=left_outputs, show_progress="hidden")
     demo.zx_context = ctx  # for tests and the server: the language and last request live here
     return demo

@@ -72,6 +72,16 @@ STRINGS: dict[str, dict[str, str]] = {
     "gen.restored": {"zh": "已恢复参数。", "en": "Parameters restored."},
     "gen.no_last_seed": {"zh": "还没有生成过图像。", "en": "No image generated yet."},
     "gen.paused": {"zh": "队列已暂停，任务会在恢复后运行。", "en": "The queue is paused; jobs run when it resumes."},
+    # images left queued by a studio that stopped (studio/ui/leftover.py), and one-time notices
+    "left.banner": {"zh": "上次还有 {n} 张图像没有完成（{requests} 个请求），已保留在队列中。",
+                    "en": "{n} images from last time ({requests} requests) were not finished; they are kept queued."},
+    "left.other_model": {"zh": "另有 {n} 张图像需要模型 {model}（不是当前模型），会继续保留在队列中。",
+                         "en": "{n} more images need the model {model}, not the one in use; they stay queued."},
+    "left.resume": {"zh": "继续生成", "en": "Resume"},
+    "left.discard": {"zh": "放弃", "en": "Discard"},
+    "left.resumed": {"zh": "已重新排队 {n} 张图像。", "en": "{n} images queued again."},
+    "left.discarded": {"zh": "已放弃 {n} 张图像。", "en": "Discarded {n} images."},
+    "notice.prefix": {"zh": "提示：", "en": "Note: "},
     # validation (field -> Chinese explanation; the English message comes from core)
     "err.prompt": {"zh": "请填写提示词（中文或英文），最多 2000 字。", "en": ""},
     "err.negative_prompt": {"zh": "反向提示词最多 2000 字。", "en": ""},

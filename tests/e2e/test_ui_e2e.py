@@ -294,3 +294,59 @@ def test_not_reachable_beyond_loopback_by_default(app):
 
     with pytest.raises(ServeError, match="username and password"):
         serve(app.studio, "0.0.0.0", port + 1)
+
+
+def _left_by_a_dead_studio(studio, prompt: str, count: int, seed: int) -> str:
+    """A request whose studio died (a dead pid owns its jobs), as a crash leaves it; its request id."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from studio.app import make_jobs
+    from studio.core.request import GenerationRequest, validate
+
+    req = validate(GenerationRequest(prompt=prompt, width=256, height=256, steps=2, count=count, seed=seed,
+                                     seed_mode="increment"))
+    jobs = make_jobs(req, f"left-{seed}", studio.output_dir)
+    owner = studio.store.register_owner()
+    studio.store.record_request(req, jobs, origin="ui", model=studio.model.name, model_path=str(studio.model.path),
+                                owner=owner)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with sqlite3.connect(studio.paths.database) as conn:
+        conn.execute("UPDATE owners SET pid = ? WHERE id = ?", (gone.pid, owner))
+    return jobs[0].request_id
+
+
+def test_images_from_last_time_banner_resume_and_discard(browser, app, shots):
+    """The next start asks about a stopped studio's images: Resume makes each once, Discard cancels."""
+    studio = app.studio
+    rid = _left_by_a_dead_studio(studio, "上次留下的 left from last time", 2, 900)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+    try:
+        page = context.new_page()
+        page.goto(app.url)
+        page.locator("#leftover").wait_for(state="visible", timeout=30_000)
+        assert "上次还有 2 张图像没有完成（1 个请求）" in page.locator("#leftover-text").inner_text()
+        page.screenshot(path=str(shots / "ui-leftover-zh.png"), full_page=True)
+        page.click("#leftover-resume")
+        page.locator("#leftover-done", has_text="已重新排队 2 张图像").wait_for()
+        assert not page.locator("#leftover").is_visible()
+        assert [r["status"] for r in studio.wait(rid, timeout=180)] == ["done", "done"]
+        [row] = [r for r in studio.history() if r["request_id"] == rid]
+        assert sorted(im["seed"] for im in row["images"]) == [900, 901]
+
+        gone = _left_by_a_dead_studio(studio, "不要了 discard me", 3, 950)
+        page.reload()
+        page.locator("#leftover").wait_for(state="visible", timeout=30_000)
+        assert "上次还有 3 张图像" in page.locator("#leftover-text").inner_text()
+        page.click("#leftover-discard")
+        page.locator("#leftover-done", has_text="已放弃 3 张图像").wait_for()
+        [row] = [r for r in studio.history() if r["request_id"] == gone]
+        assert row["state"] == "cancelled" and row["images"] == []
+        page.reload()
+        page.wait_for_selector("#prompt textarea")
+        time.sleep(1)
+        assert not page.locator("#leftover").is_visible()
+    finally:
+        context.close()
