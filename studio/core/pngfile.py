@@ -13,8 +13,11 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from studio.core import png_encode
 from studio.core.atomic import atomic_path
 from studio.core.metadata import text_chunks
+
+COMPRESS_LEVEL = 4
 
 
 def write_png(image: Image.Image, path: str | os.PathLike[str], record: dict[str, Any],
@@ -24,11 +27,15 @@ def write_png(image: Image.Image, path: str | os.PathLike[str], record: dict[str
     `before_commit(temp_path)` runs between writing the temp file and its fsync + rename (the pool's
     kill-while-writing test stalls there)."""
     target = Path(path)
-    info = PngImagePlugin.PngInfo()
-    for key, value in text_chunks(record).items():
-        info.add_itxt(key, value)  # iTXt: UTF-8, so Chinese prompts survive
+    texts = text_chunks(record)  # written as iTXt: UTF-8, so Chinese prompts survive
     with atomic_path(target) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info, compress_level=4)
+        if png_encode.supported(image):  # deflated on several cores (studio/core/png_encode.py)
+            tmp.write_bytes(png_encode.encode(image, texts, level=COMPRESS_LEVEL))
+        else:
+            info = PngImagePlugin.PngInfo()
+            for key, value in texts.items():
+                info.add_itxt(key, value)
+            image.save(tmp, format="PNG", pnginfo=info, compress_level=COMPRESS_LEVEL)
         if before_commit is not None:
             before_commit(tmp)
     return target

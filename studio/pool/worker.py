@@ -243,7 +243,7 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
             continue
         wanted = job.get("memory_profile")
         if wanted and wanted != profile:
-            engine, profile = _switch_profile(cfg, engine, profile, wanted, send)
+            engine, profile = _switch_profile(cfg, engine, wanted, send)
         send("started", {"job_id": job_id, "time": time.time()})
         t0 = time.perf_counter()
         try:
@@ -341,8 +341,7 @@ def _warm_image_args(engine: Any) -> dict[str, Any]:
     return {**WARMUP, "width": width, "height": height}
 
 
-def _switch_profile(cfg: dict[str, Any], engine: Any, current: str | None, wanted: str,
-                    send: Any) -> tuple[Any, str | None]:
+def _switch_profile(cfg: dict[str, Any], engine: Any, wanted: str, send: Any) -> tuple[Any, str | None]:
     """Reload under a lower memory profile (after an OOM)."""
     del engine
     _free_cuda()
