@@ -109,6 +109,8 @@ def test_worker_killed_while_writing_a_png_redoes_it_once(tmp_path: Path, demo_m
         os.kill(victim["pid"], signal.SIGKILL)
         results = studio.wait(rid, timeout=300)
         assert [r["status"] for r in results] == ["done"] * 3, results
+        # subscribers hear an event after the store has it: wait for the request's end to reach them too
+        rec.wait_for(lambda e: e["type"] == ev.REQUEST_DONE and e["request_id"] == rid, 60)
         died = rec.of(ev.WORKER_DIED, worker=victim["name"])
         assert len(died) == 1 and {stuck["job_id"], second["job_id"]} <= set(died[0]["job_ids"]), died
         assert {e["job_id"] for e in rec.of(ev.JOB_REQUEUED, request_id=rid, reason="worker_died")} \
