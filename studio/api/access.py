@@ -3,7 +3,9 @@
 It sits behind the window guard, which already refused foreign Hosts (DNS rebinding) and foreign
 Origins; what is left here is what the APIs need on top:
 - bound to loopback, no key is needed unless the API settings ask for one; bound beyond it, every
-  call needs `Authorization: Bearer <key>`; a wrong or revoked key is refused either way;
+  call needs `Authorization: Bearer <key>`; a wrong or revoked studio key (`zx-...`) is refused
+  either way, while any other word is ignored where no key is needed (the `openai` package
+  insists on sending one);
 - a POST must say `Content-Type: application/json`, which a web page can only send after a CORS
   preflight that the guard's same-origin rule fails (so no form-post CSRF, even keyless);
 - each key gets `rate_per_min` calls a minute.
@@ -15,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from studio.api.errors import ApiError
-from studio.api.keys import KeyStore, RateLimiter
+from studio.api.keys import KEY_PREFIX, KeyStore, RateLimiter
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
@@ -48,6 +50,8 @@ class ApiAccess:
                 raise ApiError(415, f"Send the body as JSON (Content-Type: application/json), not {ctype or 'nothing'!r}.",
                                code="unsupported_media_type")
         plain = bearer(headers)
+        if plain is not None and not plain.startswith(KEY_PREFIX) and not self.key_required():
+            plain = None  # clients that insist on some key (the openai package) may send any word here
         if plain is None:
             if self.key_required():
                 raise ApiError(401, "This studio needs an API key: send 'Authorization: Bearer <key>' "
