@@ -39,8 +39,11 @@ def _image(path: str) -> ImageContent:
 
 
 def build_server(service: ApiService,
-                 lifespan: Callable[[MCPServer], AbstractAsyncContextManager[Any]] | None = None) -> MCPServer:
-    """One MCP server over `service`'s studio (one per launch: its HTTP session manager runs once)."""
+                 lifespan: Callable[[MCPServer], AbstractAsyncContextManager[Any]] | None = None,
+                 ready_wait_s: float = 0.0) -> MCPServer:
+    """One MCP server over `service`'s studio (one per launch: its HTTP session manager runs once).
+
+    `ready_wait_s`: how long `generate` waits for a loading worker (stdio: the workers start with it)."""
     mcp: MCPServer = MCPServer("zaoxiang", title="造相 Z-Image Studio", instructions=INSTRUCTIONS,
                                lifespan=lifespan, log_level="WARNING")
     studio = service.studio
@@ -59,7 +62,7 @@ def build_server(service: ApiService,
         body = {"prompt": prompt, "n": n, "size": size, "seed": seed, "negative_prompt": negative_prompt,
                 "steps": steps, "guidance": guidance}
         try:
-            images = await service.generate(build_request(body, studio.default_size))
+            images = await service.generate(build_request(body, studio.default_size), ready_wait_s=ready_wait_s)
         except ApiError as exc:
             raise ToolError(exc.message) from None
         listing = {"images": [{"path": im.path, "seed": im.seed, "index": im.index} for im in images]}

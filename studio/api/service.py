@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -132,10 +133,16 @@ class ApiService:
 
     # ------------------------------------------------------------------ one call
 
-    async def generate(self, request: GenerationRequest,
-                       gone: Callable[[], Awaitable[bool]] | None = None) -> list[ImageOut]:
+    async def generate(self, request: GenerationRequest, gone: Callable[[], Awaitable[bool]] | None = None,
+                       ready_wait_s: float = 0.0) -> list[ImageOut]:
         """Submit with origin `api` and wait on the studio's events; cancelled in the studio (or the
-        caller gone, per `gone`) ends it. Returns the finished images by index."""
+        caller gone, per `gone`) ends it. Returns the finished images by index.
+
+        `ready_wait_s`: how long to wait for a loading worker before answering 503 (stdio MCP waits:
+        its own start-up just spawned the workers; HTTP answers at once and clients retry)."""
+        deadline = time.monotonic() + ready_wait_s
+        while self.ready_workers() == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
         self.admit(request.count)
         loop = asyncio.get_running_loop()
         finished = asyncio.Event()

@@ -11,6 +11,7 @@ import sys
 from studio.commands import EXIT_OK
 
 NAME = "mcp"
+STARTUP_WAIT_S = 300.0  # a first `generate` waits this long for the workers this command started
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +43,8 @@ def run(a: argparse.Namespace) -> int:
         finally:
             await anyio.to_thread.run_sync(studio.close)
 
-    server = build_server(ApiService(studio, KeyStore(studio.paths.config_dir)), lifespan=lifespan)
+    server = build_server(ApiService(studio, KeyStore(studio.paths.config_dir)), lifespan=lifespan,
+                          ready_wait_s=STARTUP_WAIT_S)
     try:
         anyio.run(server.run_stdio_async)
     finally:

@@ -217,3 +217,27 @@ def test_beyond_loopback_every_api_call_needs_a_live_key(lan, ready, keys):
     assert httpx.post(f"{lan}/v1/images/generations", json=body, headers=auth).status_code == 401
     assert httpx.post(f"{lan}/gradio_api/call/generate", json={"data": ["x"]}, headers=auth).status_code == 401
     assert len(landed(ready, "lan blue circle")) == 1
+
+
+def test_zaoxiang_mcp_over_stdio_generates(ready):
+    """`zaoxiang mcp` as an agent starts it: its own workers, the same history, nothing but protocol on stdout."""
+    from mcp import Client, StdioServerParameters
+
+    env = cli_env(ready.home)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "studio", "mcp", "--workers", "cpu:1"],
+                                   env=env, cwd=os.getcwd())
+
+    async def session():
+        async with Client(params, read_timeout_seconds=300) as client:
+            tools = await client.list_tools()
+            made = await client.call_tool("generate", {"prompt": "stdio purple ring", "size": "256x256",
+                                                       "seed": 5, "steps": 2})
+            return tools, made
+
+    tools, made = anyio.run(session)
+    assert {t.name for t in tools.tools} == TOOLS
+    assert not made.is_error, made.content
+    (image,) = json.loads(made.content[0].text)["images"]
+    assert image["seed"] == 5 and os.path.isfile(image["path"])
+    (row,) = landed(ready, "stdio purple ring")
+    assert (row["origin"], row["state"]) == ("api", "done")
