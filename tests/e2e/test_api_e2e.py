@@ -178,6 +178,34 @@ def test_pause_holds_api_calls_cancel_ends_them_and_a_full_queue_says_429(ready,
     assert [r["state"] for r in landed(ready, "drawn after resume")] == ["done"]
 
 
+def test_settings_creates_a_key_shown_once_and_revokes_it(ready, page, keys):
+    """Settings → API in the real window (Chinese): the new key is shown once and works; revoked, it stops."""
+    from tests.e2e.test_ui_e2e import box, open_tab
+
+    open_tab(page, "设置")
+    page.locator("#settings-api").get_by_text("API（脚本与智能体）").first.click()
+    box(page, "api-key-name").fill("界面密钥")
+    page.locator("#api-key-create").click()
+    shown = page.locator("#api-key-shown code")
+    shown.wait_for()
+    plain = shown.inner_text().strip()
+    (record,) = [k for k in keys.list() if k.name == "界面密钥"]
+    assert plain.startswith(f"zx-{record.id}-") and keys.verify(plain) == record
+    page.locator("#api-keys").get_by_text(record.id).wait_for()
+    assert plain not in page.locator("#api-keys").inner_text()
+
+    keys.set_options(require_key_on_loopback=True)
+    try:
+        assert httpx.get(f"{ready.base}/v1/models").status_code == 401
+        assert httpx.get(f"{ready.base}/v1/models", headers={"Authorization": f"Bearer {plain}"}).status_code == 200
+        box(page, "api-key-id").fill(record.id)
+        page.locator("#api-key-revoke").click()
+        page.locator("#api-key-shown").get_by_text(f"密钥 {record.id} 已吊销").wait_for()
+        assert httpx.get(f"{ready.base}/v1/models", headers={"Authorization": f"Bearer {plain}"}).status_code == 401
+    finally:
+        keys.set_options(require_key_on_loopback=False)
+
+
 @pytest.fixture(scope="module")
 def lan(ready):
     """The same studio served again, bound to every interface (so a login and keys are required)."""
