@@ -77,7 +77,7 @@ class KeyStore:
         self.path = Path(config_dir) / FILE_NAME
         self._lock = threading.Lock()
         self._config = ApiConfig()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -86,7 +86,7 @@ class KeyStore:
         with self._lock:
             try:
                 st = self.path.stat()
-                stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+                stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
             except FileNotFoundError:
                 stamp = None
             if stamp != self._stamp:

@@ -43,6 +43,25 @@ def keys(app) -> KeyStore:
     return KeyStore(app.studio.paths.config_dir)
 
 
+def run_async(fn):
+    """`anyio.run(fn)` on a thread of its own: sync Playwright (the `page` fixture) keeps an event
+    loop running on the main thread once a test of this module has used it."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["value"] = anyio.run(fn)
+        except BaseException as exc:  # re-raised in the test's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def landed(app, prompt: str) -> list[dict]:
     """History requests with exactly this prompt."""
     return [r for r in app.studio.history(limit=500) if r["prompt"] == prompt]
@@ -106,7 +125,7 @@ def test_mcp_client_lists_the_tools_and_generates(ready):
             history = await client.call_tool("list_history", {"limit": 3})
             return tools, made, status, history
 
-    tools, made, status, history = anyio.run(session)
+    tools, made, status, history = run_async(session)
     assert {t.name for t in tools.tools} == TOOLS
     assert not made.is_error, made.content
     listing = json.loads(made.content[0].text)
@@ -262,7 +281,7 @@ def test_zaoxiang_mcp_over_stdio_generates(ready):
                                                        "seed": 5, "steps": 2})
             return tools, made
 
-    tools, made = anyio.run(session)
+    tools, made = run_async(session)
     assert {t.name for t in tools.tools} == TOOLS
     assert not made.is_error, made.content
     (image,) = json.loads(made.content[0].text)["images"]
