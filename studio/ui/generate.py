@@ -272,12 +272,13 @@ def build(ctx: Context) -> GenerateTab:
         return values
 
     results.select(restore_result, inputs=[result_paths], outputs=tab.fill_outputs, show_progress="hidden")
+
     def generate_api(prompt: str, negative_prompt: str = "", width: int = start_w, height: int = start_h,
                      steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, count: int = 1,
                      seed: int = -1) -> dict:
         """For gradio_client (`api_name="/generate"`): draw, wait, return each image's path and seed."""
-        request = GenerationRequest(prompt, negative_prompt, width, height, steps, guidance,
-                                    None if seed is None or int(seed) < 0 else seed, "increment", count)
+        request = GenerationRequest(prompt, negative_prompt, width, height, steps, guidance, seed, "increment",
+                                    count)  # seed -1: random
         try:
             rid = ctx.studio.submit(request, origin="api", interactive=False)
         except ValidationError as exc:
