@@ -251,8 +251,13 @@ def test_beyond_loopback_every_api_call_needs_a_live_key(lan, ready, keys):
     auth = {"Authorization": f"Bearer {key}"}
     assert httpx.get(f"{lan}/v1/models", headers=auth).status_code == 200
     assert httpx.post(f"{lan}/mcp", json=mcp_list, headers={**auth, **mcp_headers}).status_code == 200
-    made = httpx.post(f"{lan}/v1/images/generations", json=body, headers=auth, timeout=120)
+    made = httpx.post(f"{lan}/v1/images/generations", json={**body, "response_format": "url"}, headers=auth,
+                      timeout=120)
     assert made.status_code == 200 and len(made.json()["data"]) == 1
+    image_url = made.json()["data"][0]["url"]
+    assert image_url.startswith(f"{lan}/v1/images/files/")
+    assert httpx.get(image_url).status_code == 401  # the image too is for the key holder only
+    assert httpx.get(image_url, headers=auth).content.startswith(b"\x89PNG")
 
     revoked = subprocess.run([sys.executable, "-m", "studio", "keys", "revoke", record.id], env=cli_env(ready.home),
                              capture_output=True, text=True, timeout=120)
@@ -263,6 +268,7 @@ def test_beyond_loopback_every_api_call_needs_a_live_key(lan, ready, keys):
     assert httpx.get(f"{lan}/v1/models", headers=auth).status_code == 401
     assert httpx.post(f"{lan}/v1/images/generations", json=body, headers=auth).status_code == 401
     assert httpx.post(f"{lan}/gradio_api/call/generate", json={"data": ["x"]}, headers=auth).status_code == 401
+    assert httpx.get(image_url, headers=auth).status_code == 401
     assert len(landed(ready, "lan blue circle")) == 1
 
 
