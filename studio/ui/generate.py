@@ -272,6 +272,22 @@ def build(ctx: Context) -> GenerateTab:
         return values
 
     results.select(restore_result, inputs=[result_paths], outputs=tab.fill_outputs, show_progress="hidden")
+
+    def generate_api(prompt: str, negative_prompt: str = "", width: int = start_w, height: int = start_h,
+                     steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, count: int = 1,
+                     seed: int = -1) -> dict:
+        """For gradio_client (`api_name="/generate"`): draw, wait, return each image's path and seed."""
+        request = GenerationRequest(prompt, negative_prompt, width, height, steps, guidance, seed, "increment",
+                                    count)  # seed -1: random
+        try:
+            rid = ctx.studio.submit(request, origin="api", interactive=False)
+        except ValidationError as exc:
+            raise gr.Error(f"{exc.field}: {exc.message}") from None
+        results = ctx.studio.wait(rid)
+        return {"request_id": rid, "images": [{"path": r["path"], "seed": r["seed"], "status": r["status"]}
+                                              for r in results]}
+
+    gr.api(generate_api, api_name="generate", concurrency_limit=None)  # named endpoint (issue 21)
     ctx.localize(size, lambda lang_: {"choices": _size_choices(lang_)})
     ctx.localize(seed_mode, lambda lang_: {"choices": _seed_choices(lang_)})
     ctx.localize(prompt, lambda lang_: {"placeholder": t("gen.prompt.placeholder", lang_)})

@@ -11,7 +11,8 @@ A pure ASGI middleware in front of Gradio's routes (the Jupyter design):
   failed logins from one address wait longer and longer;
 - `/file=` serves only files the studio owns (see `ServedFiles` in server.py).
 `api_key_check` is the seam for API keys (issue 21): a `Authorization: Bearer <key>` it accepts
-counts like the cookie.
+counts like the cookie. Paths `api_path` names (/v1, /mcp) pass the Host and Origin checks here and
+then go to the APIs' own gate (studio/api/access.py), which asks for keys instead of the cookie.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class GuardPolicy:
     login: bool = False  # Gradio's username/password login is on
     file_allowed: Callable[[str], bool] = lambda _path: False
     api_key_check: Callable[[str], bool] | None = None  # issue 21: API keys plug in here
+    api_path: Callable[[str], bool] = lambda _path: False  # paths whose own gate checks keys
     lang: str = "en"
     cookie_name: str = "zx_session"
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
@@ -153,6 +155,8 @@ class WindowGuard:
         if origin is not None and not self._same_origin(origin, host_header):
             log.warning("refused a %s %s from origin %r", method, path, origin)
             return _refuse(403, "Cross-origin request refused.")
+        if p.api_path(path):
+            return None
         if scope["type"] == "http" and method in ("GET", "HEAD"):
             swapped = self._token_exchange(scope)
             if swapped is not None:

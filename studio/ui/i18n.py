@@ -205,6 +205,23 @@ STRINGS: dict[str, dict[str, str]] = {
     "set.field.auth_password": {"zh": "密码", "en": "Password"},
     "set.field.fast_path": {"zh": "快速路径", "en": "Fast path"},
     "set.reload_lang": {"zh": "语言已切换。", "en": "Language switched."},
+    # settings -> API (studio/ui/api_keys.py)
+    "api.title": {"zh": "API（脚本与智能体）", "en": "API (scripts and agents)"},
+    "api.require": {"zh": "本机调用也需要密钥", "en": "Require a key on this computer too"},
+    "api.none": {"zh": "还没有 API 密钥。", "en": "No API keys yet."},
+    "api.active": {"zh": "有效", "en": "active"},
+    "api.revoked_state": {"zh": "已吊销", "en": "revoked"},
+    "api.col.id": {"zh": "编号", "en": "ID"},
+    "api.col.name": {"zh": "名称", "en": "Name"},
+    "api.col.created": {"zh": "创建时间", "en": "Created"},
+    "api.name": {"zh": "新密钥的名称（例如 open-webui）", "en": "Name of a new key (e.g. open-webui)"},
+    "api.create": {"zh": "创建密钥", "en": "Create key"},
+    "api.revoke_id": {"zh": "要吊销的密钥编号", "en": "ID of the key to revoke"},
+    "api.revoke": {"zh": "吊销", "en": "Revoke"},
+    "api.created": {"zh": "密钥 {id} 已创建。请现在复制，它只显示这一次：\n\n`{plain}`",
+                    "en": "Key {id} created. Copy it now, it is shown only this once:\n\n`{plain}`"},
+    "api.revoked": {"zh": "密钥 {id} 已吊销。", "en": "Key {id} revoked."},
+    "api.unknown": {"zh": "没有有效的密钥 {id}", "en": "No active key {id}"},
 }
 
 STRINGS.update(SETTINGS_TEXTS)

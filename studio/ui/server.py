@@ -148,6 +148,7 @@ def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple
     from gradio.utils import get_upload_folder
     from starlette.middleware import Middleware
 
+    from studio.api.mount import build_api, is_api_path
     from studio.ui.app import build_app
 
     host = host or "127.0.0.1"
@@ -157,19 +158,22 @@ def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple
     demo = build_app(studio, lang=lang)
     demo.queue(default_concurrency_limit=8)
     token = new_token()
+    api = build_api(studio, host)  # /v1 (OpenAI images) and /mcp, on this same port (issue 21)
     policy = GuardPolicy(
         token=token, allowed_hosts=allowed_hosts(host), login=credentials is not None,
         file_allowed=ServedFiles(studio, [ASSETS_DIR, Path(get_upload_folder())]),
         lang=demo.zx_context.lang, cookie_name=f"zx_session_{port}",
+        api_key_check=api.access.key_ok, api_path=is_api_path,
     )
-    demo.zx_guard = policy  # the API-key check (issue 21) is set on this policy
+    demo.zx_guard, demo.zx_api = policy, api
     icon = ASSETS_DIR / "icon-64.png"
     css = ASSETS_DIR / "studio.css"
     demo.launch(
         server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
         auth=login_checker(credentials) if credentials else None, show_error=False, quiet=quiet,
         allowed_paths=served_folders(studio), blocked_paths=[str(studio.paths.config_dir)],
-        app_kwargs={"middleware": [Middleware(WindowGuard, policy=policy)]},
+        app_kwargs={"middleware": [Middleware(WindowGuard, policy=policy)], "routes": api.routes,
+                    "lifespan": api.lifespan},
         favicon_path=str(icon) if icon.is_file() else None, ssr_mode=False, pwa=False, mcp_server=False,
         enable_monitoring=False, footer_links=[], max_file_size="50mb", css_paths=[css] if css.is_file() else None,
         theme=_theme(), run_history=False,

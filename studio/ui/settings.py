@@ -14,6 +14,7 @@ import gradio as gr
 from studio.core.passwords import hash_password
 from studio.core.settings import LANGUAGES, MEMORY_PROFILES, Settings, check_settings_values, load_settings
 from studio.core.settings_check import SettingsError, SettingsProblem, is_loopback
+from studio.ui import api_keys
 from studio.ui.context import Context, guard
 from studio.ui.i18n import resolve_language, t
 
@@ -141,6 +142,7 @@ def build(ctx: Context):
             restart = ctx.label(gr.Button(t("set.restart", lang), visible=False, elem_id="settings-restart"),
                                 "set.restart", "value")
         status = gr.Markdown(elem_id="settings-status")
+        api_keys.build(ctx)  # Settings → API (issue 21)
     inputs = [model, memory, workers, output, language, host, port, user, password]
 
     detected.change(g(lambda v: v if v is not None else gr.update()), inputs=[detected], outputs=[model],

@@ -1,0 +1,78 @@
+"""OpenAI's images API on the window's server: `POST /v1/images/generations`, `GET /v1/models`.
+
+What chat front-ends (Open WebUI, LibreChat, Dify) and the `openai` package send, answered the way
+they expect: `{"created", "data": [{"b64_json" | "url", "revised_prompt"}]}` (each item also carries
+its `seed`), errors in OpenAI's shape. `url` items point at `/v1/images/files/<job id>.png`, served
+behind the same key as the call. `POST /v1/images/edits` waits for image inputs (issue 20).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from studio.api.errors import ApiError
+from studio.api.service import ApiService, build_request
+
+RESPONSE_FORMATS = ("b64_json", "url")
+STARTED = int(time.time())
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def routes(service: ApiService) -> list[Route]:
+    """The routes, relative to `/v1` where `studio.api.mount` mounts them."""
+
+    async def models(_request: Request) -> Response:
+        data = [{"id": name, "object": "model", "created": STARTED, "owned_by": "zaoxiang"}
+                for name in service.model_ids()]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def generations(request: Request) -> Response:
+        try:
+            body = await _body(request)
+            service.check_model(body.get("model"))
+            fmt = body.get("response_format") or "b64_json"
+            if fmt not in RESPONSE_FORMATS:
+                raise ApiError(400, f"response_format={fmt!r}: give one of {', '.join(RESPONSE_FORMATS)}.",
+                               param="response_format")
+            spec = build_request(body, service.studio.default_size)
+            images = await service.generate(spec, gone=request.is_disconnected)
+            base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}/v1/images/files/"
+            data = [{"b64_json": im.b64()} if fmt == "b64_json" else {"url": f"{base}{im.job_id}.png"}
+                    for im in images]
+            for item, im in zip(data, images):
+                item.update(revised_prompt=None, seed=im.seed)
+            return JSONResponse({"created": int(time.time()), "data": data})
+        except ApiError as exc:
+            return exc.response()
+
+    async def edits(_request: Request) -> Response:
+        return ApiError(501, "Image edits need image inputs, which this studio does not take yet; "
+                             "use /v1/images/generations.", code="not_supported_yet").response()
+
+    async def image_file(request: Request) -> Response:
+        path = service.image_path(request.path_params["job_id"])
+        if path is None:
+            return ApiError(404, "No such image.", code="image_not_found").response()
+        return FileResponse(path, media_type="image/png")
+
+    return [
+        Route("/models", models, methods=["GET"]),
+        Route("/images/generations", generations, methods=["POST"]),
+        Route("/images/edits", edits, methods=["POST"]),
+        Route("/images/files/{job_id}.png", image_file, methods=["GET", "HEAD"]),
+    ]

@@ -1,0 +1,70 @@
+"""Settings → API: create, list and revoke API keys, and whether this computer needs one too.
+
+The same key file as `zaoxiang keys` (studio/api/keys.py); a new key is shown once, here, and only
+its hash is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from studio.api.keys import KeyStore, KeyStoreError
+from studio.ui.context import Context, guard
+from studio.ui.i18n import t
+
+
+def key_rows(keys: KeyStore, lang: str) -> str:
+    """The keys as a Markdown table (ids and names; never the keys)."""
+    records = keys.list()
+    if not records:
+        return t("api.none", lang)
+    state = {True: t("api.active", lang), False: t("api.revoked_state", lang)}
+    lines = [f"| {t('api.col.id', lang)} | {t('api.col.name', lang)} | {t('api.col.created', lang)} | |",
+             "|---|---|---|---|"]
+    lines += [f"| `{r.id}` | {r.name.replace('|', '/')} | {r.created[:16].replace('T', ' ')} | {state[r.active]} |"
+              for r in records]
+    return "\n".join(lines)
+
+
+def build(ctx: Context) -> None:
+    g = guard(ctx)
+    lang = ctx.lang
+    keys = KeyStore(ctx.studio.paths.config_dir)
+    with gr.Accordion(t("api.title", lang), open=False, elem_id="settings-api") as box:
+        ctx.label(box, "api.title")
+        require = ctx.label(gr.Checkbox(value=keys.config().require_key_on_loopback, label=t("api.require", lang),
+                                        elem_id="api-require"), "api.require")
+        table = gr.Markdown(key_rows(keys, lang), elem_id="api-keys")
+        with gr.Row(equal_height=True):
+            name = ctx.label(gr.Textbox(label=t("api.name", lang), elem_id="api-key-name", scale=3), "api.name")
+            create = ctx.label(gr.Button(t("api.create", lang), elem_id="api-key-create", scale=1), "api.create",
+                               "value")
+            key_id = ctx.label(gr.Textbox(label=t("api.revoke_id", lang), elem_id="api-key-id", scale=2),
+                               "api.revoke_id")
+            revoke = ctx.label(gr.Button(t("api.revoke", lang), variant="stop", elem_id="api-key-revoke", scale=1),
+                               "api.revoke", "value")
+        shown = gr.Markdown(elem_id="api-key-shown")
+
+    @g
+    def on_require(value: bool) -> Any:
+        keys.set_options(require_key_on_loopback=bool(value))
+        return gr.update()
+
+    @g
+    def on_create(label: str) -> tuple[str, str, str]:
+        record, plain = keys.create(label)
+        return key_rows(keys, ctx.lang), t("api.created", ctx.lang, id=record.id, plain=plain), ""
+
+    @g
+    def on_revoke(which: str) -> tuple[str, str]:
+        try:
+            record = keys.revoke((which or "").strip())
+        except KeyStoreError as exc:
+            return gr.update(), f"⚠ {t('api.unknown', ctx.lang, id=(which or '').strip())} ({exc})"
+        return key_rows(keys, ctx.lang), t("api.revoked", ctx.lang, id=record.id)
+
+    require.input(on_require, inputs=[require], outputs=[require], show_progress="hidden")
+    create.click(on_create, inputs=[name], outputs=[table, shown, name], show_progress="hidden")
+    revoke.click(on_revoke, inputs=[key_id], outputs=[table, shown], show_progress="hidden")

@@ -1,0 +1,296 @@
+"""Scripts and agents (issue 21): the real `openai`, `mcp` and `gradio_client` packages against the
+real studio (demo model, one CPU worker) over HTTP to 127.0.0.1.
+
+One studio serves every test: the module's loopback window server (conftest `app`), plus, for the
+key tests, a second server of the same studio bound to 0.0.0.0 (traffic still only to 127.0.0.1).
+Every generation uses its own prompt, so "lands in History once" is checked per call.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import anyio
+import httpx
+import pytest
+
+from studio.api.keys import KeyStore
+from tests.conftest import cli_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TOOLS = {"generate", "list_history", "get_image", "list_models", "studio_status"}
+
+
+@pytest.fixture(scope="module")
+def ready(app):
+    """The module's app once its worker has loaded (before that the API answers 503)."""
+    deadline = time.monotonic() + 120
+    while not any(w["state"] in ("idle", "busy") for w in app.studio.pool_status()):
+        assert time.monotonic() < deadline, app.studio.pool_status()
+        time.sleep(0.2)
+    return app
+
+
+@pytest.fixture(scope="module")
+def keys(app) -> KeyStore:
+    return KeyStore(app.studio.paths.config_dir)
+
+
+def run_async(fn):
+    """`anyio.run(fn)` on a thread of its own: sync Playwright (the `page` fixture) keeps an event
+    loop running on the main thread once a test of this module has used it."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["value"] = anyio.run(fn)
+        except BaseException as exc:  # re-raised in the test's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def landed(app, prompt: str) -> list[dict]:
+    """History requests with exactly this prompt."""
+    return [r for r in app.studio.history(limit=500) if r["prompt"] == prompt]
+
+
+def test_openai_client_generates_b64_and_url_images_and_names_a_bad_size(ready):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key="local", max_retries=0, timeout=120)
+    assert [m.id for m in client.models.list().data] == [ready.studio.model.name]
+
+    first = client.images.generate(model="demo", prompt="一个红色的圆 openai b64", n=1, size="256x256",
+                                   response_format="b64_json", extra_body={"seed": 7, "steps": 2})
+    second = client.images.generate(model="demo", prompt="a blue square openai url", n=1, size="256x256",
+                                    response_format="url", extra_body={"seed": 8, "steps": 2, "user": "ignored"})
+
+    (row_b64,) = landed(ready, "一个红色的圆 openai b64")
+    (row_url,) = landed(ready, "a blue square openai url")
+    for row, seed in ((row_b64, 7), (row_url, 8)):
+        assert (row["origin"], row["state"], len(row["images"])) == ("api", "done", 1)
+        assert row["images"][0]["seed"] == seed
+    # The bytes delivered are the file the history holds, in both forms.
+    with open(row_b64["images"][0]["path"], "rb") as fh:
+        assert base64.b64decode(first.data[0].b64_json) == fh.read()
+    assert first.data[0].model_dump()["seed"] == 7
+    fetched = httpx.get(second.data[0].url, timeout=30)
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
+    with open(row_url["images"][0]["path"], "rb") as fh:
+        assert fetched.content == fh.read()
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.images.generate(prompt="never drawn 13x7", size="13x7")  # type: ignore[arg-type]
+    assert bad.value.status_code == 400
+    assert bad.value.body["param"] == "size" and "13x7" in bad.value.body["message"]
+    assert landed(ready, "never drawn 13x7") == []
+
+
+def test_requests_from_web_pages_are_refused_even_without_a_key(ready):
+    """No key on loopback must not mean any web page may draw: foreign Host/Origin and form posts fail."""
+    url = f"{ready.base}/v1/images/generations"
+    body = {"prompt": "a page must not draw this"}
+    assert httpx.post(url, json=body, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert httpx.post(url, json=body, headers={"Host": "evil.example"}).status_code == 403
+    form = httpx.post(url, content=b"prompt=x", headers={"Content-Type": "text/plain"})
+    assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
+    assert httpx.post(f"{ready.base}/mcp", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+    edits = httpx.post(f"{ready.base}/v1/images/edits", files={"image": b"png"}, data={"prompt": "x"})
+    assert edits.status_code == 501 and edits.json()["error"]["code"] == "not_supported_yet"
+    assert landed(ready, "a page must not draw this") == []
+
+
+def test_mcp_client_lists_the_tools_and_generates(ready):
+    from mcp import Client
+
+    async def session():
+        async with Client(f"{ready.base}/mcp") as client:
+            tools = await client.list_tools()
+            made = await client.call_tool("generate", {"prompt": "mcp green triangle", "size": "256x256",
+                                                       "seed": 11, "steps": 2})
+            status = await client.call_tool("studio_status", {})
+            history = await client.call_tool("list_history", {"limit": 3})
+            return tools, made, status, history
+
+    tools, made, status, history = run_async(session)
+    assert {t.name for t in tools.tools} == TOOLS
+    assert not made.is_error, made.content
+    listing = json.loads(made.content[0].text)
+    (image,) = listing["images"]
+    assert image["seed"] == 11
+    assert made.content[1].type == "image" and made.content[1].mime_type == "image/png"
+    with open(image["path"], "rb") as fh:
+        assert base64.b64decode(made.content[1].data) == fh.read()
+    assert json.loads(status.content[0].text)["ready_workers"] == 1
+    assert json.loads(history.content[0].text)[0]["prompt"] == "mcp green triangle"
+    (row,) = landed(ready, "mcp green triangle")
+    assert (row["origin"], row["state"], row["images"][0]["path"]) == ("api", "done", image["path"])
+
+
+def test_gradio_client_calls_the_named_endpoint_with_a_key(ready, keys):
+    from gradio_client import Client
+
+    _record, key = keys.create("gradio-test")
+    client = Client(ready.base, headers={"Authorization": f"Bearer {key}"}, verbose=False, download_files=False,
+                    analytics_enabled=False)
+    out = client.predict(prompt="gradio yellow star", width=256, height=256, steps=2, seed=21, api_name="/generate")
+    (image,) = out["images"]
+    assert (image["status"], image["seed"]) == ("done", 21) and os.path.isfile(image["path"])
+    (row,) = landed(ready, "gradio yellow star")
+    assert row["images"][0]["path"] == image["path"]
+    # Without the window's cookie and without a key the same endpoint stays shut.
+    refused = httpx.post(f"{ready.base}/gradio_api/call/generate", json={"data": ["gradio never"]})
+    assert refused.status_code == 403
+    assert landed(ready, "gradio never") == []
+
+
+def test_pause_holds_api_calls_cancel_ends_them_and_a_full_queue_says_429(ready, keys):
+    studio = ready.studio
+    url = f"{ready.base}/v1/images/generations"
+    answers: dict[str, httpx.Response] = {}
+
+    def call(prompt: str) -> None:
+        answers[prompt] = httpx.post(url, json={"prompt": prompt, "size": "256x256", "steps": 2}, timeout=120)
+
+    keys.set_options(queue_limit=1)
+    studio.pause()
+    try:
+        held = threading.Thread(target=call, args=("held while paused",))
+        held.start()
+        deadline = time.monotonic() + 30
+        while not landed(ready, "held while paused"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.5)
+        assert held.is_alive() and studio.queue_length() == 1  # waiting, not drawn, not refused
+        full = httpx.post(url, json={"prompt": "over the limit", "size": "256x256"}, timeout=30)
+        assert full.status_code == 429 and full.json()["error"]["code"] == "queue_full"
+        (row,) = landed(ready, "held while paused")
+        assert studio.cancel(row["request_id"])
+        held.join(30)
+        assert answers["held while paused"].status_code == 409
+        assert answers["held while paused"].json()["error"]["code"] == "cancelled"
+
+        resumed = threading.Thread(target=call, args=("drawn after resume",))
+        resumed.start()
+        time.sleep(1.0)
+        assert resumed.is_alive()
+    finally:
+        studio.resume()
+        keys.set_options(queue_limit=256)
+    resumed.join(60)
+    assert answers["drawn after resume"].status_code == 200
+    assert landed(ready, "over the limit") == []
+    assert [r["state"] for r in landed(ready, "drawn after resume")] == ["done"]
+
+
+def test_settings_creates_a_key_shown_once_and_revokes_it(ready, page, keys):
+    """Settings → API in the real window (Chinese): the new key is shown once and works; revoked, it stops."""
+    from tests.e2e.test_ui_e2e import box, open_tab
+
+    open_tab(page, "设置")
+    page.locator("#settings-api").get_by_text("API（脚本与智能体）").first.click()
+    box(page, "api-key-name").fill("界面密钥")
+    page.locator("#api-key-create").click()
+    shown = page.locator("#api-key-shown code")
+    shown.wait_for()
+    plain = shown.inner_text().strip()
+    (record,) = [k for k in keys.list() if k.name == "界面密钥"]
+    assert plain.startswith(f"zx-{record.id}-") and keys.verify(plain) == record
+    page.locator("#api-keys").get_by_text(record.id).wait_for()
+    assert plain not in page.locator("#api-keys").inner_text()
+
+    keys.set_options(require_key_on_loopback=True)
+    try:
+        assert httpx.get(f"{ready.base}/v1/models").status_code == 401
+        assert httpx.get(f"{ready.base}/v1/models", headers={"Authorization": f"Bearer {plain}"}).status_code == 200
+        box(page, "api-key-id").fill(record.id)
+        page.locator("#api-key-revoke").click()
+        page.locator("#api-key-shown").get_by_text(f"密钥 {record.id} 已吊销").wait_for()
+        assert httpx.get(f"{ready.base}/v1/models", headers={"Authorization": f"Bearer {plain}"}).status_code == 401
+    finally:
+        keys.set_options(require_key_on_loopback=False)
+
+
+@pytest.fixture(scope="module")
+def lan(ready):
+    """The same studio served again, bound to every interface (so a login and keys are required)."""
+    from studio.ui.server import serve
+
+    url, stop = serve(ready.studio, "0.0.0.0", 7870, auth=("admin", "pass-word-42"), lang="en")
+    port = int(url.split("/?", 1)[0].rsplit(":", 1)[1])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop()
+
+
+def test_beyond_loopback_every_api_call_needs_a_live_key(lan, ready, keys):
+    record, key = keys.create("lan-test")
+    body = {"prompt": "lan blue circle", "size": "256x256", "steps": 2}
+    mcp_list = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    mcp_headers = {"Accept": "application/json, text/event-stream"}
+    for headers in ({}, {"Authorization": "Bearer local"}, {"Authorization": "Bearer zx-00000000-forged"}):
+        assert httpx.get(f"{lan}/v1/models", headers=headers).status_code == 401
+        refused = httpx.post(f"{lan}/v1/images/generations", json=body, headers=headers)
+        assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+        assert httpx.post(f"{lan}/mcp", json=mcp_list, headers={**headers, **mcp_headers}).status_code == 401
+    auth = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(f"{lan}/v1/models", headers=auth).status_code == 200
+    assert httpx.post(f"{lan}/mcp", json=mcp_list, headers={**auth, **mcp_headers}).status_code == 200
+    made = httpx.post(f"{lan}/v1/images/generations", json={**body, "response_format": "url"}, headers=auth,
+                      timeout=120)
+    assert made.status_code == 200 and len(made.json()["data"]) == 1
+    image_url = made.json()["data"][0]["url"]
+    assert image_url.startswith(f"{lan}/v1/images/files/")
+    assert httpx.get(image_url).status_code == 401  # the image too is for the key holder only
+    assert httpx.get(image_url, headers=auth).content.startswith(b"\x89PNG")
+
+    revoked = subprocess.run([sys.executable, "-m", "studio", "keys", "revoke", record.id], env=cli_env(ready.home),
+                             capture_output=True, text=True, timeout=120)
+    assert revoked.returncode == 0, revoked.stderr
+    listed = subprocess.run([sys.executable, "-m", "studio", "keys", "list"], env=cli_env(ready.home),
+                            capture_output=True, text=True, timeout=120)
+    assert f"{record.id}  revoked" in listed.stdout and key not in listed.stdout
+    assert httpx.get(f"{lan}/v1/models", headers=auth).status_code == 401
+    assert httpx.post(f"{lan}/v1/images/generations", json=body, headers=auth).status_code == 401
+    assert httpx.post(f"{lan}/gradio_api/call/generate", json={"data": ["x"]}, headers=auth).status_code == 401
+    assert httpx.get(image_url, headers=auth).status_code == 401
+    assert len(landed(ready, "lan blue circle")) == 1
+
+
+def test_zaoxiang_mcp_over_stdio_generates(ready):
+    """`zaoxiang mcp` as an agent starts it: its own workers, the same history, nothing but protocol on stdout."""
+    from mcp import Client, StdioServerParameters
+
+    env = cli_env(ready.home)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "studio", "mcp", "--workers", "cpu:1"],
+                                   env=env, cwd=os.getcwd())
+
+    async def session():
+        async with Client(params, read_timeout_seconds=300) as client:
+            tools = await client.list_tools()
+            made = await client.call_tool("generate", {"prompt": "stdio purple ring", "size": "256x256",
+                                                       "seed": 5, "steps": 2})
+            return tools, made
+
+    tools, made = run_async(session)
+    assert {t.name for t in tools.tools} == TOOLS
+    assert not made.is_error, made.content
+    (image,) = json.loads(made.content[0].text)["images"]
+    assert image["seed"] == 5 and os.path.isfile(image["path"])
+    (row,) = landed(ready, "stdio purple ring")
+    assert (row["origin"], row["state"]) == ("api", "done")

@@ -1,0 +1,120 @@
+"""The API's pure parts: keys on disk, the rate limit, request parsing, readiness (issue 21)."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from studio.api.access import ApiAccess
+from studio.api.errors import ApiError
+from studio.api.keys import KeyStore, KeyStoreError, RateLimiter
+from studio.api.service import ApiService, build_request, parse_size
+from studio.core.request import MAX_COUNT
+
+
+def test_keys_are_stored_hashed_in_a_private_file_and_revoked(tmp_path):
+    keys = KeyStore(tmp_path)
+    record, plain = keys.create("open-webui")
+    assert plain.startswith(f"zx-{record.id}-") and len(plain) > 40
+    text = keys.path.read_text()
+    assert plain not in text and plain.split("-", 2)[2] not in text
+    assert stat.S_IMODE(keys.path.stat().st_mode) == 0o600
+    assert keys.verify(plain) == record
+    assert keys.verify(plain[:-1] + ("A" if plain[-1] != "A" else "B")) is None
+    assert keys.verify("local") is None
+    other = KeyStore(tmp_path)  # another process (the CLI) revokes; this one sees it at its next check
+    assert other.revoke(record.id).revoked is not None
+    assert keys.verify(plain) is None
+    with pytest.raises(KeyStoreError):
+        other.revoke(record.id)
+    assert [k.active for k in keys.list()] == [False]
+
+
+def test_a_damaged_keys_file_fails_closed(tmp_path):
+    keys = KeyStore(tmp_path)
+    _record, plain = keys.create("a")
+    keys.path.write_text("{not json")
+    assert keys.verify(plain) is None
+    assert ApiAccess(keys, loopback_only=True).key_required()
+
+
+def test_rate_limit_per_key_refills_over_time():
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    assert [limiter.take("a", 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a", 3) == pytest.approx(20.0)  # 3 a minute: the next token in 20 s
+    assert limiter.take("b", 3) == 0.0  # another key has its own bucket
+    now[0] = 20.0
+    assert limiter.take("a", 3) == 0.0
+    assert limiter.take("a", 0) == 0.0  # 0: no limit
+
+
+def test_keyless_loopback_and_keys_beyond_it(tmp_path):
+    from starlette.datastructures import Headers
+
+    keys = KeyStore(tmp_path)
+    _record, plain = keys.create("k")
+    json_post = {"content-type": "application/json"}
+    local, lan = ApiAccess(keys, loopback_only=True), ApiAccess(keys, loopback_only=False)
+    assert local.check("POST", Headers(json_post)) is None
+    assert local.check("POST", Headers({**json_post, "authorization": "Bearer local"})) is None
+    for access, headers in ((local, {"authorization": "Bearer zx-0-forged"}), (lan, {}),
+                            (lan, {"authorization": "Bearer local"})):
+        with pytest.raises(ApiError) as refused:
+            access.check("POST", Headers({**json_post, **headers}))
+        assert refused.value.status == 401
+    assert lan.check("GET", Headers({"authorization": f"Bearer {plain}"})) == plain.split("-")[1]
+    with pytest.raises(ApiError) as form:
+        local.check("POST", Headers({"content-type": "application/x-www-form-urlencoded"}))
+    assert form.value.status == 415
+    keys.set_options(require_key_on_loopback=True, rate_per_min=1)
+    with pytest.raises(ApiError):
+        local.check("GET", Headers({}))
+    assert local.check("GET", Headers({"authorization": f"Bearer {plain}"}))
+    with pytest.raises(ApiError) as limited:
+        local.check("GET", Headers({"authorization": f"Bearer {plain}"}))
+    assert limited.value.status == 429 and limited.value.response().headers["retry-after"] == "60"
+
+
+@pytest.mark.parametrize("size", ["13x7", "1024", "1000x1000", "4096x4096", "x", 512])
+def test_a_bad_size_is_named(size):
+    with pytest.raises(ApiError) as bad:
+        parse_size(size, (1024, 1024))
+    body = bad.value.body()["error"]
+    assert (bad.value.status, body["param"], body["type"]) == (400, "size", "invalid_request_error")
+    assert repr(size) in body["message"]
+
+
+def test_openai_bodies_become_requests_with_openai_field_names():
+    assert parse_size("auto", (256, 256)) == (256, 256) and parse_size("768X512", (0, 0)) == (768, 512)
+    req = build_request({"prompt": " 猫 ", "n": 3, "size": "512x768", "seed": 9, "steps": 4, "guidance": 1.5,
+                         "negative_prompt": "blur", "user": "ignored", "quality": "hd"}, (1024, 1024))
+    assert (req.prompt, req.count, req.width, req.height, req.seed, req.seed_mode, req.steps, req.guidance,
+            req.negative_prompt) == ("猫", 3, 512, 768, 9, "increment", 4, 1.5, "blur")
+    for body, param in (({"prompt": ""}, "prompt"), ({}, "prompt"), ({"prompt": "x", "n": 0}, "n"),
+                        ({"prompt": "x", "n": MAX_COUNT + 1}, "n"), ({"prompt": "x", "n": "2"}, "n"),
+                        ({"prompt": "x", "steps": 0}, "steps"), ({"prompt": "x", "seed": -5}, "seed"),
+                        ({"prompt": "x", "guidance": "lots"}, "guidance")):
+        with pytest.raises(ApiError) as bad:
+            build_request(body, (256, 256))
+        assert bad.value.param == param, (body, bad.value)
+        json.dumps(bad.value.body())
+
+
+def test_no_ready_worker_is_503_and_a_full_queue_429(home):
+    from studio.app import Studio
+
+    studio = Studio(workers="cpu:1")  # not started: no worker is ready
+    try:
+        service = ApiService(studio, KeyStore(studio.paths.config_dir))
+        with pytest.raises(ApiError) as unready:
+            service.admit(1)
+        assert unready.value.status == 503 and unready.value.response().headers["retry-after"] == "5"
+        service.keys.set_options(queue_limit=2)
+        with pytest.raises(ApiError) as full:
+            service.admit(3)
+        assert full.value.status == 429
+    finally:
+        studio.close()
