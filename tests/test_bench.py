@@ -41,18 +41,27 @@ def test_bench_json_only_and_bad_arguments(home: Path) -> None:
     assert data["batch_s"] is None and data["runs"] == 1 and data["encode_s_median"] > 0
     bad = _run(home, "--profile", "8gb")
     assert bad.returncode == 2 and "--profile must be one of" in bad.stderr and "Traceback" not in bad.stderr
-    full = _run(home, "--workers", "cpu:2", "--random-weights", "full")
-    assert full.returncode == 2 and "in-process only" in full.stderr
+    mixed = _run(home, "--profile", "full,24gb")  # one profile a worker needs --workers
+    assert mixed.returncode == 2 and "--profile must be one of" in mixed.stderr
 
 
 def test_bench_through_the_pool(home: Path) -> None:
-    r = _run(home, "--workers", "cpu:2", "--runs", "2", "--batch", "4")
+    """Each worker builds the random-weight pipeline itself; the engine baseline times the same images."""
+    r = _run(home, "--workers", "cpu:2", "--runs", "2", "--batch", "4", "--engine-baseline", "--profile", "full,24gb")
     assert r.returncode == 0, r.stderr
     assert "双卡 (2 workers)" in r.stdout and "负载均衡效率" in r.stdout
     data = json.loads(r.stdout[r.stdout.index("\n{") + 1:])
-    assert data["mode"] == "pool" and len(data["workers"]) == 2 and data["model"] == "demo"
+    assert data["mode"] == "pool" and len(data["workers"]) == 2 and data["model"] == "random:tiny"
     assert 0 < data["balance_efficiency"] <= 1 and data["batch_s"] > 0
-    assert sum(w["images_done"] for w in data["workers"]) == 2 + 2 + 4  # warm-up (one each), runs, batch
+    assert [w["memory_profile"] for w in data["workers"]] == ["full", "24gb"]  # one profile a worker
+    assert sum(w["images_done"] for w in data["workers"]) == 1 + 2 + 4  # first after ready, runs, batch
+    assert data["batch_stats"]["gpu_s_median"] > 0 and data["batch_stats"]["write_s_median"] > 0
+    assert data["first_image_s"] > 0 and data["first_vs_median"] > 0
+    engine = data["engine"]
+    assert engine["images"] == 4 and engine["s_per_image"] > 0
+    assert data["pool_vs_engine"] == pytest.approx(data["pool_s_per_image"] / engine["s_per_image"], rel=0.01)
+    busy = data["batch_stats"]["gpu_busy"]
+    assert set(busy) == {"cpu:0", "cpu:1"} and all(0 < v <= 1 for v in busy.values())
 
 
 @pytest.mark.parametrize(("free_gib", "expected"), [

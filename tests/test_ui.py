@@ -168,8 +168,10 @@ def test_monitor_frames_and_lines():
 
 def test_pool_rows_and_balance():
     status = [{"name": "cpu:0", "device": "cpu", "state": "busy", "current_job": "abcdef0123456789",
-               "images_done": 3, "s_per_image": 0.4567}]
-    assert pool_rows(status) == [["cpu:0", "cpu", "busy", "abcdef012345", 3, "0.46"]]
+               "images_done": 3, "s_per_image": 0.4567, "gpu_busy": 0.934},
+              {"name": "cuda:1", "device": "cuda", "state": "warming", "warm_pct": 37.5, "images_done": 0}]
+    assert pool_rows(status) == [["cpu:0", "cpu", "busy", "abcdef012345", 3, "0.46", "93%"],
+                                 ["cuda:1", "cuda", "warming 38%", "", 0, "", ""]]
     assert balance_text({"balance_efficiency": 0.875}, "en").endswith("88%")
     assert balance_text(None, "zh") == i18n.t("mon.balance.none", "zh")
 

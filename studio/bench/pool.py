@@ -1,27 +1,34 @@
 """`zaoxiang bench --workers SPEC`: the same figures through the worker pool, via the Studio facade.
 
-Workers load a model folder, so random weights are not available here: `--random-weights tiny`
-means the demo model (the same tiny architecture). The history of these requests goes to a
-throw-away studio home, never into the person's own history; the model is resolved from theirs.
+With `--random-weights full|tiny` each worker builds the random-weight pipeline itself (model path
+`random:<kind>`), so a pool of full-size workers is measured without a 20 GB folder. Workers compile
+the bench's size before they say ready, so the first single image is timed as a person would get it.
+`--engine-baseline` first times the same images in this process on one Engine, one after another, and
+puts the pool's seconds per image next to it. The history of these requests goes to a throw-away
+studio home, never into the person's own history; a model folder is resolved from theirs.
 """
 
 from __future__ import annotations
 
+import gc
+import os
 import statistics
+import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from studio.bench.run import BenchOptions, _prompt
+from studio.bench.run import BenchOptions, _prompt, build_engine
 
-
-class PoolBenchError(ValueError):
-    """The options can't run through the pool (the message says why)."""
+BATCH_PROMPT = 99  # the request of `batch` images uses this prompt index, the engine baseline too
 
 
 def _wait_ready(studio: Any, timeout: float = 900.0) -> list[dict[str, Any]]:
+    """Block until every worker is idle (loaded and warm), printing their warm-up progress to stderr."""
     deadline = time.monotonic() + timeout
+    shown = ""
     while time.monotonic() < deadline:
         rows = studio.pool_status()
         if rows and all(r["state"] == "idle" for r in rows):
@@ -29,45 +36,88 @@ def _wait_ready(studio: Any, timeout: float = 900.0) -> list[dict[str, Any]]:
         bad = [r for r in rows if r["state"] in ("failed", "stopped")]
         if bad:
             raise RuntimeError(f"worker {bad[0]['name']} failed to start: {bad[0].get('last_error') or '?'}")
+        line = ", ".join(f"{r['name']} {r['state']}" + (f" {r['warm_pct']:.0f}%" if r.get("warm_pct") is not None
+                                                         else "") for r in rows)
+        if line != shown:
+            print(f"[bench] {line}", file=sys.stderr, flush=True)
+            shown = line
         time.sleep(0.1)
     raise TimeoutError(f"workers not ready after {timeout:.0f} s")
 
 
+def _batch_args(opts: BenchOptions) -> dict[str, Any]:
+    return dict(prompt=_prompt(BATCH_PROMPT), width=opts.size, height=opts.size, steps=opts.steps, guidance=0.0)
+
+
+def engine_baseline(opts: BenchOptions) -> dict[str, Any]:
+    """The request's images made one after another on one in-process Engine (warm first), then freed."""
+    import torch
+
+    engine, _ = build_engine(replace(opts, profile=opts.profile.split(",")[0]))  # the first worker's
+    if engine.compiled:
+        engine.warm_up(sizes=((opts.size, opts.size),))
+    args = _batch_args(opts)
+    engine.generate(seed=0, **{**args, "prompt": "warm-up 预热"})
+    times = []
+    t0 = time.perf_counter()
+    for i in range(opts.batch):
+        t1 = time.perf_counter()
+        engine.generate(seed=1 + i, **args)
+        times.append(time.perf_counter() - t1)
+    total = time.perf_counter() - t0
+    device = engine.device_name
+    del engine
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"device": device, "images": opts.batch, "total_s": round(total, 3),
+            "s_per_image": round(total / opts.batch, 4), "median_s": round(statistics.median(times), 4)}
+
+
+def _model(opts: BenchOptions) -> Any:
+    from studio.core.paths import get_paths
+    from studio.core.settings import load_settings
+    from studio.models.discovery import ModelInfo, resolve_model
+    from studio.pool.worker import RANDOM_PREFIX
+
+    if opts.random_weights:
+        name = RANDOM_PREFIX + opts.random_weights
+        return ModelInfo(path=name, source="random", name=name, format="random", complete=True, size_bytes=0)
+    real = get_paths().ensure()
+    return resolve_model(opts.model, load_settings(real).model or None, real)
+
+
 def run_pool(opts: BenchOptions) -> dict[str, Any]:
-    """Start the pool, warm every worker, then time single images and one batch across it."""
+    """Start the pool and wait until every worker is warm, then time the first single image, more
+    single images, and one request of `batch` images spread over the workers."""
     from studio.app import Studio
     from studio.core.paths import Paths, get_paths
     from studio.core.request import GenerationRequest
     from studio.core.settings import load_settings
-    from studio.models.discovery import resolve_model
+    from studio.pool.worker import WARM_SIZES_ENV
 
-    if opts.random_weights == "full":
-        raise PoolBenchError("--random-weights full runs in-process only (workers load a model folder); "
-                             "use --model PATH with --workers")
-    real = get_paths().ensure()
-    settings = load_settings(real)
-    model = "demo" if opts.random_weights == "tiny" else opts.model
-    info = resolve_model(model, settings.model or None, real)
+    info = _model(opts)
+    baseline = engine_baseline(opts) if opts.engine_baseline else None
+    settings = load_settings(get_paths().ensure())
     if opts.profile != "auto":
-        settings.memory_profile = opts.profile
+        settings = settings.with_changes(memory_profile=opts.profile)  # "full,24gb": one a worker
     args = dict(width=opts.size, height=opts.size, steps=opts.steps, guidance=0.0, seed_mode="fixed")
+    old_sizes = os.environ.get(WARM_SIZES_ENV)
+    os.environ[WARM_SIZES_ENV] = f"{opts.size}x{opts.size}"  # the workers compile the size measured
     with tempfile.TemporaryDirectory(prefix="zx-bench-") as tmp:
         root = Path(tmp)
         paths = Paths(root / "config", root / "data", root / "cache", root / "logs", root / "run")
         # the demo model lives in the person's data dir: pass its path so the temp home needs no copy
         studio = Studio(settings=settings, paths=paths, model=info.path, workers=opts.workers)
+        studio._model = info  # resolved above (a random-weight label is no folder to look up)
         try:
             t0 = time.perf_counter()
             studio.start()
             rows = _wait_ready(studio)
             ready_s = time.perf_counter() - t0
-            n = len(rows)
             out = root / "images"
-            warm = studio.submit(GenerationRequest(prompt="warm-up 预热", seed=0, count=n, **args),
-                                 origin="api", out_dir=out)
-            studio.wait(warm)
             singles = []
-            for i in range(opts.runs):
+            for i in range(opts.runs + 1):  # the first one right after ready: is the pool warm?
                 t1 = time.perf_counter()
                 rid = studio.submit(GenerationRequest(prompt=_prompt(i), seed=1000 + i, count=1, **args),
                                     origin="api", out_dir=out)
@@ -75,35 +125,47 @@ def run_pool(opts: BenchOptions) -> dict[str, Any]:
                 singles.append(time.perf_counter() - t1)
                 if res[0].get("status") not in (None, "done"):
                     raise RuntimeError(f"image failed: {res[0].get('error')}")
+            first, singles = singles[0], singles[1:]
             batch_s, stats = None, None
             if opts.batch > 1:
+                batch = _batch_args(opts)
                 t1 = time.perf_counter()
-                rid = studio.submit(GenerationRequest(prompt=_prompt(opts.runs), seed=1, count=opts.batch,
-                                                      **args), origin="api", out_dir=out)
-                studio.wait(rid)
+                rid = studio.submit(GenerationRequest(**batch, seed=1, count=opts.batch, seed_mode="increment"),
+                                    origin="api", out_dir=out)
+                made = studio.wait(rid)
                 batch_s = time.perf_counter() - t1
                 stats = studio.request_stats(rid)
+                for key in ("gpu_s", "write_s", "png_s", "sync_s"):  # in the workers: the engine, the PNG
+                    values = [r[key] for r in made if r.get(key) is not None]
+                    stats[f"{key}_median"] = round(statistics.median(values), 4) if values else None
             rows = studio.pool_status()
         finally:
             studio.close()
+            if old_sizes is None:
+                os.environ.pop(WARM_SIZES_ENV, None)
+            else:
+                os.environ[WARM_SIZES_ENV] = old_sizes
     median = statistics.median(singles)
     gpus = sum(1 for r in rows if str(r["device"]).upper() != "CPU")
-    return {
+    pool_spi = None if batch_s is None else batch_s / opts.batch
+    result = {
         "mode": "pool",
         "device": ", ".join(sorted({str(r["device"]) for r in rows})),
         "gpus": gpus,
-        "workers": [{k: r.get(k) for k in ("name", "device", "load_s", "memory_gb", "images_done", "s_per_image")}
-                    for r in rows],
+        "workers": [{k: r.get(k) for k in ("name", "device", "load_s", "compile_s", "memory_gb", "memory_profile",
+                                           "images_done", "s_per_image")} for r in rows],
         "model": info.name,
         "dtype": "auto",
         "size": [opts.size, opts.size],
         "steps": opts.steps,
         "profile": settings.memory_profile,
         "fast_path": True,
-        "compiled": False,
+        "compiled": any((r.get("compile_s") or 0) > 0 for r in rows),
         "fp8": False,
         "load_s": round(ready_s, 3),
-        "compile_warmup_s": 0.0,
+        "compile_warmup_s": round(max((r.get("compile_s") or 0.0) for r in rows), 3),
+        "first_image_s": round(first, 4),
+        "first_vs_median": round(first / median, 3),
         "runs": len(singles),
         "latency_s": {"median": round(median, 4), "min": round(min(singles), 4), "max": round(max(singles), 4),
                       "stdev": round(statistics.stdev(singles), 4) if len(singles) > 1 else 0.0,
@@ -112,9 +174,19 @@ def run_pool(opts: BenchOptions) -> dict[str, Any]:
         "batch_s": None if batch_s is None else round(batch_s, 3),
         "images_per_min": round(60.0 / median, 2),
         "images_per_min_batched": None if batch_s is None else round(60.0 * opts.batch / batch_s, 2),
+        "pool_s_per_image": None if pool_spi is None else round(pool_spi, 4),
         "balance_efficiency": None if stats is None else stats.get("balance_efficiency"),
         "makespan_efficiency": None if stats is None else stats.get("makespan_efficiency"),
+        "batch_stats": stats,
         "peak_vram": [{"gpu": i, "worker": r["name"], "memory_gb": r.get("memory_gb")} for i, r in enumerate(rows)
                       if r.get("memory_gb") is not None and str(r["device"]).upper() != "CPU"],
-        "notes": ["pool mode: compile warm-up happens inside the workers (not timed separately)"],
+        "notes": ["pool mode: workers compile the bench size before ready (compile_warmup_s: the slowest)"],
     }
+    if baseline is not None:
+        result["engine"] = baseline
+        if pool_spi is not None:
+            # 1.0: the pool adds nothing to the engine's own time; per GPU: times the number of workers
+            ratio = pool_spi / baseline["s_per_image"]
+            result["pool_vs_engine"] = round(ratio, 4)
+            result["pool_vs_engine_per_worker"] = round(ratio * len(rows), 4)
+    return result

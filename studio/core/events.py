@@ -15,6 +15,7 @@ JOB_FAILED = "job_failed"
 JOB_CANCELLED = "job_cancelled"
 JOB_REQUEUED = "job_requeued"
 REQUEST_DONE = "request_done"
+WORKER_WARMING = "worker_warming"  # compiling before ready: pct, stage
 WORKER_READY = "worker_ready"
 WORKER_DIED = "worker_died"
 WORKER_RESTARTED = "worker_restarted"

@@ -29,6 +29,7 @@ class NonFiniteOutput(RuntimeError):
 
 
 StepCallback = Callable[[int, int], None]
+ProgressCallback = Callable[[float, str], None]  # warm-up: fraction done (0..1), the stage it finished
 # Sizes compiled at start: the square default and the two common 4:3 orientations.
 WARM_SIZES = ((1024, 1024), (1152, 896), (896, 1152))
 CancelCheck = Callable[[], bool]
@@ -41,6 +42,22 @@ class Timings:
     denoise_s: float = 0.0
     decode_s: float = 0.0
     total_s: float = 0.0
+
+
+class _Progress:
+    """Counts warm-up parts done and tells `callback` the fraction (never past 1, never twice the same)."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
+        self.callback, self.total, self.done = callback, max(1, total), 0
+
+    def step(self, stage: str) -> None:
+        self.done = min(self.total, self.done + 1)
+        if self.callback is not None and self.done < self.total:
+            self.callback(self.done / self.total, stage)
+
+    def finish(self) -> None:
+        if self.callback is not None:
+            self.callback(1.0, "done")
 
 
 def _triton_available() -> bool:
@@ -170,15 +187,20 @@ class Engine:
                 self._warm_thread = threading.Thread(target=self.warm_up, name="zx-compile-warmup", daemon=True)
                 self._warm_thread.start()
 
-    def warm_up(self, sizes: tuple[tuple[int, int], ...] = WARM_SIZES, batches: tuple[int, ...] = (1,)) -> float:
+    def warm_up(self, sizes: tuple[tuple[int, int], ...] = WARM_SIZES, batches: tuple[int, ...] = (1,),
+                on_progress: ProgressCallback | None = None) -> float:
         """Compile the blocks for the common sizes (transformer calls only: no scheduler state touched).
 
         Until it finishes, requests run the eager blocks; a compile failure leaves them eager.
+        `on_progress` hears the fraction done after each compiled shape, so a worker can show the wait.
         """
         from studio.engine import fastpath
 
         if not self.compiled:
             return 0.0
+        progress = _Progress(on_progress, len(batches) * len(sizes) * (2 if self.step_graphs is not None else 1)
+                             + (1 if self.text_graphs is not None else 0)
+                             + (len(sizes) if self.compiled_vae else 0))
         t0 = time.perf_counter()
         tr = self.pipe.transformer
         cap = torch.zeros(64, tr.config.cap_feat_dim, device=self.device, dtype=self.dtype).normal_()
@@ -190,25 +212,28 @@ class Engine:
                         lat = lat.to(self.device, self.dtype).unsqueeze(2)
                         t = torch.full((n,), 0.5, device=self.device)
                         tr([lat[0]] * n, t, [cap] * n, return_dict=False)
+                        progress.step("blocks")
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self._switch.ready = True
             if self.compile_cache is not None:
                 fastpath.save_mega_cache(self.compile_cache)
-            self._warm_step_graphs(sizes, batches)
+            self._warm_step_graphs(sizes, batches, progress)
         except Exception as exc:  # noqa: BLE001 - compile is an optimisation, never a failure
             self.notes.append(f"compile off after warm-up failed: {type(exc).__name__}: {exc}"[:300])
             self.compiled = False
         self.blocks_compile_s = time.perf_counter() - t0
         if self.compiled and (self.compiled_vae or self.text_graphs is not None):
-            self._warm_extras(sizes)  # after the blocks' switch: requests use the compiled blocks meanwhile
+            self._warm_extras(sizes, progress)  # after the blocks' switch: requests use the compiled blocks meanwhile
             self._extra_switch.ready = True
             if self.compile_cache is not None:
                 fastpath.save_mega_cache(self.compile_cache)
+        progress.finish()
         self.compile_s = time.perf_counter() - t0
         return self.compile_s
 
-    def _warm_step_graphs(self, sizes: tuple[tuple[int, int], ...], batches: tuple[int, ...]) -> None:
+    def _warm_step_graphs(self, sizes: tuple[tuple[int, int], ...], batches: tuple[int, ...],
+                          progress: _Progress) -> None:
         """Capture the step graphs of the common shapes (prompts of up to 64 tokens); a failure turns them off."""
         if self.step_graphs is None:
             return
@@ -222,6 +247,7 @@ class Engine:
                     for length in (32, 64):
                         cap = torch.zeros(length, tr.config.cap_feat_dim, device=self.device, dtype=self.dtype)
                         self.step_graphs.warm([lat] * n, t, [cap] * n)
+                    progress.step("step graphs")
         except Exception as exc:  # noqa: BLE001
             self.step_graphs.failed = f"{type(exc).__name__}: {exc}"[:300]
         if self.step_graphs.failed:
@@ -232,7 +258,7 @@ class Engine:
         self.step_graphs.remove()
         self.step_graphs = None
 
-    def _warm_extras(self, sizes: tuple[tuple[int, int], ...]) -> None:
+    def _warm_extras(self, sizes: tuple[tuple[int, int], ...], progress: _Progress) -> None:
         """Capture the text graphs and compile the VAE decoder; a failure there turns only that part off."""
         from studio.engine import fastpath
 
@@ -244,6 +270,7 @@ class Engine:
             except Exception as exc:  # noqa: BLE001
                 self.text_graphs = None
                 self.notes.append(f"text encoder graphs off: {type(exc).__name__}: {exc}"[:300])
+            progress.step("text graphs")
         if self.compiled_vae:
             if self._vae_channels_last_compiled and not self.vae_channels_last:
                 # requests decoding meanwhile stay correct: convolutions take either layout
@@ -258,6 +285,7 @@ class Engine:
                         if self.vae_channels_last:
                             z = z.contiguous(memory_format=torch.channels_last)
                         self.pipe.vae.decode(z, return_dict=False)
+                        progress.step("vae")
             except Exception as exc:  # noqa: BLE001
                 fastpath.uncompile_blocks(self.pipe.vae)
                 self.compiled_vae = False
@@ -382,28 +410,31 @@ class Engine:
             ).images
         if self.step_graphs is not None and self.step_graphs.failed:
             self._drop_step_graphs()
-        if not torch.isfinite(out).all():
-            raise NonFiniteOutput("The model produced invalid (NaN) values; no image was saved. "
-                                  "Try another seed, or float32 precision.")
-        timings.denoise_s = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        images = self.decode_many(out, width, height)
-        timings.decode_s = time.perf_counter() - t2
+        # No host sync between denoising and decoding (the decode queues right behind the last step):
+        # the finite check of the latents is read with the pixels, and the split is timed by CUDA events.
+        clock = _Clock(self.device)
+        latents_ok = torch.isfinite(out).all()
+        images = self.decode_many(out, width, height, latents_ok=latents_ok)
+        timings.denoise_s, timings.decode_s = clock.split(t1)
         timings.total_s = time.perf_counter() - t0
         return images, timings
 
-    def decode_many(self, latents: torch.Tensor, width: int | None = None,
-                    height: int | None = None) -> list[Image.Image]:
-        """Decode a batch: in one go under the full profile, one by one (slicing) otherwise."""
+    def decode_many(self, latents: torch.Tensor, width: int | None = None, height: int | None = None,
+                    latents_ok: torch.Tensor | None = None) -> list[Image.Image]:
+        """Decode a batch: in one go under the full profile, one by one (slicing) otherwise.
+
+        `latents_ok` (a device boolean) refuses the batch as the model's NaN, read with the first pixels."""
         if self.profile.vae_slicing or latents.shape[0] == 1:
-            return [self.decode(latents[i:i + 1], width, height) for i in range(latents.shape[0])]
-        return self._decode(latents, width, height)
+            return [self._decode(latents[i:i + 1], width, height, latents_ok if i == 0 else None)[0]
+                    for i in range(latents.shape[0])]
+        return self._decode(latents, width, height, latents_ok)
 
     def decode(self, latents: torch.Tensor, width: int | None = None, height: int | None = None) -> Image.Image:
         """VAE-decode one latent into a PIL image, refusing non-finite pixels."""
         return self._decode(latents, width, height)[0]
 
-    def _decode(self, latents: torch.Tensor, width: int | None, height: int | None) -> list[Image.Image]:
+    def _decode(self, latents: torch.Tensor, width: int | None, height: int | None,
+                latents_ok: torch.Tensor | None = None) -> list[Image.Image]:
         from studio.engine.memory import use_tiling
 
         vae = self.pipe.vae
@@ -416,7 +447,36 @@ class Engine:
             if self.vae_channels_last:
                 lat = lat.contiguous(memory_format=torch.channels_last)
             pixels = vae.decode(lat, return_dict=False)[0]
-        if not torch.isfinite(pixels).all():
-            raise NonFiniteOutput("The image decoder produced invalid (NaN) values; no image was saved.")
+        ok = torch.isfinite(pixels).all()
+        flags = torch.stack([ok, ok if latents_ok is None else latents_ok])
         arr = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        pixels_fine, latents_fine = flags.tolist()  # on the host already: the copy above synchronised
+        if not latents_fine:
+            raise NonFiniteOutput("The model produced invalid (NaN) values; no image was saved. "
+                                  "Try another seed, or float32 precision.")
+        if not pixels_fine:
+            raise NonFiniteOutput("The image decoder produced invalid (NaN) values; no image was saved.")
         return [Image.fromarray(a) for a in arr]
+
+
+class _Clock:
+    """Splits denoise from decode time without a host sync between them: CUDA events on a GPU (read
+    once the decode's copy to the host has synchronised), the host clock elsewhere."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.t_mid = time.perf_counter()
+        self.mid = self.end = None
+        if self.cuda:
+            self.mid, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.mid.record()
+
+    def split(self, t_start: float) -> tuple[float, float]:
+        """(denoise_s, decode_s): from `t_start` (host clock) to this clock's start, and on to now."""
+        now = time.perf_counter()
+        if not self.cuda:
+            return self.t_mid - t_start, now - self.t_mid
+        self.end.record()
+        self.end.synchronize()
+        decode = self.mid.elapsed_time(self.end) / 1000.0
+        return max(0.0, now - t_start - decode), decode

@@ -71,6 +71,7 @@ class _Job:
     started: float | None = None
     finished: float | None = None
     busy_s: float | None = None
+    gpu_s: float | None = None  # the engine's time for the image (its PNG is written while the next runs)
     kills: int = 0
     memory_profile: str | None = None
     oom_retried: bool = False
@@ -93,7 +94,8 @@ class _Request:
 @dataclass
 class _Slot:
     spec: WorkerSpec
-    state: str = "not started"  # starting | ready | restarting | failed | stopped
+    state: str = "not started"  # starting | warming | ready | restarting | failed | stopped
+    warm_pct: float | None = None  # compile progress while warming (None: not reported)
     proc: Any = None
     control: Connection | None = None
     results: Connection | None = None
@@ -108,6 +110,7 @@ class _Slot:
     respawn_at: float | None = None
     last_error: str = ""
     hung: str = ""  # why the pool killed it for not responding, until it is respawned
+    last_request: str | None = None  # the request of its latest job (its GPU busy share in `status`)
 
 
 def _reap(procs: dict[int, Any], controls: dict[int, Any], timeout: float = 3.0) -> None:
@@ -138,8 +141,11 @@ class WorkerPool:
             raise ValueError("A pool needs at least one worker.")
         self._ctx = mp.get_context("spawn")
         self._slots = [_Slot(spec) for spec in specs]
+        # "full,24gb": one profile per worker, in order (the bench caps one card to show a measured split)
+        per_worker = [p.strip() for p in (memory_profile or "").split(",")] if "," in (memory_profile or "") else []
+        self._worker_profiles = [None if p in ("", "auto") else p for p in per_worker]
         self._cfg = {"model_path": str(model_path), "model_name": model_name,
-                     "memory_profile": None if memory_profile in (None, "", "auto") else memory_profile}
+                     "memory_profile": None if memory_profile in (None, "", "auto") or per_worker else memory_profile}
         self._sink = on_event or (lambda _e: None)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -255,10 +261,7 @@ class WorkerPool:
     def request_stats(self, request_id: str) -> dict[str, Any]:
         with self._lock:
             req = self._requests[request_id]
-            rows = [{"state": js.state, "worker": self._name(js.worker), "started": js.started,
-                     "finished": js.finished, "busy_s": js.busy_s}
-                    for js in (self._jobs[j] for j in req.job_ids)]
-            out = request_stats(rows, [s.spec.name for s in self._slots])
+            out = request_stats(self._stat_rows(req), [s.spec.name for s in self._slots])
             out.update(request_id=request_id, finished=req.done)
             return out
 
@@ -266,8 +269,10 @@ class WorkerPool:
         """One row per worker, for the monitor and `pool_status`."""
         with self._lock:
             rows = []
+            shares = self._busy_shares()
             for slot in self._slots:
-                running = next((j for j in slot.assigned if self._jobs[j].state == RUNNING), None)
+                # the newest running job: an older one may still be having its PNG written
+                running = next((j for j in reversed(slot.assigned) if self._jobs[j].state == RUNNING), None)
                 state = slot.state
                 if state == "ready":
                     state = "busy" if running else "idle"
@@ -282,8 +287,26 @@ class WorkerPool:
                     "load_s": slot.info.get("load_s"), "memory_gb": slot.info.get("memory_gb"),
                     "memory_profile": slot.info.get("memory_profile"), "threads": slot.spec.threads,
                     "restarts": slot.restarts, "last_error": slot.last_error,
+                    "warm_pct": slot.warm_pct, "compile_s": slot.info.get("compile_s"),
+                    "gpu_busy": shares.get(slot.spec.name),
                 })
             return rows
+
+    def _busy_shares(self) -> dict[str, float | None]:
+        """Per worker, the share of wall time its GPU was busy during the latest request it worked on."""
+        out: dict[str, float | None] = {}
+        names = [s.spec.name for s in self._slots]
+        for slot in self._slots:
+            req = self._requests.get(slot.last_request or "")
+            if req is None:
+                continue
+            out[slot.spec.name] = request_stats(self._stat_rows(req), names)["gpu_busy"].get(slot.spec.name)
+        return out
+
+    def _stat_rows(self, req: _Request) -> list[dict[str, Any]]:
+        return [{"state": js.state, "worker": self._name(js.worker), "started": js.started,
+                 "finished": js.finished, "busy_s": js.busy_s, "gpu_s": js.gpu_s}
+                for js in (self._jobs[j] for j in req.job_ids)]
 
     def queue_length(self) -> int:
         """Jobs not started yet (waiting in the queue or prefetched by a worker)."""
@@ -329,13 +352,15 @@ class WorkerPool:
         spec = slot.spec
         cfg = {"index": spec.index, "name": spec.name, "device": spec.device,
                "visible_devices": spec.visible_devices, "threads": spec.threads, **self._cfg}
+        if i < len(self._worker_profiles):
+            cfg["memory_profile"] = self._worker_profiles[i]
         proc = self._ctx.Process(target=worker_main, args=(cfg, parent_control, child_results),
                                  name=f"zaoxiang-worker-{spec.name}", daemon=False)
         proc.start()
         parent_control.close()  # the child's copies are the only ones now: our EOF is its signal
         child_results.close()
         slot.proc, slot.control, slot.results = proc, child_control, parent_results
-        slot.state, slot.fatal, slot.respawn_at, slot.hung = "starting", None, None, ""
+        slot.state, slot.fatal, slot.respawn_at, slot.hung, slot.warm_pct = "starting", None, None, "", None
         self._procs[i], self._controls[i] = proc, child_control
 
     def _send(self, slot: _Slot, msg: tuple) -> bool:
@@ -413,8 +438,14 @@ class WorkerPool:
     def _on_message(self, i: int, status: str, payload: dict[str, Any]) -> None:
         slot = self._slots[i]
         name = slot.spec.name
+        if status == "warming":  # compiling before ready (or again after an OOM reload)
+            slot.warm_pct = payload.get("pct")
+            if slot.state == "starting":
+                slot.state = "warming"
+            self._emit(ev.WORKER_WARMING, worker=name, **payload)
+            return
         if status == "ready":
-            slot.state, slot.info = "ready", payload
+            slot.state, slot.info, slot.warm_pct = "ready", payload, None
             w = payload["warmup"]
             if not slot.speed.per_key:
                 slot.speed.observe(w["width"], w["height"], w["steps"], payload["warmup_s"], seed=True)
@@ -435,19 +466,21 @@ class WorkerPool:
         common = {"job_id": job.job_id, "request_id": job.request_id, "worker": name, "index": job.index}
         if status == "started":
             js.state, js.started, js.last_seen = RUNNING, payload["time"], time.monotonic()
+            slot.last_request = job.request_id
             self._emit(ev.JOB_STARTED, **common)
         elif status == "step":
             js.last_seen = time.monotonic()
             self._emit(ev.STEP, **common, step=payload["step"], steps=payload["steps"])
         elif status == "done":
             self._release(slot, js)
-            js.busy_s, js.finished = payload["busy_s"], payload["finished"]
+            js.busy_s, js.finished, js.gpu_s = payload["busy_s"], payload["finished"], payload.get("gpu_s")
             slot.images_done += 1
             slot.busy_s += js.busy_s
             slot.failures = 0
             slot.speed.observe(job.width, job.height, job.steps, js.busy_s)
             result = {k: payload[k] for k in ("path", "seed", "worker", "elapsed_s", "job_id", "request_id",
                                               "index", "busy_s")}
+            result.update({k: payload[k] for k in ("gpu_s", "write_s", "png_s", "sync_s") if k in payload})
             self._finish(js, DONE, result, ev.JOB_DONE, **result)
         elif status == "cancelled":
             self._release(slot, js)

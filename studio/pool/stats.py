@@ -2,7 +2,9 @@
 
 balance efficiency = mean busy time / max busy time over the pool's workers (DESIGN.md): 1.0 means
 every worker worked equally long on the request; makespan efficiency = ideal makespan / makespan,
-where the ideal is the total work spread evenly over the workers (it also counts dispatch gaps).
+where the ideal is the total work spread evenly over the workers (it also counts dispatch gaps);
+gpu busy = per worker, the engine's time for its images (`gpu_s`) over the request's wall time (first
+start to last PNG written): under 1.0 by more than the last write, that GPU waited (a starving GPU).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from typing import Any
 
 
 def request_stats(jobs: list[dict[str, Any]], worker_names: list[str]) -> dict[str, Any]:
-    """`jobs`: dicts with state, worker, started, finished (wall clock) and busy_s."""
+    """`jobs`: dicts with state, worker, started, finished (wall clock), busy_s and gpu_s."""
     busy = {name: 0.0 for name in worker_names}
+    gpu = {name: 0.0 for name in worker_names}
     images = {name: 0 for name in worker_names}
     starts, ends = [], []
     for job in jobs:
@@ -20,6 +23,7 @@ def request_stats(jobs: list[dict[str, Any]], worker_names: list[str]) -> dict[s
         if worker is None or job.get("busy_s") is None:
             continue
         busy[worker] = busy.get(worker, 0.0) + job["busy_s"]
+        gpu[worker] = gpu.get(worker, 0.0) + (job["busy_s"] if job.get("gpu_s") is None else job["gpu_s"])
         if job.get("state") == "done":
             images[worker] = images.get(worker, 0) + 1
         if job.get("started") is not None:
@@ -43,5 +47,6 @@ def request_stats(jobs: list[dict[str, Any]], worker_names: list[str]) -> dict[s
         "balance_efficiency": round(ideal / longest, 4) if longest > 0 else None,
         "makespan_efficiency": round(ideal / makespan, 4) if makespan > 0 else None,
         "busy_s": {k: round(v, 4) for k, v in busy.items()},
+        "gpu_busy": {k: round(min(1.0, v / makespan), 4) if makespan > 0 else None for k, v in gpu.items()},
         "images": images,
     }

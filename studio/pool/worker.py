@@ -28,6 +28,11 @@ HANG_ENV = "ZAOXIANG_TEST_WORKER_HANG"  # test-only: a file; the first job step 
 #                                        and never returns (a hung worker: alive, silent)
 OOM_ENV = "ZAOXIANG_TEST_WORKER_OOM"  # test-only: a file; the first job that finds it removes it and
 #                                      fails as out of memory
+WRITE_STALL_ENV = "ZAOXIANG_TEST_WORKER_WRITE_STALL"  # test-only: a file; the first PNG write that finds it
+#                removes it, writes "<file>.writing" (the worker's pid) and stops for good before the rename
+WARM_SIZES_ENV = "ZAOXIANG_WARM_SIZES"  # "1024x1024,1152x896": the sizes compiled before ready (default:
+#                                          the engine's WARM_SIZES)
+RANDOM_PREFIX = "random:"  # model path "random:full": the worker builds the random-weight pipeline itself
 
 
 class Slowdown:
@@ -87,6 +92,76 @@ def hang_if_told() -> None:
             time.sleep(60)
 
 
+def stall_write_if_told(tmp: Any) -> None:
+    """The WRITE_STALL_ENV test knob: stop for good with the PNG written to its temp name, not renamed."""
+    marker = os.environ.get(WRITE_STALL_ENV)
+    if marker and _take_marker(WRITE_STALL_ENV):
+        with open(marker + ".writing", "w") as fh:
+            fh.write(str(os.getpid()))
+        while True:
+            time.sleep(60)
+
+
+def warm_sizes(env: str | None = None) -> tuple[tuple[int, int], ...] | None:
+    """The sizes from WARM_SIZES_ENV ("WxH,WxH"), or None (the engine's default) when unset or unreadable."""
+    text = os.environ.get(WARM_SIZES_ENV, "") if env is None else env
+    sizes = []
+    for part in text.replace(" ", "").lower().split(","):
+        w, _, h = part.partition("x")
+        if not (w.isdigit() and h.isdigit()):
+            return None
+        sizes.append((int(w), int(h)))
+    return tuple(sizes) or None
+
+
+class ImageWriter:
+    """Writes finished images on its own thread (PNG encoding, metadata, atomic write, fsync) and then
+    sends `done`, so the GPU starts the next job meanwhile and never waits for the disk.
+
+    `done` still follows the file's fsync and rename. At most one image waits behind the one being
+    written: a slow disk holds the GPU back rather than filling memory.
+    """
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self._queue: queue.Queue[tuple[Any, dict[str, Any]] | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._loop, name="png-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, made: Any, info: dict[str, Any]) -> None:
+        self._queue.put((made, info))
+
+    def close(self) -> None:
+        """Write what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        from studio.engine.run_job import save_image
+
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            made, info = item
+            t0 = time.perf_counter()
+            encoded = [t0]
+
+            def before_commit(tmp: Any, encoded: list[float] = encoded) -> None:
+                encoded[0] = time.perf_counter()  # PNG encoded into its temp file; fsync and rename follow
+                stall_write_if_told(tmp)
+
+            try:
+                result = save_image(made, before_commit=before_commit)
+            except BaseException as exc:  # a full disk, a file where the folder should be
+                self._send("failed", {"job_id": made.job.job_id, "busy_s": info["busy_s"], **error_payload(exc)})
+                continue
+            end = time.perf_counter()
+            self._send("done", {**result, **info, "write_s": round(end - t0, 4),
+                                "png_s": round(encoded[0] - t0, 4), "sync_s": round(end - encoded[0], 4),
+                                "finished": time.time()})
+
+
 def error_payload(exc: BaseException) -> dict[str, str]:
     """An exception as plain data: a kind the pool acts on, and a message a person can read."""
     name = type(exc).__name__
@@ -130,18 +205,22 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
     prepare_process_env(threads=cfg["threads"])
     _quiet_progress_bars()
 
+    send_lock = threading.Lock()  # the writer thread sends too; a pipe is not thread-safe
+
     def send(status: str, payload: Any) -> None:
         try:
-            results.send((status, payload))
+            with send_lock:
+                results.send((status, payload))
         except (OSError, EOFError):
             os._exit(0)
 
     try:
-        engine, load_s = _load_engine(cfg, cfg.get("memory_profile"))
+        engine, load_s = _load_engine(cfg, cfg.get("memory_profile"), send)
         slow = slowdown_for(cfg["index"])
+        first = _warm_image_args(engine)
         t0 = time.perf_counter()
         slow.start()
-        engine.generate(on_step=slow.after_step if slow else None, **WARMUP)
+        engine.generate(on_step=slow.after_step if slow else None, **first)
         warmup_s = time.perf_counter() - t0
     except BaseException as exc:  # cannot load: say why, then exit so the pool can decide
         send("fatal", error_payload(exc))
@@ -149,9 +228,11 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
 
     send("ready", {"pid": os.getpid(), "device": engine.device_name, "memory_gb": _memory_gb(engine),
                    "load_s": round(load_s, 3), "warmup_s": round(warmup_s, 4),
-                   "warmup": {k: WARMUP[k] for k in ("width", "height", "steps")},
+                   "compile_s": round(getattr(engine, "compile_s", None) or 0.0, 3),
+                   "warmup": {k: first[k] for k in ("width", "height", "steps")},
                    "threads": cfg["threads"], "memory_profile": _profile_name(engine, cfg)})
     profile = cfg.get("memory_profile")
+    writer = ImageWriter(send)
     while True:
         job = jobs.get()
         if job is None:
@@ -162,11 +243,11 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
             continue
         wanted = job.get("memory_profile")
         if wanted and wanted != profile:
-            engine, profile = _switch_profile(cfg, engine, profile, wanted)
+            engine, profile = _switch_profile(cfg, engine, wanted, send)
         send("started", {"job_id": job_id, "time": time.time()})
         t0 = time.perf_counter()
         try:
-            result = _run(engine, cfg, job, send, slow, lambda j=job_id: revoked.get(j) == "cancel")
+            made = _run(engine, cfg, job, send, slow, lambda j=job_id: revoked.get(j) == "cancel")
         except BaseException as exc:
             busy = time.perf_counter() - t0
             if type(exc).__name__ == "Cancelled":
@@ -177,10 +258,11 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
                     _free_cuda()
             revoked.pop(job_id, None)
             continue
-        result["busy_s"] = round(time.perf_counter() - t0, 4)
-        result["finished"] = time.time()
         revoked.pop(job_id, None)
-        send("done", result)
+        # busy_s: the time this job held the GPU's thread (what limits throughput); the write overlaps
+        # the next job. gpu_s: the engine's own time for the image (the monitor's busy share).
+        writer.put(made, {"busy_s": round(time.perf_counter() - t0, 4), "gpu_s": round(made.gpu_s, 4)})
+    writer.close()
     send("stopped", {})
     os._exit(0)  # nothing left to flush (PNGs are fsynced); library threads must not delay the exit
 
@@ -197,9 +279,9 @@ def _quiet_progress_bars() -> None:
 
 
 def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow: Slowdown,
-         cancelled: Any) -> dict[str, Any]:
+         cancelled: Any) -> Any:
     from studio.core.jobs import Job
-    from studio.engine.run_job import run_job
+    from studio.engine.run_job import make_image
 
     fields = {k: job[k] for k in Job.__dataclass_fields__}
 
@@ -212,34 +294,58 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
     if _take_marker(OOM_ENV):
         raise RuntimeError("CUDA out of memory (ZAOXIANG_TEST_WORKER_OOM)")
     slow.start()
-    return run_job(engine, Job(**fields), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
-                   should_cancel=cancelled)
+    return make_image(engine, Job(**fields), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
+                      should_cancel=cancelled)
 
 
-def _load_engine(cfg: dict[str, Any], profile: str | None) -> tuple[Any, float]:
-    import inspect
+def _load_engine(cfg: dict[str, Any], profile: str | None, send: Any) -> tuple[Any, float]:
+    """Load the engine (or build the random-weight pipeline), then compile it for the sizes in use,
+    sending ("warming", {"pct": ...}) as it goes: a worker is ready only once warm."""
+    import torch
 
     from studio.engine.generate import Engine
 
     t0 = time.perf_counter()
-    kwargs = {}
-    if profile and "memory_profile" in inspect.signature(Engine).parameters:
-        kwargs["memory_profile"] = profile  # the engine's memory profiles, once it has them
-    engine = Engine(cfg["model_path"], cfg["device"], **kwargs)
-    return engine, time.perf_counter() - t0
+    kwargs: dict[str, Any] = {"warm": "none"}
+    if profile:
+        kwargs["memory_profile"] = profile
+    path = cfg["model_path"]
+    if path.startswith(RANDOM_PREFIX):
+        from studio.engine.precision import choose_dtype
+        from studio.engine.random_pipeline import build_random_pipeline
+
+        device = torch.device(cfg["device"])
+        dtype = choose_dtype(device)
+        kwargs.update(dtype=dtype, pipe=build_random_pipeline(path[len(RANDOM_PREFIX):], device, dtype))
+    engine = Engine(path, cfg["device"], **kwargs)
+    load_s = time.perf_counter() - t0
+
+    def progress(fraction: float, stage: str) -> None:
+        send("warming", {"pct": round(100 * fraction, 1), "stage": stage})
+
+    if engine.compiled:
+        send("warming", {"pct": 0.0, "stage": "compile"})
+        sizes = warm_sizes()
+        engine.warm_up(**({"sizes": sizes} if sizes else {}), on_progress=progress)
+    return engine, load_s
 
 
-def _switch_profile(cfg: dict[str, Any], engine: Any, current: str | None, wanted: str) -> tuple[Any, str | None]:
-    """Reload under a lower memory profile (after an OOM) when the engine supports profiles."""
-    import inspect
+def _warm_image_args(engine: Any) -> dict[str, Any]:
+    """The first image, before ready: on a compiled engine at the first warm size (so the allocator,
+    kernels and the VAE at that size are warm too), else the small WARMUP image."""
+    if not engine.compiled:
+        return dict(WARMUP)
+    from studio.engine.generate import WARM_SIZES
 
-    from studio.engine.generate import Engine
+    width, height = (warm_sizes() or WARM_SIZES)[0]
+    return {**WARMUP, "width": width, "height": height}
 
-    if "memory_profile" not in inspect.signature(Engine).parameters:
-        return engine, current  # nothing to switch yet: the retry is recorded by the pool only
+
+def _switch_profile(cfg: dict[str, Any], engine: Any, wanted: str, send: Any) -> tuple[Any, str | None]:
+    """Reload under a lower memory profile (after an OOM)."""
     del engine
     _free_cuda()
-    return _load_engine(cfg, wanted)[0], wanted
+    return _load_engine(cfg, wanted, send)[0], wanted
 
 
 def _free_cuda() -> None:

@@ -158,6 +158,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "mon.col.job": {"zh": "当前任务", "en": "Current job"},
     "mon.col.images": {"zh": "图像数", "en": "Images"},
     "mon.col.spi": {"zh": "秒/张", "en": "s / image"},
+    "mon.col.gpu_busy": {"zh": "GPU 忙碌占比（上一请求）", "en": "GPU busy (last request)"},
     "mon.balance": {"zh": "上一个请求的负载均衡效率：{value}", "en": "Balance efficiency of the last request: {value}"},
     "mon.balance.none": {"zh": "还没有多图请求。", "en": "No request yet."},
     "mon.queue": {"zh": "队列中的图像：{n}", "en": "Images queued: {n}"},

@@ -15,7 +15,7 @@ import pandas as pd
 from studio.ui.context import Context, guard
 from studio.ui.i18n import t
 
-POOL_KEYS = ("worker", "device", "state", "job", "images", "s_per_image")
+POOL_KEYS = ("worker", "device", "state", "job", "images", "s_per_image", "gpu_busy")
 
 
 def series_frame(snapshot: dict[str, Any], metric: str, now: float | None = None) -> pd.DataFrame:
@@ -66,23 +66,27 @@ def _pick(d: dict[str, Any], *keys: str, default: Any = "") -> Any:
 
 
 def pool_rows(status: list[dict[str, Any]]) -> list[list[Any]]:
-    """One table row per worker: name, device, state, current job, images done, seconds per image."""
+    """One table row per worker: name, device, state (with the compile progress while warming), current
+    job, images done, seconds per image, and the share of the last request's wall time its GPU was busy."""
     rows = []
     for w in status or []:
         spi = _pick(w, "s_per_image", "seconds_per_image", "sec_per_image", default=None)
-        if spi is None and _pick(w, "speed", default=None):
-            spi = None
+        state = str(_pick(w, "state", "status"))
+        if state == "warming" and w.get("warm_pct") is not None:
+            state = f"warming {float(w['warm_pct']):.0f}%"
+        busy = w.get("gpu_busy")
         rows.append([
             str(_pick(w, "worker", "name", "id")), str(_pick(w, "device", "device_name", "gpu")),
-            str(_pick(w, "state", "status")), str(_pick(w, "job", "current_job", "job_id"))[:12],
+            state, str(_pick(w, "job", "current_job", "job_id"))[:12],
             int(_pick(w, "images", "images_done", "done", default=0) or 0),
             "" if spi in (None, "") else f"{float(spi):.2f}",
+            "" if busy is None else f"{100 * float(busy):.0f}%",
         ])
     return rows
 
 
 def pool_headers(lang: str) -> list[str]:
-    return [t(f"mon.col.{k}", lang) for k in ("worker", "device", "state", "job", "images", "spi")]
+    return [t(f"mon.col.{k}", lang) for k in ("worker", "device", "state", "job", "images", "spi", "gpu_busy")]
 
 
 def balance_text(stats: dict[str, Any] | None, lang: str) -> str:

@@ -203,6 +203,9 @@ def test_monitor_renders_charts_and_the_pool_table(page, app, shots):
         pytest.skip("Studio.monitor_snapshot (studio/monitor) is not in the facade yet")
     open_tab(page, "GPU 监控")
     page.wait_for_function("document.querySelector('#monitor-pool').innerText.includes('cpu:0')")
+    # the worker made the earlier tests' images: its GPU (here CPU) busy share of its last request shows
+    page.wait_for_function("document.querySelector('#monitor-pool').innerText.includes('GPU 忙碌占比')")
+    page.wait_for_function("/\\b\\d{1,3}%/.test(document.querySelector('#monitor-pool').innerText)")
     page.wait_for_selector("#monitor-util canvas, #monitor-util svg")
     page.wait_for_selector("#monitor-mem canvas, #monitor-mem svg")
     gpus = page.locator("#monitor-gpus").inner_text()
