@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from studio.commands import EXIT_ERROR, EXIT_USAGE
 
 # One module per sub-command under studio/commands (see its __init__ for the contract).
-COMMANDS = ("generate", "models", "doctor", "bench", "history", "resume")
+COMMANDS = ("generate", "models", "doctor", "bench", "history", "resume", "stop")
 
 
 class _Parser(argparse.ArgumentParser):
