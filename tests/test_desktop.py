@@ -191,3 +191,41 @@ def test_no_display_runs_without_tray_and_says_so_once(home: Path) -> None:
     assert code == 0
     said = [line for line in everything if "Tray icon" in line]
     assert len(said) == 1 and "no display" in said[0], everything
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_quit_in_the_window_asks_then_stops_everything(home: Path) -> None:
+    """The header's Quit, clicked in a real browser: Cancel keeps the studio; Quit now stops it whole."""
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    proc, url, _lines = start(home, "--headless", "--lang", "en", "--workers", "cpu:1", "--port", str(free_port()))
+    family = descendants(proc.pid)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(url)
+            page.click("#zx-quit")
+            page.wait_for_selector("#zx-quit-confirm", state="visible")
+            assert "Queued images stay queued" in page.inner_text("#zx-quit-question")
+            page.click("#zx-quit-cancel")
+            page.wait_for_selector("#zx-quit-confirm", state="hidden")
+            time.sleep(1)
+            assert proc.poll() is None, "Cancel must not quit"
+            page.click("#zx-quit")
+            page.click("#zx-quit-now")
+            code, out = proc.wait(90), proc.communicate(timeout=30)[0].decode("utf-8", "replace")
+            browser.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, out
+    _gone, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, f"left behind: {alive}"
+    assert lock_is_free(home / "run") and not (home / "run" / INFO_NAME).exists()
