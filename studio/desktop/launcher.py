@@ -37,6 +37,7 @@ SERVE_MODULE = "studio.ui.server"
 PORT_TRIES = 50
 FINISH_TIMEOUT_S = 600.0
 QUIT_POLL_S = 0.5
+TRAY_READY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -320,13 +321,16 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         started = time.monotonic()
         if studio is not None:
             _shutdown(studio, jobs, quit_request.finish_running, stop_server, windows)
-        if url:  # a second launch's window too: its opener has long exited
-            browser.close_app_windows(url, profile_dir)
             if unsubscribe is not None:
                 try:
                     unsubscribe()
                 except Exception:
                     log.exception("unsubscribe failed")
+        if url:  # a second launch's window too: its opener has long exited
+            try:
+                browser.close_app_windows(url, profile_dir)
+            except Exception:
+                log.exception("shutdown: could not close the studio's windows")
         restore_signals()
         _active = _active_jobs = None
         lock.release()
@@ -354,7 +358,9 @@ def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitReq
                                on_quit=lambda: quit_request.request(False), log_path=log_path, lang=lang)
 
     def when_ready() -> None:
-        if not tray.ready.wait(30):
+        if not tray.ready.wait(TRAY_READY_S):
+            log.warning("the tray icon did not come up within %.0f s", TRAY_READY_S)
+            _say(text("no_tray", lang))
             return
         _say(text("how_to_quit" if tray.has_menu else "no_menu", lang))
         if on_tray is not None:

@@ -201,6 +201,14 @@ def icon_class(backend: Backend) -> type:
         return GtkIcon
     if backend is Backend.XORG:
         class XorgIcon(base):  # type: ignore[misc, valid-type]
+            def _run(self) -> None:
+                # Dock from the loop's own thread before setup runs: pystray otherwise asks its loop
+                # from the setup thread, and that request lost its reply under load, leaving setup (a
+                # thread the process waits for at exit) blocked for good.
+                self._thread = threading.current_thread()
+                self.visible = True
+                super()._run()
+
             def _create_window(self):
                 import Xlib.X
 
@@ -362,8 +370,9 @@ class StudioTray:
                 icon.visible = True
             self.ready.set()
             self._refresh()
-            stop_event.wait()
-            icon.stop()
+            # The stop waits on a daemon thread: pystray's setup thread is one the process waits for.
+            threading.Thread(target=lambda: (stop_event.wait(), icon.stop()), name="tray-stop",
+                             daemon=True).start()
 
         def make_and_run() -> None:
             # Made on the thread that runs its loop: GTK wants one thread for all its calls.
