@@ -52,10 +52,28 @@ def x_display(size: str = "1280x800") -> Iterator[str]:
     with os.fdopen(read) as fh:
         number = fh.readline().strip()
     try:
+        _wait_connectable(f":{number}")
         yield f":{number}"
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _wait_connectable(name: str, timeout: float = 20) -> None:
+    """Until a client can connect: a display number just freed by the last test's Xvfb was, under load,
+    named before it could be opened."""
+    import Xlib.display
+    import Xlib.error
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            Xlib.display.Display(name).close()
+            return
+        except (Xlib.error.DisplayError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture

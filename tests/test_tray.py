@@ -66,11 +66,15 @@ def tray_host(xvfb: str, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
     monkeypatch.setenv("DISPLAY", xvfb)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.delenv("PYSTRAY_BACKEND", raising=False)
-    proc = subprocess.Popen(["trayer", "--edge", "top", "--widthtype", "request"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
-    while not tray_mod._x11_tray_host() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while True:  # trayer that exits at once (it could not open the display yet) is started again
+        proc = subprocess.Popen(["trayer", "--edge", "top", "--widthtype", "request"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        while not tray_mod._x11_tray_host() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if proc.poll() is None or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     if not tray_mod._x11_tray_host():
         proc.kill()
         raise AssertionError(f"trayer did not become the tray host: {proc.communicate()[1]!r}")
