@@ -255,6 +255,8 @@ def test_quit_in_the_window_asks_then_stops_everything(home: Path) -> None:
             assert proc.poll() is None, "Cancel must not quit"
             page.click("#zx-quit")
             page.click("#zx-quit-now")
+            page.wait_for_selector("#zx-quit-status", state="visible")  # said before the server stops
+            assert "quitting" in page.inner_text("#zx-quit-status")
             code, out = proc.wait(90), proc.communicate(timeout=30)[0].decode("utf-8", "replace")
             browser.close()
     finally:

@@ -145,6 +145,11 @@ def request_quit(finish_running: bool = False) -> bool:
     return True
 
 
+def quit_available() -> bool:
+    """Whether a desktop studio runs in this process, so that `request_quit` would be heard."""
+    return _active is not None
+
+
 def running_images() -> int:
     """How many images are on a worker right now (so the UI knows whether to ask cancel-or-finish)."""
     return len(_active_jobs) if _active_jobs is not None else 0

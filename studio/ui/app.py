@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import gradio as gr
@@ -9,6 +10,8 @@ import gradio as gr
 from studio.ui import gallery, generate, history, monitor, settings
 from studio.ui.context import Context, guard
 from studio.ui.i18n import resolve_language, t
+
+QUIT_DELAY_S = 0.5
 
 
 def _model_header(studio: Any, lang: str) -> tuple[str, bool]:
@@ -23,7 +26,7 @@ def _model_header(studio: Any, lang: str) -> tuple[str, bool]:
 def _quit_bar(ctx: Context, quit_btn: gr.Button) -> None:
     """Quit from the window: asks first, then runs the desktop launcher's own Quit (the tray's), which
     stops the workers, the tray and this server. Images on a GPU may finish first when some run."""
-    from studio.desktop.launcher import request_quit, running_images
+    from studio.desktop.launcher import quit_available, request_quit, running_images
 
     g = guard(ctx)
     with gr.Row(visible=False, elem_id="zx-quit-confirm") as bar:
@@ -45,8 +48,11 @@ def _quit_bar(ctx: Context, quit_btn: gr.Button) -> None:
     def quit_with(finish_running: bool):
         @g
         def do_quit():
-            key = "quit.stopping" if request_quit(finish_running=finish_running) else "quit.not_desktop"
-            return gr.update(visible=False), gr.update(visible=True, value=ctx.t(key))
+            if not quit_available():
+                return gr.update(visible=False), gr.update(visible=True, value=ctx.t("quit.not_desktop"))
+            # A moment's delay lets this answer reach the page before Quit stops the server.
+            threading.Timer(QUIT_DELAY_S, request_quit, kwargs={"finish_running": finish_running}).start()
+            return gr.update(visible=False), gr.update(visible=True, value=ctx.t("quit.stopping"))
         return do_quit
 
     quit_btn.click(ask, outputs=[bar, question, finish], show_progress="hidden")
