@@ -356,3 +356,32 @@ def test_kohya_names_on_every_linear_map_through_diffusers_converter() -> None:
             assert torch.allclose(got[k], want[k], rtol=1e-4, atol=1e-4), (layout, kw, k)
         check_fit(tr, to_diffusers(converted, layout), loras.LoraInfo(
             "x.safetensors", "x", layout, False, 4, (), 53, 128, 4, None, "", 0))
+
+
+def test_compiled_blocks_keep_their_graphs_when_sets_and_strengths_change(
+        engine, demo_model_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the blocks compiled (dynamo with the eager backend: its guards, no code generation), loading
+    files changes the traced code once; switching sets and strengths afterwards traces nothing new, and
+    every set gives the uncompiled engine's pixels."""
+    from torch._dynamo.utils import counters
+
+    from studio.engine.generate import Engine
+
+    monkeypatch.setenv("ZAOXIANG_COMPILE_BACKEND", "eager")
+    torch._dynamo.reset()
+    compiled = Engine(demo_model_master, "cpu", compile=True, warm="none", compile_cache=tmp_path / "cc")
+    compiled.warm_up(sizes=((128, 128),))
+    assert compiled.compiled and compiled.wait_warm()
+    other = _write(tmp_path / "other.safetensors", _random_lora(11))
+    compiled.set_loras([(FILES["diffusers"], 1.0), (other, 1.0)])  # both loaded: the one change of code
+    _images(compiled, PROMPTS[:1], quick=True)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs > 0
+    for chosen in ([(FILES["diffusers"], 1.0)], [(FILES["diffusers"], 0.5)], [(other, 1.0)], [],
+                   [(FILES["diffusers"], 0.3), (other, -1.0)]):
+        compiled.set_loras(chosen)
+        got = _images(compiled, PROMPTS[:1], quick=True)
+        engine.set_loras(chosen)
+        assert _max_diff(got, _images(engine, PROMPTS[:1], quick=True)) <= SAME_IMAGE_MAX_DIFF, chosen
+    assert counters["stats"]["unique_graphs"] == graphs
+    engine.set_loras([])

@@ -334,7 +334,7 @@ class Engine:
                 return None
             from studio.engine.lora import LoraCache
 
-            self._loras = LoraCache(self.pipe)
+            self._loras = LoraCache(self.pipe, stable_graphs=self.compiled)
         report = self._loras.apply(loras)
         if self.step_graphs is not None and self._loras.loaded:  # captured kernels would skip the adapters
             self.step_graphs.failed = "LoRAs in use"

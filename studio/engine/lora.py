@@ -158,15 +158,30 @@ def _original(keys: list[str]) -> list[str]:
     return [k.removeprefix("transformer.") for k in keys]
 
 
+def _allow_recompiles(loaded: int) -> None:
+    """Each file loaded into compiled blocks changes their code once (new modules): raise dynamo's
+    per-code recompile limit with the count, since the blocks compile with fullgraph=True and a
+    limit reached is an error there, not an eager fallback."""
+    import torch._dynamo.config as dynamo_config
+
+    want = 8 + 4 * loaded
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, name) and getattr(dynamo_config, name) < want:
+            setattr(dynamo_config, name, want)
+
+
 # --- the cache ------------------------------------------------------------------------------------
 
 
 class LoraCache:
     """The adapters loaded into one pipeline's transformer, by file content, and the active set."""
 
-    def __init__(self, pipe: Any, max_cached: int = MAX_CACHED) -> None:
+    def __init__(self, pipe: Any, max_cached: int = MAX_CACHED, *, stable_graphs: bool = False) -> None:
         self.pipe = pipe
         self.max_cached = max_cached
+        # Compiled blocks: keep every loaded adapter in the forward with its strength in a tensor (0 when
+        # unused), so a new set or strength changes data, not the code dynamo traced (no recompile).
+        self.stable_graphs = stable_graphs
         self.loaded: OrderedDict[str, Loaded] = OrderedDict()  # content hash -> adapter, LRU order
         self.active: list[tuple[str, float]] = []  # (adapter name, strength) now in use
 
@@ -241,6 +256,8 @@ class LoraCache:
                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
         # a freshly loaded adapter becomes active in peft; the set in use stays what it was until _activate
         self.loaded[key] = Loaded(name, info, time.perf_counter() - t0)
+        if self.stable_graphs:
+            _allow_recompiles(len(self.loaded))
         self._activate(before, force=True)
 
     def _drop(self, name: str) -> None:
@@ -253,12 +270,34 @@ class LoraCache:
         if not getattr(self.transformer, "peft_config", None):
             self.active = list(active)
             return
-        if active:
+        if self.stable_graphs:
+            self._set_scalings(dict(active))
+        elif active:
             self.pipe.enable_lora()
             self.pipe.set_adapters([n for n, _ in active], [s for _, s in active])
         else:
             self.pipe.disable_lora()
         self.active = list(active)
+
+    def _set_scalings(self, strengths: dict[str, float]) -> None:
+        """Every loaded adapter active, its strength written into a 0-dim tensor in place (the stable mode)."""
+        from peft.tuners.lora import LoraLayer
+
+        names = sorted(self.transformer.peft_config)
+        for mod in self.transformer.modules():
+            if not isinstance(mod, LoraLayer):
+                continue
+            present = [n for n in names if n in mod.lora_A]
+            if list(mod.active_adapters) != present or mod.disable_adapters:
+                mod.enable_adapters(True)
+                mod.set_adapter(present, inference_mode=True)
+            for n in present:
+                value = strengths.get(n, 0.0) * mod.lora_alpha[n] / mod.r[n]
+                current = mod.scaling[n]
+                if isinstance(current, torch.Tensor):
+                    current.fill_(value)
+                else:
+                    mod.scaling[n] = torch.tensor(value, device=mod.lora_A[n].weight.device)
 
     def _evict(self, keep: set[str]) -> None:
         while len(self.loaded) > self.max_cached:
