@@ -385,3 +385,15 @@ def test_compiled_blocks_keep_their_graphs_when_sets_and_strengths_change(
         assert _max_diff(got, _images(engine, PROMPTS[:1], quick=True)) <= SAME_IMAGE_MAX_DIFF, chosen
     assert counters["stats"]["unique_graphs"] == graphs
     engine.set_loras([])
+
+
+def test_fp8_linears_refuse_a_lora_with_one_line(demo_model_master: Path) -> None:
+    from studio.engine import fp8
+    from studio.engine.loader import load_pipeline
+    from studio.engine.lora import LoraCache
+
+    pipe = load_pipeline(demo_model_master, torch.device("cpu"), torch.float32)
+    assert fp8.quantize_transformer(pipe.transformer) > 0
+    with pytest.raises(LoraError, match="FP8 mode"):
+        LoraCache(pipe).apply([(FILES["diffusers"], 1.0)])
+    assert not getattr(pipe.transformer, "peft_config", None)
