@@ -190,7 +190,10 @@ class LoraCache:
         return self.pipe.transformer
 
     def apply(self, loras: Sequence[tuple[str | Path, float]]) -> ApplyReport:
-        """Make `loras` the set the next images use; LoraError (nothing changed) if one cannot be used."""
+        """Make `loras` the set the next images use; LoraError, with the set in use unchanged, if one cannot be used.
+
+        Files are checked one by one: one listed before a bad one may stay loaded (unused) in the cache.
+        """
         t0 = time.perf_counter()
         report = ApplyReport()
         wanted: dict[str, float] = {}  # content hash -> strength (the same file twice: strengths add up)
@@ -226,13 +229,15 @@ class LoraCache:
         t0 = time.perf_counter()
         try:
             raw = load_file(info.path, device="cpu")
+        except Exception as exc:  # noqa: BLE001 - a header that read fine over data that does not
+            raise LoraError(f"{Path(info.path).name} is a damaged safetensors file ({type(exc).__name__}); "
+                            "download it again.") from exc
+        try:
             sd = to_diffusers(raw, info.layout)
-        except LoraError:
-            raise
         except Exception as exc:  # noqa: BLE001 - the converter's own refusals are ValueErrors with long texts
-            keys = ", ".join(list(raw)[:3]) if "raw" in locals() else ""
             raise LoraError(f"{Path(info.path).name} ({info.layout.value} layout) could not be converted "
-                            f"({type(exc).__name__}; keys such as {keys}); nothing was loaded.") from exc
+                            f"({type(exc).__name__}; keys such as {', '.join(list(raw)[:3])}); "
+                            "nothing was loaded.") from exc
         check_fit(self.transformer, sd, info)
         dtype = next(self.transformer.parameters()).dtype
         sd = {k: v.to(dtype) for k, v in sd.items()}
@@ -249,7 +254,7 @@ class LoraCache:
                                 "nothing was loaded.")
         except Exception as exc:
             self._drop(name)
-            self._activate(before)
+            self._activate(before, force=True)
             if isinstance(exc, LoraError):
                 raise
             raise LoraError(f"{Path(info.path).name} could not be loaded: {type(exc).__name__}: "
