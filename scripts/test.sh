@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 . .venv/bin/activate
-ruff check studio tests scripts
+ruff check studio tests scripts tools
 set +e
 python -m pytest -q -ra "$@"
 rc=$?

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from studio.core import events as ev
 from studio.core.jobs import Job
@@ -46,12 +46,21 @@ def make_jobs(request: GenerationRequest, request_id: str, out_dir: Path,
     return jobs
 
 
+class QuitHook(Protocol):
+    """How the window's Quit reaches whoever runs this studio as a desktop program (the launcher)."""
+
+    def request(self, finish_running: bool = False) -> None: ...
+
+    def running_images(self) -> int: ...
+
+
 class Studio:
     """The studio's operations; construct once per process, `close()` when done."""
 
     def __init__(self, settings: Settings | None = None, paths: Paths | None = None,
                  model: str | None = None, workers: str | None = None) -> None:
         self.paths = (paths or get_paths()).ensure()
+        self.quit_hook: QuitHook | None = None  # set by the desktop launcher; None: no Quit to offer
         self.notices: list[str] = []  # messages for the person, shown once (a CLI line, a window banner)
         self.settings = settings or load_settings(self.paths, notices=self.notices)
         self._model_arg = model

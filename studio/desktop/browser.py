@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from studio.desktop.opener import open_target, spawn
+from studio.core.opener import open_target, spawn
 
 log = logging.getLogger(__name__)
 

@@ -121,17 +121,23 @@ class RunningJobs:
 
 
 class _QuitRequest:
-    def __init__(self) -> None:
+    """The one Quit of a desktop studio; also its `Studio.quit_hook`, so the window's Quit button
+    reaches the launcher through the Studio (ui/ does not import desktop/)."""
+
+    def __init__(self, jobs: RunningJobs | None = None) -> None:
         self.event = threading.Event()
         self.finish_running = False
+        self.jobs = jobs
 
     def request(self, finish_running: bool = False) -> None:
         self.finish_running = self.finish_running or finish_running
         self.event.set()
 
+    def running_images(self) -> int:
+        return len(self.jobs) if self.jobs is not None else 0
+
 
 _active: _QuitRequest | None = None
-_active_jobs: RunningJobs | None = None
 
 
 def request_quit(finish_running: bool = False) -> bool:
@@ -144,16 +150,6 @@ def request_quit(finish_running: bool = False) -> bool:
         return False
     _active.request(finish_running)
     return True
-
-
-def quit_available() -> bool:
-    """Whether a desktop studio runs in this process, so that `request_quit` would be heard."""
-    return _active is not None
-
-
-def running_images() -> int:
-    """How many images are on a worker right now (so the UI knows whether to ask cancel-or-finish)."""
-    return len(_active_jobs) if _active_jobs is not None else 0
 
 
 def _say(message: str) -> None:
@@ -277,7 +273,7 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
     `serve` defaults to the UI's. `on_tray` is called with the tray once its icon is up (tests use it
     to drive the menu as a person would).
     """
-    global _active, _active_jobs
+    global _active
     paths = get_paths().ensure()
     log_path = setup_logging(paths)
     profile_dir = paths.data_dir / browser.PROFILE_DIR_NAME
@@ -301,9 +297,9 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
     if lock.cleared_stale is not None:
         _say(f"A previous studio (pid {lock.cleared_stale.pid}) did not shut down cleanly; starting fresh.")
 
-    quit_request = _QuitRequest()
     jobs = RunningJobs()
-    _active, _active_jobs = quit_request, jobs
+    quit_request = _QuitRequest(jobs)
+    _active = quit_request
     restore_signals = _install_signals(quit_request)
     threading.Thread(target=_watch_quit_file, args=(lock, quit_request), name="quit-file", daemon=True).start()
     studio = None
@@ -317,6 +313,7 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         settings = _settings_for(options, paths)
         studio = Studio(settings=settings, paths=paths, model=options.model, workers=options.workers)
         unsubscribe = studio.subscribe(jobs.handle)
+        studio.quit_hook = quit_request
         studio.start()
         port = choose_port(settings.host, int(settings.port))
         url, stop_server = _call_serve(serve, studio, settings.host, port, options.lang)
@@ -352,7 +349,7 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
             except Exception:
                 log.exception("shutdown: could not close the studio's windows")
         restore_signals()
-        _active = _active_jobs = None
+        _active = None
         lock.release()
         log.info("stopped in %.1f s", time.monotonic() - started)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from studio.core import events as ev
 from studio.core.assets import asset
+from studio.core.opener import open_path
 from studio.desktop.messages import ERROR, IDLE, TEXT, WORKING, system_lang, text  # noqa: F401 (tests read them here)
-from studio.desktop.opener import open_path
 
 log = logging.getLogger(__name__)
 

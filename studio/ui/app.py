@@ -24,10 +24,8 @@ def _model_header(studio: Any, lang: str) -> tuple[str, bool]:
 
 
 def _quit_bar(ctx: Context, quit_btn: gr.Button) -> None:
-    """Quit from the window: asks first, then runs the desktop launcher's own Quit (the tray's), which
+    """Quit from the window: asks first, then runs the desktop launcher's own Quit (the tray's, through `Studio.quit_hook`), which
     stops the workers, the tray and this server. Images on a GPU may finish first when some run."""
-    from studio.desktop.launcher import quit_available, request_quit, running_images
-
     g = guard(ctx)
     with gr.Row(visible=False, elem_id="zx-quit-confirm") as bar:
         question = gr.Markdown(elem_id="zx-quit-question")
@@ -41,17 +39,19 @@ def _quit_bar(ctx: Context, quit_btn: gr.Button) -> None:
 
     @g
     def ask():
-        n = running_images()
+        hook = ctx.studio.quit_hook
+        n = hook.running_images() if hook is not None else 0
         text = ctx.t("quit.confirm_running", n=n) if n else ctx.t("quit.confirm")
         return gr.update(visible=True), text, gr.update(visible=n > 0)
 
     def quit_with(finish_running: bool):
         @g
         def do_quit():
-            if not quit_available():
+            hook = ctx.studio.quit_hook
+            if hook is None:
                 return gr.update(visible=False), gr.update(visible=True, value=ctx.t("quit.not_desktop"))
             # A moment's delay lets this answer reach the page before Quit stops the server.
-            threading.Timer(QUIT_DELAY_S, request_quit, kwargs={"finish_running": finish_running}).start()
+            threading.Timer(QUIT_DELAY_S, hook.request, kwargs={"finish_running": finish_running}).start()
             return gr.update(visible=False), gr.update(visible=True, value=ctx.t("quit.stopping"))
         return do_quit
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import gradio as gr
 
+from studio.core.opener import open_path
 from studio.core.request import GenerationRequest
-from studio.desktop.opener import open_path
 from studio.ui import records
 from studio.ui.context import Context, guard
 from studio.ui.generate import GenerateTab, fill_values, read_png_request
