@@ -70,7 +70,16 @@ def _as_int(name: str, value: Any, label: str) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ValidationError(name, f"{label} must be a whole number, not {value!r}.", "whole", value) from None
+        shown = value if isinstance(value, str) and _is_number(value) else repr(value)  # 2.5 as typed, 'x' quoted
+        raise ValidationError(name, f"{label} must be a whole number, not {shown}.", "whole", value) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _as_float(name: str, value: Any, label: str) -> float:

@@ -205,11 +205,6 @@ def build(ctx: Context) -> GenerateTab:
             progress = gr.HTML(render_progress(None, lang), elem_id="progress")
             queue_head = gr.HTML("", elem_id="queue-head")
             queue_rows = gr.State([])
-            notice = gr.Markdown(visible=False, elem_id="gen-notice")
-            results = gr.Gallery(label=t("gen.results", lang), elem_id="results", columns=1,
-                                 object_fit="contain", allow_preview=False, interactive=False)
-            ctx.label(results, "gen.results")
-
             @gr.render(inputs=[queue_rows])
             def queue_list(rows):
                 """This window's requests, each with its own cancel."""
@@ -226,6 +221,11 @@ def build(ctx: Context) -> GenerateTab:
                                                interactive=row["state"] != "cancelled")
                             button.click(g(lambda rid=row["request_id"]: _cancel(ctx, rid)), outputs=None,
                                          show_progress="hidden", api_visibility="private")
+            notice = gr.Markdown(visible=False, elem_id="gen-notice")
+            results = gr.Gallery(label=t("gen.results", lang), elem_id="results", columns=1,
+                                 object_fit="contain", allow_preview=False, interactive=False)
+            ctx.label(results, "gen.results")
+
     result_paths = gr.State([])
     request_id = gr.State(None)
     last_seed = gr.State(None)

@@ -51,8 +51,11 @@ class WindowQueue:
                 self.entries.remove(entry)
 
     def current(self) -> Entry | None:
-        """The entry to show now, or None (and streaming stops) when none is left."""
+        """The entry to show now, or None (and streaming stops) when none is left. A request cancelled
+        while it waited and already over is dropped, not shown."""
         with self.lock:
+            while self.entries and self.entries[0].view.cancel_requested and self.entries[0].view.finished:
+                self.entries.pop(0)
             if self.entries:
                 return self.entries[0]
             self.streaming = False

