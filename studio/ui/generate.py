@@ -82,6 +82,7 @@ class GenerateTab:
     request_id: Any
     last_seed: Any
     notice: Any
+    more: Any = None  # the folded seed mode and guidance
     run: Any = None  # the generator handler
     run_inputs: list | None = None
     run_outputs: list | None = None
@@ -94,14 +95,16 @@ class GenerateTab:
     @property
     def fill_outputs(self) -> list[Any]:
         """What `fill_values` updates: every field, plus the boxes whose visibility depends on them."""
-        return [*self.fields, self.negative_box, self.custom_row]
+        return [*self.fields, self.negative_box, self.custom_row, self.more]
 
 
 def fill_values(request: GenerationRequest) -> list[Any]:
-    """Updates for `GenerateTab.fill_outputs` that put `request` back into the form."""
+    """Updates for `GenerateTab.fill_outputs` that put `request` back into the form (and unfold "more"
+    when the request used it)."""
     values = form.fields_from_request(request)
+    unusual = values.guidance > 0 or values.seed_mode != "random"  # unfold what was restored into it
     return [*values.as_list(), gr.update(visible=values.guidance > 0),
-            gr.update(visible=values.size == form.CUSTOM)]
+            gr.update(visible=values.size == form.CUSTOM), gr.update(open=True) if unusual else gr.update()]
 
 
 def _size_choices(lang: str) -> list[tuple[str, str]]:
@@ -112,16 +115,26 @@ def _seed_choices(lang: str) -> list[tuple[str, str]]:
     return [(t(f"seed.{m}", lang), m) for m in ("random", "fixed", "increment")]
 
 
-KEYS_JS = """
-() => {  // Ctrl+Enter (Cmd+Enter on a Mac) in the Generate tab clicks Generate
-  if (window.zxKeys) return;
-  window.zxKeys = true;
+PAGE_JS = """
+() => {
+  if (window.zxPage) return;
+  window.zxPage = true;
+  // Ctrl+Enter (Cmd+Enter on a Mac) in the Generate tab clicks Generate
   document.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && document.querySelector("#tab-generate")?.offsetParent) {
       e.preventDefault();
       document.querySelector("#generate")?.click();
     }
   });
+  // the results box ends at the window's bottom edge, whatever the header, banners and queue above it take
+  const fit = () => {
+    const out = document.querySelector("#gen-output"), res = document.querySelector("#results");
+    if (!out || !res || !res.offsetParent) return;
+    const top = res.getBoundingClientRect().top + window.scrollY;
+    out.style.setProperty("--zx-results-h", Math.max(260, Math.round(window.innerHeight - top - 56)) + "px");
+  };
+  window.addEventListener("resize", fit);
+  setInterval(fit, 500);
 }
 """
 
@@ -203,7 +216,6 @@ def build(ctx: Context) -> GenerateTab:
                                 examples_per_page=10, elem_id="examples")
         with gr.Column(scale=7, min_width=320, elem_id="gen-output"):
             progress = gr.HTML(render_progress(None, lang), elem_id="progress")
-            queue_head = gr.HTML("", elem_id="queue-head")
             queue_rows = gr.State([])
             @gr.render(inputs=[queue_rows])
             def queue_list(rows):
@@ -211,6 +223,7 @@ def build(ctx: Context) -> GenerateTab:
                 if len(rows or []) < 2:
                     return
                 with gr.Column(elem_id="queue"):
+                    gr.HTML(render_listing(rows, ctx.lang), elem_id="queue-head")
                     for row in rows:
                         with gr.Row(elem_classes="zx-queue-row", equal_height=True):
                             state = t(f"state.{row['state']}", ctx.lang)
@@ -232,7 +245,7 @@ def build(ctx: Context) -> GenerateTab:
 
     tab = GenerateTab(prompt, negative, negative_box, size, custom_row, width, height, steps, guidance,
                       count, seed, seed_mode, errors, progress, results, result_paths, request_id, last_seed,
-                      notice)
+                      notice, more)
 
     def clear_errors() -> dict[Any, Any]:
         return {slot: gr.update(value="", visible=False) for slot in errors.values()}
@@ -272,7 +285,7 @@ def build(ctx: Context) -> GenerateTab:
                 ahead = len(wq.listing()) - 1
                 out = clear_errors()
                 out.update({notice: gr.update(value=t("gen.queued_msg", lang_now, n=ahead), visible=True),
-                            queue_rows: wq.listing(), queue_head: render_listing(wq.listing(), lang_now)})
+                            queue_rows: wq.listing()})
                 yield out
                 return
             yield from _stream(wq, follower, clear_errors())
@@ -290,7 +303,7 @@ def build(ctx: Context) -> GenerateTab:
             paused = bool(getattr(ctx.studio, "paused", False))
             out.update({progress: render_progress(view, lang_now), results: gr.update(value=[], columns=
                         _columns(view.count)), result_paths: [], request_id: entry.request_id,
-                        queue_rows: listing, queue_head: render_listing(listing, lang_now),
+                        queue_rows: listing,
                         notice: gr.update(value=t("gen.paused", lang_now), visible=paused)})
             yield out
             last_yield, shown = time.monotonic(), listing
@@ -302,7 +315,7 @@ def build(ctx: Context) -> GenerateTab:
                     update = {progress: render_progress(view, ctx.lang), results: items,
                               result_paths: [p for p, _c in items]}
                     if listing != shown:
-                        update.update({queue_rows: listing, queue_head: render_listing(listing, ctx.lang)})
+                        update[queue_rows] = listing
                         shown = listing
                     if view.images:
                         update[last_seed] = view.images[0]["seed"]
@@ -313,7 +326,7 @@ def build(ctx: Context) -> GenerateTab:
             items = captions(view, ctx.lang)
             out = {progress: render_progress(view, ctx.lang), results: items,
                    result_paths: [p for p, _c in items], request_id: None, notice: gr.update(visible=False),
-                   queue_rows: listing, queue_head: render_listing(listing, ctx.lang)}
+                   queue_rows: listing}
             if view.images:
                 out[last_seed] = view.images[0]["seed"]
             if wq.waiting() or listing:
@@ -321,8 +334,7 @@ def build(ctx: Context) -> GenerateTab:
                 time.sleep(0.5)
         yield out
 
-    run_outputs = [*errors.values(), progress, results, result_paths, request_id, last_seed, notice, queue_rows,
-                   queue_head]
+    run_outputs = [*errors.values(), progress, results, result_paths, request_id, last_seed, notice, queue_rows]
     tab.run, tab.run_inputs, tab.run_outputs = run, tab.fields, run_outputs
     # "multiple": a click while a request runs is a new request (queued), never ignored.
     generate_btn.click(run, inputs=tab.fields, outputs=run_outputs, concurrency_limit=None,

@@ -392,9 +392,14 @@ def english_words(text: str, prompts: list[str]) -> set[str]:
 
 
 def in_viewport(page, selector: str) -> bool:
-    return page.locator(selector).first.evaluate(
+    rect = page.locator(selector).first.evaluate(
         "e => { const r = e.getBoundingClientRect();"
-        " return r.height > 0 && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth; }")
+        " return [r.top, r.left, r.bottom, r.right, innerHeight, innerWidth, scrollY]; }")
+    top, left, bottom, right, height, width, _scroll = rect
+    ok = bottom > top and top >= 0 and left >= 0 and bottom <= height and right <= width
+    if not ok:
+        print(f"{selector} is outside the viewport: {rect}")
+    return ok
 
 
 def page_width(page) -> tuple[int, int]:
@@ -433,6 +438,7 @@ def test_feedback_and_results_in_view_on_a_laptop_and_a_narrow_window(browser, a
         assert in_viewport(page, "#progress"), "progress must show where the person is looking"
         page.locator("#results img").first.wait_for(timeout=120_000)
         page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+        page.screenshot(path=str(shots / f"ui-window-{width}x{height}.png"))
         assert in_viewport(page, "#results img"), "the first result must be in view"
         # shown whole: the image box keeps the image's own aspect, and its seed caption shows
         img = page.locator("#results img").first.evaluate(
@@ -445,7 +451,6 @@ def test_feedback_and_results_in_view_on_a_laptop_and_a_narrow_window(browser, a
         caption = page.locator("#results .caption-label, #results [class*=caption]").first
         assert caption.is_visible() and "种子" in caption.inner_text() and in_viewport(
             page, "#results .caption-label, #results [class*=caption]")
-        page.screenshot(path=str(shots / f"ui-window-{width}x{height}.png"))
         for tab in ("生成", "历史", "图库", "GPU 监控", "设置"):
             open_tab(page, tab)
             time.sleep(0.8)
