@@ -27,7 +27,7 @@ def hide_unnamed_endpoints(demo: gr.Blocks) -> None:
     """Only the endpoints meant for scripts are listed and callable by API clients; the page's own
     events (clicks, loads, renders) stay private to the page."""
     for fn in demo.fns.values():
-        if fn.api_name not in NAMED_ENDPOINTS:
+        if fn.api_name not in NAMED_ENDPOINTS or not getattr(fn.fn, "zx_endpoint", False):
             fn.api_visibility = "private"
 
 

@@ -341,11 +341,11 @@ def build(ctx: Context) -> GenerateTab:
                        show_progress="hidden", trigger_mode="multiple")
 
     @g
-    def cancel(rid):
+    def cancel_current(rid):
         if rid:
             _cancel(ctx, rid)
 
-    cancel_btn.click(cancel, inputs=[request_id], outputs=None, concurrency_limit=None, show_progress="hidden")
+    cancel_btn.click(cancel_current, inputs=[request_id], outputs=None, concurrency_limit=None, show_progress="hidden")
 
     @g
     def on_size(preset):
@@ -415,6 +415,8 @@ def build(ctx: Context) -> GenerateTab:
     gr.api(cancel_api, api_name="cancel", concurrency_limit=None)
     gr.api(history_api, api_name="history", concurrency_limit=None)
     gr.api(image_api, api_name="image", concurrency_limit=None)
+    for fn in (generate_api, cancel_api, history_api, image_api):
+        fn.zx_endpoint = True  # type: ignore[attr-defined]  # what app.hide_unnamed_endpoints keeps public
     ctx.localize(size, lambda lang_: {"choices": _size_choices(lang_)})
     ctx.localize(seed_mode, lambda lang_: {"choices": _seed_choices(lang_)})
     ctx.localize(prompt, lambda lang_: {"placeholder": t("gen.prompt.placeholder", lang_)})

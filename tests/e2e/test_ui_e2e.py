@@ -6,6 +6,8 @@ History and Gallery then show. Screenshots of every tab go to test-artifacts/.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
 import time
@@ -550,3 +552,22 @@ def test_the_chinese_window_speaks_only_chinese(page, app, shots):
             if words:
                 found.setdefault(tab, set()).add(f"{' '.join(sorted(words))} (#{where})")
     assert not found, f"English in the Chinese window: {found}"
+
+
+def test_scripts_see_only_the_named_endpoints_and_get_data(app):
+    """view_api lists generate, cancel, history and image, nothing the page uses for itself; answers are data."""
+    from gradio_client import Client
+
+    client = Client(app.base + "/", headers=app.headers, verbose=False, download_files=False,
+                    analytics_enabled=False)
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == {"/generate", "/cancel", "/history", "/image"}
+    assert not api["unnamed_endpoints"]
+    rows = client.predict(search="星星", favorites_only=False, limit=5, api_name="/history")
+    assert rows and all("<" not in json.dumps(r) for r in rows)  # data, not HTML
+    image = next(im for r in rows for im in r["images"])
+    assert os.path.isfile(image["path"]) and isinstance(image["seed"], int)
+    info = client.predict(image_id=image["image_id"], api_name="/image")
+    assert info["path"] == image["path"]
+    assert client.predict("no-such-request", api_name="/cancel") == {
+        "request_id": "no-such-request", "cancelled": False}
