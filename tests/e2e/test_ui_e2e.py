@@ -259,6 +259,15 @@ def test_settings_save_reload_and_restart_on_request(page, app, shots):
     page.click("#settings-save")
     page.get_by_role("tab", name="Generate").wait_for()
     page.screenshot(path=str(shots / "ui-settings-en.png"), full_page=True)
+    open_tab(page, "Generate")  # every visible string switched, the progress box too
+    page.wait_for_function("document.querySelector('#progress').innerText.includes('Ready.')")
+    prompts = [r["request"]["prompt"] for r in app.studio.history(limit=500)]
+    text = page.evaluate(VISIBLE_TEXT_JS)
+    for prompt in sorted(prompts, key=len, reverse=True):
+        text = text.replace(prompt, " ")
+    chinese = {line for line in text.splitlines() if re.search(r"[\u4e00-\u9fff]", line.replace("造相", ""))}
+    assert not chinese, f"Chinese left in the English window: {chinese}"
+    open_tab(page, "Settings")
     choose(page, "settings-language", "中文")
     page.click("#settings-save")
     page.get_by_role("tab", name="生成").wait_for()
