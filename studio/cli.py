@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from studio.commands import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 
 # One module per sub-command under studio/commands (see its __init__ for the contract).
-COMMANDS = ("generate", "models", "doctor", "bench", "history", "resume", "keys", "mcp")
+COMMANDS = ("generate", "models", "doctor", "bench", "history", "resume", "stop", "keys", "mcp")
 
 
 class _Parser(argparse.ArgumentParser):

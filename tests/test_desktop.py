@@ -6,6 +6,7 @@ normally; SIGTERM leaves no process behind. The window test runs Chromium under 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from studio.desktop.single_instance import INFO_NAME, InstanceLock, lock_is_free, read_instance
+from studio.desktop.single_instance import (
+    INFO_NAME,
+    QUIT_NAME,
+    InstanceLock,
+    lock_is_free,
+    read_instance,
+    request_quit_file,
+)
 from tests.conftest import cli_env
 
 START_TIMEOUT = 240
@@ -32,22 +40,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def xvfb() -> Iterator[str]:
-    """A private X display (Xvfb picks a free number and tells us through -displayfd)."""
+@contextlib.contextmanager
+def x_display(size: str = "1280x800") -> Iterator[str]:
+    """A private X display of `size` (Xvfb picks a free number and tells us through -displayfd)."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (scripts/setup.sh test installs it)")
     read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", f"{size}x24", "-nolisten", "tcp"],
                             pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write)
     with os.fdopen(read) as fh:
         number = fh.readline().strip()
     try:
+        _wait_connectable(f":{number}")
         yield f":{number}"
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _wait_connectable(name: str, timeout: float = 20) -> None:
+    """Until a client can connect: a display number just freed by the last test's Xvfb was, under load,
+    named before it could be opened."""
+    import Xlib.display
+    import Xlib.error
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            Xlib.display.Display(name).close()
+            return
+        except (Xlib.error.DisplayError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def xvfb() -> Iterator[str]:
+    with x_display() as name:
+        yield name
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -186,8 +218,129 @@ def test_no_display_runs_without_tray_and_says_so_once(home: Path) -> None:
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
     proc, _url, lines = start(home, "--no-browser", "--workers", "cpu:1", "--port", str(free_port()), env=env)
-    code, out = finish(proc)
-    everything = lines + out.splitlines()
-    assert code == 0
+    # Ended the way `zaoxiang stop` ends it on Windows (no SIGTERM there): a quit-request file.
+    request_quit_file(home / "run", proc.pid)
+    out, _ = proc.communicate(timeout=90)
+    everything = lines + out.decode("utf-8", "replace").splitlines()
+    assert proc.returncode == 0, everything
+    assert not (home / "run" / QUIT_NAME).exists()
     said = [line for line in everything if "Tray icon" in line]
     assert len(said) == 1 and "no display" in said[0], everything
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_quit_in_the_window_asks_then_stops_everything(home: Path) -> None:
+    """The header's Quit, clicked in a real browser: Cancel keeps the studio; Quit now stops it whole."""
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    proc, url, _lines = start(home, "--headless", "--lang", "en", "--workers", "cpu:1", "--port", str(free_port()))
+    family = descendants(proc.pid)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(url)
+            page.click("#zx-quit")
+            page.wait_for_selector("#zx-quit-confirm", state="visible")
+            assert "Queued images stay queued" in page.inner_text("#zx-quit-question")
+            page.click("#zx-quit-cancel")
+            page.wait_for_selector("#zx-quit-confirm", state="hidden")
+            time.sleep(1)
+            assert proc.poll() is None, "Cancel must not quit"
+            page.click("#zx-quit")
+            page.click("#zx-quit-now")
+            page.wait_for_selector("#zx-quit-status", state="visible")  # said before the server stops
+            assert "quitting" in page.inner_text("#zx-quit-status")
+            code, out = proc.wait(90), proc.communicate(timeout=30)[0].decode("utf-8", "replace")
+            browser.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, out
+    _gone, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, f"left behind: {alive}"
+    assert lock_is_free(home / "run") and not (home / "run" / INFO_NAME).exists()
+
+
+def window_geometry(display: str, pid: int) -> tuple[int, int]:
+    """The size of the visible X window that process `pid` shows (xdotool, as a person would measure)."""
+    env = {**os.environ, "DISPLAY": display}
+    found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--pid", str(pid)], env=env,
+                           capture_output=True, text=True, timeout=60).stdout.split()
+    assert found, f"process {pid} shows no window"
+    shell = subprocess.run(["xdotool", "getwindowgeometry", "--shell", found[-1]], env=env, capture_output=True,
+                           text=True, timeout=30).stdout
+    values = dict(line.split("=", 1) for line in shell.split())
+    return int(values["WIDTH"]), int(values["HEIGHT"])
+
+
+@pytest.mark.slow
+def test_window_fits_the_screen_remembers_its_size_and_leaves_no_zombie(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1366x768 screen: the window opens at 85 % of it; resized and closed, it reopens at that size;
+    closed by its user, it is reaped (no zombie)."""
+    from studio.desktop import browser
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None or shutil.which("xdotool") is None:
+        pytest.skip("chromium and xdotool are needed (scripts/setup.sh test installs them)")
+    monkeypatch.setenv(browser.BROWSER_ENV, chromium)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<title>造相</title>", encoding="utf-8")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              cwd=tmp_path / "site", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, profile = f"http://127.0.0.1:{port}/", tmp_path / "profile"
+    try:
+        with x_display("1366x768") as display:
+            monkeypatch.setenv("DISPLAY", display)
+            assert browser.screen_size() == (1366, 768)
+            window = browser.open_window(url, profile)
+            assert window.opened and window.proc is not None
+            assert window_geometry(display, window.proc.pid) == (1161, 652)  # 85 % of 1366x768
+
+            found = subprocess.run(["xdotool", "search", "--onlyvisible", "--pid", str(window.proc.pid)],
+                                   env={**os.environ, "DISPLAY": display}, capture_output=True, text=True,
+                                   timeout=30).stdout.split()
+            subprocess.run(["xdotool", "windowsize", "--sync", found[-1], "1000", "600"],
+                           env={**os.environ, "DISPLAY": display}, check=True, timeout=30)
+            time.sleep(1)  # Chromium records the new bounds a moment after the resize
+            browser.close_window(window.proc)
+            assert browser.remembered_size(profile, url) == (1000, 600)
+
+            again = browser.open_window(url, profile)
+            assert again.proc is not None
+            assert window_geometry(display, again.proc.pid) == (1000, 600)
+            again.proc.terminate()  # as if its user closed it: the studio never calls wait() itself
+            deadline = time.monotonic() + 30
+            while psutil.pid_exists(again.proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not psutil.pid_exists(again.proc.pid), "a closed window stayed a zombie"
+            browser.close_app_windows(url, profile)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_window_size_from_screen_and_last_time(tmp_path: Path) -> None:
+    from studio.desktop import browser
+
+    assert browser.default_window_size((1366, 768)) == (1161, 652)
+    assert browser.default_window_size((1920, 1080)) == (1600, 918)
+    assert browser.default_window_size((3840, 2160)) == (1600, 1000)
+    url = "http://127.0.0.1:7860/"
+    assert browser.window_size(tmp_path, url, (1366, 768)) == (1161, 652)  # nothing remembered yet
+    prefs = tmp_path / "Default" / "Preferences"
+    prefs.parent.mkdir()
+    # Chromium's own record, nested at the dots of the app's name
+    place = {"left": 10, "top": 20, "right": 3010, "bottom": 2020}
+    prefs.write_text(json.dumps({"browser": {"app_window_placement": {"127": {"0": {"0": {"1_/": place}}}}}}))
+    assert browser.remembered_size(tmp_path, url) == (3000, 2000)
+    assert browser.window_size(tmp_path, url, (1366, 768)) == (1366, 768)  # never larger than the screen
+    assert browser.remembered_size(tmp_path, "http://localhost:7860/") is None

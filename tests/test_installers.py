@@ -76,6 +76,14 @@ def test_linux_install_in_temp_home_then_uninstall(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert Path(p.stdout.strip()) == prefix / "venv" / "share" / "zaoxiang" / "assets"
+    # The tray's menu: PyGObject built into the environment wherever this system can build it.
+    can_build = shutil.which("pkg-config") is not None and subprocess.run(
+        ["pkg-config", "--exists", "gobject-introspection-1.0", "cairo"]).returncode == 0
+    if can_build:
+        p = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c",
+                            "import gi; gi.require_version('Gtk', '3.0'); print(gi.__version__)"],
+                           env=run_env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
 
     # The menu entry is valid and points at real files.
     text = desktop.read_text(encoding="utf-8")

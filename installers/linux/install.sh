@@ -11,8 +11,8 @@
 # live in the studio's data folder and are never removed by uninstall.sh unless you say --purge.
 #
 # Options:
-#   --system-site-packages   let the environment see system Python packages (e.g. python3-gi, which
-#                            gives the tray icon a full menu under GNOME/KDE's AppIndicator)
+#   --system-site-packages   let the environment see system Python packages (e.g. python3-gi, for the
+#                            tray icon's menu without building PyGObject; same Python version only)
 #   --cpu                    install the CPU build of PyTorch even when a GPU is present
 #   --no-desktop-icon        only the applications menu entry, no icon on the desktop
 # Environment (for offline machines and tests):
@@ -108,9 +108,19 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
   fi
 fi
 
-# 4. The studio itself (a normal install, so this folder may be moved or deleted afterwards).
-pip_install "$SRC"
+# 4. The studio itself (a normal install, so this folder may be moved or deleted afterwards), with
+#    PyGObject for the tray icon's menu (the "tray" extra, built against this system's GTK). Where it
+#    cannot be built the studio still runs: its tray icon then opens the studio on a click, without a menu.
+gi_ok() { "$VENV/bin/python" -c 'import gi' 2>/dev/null; }
+if gi_ok || ! pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null || ! pip_install "$SRC[tray]"; then
+  pip_install "$SRC"
+fi
 "$VENV/bin/zaoxiang" --help >/dev/null || die "the studio did not install correctly"
+tray_missing=()
+gi_ok || tray_missing+=(pkg-config gcc libgirepository1.0-dev libcairo2-dev)
+have_typelib() { compgen -G "/usr/lib*/girepository-1.0/$1.typelib" >/dev/null || compgen -G "/usr/lib/*/girepository-1.0/$1.typelib" >/dev/null; }
+have_typelib Gtk-3.0 || tray_missing+=(gir1.2-gtk-3.0)
+have_typelib AyatanaAppIndicator3-0.1 || have_typelib AppIndicator3-0.1 || tray_missing+=(gir1.2-ayatanaappindicator3-0.1)
 
 # 5. Command, icon and shortcuts; every file outside $PREFIX goes into the manifest for uninstall.
 : > "$MANIFEST"
@@ -162,3 +172,9 @@ say ""
 say "Installed. Start 造相 Z-Image Studio from your applications menu, or run: $BIN_DIR/zaoxiang"
 say "安装完成。从应用程序菜单打开「造相 Z-Image Studio」，或运行：$BIN_DIR/zaoxiang"
 say "Uninstall: bash $PREFIX/uninstall.sh   (add --purge to delete your images and settings too)"
+if [ ${#tray_missing[@]} -gt 0 ]; then
+  say ""
+  say "For the tray icon's menu, install these and run this installer again: sudo apt install ${tray_missing[*]}"
+  say "要让托盘图标有菜单，请安装以下软件包后重新运行安装程序：sudo apt install ${tray_missing[*]}"
+  say "(Without them the studio runs as usual; quit it with the window's Quit button or \`zaoxiang stop\`.)"
+fi

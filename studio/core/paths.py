@@ -43,6 +43,10 @@ class Paths:
     def models_dir(self) -> Path:
         return self.data_dir / "models"
 
+    @property
+    def loras_dir(self) -> Path:
+        return self.data_dir / "loras"
+
     def ensure(self) -> Paths:
         for p in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir, self.runtime_dir):
             p.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from studio.core.paths import get_paths
 from studio.core.settings import load_settings
 from studio.desktop import browser
 from studio.desktop.logs import setup_logging
+from studio.desktop.messages import resolve_lang, text
 from studio.desktop.single_instance import InstanceLock, wait_for_running
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ Serve = Callable[[Any, str, int], tuple[str, Callable[[], None]]]
 SERVE_MODULE = "studio.ui.server"
 PORT_TRIES = 50
 FINISH_TIMEOUT_S = 600.0
+QUIT_POLL_S = 0.5
+TRAY_READY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,11 @@ def request_quit(finish_running: bool = False) -> bool:
     return True
 
 
+def quit_available() -> bool:
+    """Whether a desktop studio runs in this process, so that `request_quit` would be heard."""
+    return _active is not None
+
+
 def running_images() -> int:
     """How many images are on a worker right now (so the UI knows whether to ask cancel-or-finish)."""
     return len(_active_jobs) if _active_jobs is not None else 0
@@ -198,8 +206,8 @@ def _handover(options: DesktopOptions, runtime_dir, profile_dir) -> int | None:
              f"{info.url!r}, which is not a local studio address, so no window is opened.")
         return 0
     _say(f"造相 Z-Image Studio is already running: {info.url}")
-    if options.window:
-        browser.open_window(info.url, profile_dir)
+    if options.window and not browser.open_window(info.url, profile_dir).opened:
+        _say(text("open_url", resolve_lang(options.lang), url=info.url))
     return 0
 
 
@@ -228,6 +236,14 @@ def _install_signals(quit_request: _QuitRequest) -> Callable[[], None]:
             signal.signal(sig, handler)
 
     return restore
+
+
+def _watch_quit_file(lock: InstanceLock, quit_request: _QuitRequest) -> None:
+    """`zaoxiang stop`'s request on systems without SIGTERM (Windows): a file in the runtime dir."""
+    while not quit_request.event.wait(QUIT_POLL_S):
+        if lock.quit_requested():
+            log.info("quit requested by `zaoxiang stop`")
+            quit_request.request(False)
 
 
 def _wait(quit_request: _QuitRequest) -> None:
@@ -289,7 +305,9 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
     jobs = RunningJobs()
     _active, _active_jobs = quit_request, jobs
     restore_signals = _install_signals(quit_request)
+    threading.Thread(target=_watch_quit_file, args=(lock, quit_request), name="quit-file", daemon=True).start()
     studio = None
+    url = None
     stop_server = None
     windows: list[subprocess.Popen] = []
     unsubscribe = None
@@ -305,9 +323,11 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         lock.publish(url)
         _say(f"造相 Z-Image Studio: {url}  (log: {log_path})")
         def open_studio_window() -> None:
-            proc = browser.open_window(url, profile_dir)
-            if proc is not None:
-                windows.append(proc)
+            window = browser.open_window(url, profile_dir)
+            if window.proc is not None:
+                windows.append(window.proc)
+            if not window.opened:
+                _say(text("open_url", resolve_lang(options.lang or settings.language), url=url))
 
         if options.window:
             open_studio_window()
@@ -326,6 +346,11 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
                     unsubscribe()
                 except Exception:
                     log.exception("unsubscribe failed")
+        if url:  # a second launch's window too: its opener has long exited
+            try:
+                browser.close_app_windows(url, profile_dir)
+            except Exception:
+                log.exception("shutdown: could not close the studio's windows")
         restore_signals()
         _active = _active_jobs = None
         lock.release()
@@ -334,32 +359,38 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
 
 def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitRequest,
                     open_window: Callable[[], None], log_path, on_tray: Callable[[Any], None] | None) -> None:
+    from studio.desktop import tray as tray_mod
+
+    lang = resolve_lang(options.lang or studio.settings.language)
     reason = "turned off (--headless)" if options.headless else ("turned off (--no-tray)" if options.no_tray
                                                                 else None)
+    backend = None
     if reason is None:
-        from studio.desktop.tray import tray_unavailable_reason
-
-        reason = tray_unavailable_reason()
+        backend, reason = tray_mod.choose_backend()
         if reason is not None:
             reason = f"not available: {reason}"
     if reason is not None:
-        _say(f"Tray icon {reason}; the studio runs without it. Quit with Ctrl+C.")
+        _say(text("tray_off", lang, reason=reason))
         _wait(quit_request)
         return
-    from studio.desktop.tray import StudioTray
 
-    tray = StudioTray(studio, open_window=open_window,
-                      on_quit=lambda: quit_request.request(False), log_path=log_path,
-                      lang=options.lang or studio.settings.language)
-    if on_tray is not None:
-        def notify() -> None:
-            if tray.ready.wait(30):
-                on_tray(tray)
+    tray = tray_mod.StudioTray(studio, open_window=open_window,
+                               on_quit=lambda: quit_request.request(False), log_path=log_path, lang=lang)
 
-        threading.Thread(target=notify, name="tray-ready", daemon=True).start()
+    def when_ready() -> None:
+        if not tray.ready.wait(TRAY_READY_S):
+            log.warning("the tray icon did not come up within %.0f s", TRAY_READY_S)
+            _say(text("no_tray", lang))
+            return
+        _say(text("how_to_quit" if tray.has_menu else "no_menu", lang))
+        if on_tray is not None:
+            on_tray(tray)
+
+    threading.Thread(target=when_ready, name="tray-ready", daemon=True).start()
     try:
-        tray.run(quit_request.event)
+        tray.run(quit_request.event, backend)
     except Exception as exc:  # a tray host that breaks must not take the studio down with it
         log.exception("the tray icon failed")
-        _say(f"Tray icon stopped ({type(exc).__name__}: {exc}); the studio runs without it.")
+        _say(f"Tray icon stopped ({type(exc).__name__}: {exc}); the studio runs without it. "
+             + text("no_tray", lang))
         _wait(quit_request)

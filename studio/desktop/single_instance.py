@@ -4,6 +4,9 @@ The lock is an OS lock (fcntl on Linux/macOS, msvcrt on Windows) on `instance.lo
 dir, so the kernel drops it when the process dies, even by SIGKILL: a crash can never leave a lock
 that blocks the next start. `instance.json` (pid, url) is what a second launch reads to find the
 first; one left behind by a crash is recognised (its lock is free, or its pid is gone) and cleared.
+`zaoxiang stop` finds the instance here too: `find_running` checks that the recorded pid is really
+the studio (lock held, same process since it published, a `zaoxiang`/`studio` command line) before
+anyone signals it, and `request_quit_file` is its graceful request where there is no SIGTERM.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "instance.lock"
 INFO_NAME = "instance.json"
+QUIT_NAME = "quit.request"
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,19 @@ class InstanceLock:
             # We hold the lock, so whoever wrote this record is gone (crash, SIGKILL, power loss).
             self.cleared_stale = stale
             log.warning("cleared a stale instance record left by pid %d (%s)", stale.pid, stale.url)
+        (self.runtime_dir / QUIT_NAME).unlink(missing_ok=True)  # a request to an earlier studio
         self.publish(None)
         return True
+
+    def quit_requested(self) -> bool:
+        """Whether `zaoxiang stop` left a quit request for this process (the request is consumed)."""
+        path = self.runtime_dir / QUIT_NAME
+        try:
+            pid = int(path.read_text(encoding="utf-8").strip() or 0)
+        except (OSError, ValueError):
+            return False
+        path.unlink(missing_ok=True)
+        return pid == os.getpid()
 
     def publish(self, url: str | None) -> None:
         """Record this process (and, once the server is up, its URL) atomically for a second launch.
@@ -169,3 +184,30 @@ def wait_for_running(runtime_dir: Path, timeout: float = 60.0, poll: float = 0.2
         if time.monotonic() >= deadline:
             return info if info is not None and pid_alive(info.pid) else None
         time.sleep(poll)
+
+
+def find_running(runtime_dir: Path) -> psutil.Process | None:
+    """The running studio's process, checked to be ours, or None when no studio runs.
+
+    A pid alone is not enough to signal: it may have been reused. The lock must be held, the process
+    must be older than its record, and its command line must be the studio's.
+    """
+    info = read_instance(runtime_dir)
+    if info is None or lock_is_free(runtime_dir) or not pid_alive(info.pid):
+        return None
+    try:
+        proc = psutil.Process(info.pid)
+        if info.started and proc.create_time() > info.started + 1:
+            return None
+        words = " ".join(proc.cmdline()).lower()
+    except psutil.Error:
+        return None
+    return proc if ("zaoxiang" in words or "studio" in words) else None
+
+
+def request_quit_file(runtime_dir: Path, pid: int) -> None:
+    """Leave a quit request that the studio with `pid` picks up within a second (all systems)."""
+    target = Path(runtime_dir) / QUIT_NAME
+    tmp = target.with_name(f"{QUIT_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(str(pid), encoding="utf-8")
+    os.replace(tmp, target)

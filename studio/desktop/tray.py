@@ -7,53 +7,23 @@ pystray is imported lazily because its X11 backend connects to the display at im
 
 from __future__ import annotations
 
-import locale
 import logging
 import os
 import sys
 import threading
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from studio.core import events as ev
 from studio.core.assets import asset
+from studio.desktop.messages import ERROR, IDLE, TEXT, WORKING, system_lang, text  # noqa: F401 (tests read them here)
 from studio.desktop.opener import open_path
 
 log = logging.getLogger(__name__)
 
-IDLE, WORKING, ERROR = "idle", "working", "error"
 ICON_FILES = {IDLE: "tray-idle.png", WORKING: "tray-working.png", ERROR: "tray-error.png"}
-
-TEXT: dict[str, dict[str, str]] = {
-    "open": {"zh": "打开造相", "en": "Open Studio"},
-    "pause": {"zh": "暂停队列", "en": "Pause queue"},
-    "resume": {"zh": "继续队列", "en": "Resume queue"},
-    "output": {"zh": "打开输出文件夹", "en": "Open output folder"},
-    "log": {"zh": "打开日志", "en": "Open log"},
-    "quit": {"zh": "退出", "en": "Quit"},
-    "gpus": {"zh": "{n} 块 GPU", "en": "{n} GPU(s)"},
-    "cpus": {"zh": "{n} 个 CPU 工作进程", "en": "{n} CPU worker(s)"},
-    "queued": {"zh": "排队 {n} 张", "en": "{n} image(s) queued"},
-    "paused": {"zh": "已暂停", "en": "paused"},
-    "starting": {"zh": "正在启动…", "en": "starting…"},
-    IDLE: {"zh": "空闲", "en": "idle"},
-    WORKING: {"zh": "正在生成", "en": "working"},
-    ERROR: {"zh": "出错了（详见日志）", "en": "error (see the log)"},
-}
-
-
-def system_lang() -> str:
-    """zh when the system locale is Chinese, else en."""
-    for value in (os.environ.get("LC_ALL"), os.environ.get("LC_MESSAGES"), os.environ.get("LANG"),
-                  (locale.getlocale()[0] if hasattr(locale, "getlocale") else None)):
-        if value:
-            return "zh" if value.lower().startswith("zh") else "en"
-    return "en"
-
-
-def text(key: str, lang: str, **fmt: object) -> str:
-    return TEXT[key]["zh" if lang == "zh" else "en"].format(**fmt)
 
 
 def next_state(state: str, event: ev.Event, running: set[str]) -> str:
@@ -89,25 +59,97 @@ def status_line(pool: list[dict[str, Any]], queued: int, paused: bool, lang: str
     return " · ".join(parts)
 
 
-def tray_unavailable_reason() -> str | None:
-    """Why no tray icon can be shown here, or None when one can.
+class Backend(str, Enum):
+    """pystray's backends, in the order tried on Linux: AppIndicator for desktops that speak
+    StatusNotifierItem (KDE, GNOME with its AppIndicator extension), GTK's StatusIcon for XEmbed tray
+    hosts, and pystray's own Xorg code (no menu) only where PyGObject is missing."""
 
-    Linux needs a display and, for pystray's X11 backend, a tray host (XEmbed system tray owner);
-    GNOME has none without the AppIndicator extension, so the studio must run fine without it.
+    APPINDICATOR = "appindicator"
+    GTK = "gtk"
+    XORG = "xorg"
+    WIN32 = "win32"
+    DARWIN = "darwin"
+
+
+SNI_WATCHER = "org.kde.StatusNotifierWatcher"
+
+
+def choose_backend() -> tuple[Backend | None, str | None]:
+    """(the pystray backend to use, None) or (None, why no tray icon can be shown here).
+
+    Linux needs a display and a tray host: a StatusNotifierItem watcher on the session bus, or an
+    XEmbed system tray owner on the X display. GNOME has neither without the AppIndicator extension,
+    so the studio must run fine without a tray. PYSTRAY_BACKEND, when set, is taken as given.
     """
-    if sys.platform.startswith("linux"):
-        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            return "no display"
+    if sys.platform == "darwin":
+        return Backend.DARWIN, None
+    if sys.platform.startswith("win"):
+        return Backend.WIN32, None
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return None, "no display"
+    forced = os.environ.get("PYSTRAY_BACKEND", "").strip()
+    if forced:
+        try:
+            backend = Backend(forced)
+        except ValueError:
+            return None, f"unknown PYSTRAY_BACKEND={forced}"
+        if backend in (Backend.GTK, Backend.APPINDICATOR) and not _gtk_usable():
+            return None, "no tray backend (PyGObject with GTK 3 is not installed)"
+    elif _gtk_usable():
+        if _sni_watcher() and _appindicator_usable():
+            backend = Backend.APPINDICATOR
+        else:
+            backend = Backend.GTK
+    else:
+        backend = Backend.XORG
+    if backend in (Backend.GTK, Backend.XORG) and not _x11_tray_host():
+        return None, "no system tray host on this desktop"
+    return backend, None
+
+
+def tray_unavailable_reason() -> str | None:
+    """Why no tray icon can be shown here, or None when one can."""
+    return choose_backend()[1]
+
+
+def _gtk_usable() -> bool:
     try:
-        import pystray
-    except Exception as exc:  # no display, no backend: pystray fails at import
-        return f"no tray backend ({type(exc).__name__}: {exc})"
-    backend = pystray.Icon.__module__.rsplit(".", 1)[-1]
-    if backend == "_xorg" and not _x11_tray_host():
-        return "no system tray host on this desktop"
-    if backend == "_dummy":
-        return "no tray backend"
-    return None
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        return bool(Gtk.init_check()[0])
+    except Exception:  # no PyGObject, no GTK typelib, or no display GTK can open
+        return False
+
+
+def _appindicator_usable() -> bool:
+    import gi
+
+    for name in ("AyatanaAppIndicator3", "AppIndicator3"):
+        try:
+            gi.require_version(name, "0.1")
+            return True
+        except ValueError:
+            continue
+    return False
+
+
+def _sni_watcher() -> bool:
+    """Whether a StatusNotifierItem host listens on the session bus (never starts a bus itself)."""
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return False
+    try:
+        from gi.repository import Gio, GLib
+
+        bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+        reply = bus.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                              "NameHasOwner", GLib.Variant("(s)", (SNI_WATCHER,)), GLib.VariantType("(b)"),
+                              Gio.DBusCallFlags.NONE, 2000, None)
+        return bool(reply.unpack()[0])
+    except Exception:
+        return False
 
 
 def _x11_tray_host() -> bool:
@@ -123,6 +165,60 @@ def _x11_tray_host() -> bool:
             display.close()
     except Exception:
         return False
+
+
+class _NoNotifier:
+    """Stands in for pystray's D-Bus notifier where there is no session bus (the menu needs none)."""
+
+    def notify(self, *_args: object) -> None:
+        pass
+
+    def hide(self) -> None:
+        pass
+
+
+def icon_class(backend: Backend) -> type:
+    """pystray's Icon for `backend`, with two repairs: the GTK backends start without a session bus
+    (pystray's notifier needs one and took the whole icon down), and the Xorg icon hears clicks
+    (pystray never asked X for button presses, so left-click did nothing)."""
+    if sys.platform.startswith("linux") and not os.environ.get("PYSTRAY_BACKEND"):
+        os.environ["PYSTRAY_BACKEND"] = backend.value  # pystray picks its backend once, at import
+    import pystray
+
+    base = pystray.Icon
+    if base.__module__.rsplit(".", 1)[-1] != f"_{backend.value}":
+        log.warning("pystray was already loaded with %s; using it", base.__module__)
+    if backend in (Backend.GTK, Backend.APPINDICATOR):
+        class GtkIcon(base):  # type: ignore[misc, valid-type]
+            def _initialize(self) -> None:
+                try:
+                    super()._initialize()
+                except Exception as exc:
+                    log.info("tray: no desktop notifications (%s)", exc)
+                    self._notifier = _NoNotifier()
+                    self._mark_ready()
+
+        return GtkIcon
+    if backend is Backend.XORG:
+        class XorgIcon(base):  # type: ignore[misc, valid-type]
+            def _run(self) -> None:
+                # Dock from the loop's own thread before setup runs: pystray otherwise asks its loop
+                # from the setup thread, and that request lost its reply under load, leaving setup (a
+                # thread the process waits for at exit) blocked for good.
+                self._thread = threading.current_thread()
+                self.visible = True
+                super()._run()
+
+            def _create_window(self):
+                import Xlib.X
+
+                window = super()._create_window()
+                window.change_attributes(event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask
+                                         | Xlib.X.ButtonPressMask)
+                return window
+
+        return XorgIcon
+    return base
 
 
 class StudioTray:
@@ -148,6 +244,7 @@ class StudioTray:
         self.ready = threading.Event()
         self._images = {state: self._load(name) for state, name in ICON_FILES.items()}
         self._latin1_titles = False
+        self.has_menu = True  # False only on pystray's Xorg backend: left-click opens the studio
 
     @staticmethod
     def _load(name: str):
@@ -167,10 +264,24 @@ class StudioTray:
         self._refresh()
 
     def open_output(self) -> None:
-        self.open_file(Path(self.studio.output_dir))
+        self._open(Path(self.studio.output_dir))
 
     def open_log(self) -> None:
-        self.open_file(self.log_path)
+        self._open(self.log_path)
+
+    def _open(self, path: Path) -> None:
+        """Open `path`; where nothing could, say where it is (console, log, and a notification if any)."""
+        if self.open_file(path):
+            return
+        message = text("open_failed", self.lang, path=path)
+        print(message, flush=True)
+        log.warning(message)
+        icon = self.icon
+        if icon is not None and getattr(icon, "HAS_NOTIFICATION", False):
+            try:
+                icon.notify(message)
+            except Exception as exc:
+                log.info("tray notification failed: %s", exc)
 
     def quit(self) -> None:
         self._on_quit()
@@ -245,12 +356,12 @@ class StudioTray:
                 log.warning("tray update failed: %s", exc)
 
     # --- life ---
-    def run(self, stop_event: threading.Event) -> None:
+    def run(self, stop_event: threading.Event, backend: Backend | None = None) -> None:
         """Show the icon and serve its events until `stop_event` is set (call from the main thread)."""
-        import pystray
-
-        self._latin1_titles = pystray.Icon.__module__.endswith("_xorg")
-        self.icon = pystray.Icon("zaoxiang", self._images[self.state], self.title(), menu=self.build_menu())
+        backend = backend or choose_backend()[0] or Backend.XORG
+        icon_type = icon_class(backend)
+        self.has_menu = bool(getattr(icon_type, "HAS_MENU", True))
+        self._latin1_titles = backend is Backend.XORG
         self._unsubscribe = self.studio.subscribe(self.handle_event)
         threading.Thread(target=self._update_loop, args=(stop_event,), name="tray-updates", daemon=True).start()
 
@@ -259,18 +370,23 @@ class StudioTray:
                 icon.visible = True
             self.ready.set()
             self._refresh()
-            stop_event.wait()
-            icon.stop()
+            # The stop waits on a daemon thread: pystray's setup thread is one the process waits for.
+            threading.Thread(target=lambda: (stop_event.wait(), icon.stop()), name="tray-stop",
+                             daemon=True).start()
+
+        def make_and_run() -> None:
+            # Made on the thread that runs its loop: GTK wants one thread for all its calls.
+            self.icon = icon_type("zaoxiang", self._images[self.state], self.title(), menu=self.build_menu())
+            self.icon.run(setup)
 
         try:
             if sys.platform == "darwin":
-                self.icon.run(setup)  # AppKit wants its loop on the main thread
+                make_and_run()  # AppKit wants its loop on the main thread
             else:
                 # Elsewhere the icon's loop runs on its own thread, so that Quit never depends on the
                 # backend noticing its own stop: pystray's X11 loop waits for a DestroyNotify that, seen
                 # under load, can fail to arrive, which left the studio hanging after Quit.
-                loop = self._loop = threading.Thread(target=self.icon.run, args=(setup,), name="tray-icon",
-                                                     daemon=True)
+                loop = self._loop = threading.Thread(target=make_and_run, name="tray-icon", daemon=True)
                 loop.start()
                 while loop.is_alive() and not stop_event.wait(0.5):
                     pass

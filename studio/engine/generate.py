@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -347,6 +347,27 @@ class Engine:
             self.text_graphs = None
             self.notes.append(f"text encoder graphs off: {exc}"[:300])
             return None
+
+    _loras: Any = None  # studio.engine.lora.LoraCache, made on the first set_loras with a LoRA in it
+
+    def set_loras(self, loras: Sequence[tuple[str | Path, float]]) -> Any:
+        """Make these (LoRA file, strength) pairs the ones the next images use; [] turns LoRAs off.
+
+        Files stay loaded between calls (by content hash), so the same set again costs nothing and
+        a changed one only switches adapters. A file that cannot be used raises `LoraError` (one
+        line) and leaves the set in use unchanged. Returns the cache's `ApplyReport`, or None.
+        """
+        if self._loras is None:
+            if not loras:
+                return None
+            from studio.engine.lora import LoraCache
+
+            self._loras = LoraCache(self.pipe, stable_graphs=self.compiled)
+        report = self._loras.apply(loras)
+        if self.step_graphs is not None and self._loras.loaded:  # captured kernels would skip the adapters
+            self.step_graphs.failed = "LoRAs in use"
+            self._drop_step_graphs()
+        return report
 
     def generate(self, *, prompt: str, negative_prompt: str = "", width: int, height: int, steps: int,
                  guidance: float, seed: int, on_step: StepCallback | None = None,

@@ -408,12 +408,8 @@ def classify_shape(f: dict[str, float]) -> str:
     return "triangle" if f["bottom_over_top"] > 1.7 else "diamond"  # ideal 2.6 vs 1.0
 
 
-def read_image(image: Image.Image | np.ndarray) -> Reading:
-    """(foreground color, background color, shape) of an image, read off its pixels.
-
-    Background: the color most border pixels are nearest to. Foreground: the pixels far from the
-    background's measured color, cleaned to the largest blob; its median color names it.
-    """
+def _separate(image: Image.Image | np.ndarray) -> tuple[np.ndarray, str, np.ndarray | None, np.ndarray | None]:
+    """(pixels, background name, foreground blob mask or None, the blob's core or None)."""
     arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image).astype(np.float32)
     h, w, _ = arr.shape
     b = max(2, h // 64)
@@ -425,9 +421,29 @@ def read_image(image: Image.Image | np.ndarray) -> Reading:
     dist = np.sqrt(((arr - bg_rgb) ** 2).sum(-1))
     mask = _clean(dist > 45.0)
     if mask.sum() < 0.004 * h * w:
-        return Reading(None, bg, None)
+        return arr, bg, None, None
     mask = _largest_blob(mask)
     # Colour from the blob's core (far from the background), so blurred edges do not pull it.
     core = mask & (dist > np.percentile(dist[mask], 50))
-    fg = nearest_color(np.median(arr[core if core.sum() >= 10 else mask], axis=0))
-    return Reading(fg, bg, classify_shape(features(mask)))
+    return arr, bg, mask, core if core.sum() >= 10 else mask
+
+
+def foreground_rgb(image: Image.Image | np.ndarray) -> np.ndarray | None:
+    """The median RGB of the foreground shape's core (None when nothing stands out from the background).
+
+    A number that moves smoothly with the color, where `read_image` names the nearest palette color.
+    """
+    arr, _, _, core = _separate(image)
+    return None if core is None else np.median(arr[core], axis=0)
+
+
+def read_image(image: Image.Image | np.ndarray) -> Reading:
+    """(foreground color, background color, shape) of an image, read off its pixels.
+
+    Background: the color most border pixels are nearest to. Foreground: the pixels far from the
+    background's measured color, cleaned to the largest blob; its median color names it.
+    """
+    arr, bg, mask, core = _separate(image)
+    if mask is None or core is None:
+        return Reading(None, bg, None)
+    return Reading(nearest_color(np.median(arr[core], axis=0)), bg, classify_shape(features(mask)))

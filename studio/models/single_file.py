@@ -33,8 +33,11 @@ class SingleFileError(RuntimeError):
 # --- reading headers (no torch) -------------------------------------------------------------
 
 
-def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape from a .safetensors header (reads a few KB, never the weights)."""
+def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """A .safetensors header: tensor name -> {dtype, shape, data_offsets}, and its `__metadata__`.
+
+    Reads a few KB, never the weights (nor anything pickle could run).
+    """
     with open(path, "rb") as fh:
         raw = fh.read(8)
         if len(raw) != 8:
@@ -46,7 +49,16 @@ def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
             header = json.loads(fh.read(n))
         except ValueError as exc:
             raise SingleFileError(f"{path} is not a safetensors file: {exc}") from exc
-    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    if not isinstance(header, dict):
+        raise SingleFileError(f"{path} is not a safetensors file (its header is not a table).")
+    meta = header.pop("__metadata__", None) or {}
+    return header, meta if isinstance(meta, dict) else {}
+
+
+def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a .safetensors header (reads a few KB, never the weights)."""
+    tensors, _ = read_header(path)
+    return {k: tuple(v["shape"]) for k, v in tensors.items()}
 
 
 def _strip(shapes: dict[str, tuple[int, ...]], prefixes: tuple[str, ...]) -> dict[str, tuple[int, ...]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import gradio as gr
@@ -9,6 +10,8 @@ import gradio as gr
 from studio.ui import gallery, generate, history, leftover, monitor, settings
 from studio.ui.context import Context, guard
 from studio.ui.i18n import resolve_language, t
+
+QUIT_DELAY_S = 0.5
 
 
 def _model_header(studio: Any, lang: str) -> tuple[str, bool]:
@@ -31,6 +34,48 @@ def hide_unnamed_endpoints(demo: gr.Blocks) -> None:
             fn.api_visibility = "private"
 
 
+def _quit_bar(ctx: Context, quit_btn: gr.Button) -> None:
+    """Quit from the window: asks first, then runs the desktop launcher's own Quit (the tray's), which
+    stops the workers, the tray and this server. Images on a GPU may finish first when some run."""
+    from studio.desktop.launcher import quit_available, request_quit, running_images
+
+    g = guard(ctx)
+    with gr.Row(visible=False, elem_id="zx-quit-confirm") as bar:
+        question = gr.Markdown(elem_id="zx-quit-question")
+        now = ctx.label(gr.Button(t("quit.now", ctx.lang), variant="stop", size="sm", elem_id="zx-quit-now"),
+                        "quit.now", "value")
+        finish = ctx.label(gr.Button(t("quit.finish", ctx.lang), size="sm", visible=False,
+                                     elem_id="zx-quit-finish"), "quit.finish", "value")
+        cancel = ctx.label(gr.Button(t("quit.cancel", ctx.lang), size="sm", elem_id="zx-quit-cancel"),
+                           "quit.cancel", "value")
+    said = gr.Markdown(visible=False, elem_id="zx-quit-status")
+
+    @g
+    def ask():
+        n = running_images()
+        text = ctx.t("quit.confirm_running", n=n) if n else ctx.t("quit.confirm")
+        return gr.update(visible=True), text, gr.update(visible=n > 0)
+
+    def quit_with(finish_running: bool):
+        @g
+        def do_quit():
+            if not quit_available():
+                return gr.update(visible=False), gr.update(visible=True, value=ctx.t("quit.not_desktop"))
+            # A moment's delay lets this answer reach the page before Quit stops the server.
+            threading.Timer(QUIT_DELAY_S, request_quit, kwargs={"finish_running": finish_running}).start()
+            return gr.update(visible=False), gr.update(visible=True, value=ctx.t("quit.stopping"))
+        return do_quit
+
+    quit_btn.click(ask, outputs=[bar, question, finish], show_progress="hidden")
+    cancel.click(lambda: gr.update(visible=False), outputs=[bar], show_progress="hidden")
+    # A window the studio opened is closed by Quit; one the person opened may close itself where the
+    # browser allows a page to (else it says the studio has stopped).
+    close_js = "() => { setTimeout(() => { try { window.close(); } catch (e) {} }, 1500); }"
+    for button, finish_running in ((now, False), (finish, True)):
+        button.click(quit_with(finish_running), outputs=[bar, said], show_progress="hidden").then(
+            None, js=close_js)
+
+
 def build_app(studio: Any, lang: str | None = None) -> gr.Blocks:
     """The whole window. `lang` (zh|en) overrides the settings and the system locale."""
     lang = resolve_language(lang or studio.settings.language)
@@ -42,6 +87,9 @@ def build_app(studio: Any, lang: str | None = None) -> gr.Blocks:
             gr.HTML('<div class="zx-brand"><span class="zx-seal">造相</span><span class="zx-name">Z-Image Studio</span>'
                     "</div>")
             model_md = gr.Markdown(model_line, elem_id="model-line")
+            quit_btn = ctx.label(gr.Button(t("quit.button", lang), size="sm", scale=0, min_width=72,
+                                           elem_id="zx-quit"), "quit.button", "value")
+        _quit_bar(ctx, quit_btn)
         banner = gr.Markdown(t("demo.banner", lang), visible=is_demo, elem_id="demo-banner")
         if is_demo:
             ctx.label(banner, "demo.banner", "value")

@@ -6,16 +6,13 @@ so an image found anywhere can be made again.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from studio.core.request import GenerationRequest
+from studio.desktop.opener import open_path
 from studio.ui import records
 from studio.ui.context import Context, guard
 from studio.ui.generate import GenerateTab, fill_values, read_png_request
@@ -44,23 +41,6 @@ def describe_png(path: str, lang: str) -> tuple[str, dict[str, Any] | None]:
         return t("gal.drop.bad", lang, message=str(exc)), None
     data = request.to_dict()
     return records.info_markdown({"request": data}, lang), data
-
-
-def open_folder(path: Path) -> bool:
-    """Open `path` in the system file manager when there is a desktop to show it; True if launched."""
-    if os.environ.get("ZAOXIANG_NO_OPEN"):
-        return False
-    if sys.platform == "win32":
-        os.startfile(str(path))  # type: ignore[attr-defined]  # noqa: S606
-        return True
-    opener = "open" if sys.platform == "darwin" else "xdg-open"
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False
-    if not shutil.which(opener):
-        return False
-    subprocess.Popen([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True)
-    return True
 
 
 def build(ctx: Context, gen: GenerateTab) -> Any:
@@ -161,7 +141,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     def do_folder():
         path = Path(ctx.studio.output_dir)
         path.mkdir(parents=True, exist_ok=True)
-        key = "gal.folder_opened" if open_folder(path) else "gal.folder_is"
+        key = "gal.folder_opened" if open_path(path) else "gal.folder_is"
         return t(key, ctx.lang, path=str(path))
 
     folder.click(do_folder, outputs=[status], show_progress="hidden")

@@ -33,6 +33,21 @@ STRINGS: dict[str, dict[str, str]] = {
               "Tongyi-MAI/Z-Image-Turbo`, then restart, or set the model path in Settings.",
     },
     "model.line": {"zh": "模型：{name}", "en": "Model: {name}"},
+    # quit (header)
+    "quit.button": {"zh": "退出", "en": "Quit"},
+    "quit.confirm": {"zh": "退出造相？排队中的图像会保留到下次启动。",
+                     "en": "Quit the studio? Queued images stay queued for the next start."},
+    "quit.confirm_running": {"zh": "退出造相？正在生成 {n} 张图像：可以立即退出，或等它们完成再退出。"
+                                   "排队中的图像会保留到下次启动。",
+                             "en": "Quit the studio? {n} image(s) are being made: quit now, or let them "
+                                   "finish first. Queued images stay queued for the next start."},
+    "quit.now": {"zh": "立即退出", "en": "Quit now"},
+    "quit.finish": {"zh": "完成后退出", "en": "Finish them, then quit"},
+    "quit.cancel": {"zh": "取消", "en": "Cancel"},
+    "quit.stopping": {"zh": "造相正在退出，可以关闭这个窗口了。", "en": "The studio is quitting; you can close this window."},
+    "quit.not_desktop": {"zh": "这个造相不是以桌面程序启动的，请在启动它的地方停止（例如 Ctrl+C 或 `zaoxiang stop`）。",
+                         "en": "This studio was not started as a desktop program; stop it where it was started "
+                               "(Ctrl+C there, or `zaoxiang stop`)."},
     # generate
     "gen.prompt": {"zh": "提示词", "en": "Prompt"},
     "gen.prompt.placeholder": {"zh": "用中文或英文描述你想要的画面…",
@@ -167,7 +182,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "gal.restore": {"zh": "恢复到「生成」", "en": "Restore into Generate"},
     "gal.open_folder": {"zh": "打开文件夹", "en": "Open folder"},
     "gal.folder_opened": {"zh": "已打开：{path}", "en": "Opened: {path}"},
-    "gal.folder_is": {"zh": "图像文件夹：{path}", "en": "Image folder: {path}"},
+    "gal.folder_is": {"zh": "无法在这里打开文件夹，图像文件夹的路径：{path}",
+                      "en": "Could not open the folder here; the image folder is {path}"},
     "gal.drop": {"zh": "拖入 PNG 读取参数（本工作室、AUTOMATIC1111 或 Forge 生成的）",
                  "en": "Drop a PNG to read its parameters (from this studio, AUTOMATIC1111 or Forge)"},
     "gal.drop.none": {"zh": "这个 PNG 没有生成参数。", "en": "This PNG carries no generation parameters."},
