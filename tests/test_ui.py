@@ -77,6 +77,10 @@ def test_window_queue_streams_once_lists_in_order_and_drops_what_was_cancelled_w
     assert wq.current() is None and not wq.streaming  # the cancelled third is never shown
     _again, streams_again = wq.add("再来", 1)
     assert streams_again
+    wq.add("排在后面", 1)
+    wq.abandon()  # the streaming handler died: the next click streams again, waiting on nothing old
+    fresh, streams_fresh = wq.add("新的", 1)
+    assert streams_fresh and wq.current() is fresh
 
 
 def test_eta_comes_from_the_measured_step_time(monkeypatch):

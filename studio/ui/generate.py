@@ -217,6 +217,7 @@ def build(ctx: Context) -> GenerateTab:
         with gr.Column(scale=7, min_width=320, elem_id="gen-output"):
             progress = gr.HTML(render_progress(None, lang), elem_id="progress")
             queue_rows = gr.State([])
+
             @gr.render(inputs=[queue_rows])
             def queue_list(rows):
                 """This window's requests, each with its own cancel."""
@@ -280,6 +281,9 @@ def build(ctx: Context) -> GenerateTab:
                 wq.drop(entry)
                 yield show_error(exc, lang_now)
                 return
+            except Exception:
+                wq.drop(entry)  # never queued: the window must not wait for it
+                raise
             ctx.last_request_id = entry.request_id
             if follower is None:  # another handler of this window shows progress: queue behind it
                 ahead = len(wq.listing()) - 1
@@ -289,10 +293,12 @@ def build(ctx: Context) -> GenerateTab:
                 yield out
                 return
             yield from _stream(wq, follower, clear_errors())
+            follower.close()
+            follower = None  # a normal end: `current()` already handed streaming back
         finally:
-            if follower is not None:
+            if follower is not None:  # an error or a closed page: this window stops following its requests
                 follower.close()
-                wq.stop_streaming()
+                wq.abandon()
 
     def _stream(wq: WindowQueue, follower: Follower, first: dict[Any, Any]):
         """Show each entry of `wq` in turn until none is left."""

@@ -64,8 +64,11 @@ class WindowQueue:
     def finish(self, entry: Entry) -> None:
         self.drop(entry)
 
-    def stop_streaming(self) -> None:
+    def abandon(self) -> None:
+        """The streaming handler ended early: forget what it would have shown (the requests still run
+        and land in History), so the next click starts afresh instead of waiting on views no one feeds."""
         with self.lock:
+            self.entries.clear()
             self.streaming = False
 
     def find(self, request_id: str) -> Entry | None:
