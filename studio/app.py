@@ -54,6 +54,19 @@ class QuitHook(Protocol):
     def running_images(self) -> int: ...
 
 
+class Notice(str):
+    """A message for the person: the English line (what the CLI prints and the log keeps), plus an
+    i18n key and its values so that a window says it in its own language."""
+
+    key: str
+    values: dict[str, Any]
+
+    def __new__(cls, text: str, key: str, **values: Any) -> Notice:
+        notice = super().__new__(cls, text)
+        notice.key, notice.values = key, values
+        return notice
+
+
 class Studio:
     """The studio's operations; construct once per process, `close()` when done."""
 
@@ -415,8 +428,10 @@ class Studio:
             count = 0
         where = f"; the damaged file was kept as {recovery.moved_to}" if recovery.moved_to else ""
         what = "was damaged" if recovery.kind == "damaged" else "was empty (0 bytes)"
-        self.notices.append(f"The history database {what} ({recovery.reason}){where}. A new one was started "
-                            f"and {count} images were found again from their files.")
+        key = f"notice.db_{'damaged' if recovery.kind == 'damaged' else 'empty'}{'_kept' if recovery.moved_to else ''}"
+        self.notices.append(Notice(f"The history database {what} ({recovery.reason}){where}. A new one was started "
+                                   f"and {count} images were found again from their files.",
+                                   key, count=count, path=str(recovery.moved_to or "")))
         log.warning(self.notices[-1])
 
     def history(self, search: str | None = None, favorites_only: bool = False, since: Any = None,

@@ -35,10 +35,81 @@ def test_language_follows_the_system_locale(monkeypatch, env, expected):
     assert i18n.resolve_language("en") == "en" and i18n.resolve_language("zh") == "zh"
 
 
-def test_validation_message_in_chinese_keeps_the_english_sentence():
-    msg = i18n.field_error("steps", "Steps must be from 1 to 100 (got 0).", "zh")
-    assert msg.startswith("步数") and "got 0" in msg
-    assert i18n.field_error("steps", "Steps must be from 1 to 100 (got 0).", "en") == "Steps must be from 1 to 100 (got 0)."
+@pytest.mark.parametrize("field,value,zh", [
+    ("steps", 0, "步数必须在 1 到 100 之间（现在是 0）。"),
+    ("steps", 500, "步数必须在 1 到 100 之间（现在是 500）。"),
+    ("count", 2.5, "数量必须是整数（现在是 2.5）。"),
+    ("count", "2.5", "数量必须是整数（现在是 2.5）。"),
+    ("width", 300, "宽度必须是 256 到 2048 之间 16 的倍数（现在是 300）。"),
+    ("guidance", "abc", "引导系数必须是数字（现在是 abc）。"),
+])
+def test_validation_message_is_one_language_at_a_time(field, value, zh):
+    """The English window shows core's sentence (the CLI's line); the Chinese one the same in Chinese only."""
+    from studio.core.request import GenerationRequest, ValidationError, validate
+
+    with pytest.raises(ValidationError) as caught:
+        validate(GenerationRequest("x", **{field: value}))
+    exc = caught.value
+    assert i18n.field_error(field, exc.message, "en", exc.kind, exc.got) == exc.message
+    assert i18n.field_error(field, exc.message, "zh", exc.kind, exc.got) == zh
+    # a typed "2.5" and a number 2.5 give the CLI and the window the same line
+    if field == "count":
+        assert exc.message == "Count must be a whole number, not 2.5."
+
+
+def test_window_queue_streams_once_lists_in_order_and_drops_what_was_cancelled_while_waiting():
+    from studio.core import events as ev
+    from studio.ui.window_queue import WindowQueue
+
+    wq = WindowQueue()
+    first, streams = wq.add("一只猫 a cat " * 10, 2)
+    second, streams_too = wq.add("第二个", 1)
+    third, _ = wq.add("第三个", 1)
+    assert streams and not streams_too  # one handler streams; later clicks only queue
+    assert [r["state"] for r in wq.listing()] == ["running", "queued", "queued"]
+    assert len(wq.listing()[0]["label"]) <= 40
+    assert wq.current() is first
+    third.view.cancel_requested = True
+    third.view.apply({"type": ev.REQUEST_DONE, "request_id": third.request_id})
+    wq.finish(first)
+    assert wq.current() is second
+    wq.finish(second)
+    assert wq.current() is None and not wq.streaming  # the cancelled third is never shown
+    _again, streams_again = wq.add("再来", 1)
+    assert streams_again
+    wq.add("排在后面", 1)
+    wq.abandon()  # the streaming handler died: the next click streams again, waiting on nothing old
+    fresh, streams_fresh = wq.add("新的", 1)
+    assert streams_fresh and wq.current() is fresh
+
+
+def test_eta_comes_from_the_measured_step_time(monkeypatch):
+    from studio.core import events as ev
+    from studio.ui import progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    view = progress.RequestView("r", 2)
+    assert view.eta_s() is None
+    for step in (1, 2, 3):
+        view.apply({"type": ev.STEP, "request_id": "r", "job_id": "a", "index": 0, "worker": "cuda:0",
+                    "step": step, "steps": 9})
+        clock[0] += 0.5
+    # 2 steps took 1 s: 0.5 s a step; 6 steps left of the first image and 9 of the second, one worker
+    assert view.eta_s() == pytest.approx(15 * 0.5)
+    assert "约剩 8 秒" in progress.summary(view, "zh") and "about 8 s left" in progress.summary(view, "en")
+
+
+def test_notices_follow_the_window_language_and_keep_the_cli_line():
+    from studio.app import Notice
+    from studio.ui.leftover import notices_text
+
+    notice = Notice("The history database was damaged (bad). A new one was started and 3 images were found "
+                    "again from their files.", "notice.db_damaged", count=3, path="")
+    assert str(notice).startswith("The history database")  # what the CLI prints
+    assert "重新找回 3 张图像" in notices_text([notice], "zh") and "damaged" not in notices_text([notice], "zh")
+    assert "3 images were found again" in notices_text([notice], "en")
+    assert notices_text(["已是中文的提示"], "en").endswith("已是中文的提示")
 
 
 def test_form_builds_requests_from_presets_and_custom_sizes():
@@ -170,6 +241,7 @@ def test_pool_rows_and_balance():
     status = [{"name": "cpu:0", "device": "cpu", "state": "busy", "current_job": "abcdef0123456789",
                "images_done": 3, "s_per_image": 0.4567, "gpu_busy": 0.934},
               {"name": "cuda:1", "device": "cuda", "state": "warming", "warm_pct": 37.5, "images_done": 0}]
+    assert pool_rows(status, "zh")[0][2] == "忙碌"
     assert pool_rows(status) == [["cpu:0", "cpu", "busy", "abcdef012345", 3, "0.46", "93%"],
                                  ["cuda:1", "cuda", "warming 38%", "", 0, "", ""]]
     assert balance_text({"balance_efficiency": 0.875}, "en").endswith("88%")
@@ -218,3 +290,8 @@ def test_served_folders_are_only_ours(home):
     assert str(studio.paths.gallery_dir.resolve()) in folders
     assert all(not str(studio.paths.config_dir.resolve()).startswith(f) for f in folders)
     assert len(folders) <= 3
+
+
+def test_gallery_captions_say_seed_in_the_window_language():
+    assert records.caption({"seed": 7, "favorite": True}, "zh") == "★ 种子 7"
+    assert records.caption({"seed": 7}, "en") == "Seed 7"

@@ -20,12 +20,17 @@ SEED_MODES = ("random", "fixed", "increment")
 
 
 class ValidationError(ValueError):
-    """A bad field: `field` names it, the message says what is allowed in one sentence."""
+    """A bad field: `field` names it, the message says what is allowed in one sentence.
 
-    def __init__(self, field_name: str, message: str) -> None:
+    `kind` (range, whole, number, finite, text) and `got` (the value as given) let a window say the
+    same sentence in its own language."""
+
+    def __init__(self, field_name: str, message: str, kind: str = "range", got: Any = None) -> None:
         super().__init__(message)
         self.field = field_name
         self.message = message
+        self.kind = kind
+        self.got = got
 
 
 @dataclass(frozen=True)
@@ -55,26 +60,35 @@ class GenerationRequest:
 
 def _as_int(name: str, value: Any, label: str) -> int:
     if isinstance(value, bool):
-        raise ValidationError(name, f"{label} must be a whole number.")
+        raise ValidationError(name, f"{label} must be a whole number.", "whole", value)
     if isinstance(value, float):
         if not value.is_integer():
-            raise ValidationError(name, f"{label} must be a whole number, not {value}.")
+            raise ValidationError(name, f"{label} must be a whole number, not {value}.", "whole", value)
         return int(value)
     if isinstance(value, str):
         value = value.strip()
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ValidationError(name, f"{label} must be a whole number, not {value!r}.") from None
+        shown = value if isinstance(value, str) and _is_number(value) else repr(value)  # 2.5 as typed, 'x' quoted
+        raise ValidationError(name, f"{label} must be a whole number, not {shown}.", "whole", value) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _as_float(name: str, value: Any, label: str) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise ValidationError(name, f"{label} must be a number, not {value!r}.") from None
+        raise ValidationError(name, f"{label} must be a number, not {value!r}.", "number", value) from None
     if out != out or out in (float("inf"), float("-inf")):
-        raise ValidationError(name, f"{label} must be a finite number.")
+        raise ValidationError(name, f"{label} must be a finite number.", "finite", value)
     return out
 
 
@@ -82,13 +96,14 @@ def _check_text(name: str, label: str, text: str) -> None:
     """Text that every layer can store, encode and print: no NUL, valid Unicode (a byte that was not
     UTF-8 reaches Python as a lone surrogate, which no file or database can hold)."""
     if "\x00" in text:
-        raise ValidationError(name, f"{label} contains a NUL character (at position {text.index(chr(0))}); remove it.")
+        raise ValidationError(name, f"{label} contains a NUL character (at position {text.index(chr(0))}); remove it.",
+                              "text", text.index(chr(0)))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValidationError(
             name, f"{label} is not valid text: position {exc.start} holds a byte that is not UTF-8 "
-                  "(check the terminal's or file's encoding).") from None
+                  "(check the terminal's or file's encoding).", "text", exc.start) from None
 
 
 def validate(request: GenerationRequest) -> GenerationRequest:
@@ -114,32 +129,34 @@ def validate(request: GenerationRequest) -> GenerationRequest:
         v = _as_int(name, getattr(request, name), label)
         if not (MIN_SIZE <= v <= MAX_SIZE) or v % SIZE_STEP:
             raise ValidationError(
-                name, f"{label} must be a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE} (got {v})."
-            )
+                name, f"{label} must be a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE} (got {v}).",
+                got=v)
         sizes[name] = v
     steps = _as_int("steps", request.steps, "Steps")
     if not MIN_STEPS <= steps <= MAX_STEPS:
-        raise ValidationError("steps", f"Steps must be from {MIN_STEPS} to {MAX_STEPS} (got {steps}).")
+        raise ValidationError("steps", f"Steps must be from {MIN_STEPS} to {MAX_STEPS} (got {steps}).", got=steps)
     guidance = _as_float("guidance", request.guidance, "Guidance")
     if not MIN_GUIDANCE <= guidance <= MAX_GUIDANCE:
         raise ValidationError(
-            "guidance", f"Guidance must be from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g} (got {guidance:g})."
-        )
+            "guidance", f"Guidance must be from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g} (got {guidance:g}).",
+            got=f"{guidance:g}")
     seed = request.seed
     if seed is not None and not (isinstance(seed, str) and seed.strip() in ("", "-1", "random")):
         seed = _as_int("seed", seed, "Seed")
         if seed == -1:
             seed = None
         elif not 0 <= seed <= MAX_SEED:
-            raise ValidationError("seed", f"Seed must be from 0 to {MAX_SEED}, or empty for random.")
+            raise ValidationError("seed", f"Seed must be from 0 to {MAX_SEED}, or empty for random.", got=seed)
     else:
         seed = None
     mode = str(request.seed_mode).strip().lower()
     if mode not in SEED_MODES:
-        raise ValidationError("seed_mode", f"Seed mode must be one of {', '.join(SEED_MODES)} (got {mode!r}).")
+        raise ValidationError("seed_mode", f"Seed mode must be one of {', '.join(SEED_MODES)} (got {mode!r}).",
+                              got=mode)
     count = _as_int("count", request.count, "Count")
     if not MIN_COUNT <= count <= MAX_COUNT:
-        raise ValidationError("count", f"Count must be from {MIN_COUNT} to {MAX_COUNT} images (got {count}).")
+        raise ValidationError("count", f"Count must be from {MIN_COUNT} to {MAX_COUNT} images (got {count}).",
+                              got=count)
     return GenerationRequest(
         prompt=prompt,
         negative_prompt=negative,

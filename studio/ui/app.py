@@ -23,6 +23,17 @@ def _model_header(studio: Any, lang: str) -> tuple[str, bool]:
     return t("model.line", lang, name=f"`{model.name}` · {model.path}"), bool(model.is_demo)
 
 
+NAMED_ENDPOINTS = ("generate", "cancel", "history", "image")
+
+
+def hide_unnamed_endpoints(demo: gr.Blocks) -> None:
+    """Only the endpoints meant for scripts are listed and callable by API clients; the page's own
+    events (clicks, loads, renders) stay private to the page."""
+    for fn in demo.fns.values():
+        if fn.api_name not in NAMED_ENDPOINTS or not getattr(fn.fn, "zx_endpoint", False):
+            fn.api_visibility = "private"
+
+
 def _quit_bar(ctx: Context, quit_btn: gr.Button) -> None:
     """Quit from the window: asks first, then runs the desktop launcher's own Quit (the tray's, through `Studio.quit_hook`), which
     stops the workers, the tray and this server. Images on a GPU may finish first when some run."""
@@ -123,5 +134,7 @@ def build_app(studio: Any, lang: str | None = None) -> gr.Blocks:
 
         demo.load(on_load, outputs=[*header_outputs, *components], show_progress="hidden")
         demo.load(left_refresh, outputs=left_outputs, show_progress="hidden")
+        demo.load(None, js=generate.PAGE_JS)
+    hide_unnamed_endpoints(demo)
     demo.zx_context = ctx  # for tests and the server: the language and last request live here
     return demo

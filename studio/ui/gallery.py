@@ -87,7 +87,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
             items, total = page_items(ctx.studio.gallery(page=page, per_page=PER_PAGE))
         slim = [{"image_id": im.get("image_id") or im.get("id"), "path": im.get("path"),
                  "favorite": bool(im.get("favorite")), "seed": im.get("seed")} for im in items if im.get("path")]
-        return (page, [(im["path"], records.caption(im)) for im in slim], slim,
+        return (page, [(im["path"], records.caption(im, ctx.lang)) for im in slim], slim,
                 t("gal.page", ctx.lang, page=page + 1, pages=pages, total=total), None, "")
 
     load_outputs = [page_state, gallery, items_state, page_md, selected, info]

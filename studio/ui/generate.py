@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from dataclasses import dataclass
@@ -17,24 +18,22 @@ from studio.core.request import (
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
     MAX_GUIDANCE,
-    MAX_STEPS,
     MIN_GUIDANCE,
-    MIN_STEPS,
     GenerationRequest,
     ValidationError,
+    validate,
 )
 from studio.ui import form
 from studio.ui.context import Context, guard
 from studio.ui.i18n import field_error, t
-from studio.ui.progress import Follower, RequestView, captions, render_progress
+from studio.ui.progress import Follower, captions, render_progress
+from studio.ui.window_queue import WindowQueue, find_view, render_listing, window
 
 ASSETS_DIR = assets_dir("examples.json")
 # Validation fields -> the error slot shown under them (width and height share the size slot).
 ERROR_SLOTS = ("prompt", "negative_prompt", "size", "steps", "guidance", "count", "seed")
 SLOT_OF = {"width": "size", "height": "size", "seed_mode": "seed"}
 
-# Requests running in this process, so Cancel (a separate event) can reach the generator's view.
-_views: dict[str, RequestView] = {}
 
 
 def load_examples(path: Path | None = None) -> list[str]:
@@ -50,6 +49,14 @@ def read_png_request(path: str) -> GenerationRequest:
     """The request stored in a PNG (ours or AUTOMATIC1111/Forge); ValueError when there is none."""
     request, _record = request_from_chunks(read_chunks(path))
     return request
+
+
+def api_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A history row as plain JSON data for scripts (no HTML, no localized words)."""
+    data = json.loads(json.dumps(row, default=str))
+    data["images"] = [{"image_id": im.get("image_id") or im.get("id"), "path": im.get("path"), "seed": im.get("seed"),
+                       "favorite": bool(im.get("favorite"))} for im in row.get("images") or [] if isinstance(im, dict)]
+    return data
 
 
 @dataclass
@@ -75,6 +82,7 @@ class GenerateTab:
     request_id: Any
     last_seed: Any
     notice: Any
+    more: Any = None  # the folded seed mode and guidance
     run: Any = None  # the generator handler
     run_inputs: list | None = None
     run_outputs: list | None = None
@@ -87,14 +95,16 @@ class GenerateTab:
     @property
     def fill_outputs(self) -> list[Any]:
         """What `fill_values` updates: every field, plus the boxes whose visibility depends on them."""
-        return [*self.fields, self.negative_box, self.custom_row]
+        return [*self.fields, self.negative_box, self.custom_row, self.more]
 
 
 def fill_values(request: GenerationRequest) -> list[Any]:
-    """Updates for `GenerateTab.fill_outputs` that put `request` back into the form."""
+    """Updates for `GenerateTab.fill_outputs` that put `request` back into the form (and unfold "more"
+    when the request used it)."""
     values = form.fields_from_request(request)
+    unusual = values.guidance > 0 or values.seed_mode != "random"  # unfold what was restored into it
     return [*values.as_list(), gr.update(visible=values.guidance > 0),
-            gr.update(visible=values.size == form.CUSTOM)]
+            gr.update(visible=values.size == form.CUSTOM), gr.update(open=True) if unusual else gr.update()]
 
 
 def _size_choices(lang: str) -> list[tuple[str, str]]:
@@ -105,15 +115,53 @@ def _seed_choices(lang: str) -> list[tuple[str, str]]:
     return [(t(f"seed.{m}", lang), m) for m in ("random", "fixed", "increment")]
 
 
+PAGE_JS = """
+() => {
+  if (window.zxPage) return;
+  window.zxPage = true;
+  // Ctrl+Enter (Cmd+Enter on a Mac) in the Generate tab clicks Generate
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && document.querySelector("#tab-generate")?.offsetParent) {
+      e.preventDefault();
+      document.querySelector("#generate")?.click();
+    }
+  });
+  // the results box ends at the window's bottom edge, whatever the header, banners and queue above it take
+  const fit = () => {
+    const out = document.querySelector("#gen-output"), res = document.querySelector("#results");
+    if (!out || !res || !res.offsetParent) return;
+    const top = res.getBoundingClientRect().top + window.scrollY;
+    out.style.setProperty("--zx-results-h", Math.max(260, Math.round(window.innerHeight - top - 56)) + "px");
+  };
+  window.addEventListener("resize", fit);
+  setInterval(fit, 500);
+}
+"""
+
+
+def _columns(count: int) -> int:
+    """Result columns for `count` images: one image whole, otherwise always two (no jumping)."""
+    return 1 if count <= 1 else 2
+
+
+def _cancel(ctx: Context, request_id: str) -> None:
+    """Cancel one request of a window: queued images are dropped, running ones stop at their next step."""
+    view = find_view(request_id)
+    if view is not None:
+        view.cancel_requested = True
+    ctx.studio.cancel(request_id)
+
+
 def build(ctx: Context) -> GenerateTab:
     lang = ctx.lang
     g = guard(ctx)
     # Start at the model's own size: 1024² for Z-Image, the demo model's training size otherwise.
     start_w, start_h = ctx.studio.default_size
     start_preset = f"{start_w}x{start_h}" if f"{start_w}x{start_h}" in form.SIZE_PRESETS else form.CUSTOM
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=5, min_width=360, elem_classes="zx-form"):
-            prompt = ctx.label(gr.Textbox(label=t("gen.prompt", lang), lines=4, max_lines=12,
+    with gr.Row(equal_height=False, elem_id="gen-layout"):
+        with gr.Column(scale=5, min_width=300, elem_classes="zx-form"):
+            # What a person types and clicks first, at the top: prompt, negative, Generate.
+            prompt = ctx.label(gr.Textbox(label=t("gen.prompt", lang), lines=3, max_lines=10,
                                           placeholder=t("gen.prompt.placeholder", lang), elem_id="prompt"),
                                "gen.prompt")
             errors = {"prompt": gr.Markdown(visible=False, elem_id="err-prompt", elem_classes="zx-error")}
@@ -122,6 +170,11 @@ def build(ctx: Context) -> GenerateTab:
                                                 placeholder=t("gen.negative.placeholder", lang)), "gen.negative")
                 errors["negative_prompt"] = gr.Markdown(visible=False, elem_id="err-negative_prompt",
                                                         elem_classes="zx-error")
+            with gr.Row(elem_id="gen-buttons"):
+                generate_btn = ctx.label(gr.Button(t("gen.generate", lang), variant="primary", elem_id="generate",
+                                                   scale=3), "gen.generate", "value")
+                cancel_btn = ctx.label(gr.Button(t("gen.cancel", lang), variant="stop", elem_id="cancel", scale=1),
+                                       "gen.cancel", "value")
             size = gr.Radio(choices=_size_choices(lang), value=start_preset,
                             label=t("gen.size", lang), elem_id="size")
             ctx.label(size, "gen.size")
@@ -131,116 +184,174 @@ def build(ctx: Context) -> GenerateTab:
                 height = ctx.label(gr.Number(value=start_h, precision=0, label=t("gen.height", lang),
                                              elem_id="height"), "gen.height")
             errors["size"] = gr.Markdown(visible=False, elem_id="err-size", elem_classes="zx-error")
-            with gr.Row():
-                steps = ctx.label(gr.Slider(MIN_STEPS, MAX_STEPS, value=DEFAULT_STEPS, step=1,
-                                            label=t("gen.steps", lang), elem_id="steps"), "gen.steps")
-                guidance = ctx.label(gr.Slider(MIN_GUIDANCE, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5,
-                                               label=t("gen.guidance", lang), elem_id="guidance"), "gen.guidance")
-            errors["steps"] = gr.Markdown(visible=False, elem_id="err-steps", elem_classes="zx-error")
-            errors["guidance"] = gr.Markdown(visible=False, elem_id="err-guidance", elem_classes="zx-error")
+            # Numbers as typed (no slider, no rounding): a bad one is refused with core's message.
             with gr.Row(equal_height=True):
-                count = ctx.label(gr.Number(value=1, precision=0, label=t("gen.count", lang), elem_id="count",
-                                            min_width=90), "gen.count")
+                steps = ctx.label(gr.Number(value=DEFAULT_STEPS, label=t("gen.steps", lang), elem_id="steps",
+                                            min_width=90), "gen.steps")
+                count = ctx.label(gr.Number(value=1, label=t("gen.count", lang), elem_id="count", min_width=90),
+                                  "gen.count")
                 seed = ctx.label(gr.Textbox(value="", label=t("gen.seed", lang), elem_id="seed", min_width=160),
                                  "gen.seed")
-                seed_mode = gr.Radio(choices=_seed_choices(lang), value="random", label=t("gen.seed_mode", lang),
-                                     elem_id="seed-mode", min_width=220)
-                ctx.label(seed_mode, "gen.seed_mode")
+            errors["steps"] = gr.Markdown(visible=False, elem_id="err-steps", elem_classes="zx-error")
             errors["count"] = gr.Markdown(visible=False, elem_id="err-count", elem_classes="zx-error")
             errors["seed"] = gr.Markdown(visible=False, elem_id="err-seed", elem_classes="zx-error")
-            with gr.Row():
-                dice_btn = ctx.label(gr.Button(t("gen.dice", lang), size="sm", elem_id="dice"), "gen.dice", "value")
-                reuse_btn = ctx.label(gr.Button(t("gen.reuse_seed", lang), size="sm", elem_id="reuse-seed"),
-                                      "gen.reuse_seed", "value")
-            with gr.Row():
-                generate_btn = ctx.label(gr.Button(t("gen.generate", lang), variant="primary", elem_id="generate",
-                                                   scale=3), "gen.generate", "value")
-                cancel_btn = ctx.label(gr.Button(t("gen.cancel", lang), variant="stop", elem_id="cancel", scale=1),
-                                       "gen.cancel", "value")
+            with gr.Accordion(t("gen.more", lang), open=False, elem_id="gen-more") as more:
+                ctx.label(more, "gen.more")
+                seed_mode = gr.Radio(choices=_seed_choices(lang), value="random", label=t("gen.seed_mode", lang),
+                                     elem_id="seed-mode")
+                ctx.label(seed_mode, "gen.seed_mode")
+                guidance = ctx.label(gr.Slider(MIN_GUIDANCE, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5,
+                                               label=t("gen.guidance", lang), elem_id="guidance"), "gen.guidance")
+                errors["guidance"] = gr.Markdown(visible=False, elem_id="err-guidance", elem_classes="zx-error")
+                with gr.Row():
+                    dice_btn = ctx.label(gr.Button(t("gen.dice", lang), size="sm", elem_id="dice"), "gen.dice",
+                                         "value")
+                    reuse_btn = ctx.label(gr.Button(t("gen.reuse_seed", lang), size="sm", elem_id="reuse-seed"),
+                                          "gen.reuse_seed", "value")
             examples = load_examples()
-            if examples:  # below the buttons, so Generate stays in view on a laptop screen
-                ctx.label(gr.Examples(examples=[[e] for e in examples], inputs=[prompt], label=t("gen.examples", lang),
-                                      examples_per_page=10, elem_id="examples").dataset, "gen.examples")
-        with gr.Column(scale=7, min_width=420):
+            if examples:  # folded: a person who knows what to draw never scrolls past them
+                with gr.Accordion(t("gen.examples", lang), open=False, elem_id="examples-box") as ex_box:
+                    ctx.label(ex_box, "gen.examples")
+                    gr.Examples(examples=[[e] for e in examples], inputs=[prompt], label=None,
+                                examples_per_page=10, elem_id="examples")
+        with gr.Column(scale=7, min_width=320, elem_id="gen-output"):
             progress = gr.HTML(render_progress(None, lang), elem_id="progress")
+            queue_rows = gr.State([])
+
+            @gr.render(inputs=[queue_rows])
+            def queue_list(rows):
+                """This window's requests, each with its own cancel."""
+                if len(rows or []) < 2:
+                    return
+                with gr.Column(elem_id="queue"):
+                    gr.HTML(render_listing(rows, ctx.lang), elem_id="queue-head")
+                    for row in rows:
+                        with gr.Row(elem_classes="zx-queue-row", equal_height=True):
+                            state = t(f"state.{row['state']}", ctx.lang)
+                            gr.HTML(f'<span class="zx-queue-state">{html.escape(state)}</span> '
+                                    f'{html.escape(row["label"])}', elem_classes="zx-queue-label")
+                            button = gr.Button(t("gen.cancel", ctx.lang), size="sm", scale=0, min_width=70,
+                                               elem_classes="zx-queue-cancel",
+                                               interactive=row["state"] != "cancelled")
+                            button.click(g(lambda rid=row["request_id"]: _cancel(ctx, rid)), outputs=None,
+                                         show_progress="hidden", api_visibility="private")
             notice = gr.Markdown(visible=False, elem_id="gen-notice")
-            results = gr.Gallery(label=t("gen.results", lang), elem_id="results", columns=3, height=560,
+            results = gr.Gallery(label=t("gen.results", lang), elem_id="results", columns=1,
                                  object_fit="contain", allow_preview=False, interactive=False)
             ctx.label(results, "gen.results")
+
     result_paths = gr.State([])
     request_id = gr.State(None)
     last_seed = gr.State(None)
 
     tab = GenerateTab(prompt, negative, negative_box, size, custom_row, width, height, steps, guidance,
                       count, seed, seed_mode, errors, progress, results, result_paths, request_id, last_seed,
-                      notice)
+                      notice, more)
 
     def clear_errors() -> dict[Any, Any]:
         return {slot: gr.update(value="", visible=False) for slot in errors.values()}
 
+    def show_error(exc: ValidationError, lang_now: str) -> dict[Any, Any]:
+        out = clear_errors()
+        slot = SLOT_OF.get(exc.field, exc.field)
+        out[errors[slot if slot in errors else "prompt"]] = gr.update(
+            value=f"⚠ {field_error(exc.field, exc.message, lang_now, exc.kind, exc.got)}", visible=True)
+        return out
+
     @g
-    def run(prompt_v, negative_v, size_v, width_v, height_v, steps_v, guidance_v, count_v, seed_v, mode_v):
-        """Submit, then stream this request's events into progress and results until it settles."""
+    def run(prompt_v, negative_v, size_v, width_v, height_v, steps_v, guidance_v, count_v, seed_v, mode_v,
+            request: gr.Request):
+        """Submit; if this window already shows a request, queue behind it and say so; otherwise stream
+        this window's requests one after the other into progress and results."""
         lang_now = ctx.lang
-        request = form.build_request(prompt_v, negative_v, size_v, width_v, height_v, steps_v, guidance_v,
-                                     count_v, seed_v, mode_v)
-        follower = Follower(ctx.studio.subscribe)
+        gen_request = form.build_request(prompt_v, negative_v, size_v, width_v, height_v, steps_v, guidance_v,
+                                         count_v, seed_v, mode_v)
+        try:
+            checked = validate(gen_request)
+        except ValidationError as exc:
+            yield show_error(exc, lang_now)
+            return
+        wq = window(getattr(request, "session_hash", None) or "")
+        entry, streams = wq.add(checked.prompt, checked.count)
+        follower = Follower(ctx.studio.subscribe) if streams else None
         try:
             try:
-                rid = ctx.studio.submit(request, origin="ui", interactive=True)
-            except ValidationError as exc:
+                ctx.studio.submit(checked, origin="ui", interactive=True, request_id=entry.request_id)
+            except ValidationError as exc:  # cannot happen after validate(); kept for a changed core
+                wq.drop(entry)
+                yield show_error(exc, lang_now)
+                return
+            except Exception:
+                wq.drop(entry)  # never queued: the window must not wait for it
+                raise
+            ctx.last_request_id = entry.request_id
+            if follower is None:  # another handler of this window shows progress: queue behind it
+                ahead = len(wq.listing()) - 1
                 out = clear_errors()
-                slot = errors[SLOT_OF.get(exc.field, exc.field) if SLOT_OF.get(exc.field, exc.field) in errors
-                              else "prompt"]
-                out[slot] = gr.update(value=f"⚠ {field_error(exc.field, exc.message, lang_now)}", visible=True)
+                out.update({notice: gr.update(value=t("gen.queued_msg", lang_now, n=ahead), visible=True),
+                            queue_rows: wq.listing()})
                 yield out
                 return
-            ctx.last_request_id = rid
-            view = _views[rid] = RequestView(rid, int(float(count_v)))
-            out = clear_errors()
-            out.update({progress: render_progress(view, lang_now), results: [], result_paths: [],
-                        request_id: rid})
+            yield from _stream(wq, follower, clear_errors())
+            follower.close()
+            follower = None  # a normal end: `current()` already handed streaming back
+        finally:
+            if follower is not None:  # an error or a closed page: this window stops following its requests
+                follower.close()
+                wq.abandon()
+
+    def _stream(wq: WindowQueue, follower: Follower, first: dict[Any, Any]):
+        """Show each entry of `wq` in turn until none is left."""
+        out = first
+        while (entry := wq.current()) is not None:
+            view, lang_now = entry.view, ctx.lang
+            listing = wq.listing()
             paused = bool(getattr(ctx.studio, "paused", False))
-            out[notice] = gr.update(value=t("gen.paused", lang_now), visible=paused)
+            out.update({progress: render_progress(view, lang_now), results: gr.update(value=[], columns=
+                        _columns(view.count)), result_paths: [], request_id: entry.request_id,
+                        queue_rows: listing,
+                        notice: gr.update(value=t("gen.paused", lang_now), visible=paused)})
             yield out
-            last_yield = time.monotonic()
+            last_yield, shown = time.monotonic(), listing
             while not view.settled():
-                changed = follower.drain(view, timeout=0.2)
-                if changed or time.monotonic() - last_yield > 2.0:
-                    items = captions(view, lang_now)
-                    update = {progress: render_progress(view, lang_now), results: items,
+                changed = follower.drain_all(wq.views, timeout=0.2)
+                listing = wq.listing()
+                if changed or listing != shown or time.monotonic() - last_yield > 2.0:
+                    items = captions(view, ctx.lang)
+                    update = {progress: render_progress(view, ctx.lang), results: items,
                               result_paths: [p for p, _c in items]}
+                    if listing != shown:
+                        update[queue_rows] = listing
+                        shown = listing
                     if view.images:
                         update[last_seed] = view.images[0]["seed"]
                     yield update
                     last_yield = time.monotonic()
-            items = captions(view, lang_now)
-            final = {progress: render_progress(view, lang_now), results: items,
-                     result_paths: [p for p, _c in items], request_id: None, notice: gr.update(visible=False)}
+            wq.finish(entry)
+            listing = wq.listing()
+            items = captions(view, ctx.lang)
+            out = {progress: render_progress(view, ctx.lang), results: items,
+                   result_paths: [p for p, _c in items], request_id: None, notice: gr.update(visible=False),
+                   queue_rows: listing}
             if view.images:
-                final[last_seed] = view.images[0]["seed"]
-            yield final
-        finally:
-            follower.close()
-            for rid_, v in list(_views.items()):
-                if v.settled():
-                    _views.pop(rid_, None)
+                out[last_seed] = view.images[0]["seed"]
+            if wq.waiting() or listing:
+                yield out  # the finished request stays on screen a moment before the next one takes over
+                time.sleep(0.5)
+        yield out
 
-    run_outputs = [*errors.values(), progress, results, result_paths, request_id, last_seed, notice]
+    run_outputs = [*errors.values(), progress, results, result_paths, request_id, last_seed, notice, queue_rows]
     tab.run, tab.run_inputs, tab.run_outputs = run, tab.fields, run_outputs
+    # "multiple": a click while a request runs is a new request (queued), never ignored.
     generate_btn.click(run, inputs=tab.fields, outputs=run_outputs, concurrency_limit=None,
-                       show_progress="hidden")
-    prompt.submit(run, inputs=tab.fields, outputs=run_outputs, concurrency_limit=None, show_progress="hidden")
+                       show_progress="hidden", trigger_mode="multiple")
 
     @g
-    def cancel(rid):
+    def cancel_current(rid):
         if rid:
-            view = _views.get(rid)
-            if view is not None:
-                view.cancel_requested = True
-            ctx.studio.cancel(rid)
+            _cancel(ctx, rid)
 
-    cancel_btn.click(cancel, inputs=[request_id], outputs=None, concurrency_limit=None, show_progress="hidden")
+    cancel_btn.click(cancel_current, inputs=[request_id], outputs=None, concurrency_limit=None, show_progress="hidden")
 
     @g
     def on_size(preset):
@@ -272,6 +383,7 @@ def build(ctx: Context) -> GenerateTab:
         return values
 
     results.select(restore_result, inputs=[result_paths], outputs=tab.fill_outputs, show_progress="hidden")
+    ctx.localize(progress, lambda lang_: {"value": render_progress(None, lang_)})
 
     def generate_api(prompt: str, negative_prompt: str = "", width: int = start_w, height: int = start_h,
                      steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, count: int = 1,
@@ -288,6 +400,29 @@ def build(ctx: Context) -> GenerateTab:
                                               for r in results]}
 
     gr.api(generate_api, api_name="generate", concurrency_limit=None)  # named endpoint (issue 21)
+
+    def cancel_api(request_id: str) -> dict:
+        """For scripts: cancel a request; `cancelled` is False for an id the studio does not know."""
+        return {"request_id": request_id, "cancelled": bool(ctx.studio.cancel(request_id))}
+
+    def history_api(search: str = "", favorites_only: bool = False, limit: int = 50) -> list:
+        """For scripts: past requests newest first, as data (ids, parameters, states, image paths and seeds)."""
+        rows = ctx.studio.history(search=search.strip() or None, favorites_only=bool(favorites_only),
+                                  limit=max(1, min(500, int(limit))))
+        return [api_record(row) for row in rows]
+
+    def image_api(image_id: int) -> dict:
+        """For scripts: one image's path, seed and parameters."""
+        info = ctx.studio.image_info(image_id)
+        if not info:
+            raise gr.Error(f"No image {image_id!r}.")
+        return json.loads(json.dumps(info, default=str))
+
+    gr.api(cancel_api, api_name="cancel", concurrency_limit=None)
+    gr.api(history_api, api_name="history", concurrency_limit=None)
+    gr.api(image_api, api_name="image", concurrency_limit=None)
+    for fn in (generate_api, cancel_api, history_api, image_api):
+        fn.zx_endpoint = True  # type: ignore[attr-defined]  # what app.hide_unnamed_endpoints keeps public
     ctx.localize(size, lambda lang_: {"choices": _size_choices(lang_)})
     ctx.localize(seed_mode, lambda lang_: {"choices": _seed_choices(lang_)})
     ctx.localize(prompt, lambda lang_: {"placeholder": t("gen.prompt.placeholder", lang_)})

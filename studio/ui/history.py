@@ -73,7 +73,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         if row is None or row >= len(rows):
             return None, None, []
-        return row, None, [(im["path"], records.caption(im)) for im in rows[row]["images"]]
+        return row, None, [(im["path"], records.caption(im, ctx.lang)) for im in rows[row]["images"]]
 
     table.select(pick, inputs=[rows_state], outputs=[selected, selected_image, thumbs], show_progress="hidden")
     @g

@@ -70,7 +70,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "seed.increment": {"zh": "递增", "en": "Increment"},
     "gen.dice": {"zh": "随机种子", "en": "Random seed"},
     "gen.reuse_seed": {"zh": "↺ 上次的种子", "en": "↺ Last seed"},
-    "gen.generate": {"zh": "生成", "en": "Generate"},
+    "gen.generate": {"zh": "生成（Ctrl+Enter）", "en": "Generate (Ctrl+Enter)"},
+    "gen.more": {"zh": "更多选项：种子模式、引导系数", "en": "More options: seed mode, guidance"},
+    "gen.eta": {"zh": "约剩 {seconds} 秒", "en": "about {seconds} s left"},
+    "gen.queue.head": {"zh": "本窗口的请求（{n} 个）", "en": "This window's requests ({n})"},
+    "gen.queued_msg": {"zh": "已加入队列，前面还有 {n} 个请求。", "en": "Added to the queue, behind {n} requests."},
     "gen.cancel": {"zh": "取消", "en": "Cancel"},
     "gen.results": {"zh": "结果（点击图片可恢复其参数）", "en": "Results (click an image to restore its parameters)"},
     "gen.progress": {"zh": "进度", "en": "Progress"},
@@ -97,6 +101,20 @@ STRINGS: dict[str, dict[str, str]] = {
     "left.resumed": {"zh": "已重新排队 {n} 张图像。", "en": "{n} images queued again."},
     "left.discarded": {"zh": "已放弃 {n} 张图像。", "en": "Discarded {n} images."},
     "notice.prefix": {"zh": "提示：", "en": "Note: "},
+    "notice.db_damaged": {"zh": "历史数据库已损坏，已新建一个，并从图像文件中重新找回 {count} 张图像。",
+                          "en": "The history database was damaged. A new one was started and {count} images were "
+                                "found again from their files."},
+    "notice.db_damaged_kept": {"zh": "历史数据库已损坏（损坏的文件保留为 {path}），已新建一个，并从图像文件中重新找回 "
+                                     "{count} 张图像。",
+                               "en": "The history database was damaged (the damaged file was kept as {path}). A new one "
+                                     "was started and {count} images were found again from their files."},
+    "notice.db_empty": {"zh": "历史数据库是空的（0 字节），已新建一个，并从图像文件中重新找回 {count} 张图像。",
+                        "en": "The history database was empty (0 bytes). A new one was started and {count} images "
+                              "were found again from their files."},
+    "notice.db_empty_kept": {"zh": "历史数据库是空的（0 字节，原文件保留为 {path}），已新建一个，并从图像文件中重新找回 "
+                                   "{count} 张图像。",
+                             "en": "The history database was empty (0 bytes; the file was kept as {path}). A new one "
+                                   "was started and {count} images were found again from their files."},
     # validation (field -> Chinese explanation; the English message comes from core)
     "err.prompt": {"zh": "请填写提示词（中文或英文），最多 2000 字。", "en": ""},
     "err.negative_prompt": {"zh": "反向提示词最多 2000 字。", "en": ""},
@@ -107,6 +125,20 @@ STRINGS: dict[str, dict[str, str]] = {
     "err.seed": {"zh": "种子必须是 0 到 4294967295 之间的整数，留空为随机。", "en": ""},
     "err.seed_mode": {"zh": "种子模式只能是随机、固定或递增。", "en": ""},
     "err.count": {"zh": "数量必须在 1 到 64 之间。", "en": ""},
+    "err.got": {"zh": "（现在是 {got}）", "en": ""},
+    "err.whole": {"zh": "{label}必须是整数（现在是 {got}）。", "en": ""},
+    "err.number": {"zh": "{label}必须是数字（现在是 {got}）。", "en": ""},
+    "err.finite": {"zh": "{label}必须是有限的数字。", "en": ""},
+    "err.text": {"zh": "{label}在第 {got} 个字符处有无法保存的字符（空字符或不是 UTF-8 的字节），请删除它。", "en": ""},
+    "err.label.prompt": {"zh": "提示词", "en": ""},
+    "err.label.negative_prompt": {"zh": "反向提示词", "en": ""},
+    "err.label.width": {"zh": "宽度", "en": ""},
+    "err.label.height": {"zh": "高度", "en": ""},
+    "err.label.steps": {"zh": "步数", "en": ""},
+    "err.label.guidance": {"zh": "引导系数", "en": ""},
+    "err.label.seed": {"zh": "种子", "en": ""},
+    "err.label.seed_mode": {"zh": "种子模式", "en": ""},
+    "err.label.count": {"zh": "数量", "en": ""},
     "err.title": {"zh": "出错了", "en": "Error"},
     "err.unexpected": {"zh": "出错了：{message}", "en": "Something went wrong: {message}"},
     "info.seed": {"zh": "种子", "en": "Seed"},
@@ -178,10 +210,18 @@ STRINGS: dict[str, dict[str, str]] = {
     "mon.balance": {"zh": "上一个请求的负载均衡效率：{value}", "en": "Balance efficiency of the last request: {value}"},
     "mon.balance.none": {"zh": "还没有多图请求。", "en": "No request yet."},
     "mon.queue": {"zh": "队列中的图像：{n}", "en": "Images queued: {n}"},
-    "mon.no_gpu": {"zh": "未找到 NVIDIA GPU（{message}）。正在使用 CPU 工作进程，见下表。",
+    "mon.no_gpu": {"zh": "未找到 NVIDIA GPU。正在使用 CPU 工作进程，见下表。",
                    "en": "{message} The charts show the CPU; the CPU workers are in the table below."},
     "mon.gpu_line": {"zh": "GPU {index} · {name} · {temp} °C · {power} W · 显存 {used}/{total} MB",
                      "en": "GPU {index} · {name} · {temp} °C · {power} W · memory {used}/{total} MB"},
+    "mon.state.idle": {"zh": "空闲", "en": "idle"},
+    "mon.state.busy": {"zh": "忙碌", "en": "busy"},
+    "mon.state.ready": {"zh": "就绪", "en": "ready"},
+    "mon.state.starting": {"zh": "启动中", "en": "starting"},
+    "mon.state.warming": {"zh": "预热中", "en": "warming"},
+    "mon.state.restarting": {"zh": "重启中", "en": "restarting"},
+    "mon.state.stopped": {"zh": "已停止", "en": "stopped"},
+    "mon.state.failed": {"zh": "失败", "en": "failed"},
     "mon.pause": {"zh": "暂停队列", "en": "Pause queue"},
     "mon.resume": {"zh": "继续队列", "en": "Resume queue"},
     "mon.paused": {"zh": "队列已暂停。", "en": "Queue paused."},
@@ -208,6 +248,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "set.needs_server": {"zh": "监听地址和端口在下次启动工作室时生效。",
                          "en": "The listen address and port take effect the next time the studio starts."},
     "set.restarted": {"zh": "工作进程已重启。", "en": "Workers restarted."},
+    "set.auto": {"zh": "自动", "en": "Automatic"},
+    "set.demo": {"zh": "演示模型", "en": "Demo model"},
+    "set.memory.auto": {"zh": "自动", "en": "Automatic"},
+    "set.memory.full": {"zh": "完整（不省显存）", "en": "Full (no memory saving)"},
     "set.lang.auto": {"zh": "跟随系统", "en": "Follow the system"},
     "set.password_keep": {"zh": "留空则保留已保存的密码", "en": "Leave empty to keep the saved password"},
     "set.field.model": {"zh": "模型路径", "en": "Model path"},
@@ -262,8 +306,16 @@ def t(key: str, lang: str, **fmt: object) -> str:
     return text.format(**fmt) if fmt else text
 
 
-def field_error(field: str, message: str, lang: str) -> str:
-    """A validation message for one field: the core's English sentence, with Chinese first in zh."""
-    if lang == "zh" and f"err.{field}" in STRINGS:
-        return f"{STRINGS[f'err.{field}']['zh']}（{message}）"
-    return message
+def field_error(field: str, message: str, lang: str, kind: str = "range", got: object = None) -> str:
+    """A validation message for one field in `lang`: core's English sentence (the CLI's line) as it
+    is, or the same sentence in Chinese, with the value that was given (`kind`/`got`, see
+    core.request.ValidationError)."""
+    if lang != "zh" or f"err.{field}" not in STRINGS:
+        return message
+    label = STRINGS.get(f"err.label.{field}", {}).get("zh", field)
+    if kind in ("whole", "number", "finite", "text"):
+        return t(f"err.{kind}", "zh", label=label, got=got)
+    text = STRINGS[f"err.{field}"]["zh"]
+    if got is not None and field not in ("prompt", "negative_prompt"):
+        text = text.rstrip("。") + t("err.got", "zh", got=got) + "。"
+    return text

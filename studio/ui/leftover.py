@@ -27,13 +27,22 @@ def banner_text(ctx: Context, lang: str | None = None) -> str:
     return "\n\n".join(lines)
 
 
+def notices_text(notices: list[str], lang: str) -> str:
+    """The studio's notices in `lang`: a notice with an i18n key (studio.app.Notice) is said in the
+    window's language; a plain one (already in the person's language) as it is."""
+    return "\n\n".join(f"⚠ {t('notice.prefix', lang)}{t(n.key, lang, **n.values) if hasattr(n, 'key') else n}"
+                       for n in notices)
+
+
 def build(ctx: Context) -> tuple[Any, list[Any]]:
     """Add the banners; returns (refresh, outputs) for the page's load event."""
     g = guard(ctx)
     notices = list(ctx.studio.notices)
     ctx.studio.notices.clear()  # shown by this window from now on, not again by anyone else
-    gr.Markdown("\n\n".join(f"⚠ {ctx.t('notice.prefix')}{n}" for n in notices), visible=bool(notices),
-                elem_id="studio-notices", elem_classes="zx-notice")
+    box = gr.Markdown(notices_text(notices, ctx.lang), visible=bool(notices), elem_id="studio-notices",
+                      elem_classes="zx-notice")
+    if notices:
+        ctx.localize(box, lambda lang: {"value": notices_text(notices, lang)})
     with gr.Row(visible=False, elem_id="leftover", equal_height=True) as row:
         text = ctx.localize(gr.Markdown(elem_id="leftover-text"), lambda lang: {"value": banner_text(ctx, lang)})
         resume_btn = ctx.label(gr.Button(ctx.t("left.resume"), size="sm", variant="primary", elem_id="leftover-resume",

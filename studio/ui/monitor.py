@@ -13,7 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from studio.ui.context import Context, guard
-from studio.ui.i18n import t
+from studio.ui.i18n import STRINGS, t
 
 POOL_KEYS = ("worker", "device", "state", "job", "images", "s_per_image", "gpu_busy")
 
@@ -43,6 +43,7 @@ def series_frame(snapshot: dict[str, Any], metric: str, now: float | None = None
 def gpu_lines(snapshot: dict[str, Any], lang: str) -> str:
     """Markdown: the no-GPU message, or one line per GPU with its latest temperature, power, memory."""
     if not snapshot.get("available") or not snapshot.get("gpus"):
+        # NVML's own words (an exception's name, English) only in the English window
         return "ℹ " + t("mon.no_gpu", lang, message=snapshot.get("message") or "NVML")
     lines = []
     for gpu in snapshot["gpus"]:
@@ -65,15 +66,16 @@ def _pick(d: dict[str, Any], *keys: str, default: Any = "") -> Any:
     return default
 
 
-def pool_rows(status: list[dict[str, Any]]) -> list[list[Any]]:
+def pool_rows(status: list[dict[str, Any]], lang: str = "en") -> list[list[Any]]:
     """One table row per worker: name, device, state (with the compile progress while warming), current
     job, images done, seconds per image, and the share of the last request's wall time its GPU was busy."""
     rows = []
     for w in status or []:
         spi = _pick(w, "s_per_image", "seconds_per_image", "sec_per_image", default=None)
-        state = str(_pick(w, "state", "status"))
-        if state == "warming" and w.get("warm_pct") is not None:
-            state = f"warming {float(w['warm_pct']):.0f}%"
+        raw = str(_pick(w, "state", "status"))
+        state = t(f"mon.state.{raw}", lang) if f"mon.state.{raw}" in STRINGS else raw
+        if raw == "warming" and w.get("warm_pct") is not None:
+            state = f"{state} {float(w['warm_pct']):.0f}%"
         busy = w.get("gpu_busy")
         rows.append([
             str(_pick(w, "worker", "name", "id")), str(_pick(w, "device", "device_name", "gpu")),
@@ -105,14 +107,15 @@ def build(ctx: Context) -> tuple[Any, Any]:
         gpus_md = gr.Markdown(elem_id="monitor-gpus")
         with gr.Row():
             # None, not an empty frame: Gradio 6.31 never draws the lines of a plot that started empty
-            util = gr.LinePlot(None, x="t", y="value", color="device",
+            util = gr.LinePlot(None, x="t", y="value", color="device", color_title=t("mon.col.device", lang),
                                title=t("mon.util", lang), x_title=t("mon.time", lang), y_title="%",
                                y_lim=[0, 100], height=260, elem_id="monitor-util")
-            mem = gr.LinePlot(None, x="t", y="value", color="device",
+            mem = gr.LinePlot(None, x="t", y="value", color="device", color_title=t("mon.col.device", lang),
                               title=t("mon.mem", lang), x_title=t("mon.time", lang), y_title="MB",
                               height=260, elem_id="monitor-mem")
-        ctx.localize(util, lambda lang_: {"title": t("mon.util", lang_), "x_title": t("mon.time", lang_)})
-        ctx.localize(mem, lambda lang_: {"title": t("mon.mem", lang_), "x_title": t("mon.time", lang_)})
+        for plot, key in ((util, "mon.util"), (mem, "mon.mem")):
+            ctx.localize(plot, lambda lang_, key=key: {"title": t(key, lang_), "x_title": t("mon.time", lang_),
+                                                       "color_title": t("mon.col.device", lang_)})
         pool = gr.Dataframe(headers=pool_headers(lang), value=None, interactive=False, elem_id="monitor-pool",
                             label=t("mon.pool", lang))
         ctx.label(pool, "mon.pool")
@@ -142,7 +145,7 @@ def build(ctx: Context) -> tuple[Any, Any]:
                           title=t("mon.util" if has_gpu else "mon.cpu_util", ctx.lang)),
                 gr.update(value=series_frame(snap, "mem_used_mb", now),
                           title=t("mon.mem" if has_gpu else "mon.cpu_mem", ctx.lang)),
-                gr.update(value=pool_rows(ctx.studio.pool_status()) or None, headers=pool_headers(ctx.lang)),
+                gr.update(value=pool_rows(ctx.studio.pool_status(), ctx.lang) or None, headers=pool_headers(ctx.lang)),
                 balance_text(stats, ctx.lang),
                 f"{t('mon.queue', ctx.lang, n=ctx.studio.queue_length())} · {paused}")
 

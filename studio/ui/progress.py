@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ class JobView:
     steps: int = 0
     status: str = "queued"  # queued | running | done | failed | cancelled
     message: str = ""
+    first_step: tuple[int, float] | None = None  # (step, time) of the first step event seen, for the speed
+    last_step_at: float = 0.0
 
 
 @dataclass
@@ -75,6 +78,9 @@ class RequestView:
         elif kind == ev.STEP:
             job.status = "running"
             job.step, job.steps = int(event.get("step", 0)), int(event.get("steps", 0))
+            job.last_step_at = time.monotonic()
+            if job.first_step is None:
+                job.first_step = (job.step, job.last_step_at)
         elif kind == ev.JOB_DONE:
             job.status = "done"
             job.step = job.steps or job.step
@@ -103,6 +109,24 @@ class RequestView:
     def failed(self) -> list[JobView]:
         return [j for j in self.jobs.values() if j.status == "failed"]
 
+    def seconds_per_step(self) -> float | None:
+        """The measured speed of this request's workers (None before two steps of one image were seen)."""
+        rates = [(j.last_step_at - j.first_step[1]) / (j.step - j.first_step[0]) for j in self.jobs.values()
+                 if j.first_step is not None and j.step > j.first_step[0]]
+        return sum(rates) / len(rates) if rates else None
+
+    def eta_s(self) -> float | None:
+        """Seconds left: the steps still to run, at the measured speed, spread over the busy workers."""
+        per_step = self.seconds_per_step()
+        if per_step is None or self.finished:
+            return None
+        steps = max((j.steps for j in self.jobs.values()), default=0)
+        open_jobs = [j for j in self.jobs.values() if j.status in ("queued", "running")]
+        unseen = max(0, self.count - len(self.images) - len(self.failed) - len(open_jobs))
+        left = sum(max(0, (j.steps or steps) - j.step) for j in open_jobs) + unseen * steps
+        workers = max(1, len({j.worker for j in open_jobs if j.status == "running"}))
+        return left * per_step / workers
+
     def settled(self, quiet_s: float = 10.0) -> bool:
         """True when nothing more will come: the request is done, or it was cancelled and went quiet."""
         if self.finished:
@@ -120,6 +144,9 @@ def summary(view: RequestView, lang: str) -> str:
         text = t("gen.summary", lang, done=view.done_count, count=view.count)
     if view.failed:
         text += " · " + t("gen.summary.failed", lang, failed=len(view.failed))
+    eta = view.eta_s()
+    if eta is not None and not view.cancel_requested:
+        text += " · " + t("gen.eta", lang, seconds=max(1, round(eta)))
     return text
 
 
@@ -168,13 +195,20 @@ class Follower:
 
     def drain(self, view: RequestView, timeout: float) -> bool:
         """Apply every queued event (waiting up to `timeout` for the first); True if the view changed."""
-        changed = False
+        return self.drain_all(lambda: [view], timeout)
+
+    def drain_all(self, views: Callable[[], list[RequestView]], timeout: float) -> bool:
+        """Like `drain`, for every view `views()` names once an event is in (a window's queue grows
+        while it waits, and a request joins it before its first event can exist)."""
         try:
             event = self.queue.get(timeout=timeout)
         except queue.Empty:
             return False
+        changed = False
+        current = views()
         while True:
-            changed |= view.apply(event)
+            for view in current:
+                changed |= view.apply(event)
             try:
                 event = self.queue.get_nowait()
             except queue.Empty:

@@ -86,11 +86,11 @@ def history_headers(lang: str) -> list[str]:
             t("hist.col.status", lang), t("hist.col.images", lang)]
 
 
-def caption(image: dict[str, Any]) -> str:
-    """A gallery caption: seed, and a star for favorites."""
+def caption(image: dict[str, Any], lang: str) -> str:
+    """A gallery caption: seed (in the window's words, as Generate says it), and a star for favorites."""
     star = "★ " if image.get("favorite") else ""
     seed = image.get("seed")
-    return f"{star}seed {seed}" if seed is not None else star.strip()
+    return f"{star}{t('info.seed', lang)} {seed}" if seed is not None else star.strip()
 
 
 def info_markdown(info: dict[str, Any], lang: str) -> str:

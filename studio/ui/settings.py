@@ -82,7 +82,7 @@ def model_choices(studio: Any, lang: str) -> list[tuple[str, str]]:
     """The detected models for the dropdown: automatic, each model found, and the demo model."""
     from studio.models.discovery import find_models
 
-    out = [("auto", "")]
+    out = [(t("set.auto", lang), "")]
     try:
         found = find_models(configured=studio.settings.model or None, paths=studio.paths, include_demo=False)
     except Exception:  # a broken cache folder must not break the tab
@@ -90,8 +90,14 @@ def model_choices(studio: Any, lang: str) -> list[tuple[str, str]]:
     for info in found:
         state = "" if info.complete else " ⚠"
         out.append((f"{info.name} · {info.source}{state} · {info.path}", info.path))
-    out.append(("demo", "demo"))
+    out.append((t("set.demo", lang), "demo"))
     return out
+
+
+def memory_choices(lang: str) -> list[tuple[str, str]]:
+    """The memory profiles, "auto" and "full" in words of `lang` (sizes stay as they are)."""
+    return [(t(f"set.memory.{p}", lang) if p in ("auto", "full") else p.upper().replace("GB", " GB"), p)
+            for p in MEMORY_PROFILES]
 
 
 def current_values(settings: Settings) -> list[Any]:
@@ -113,8 +119,9 @@ def build(ctx: Context):
             model = ctx.label(gr.Textbox(value=s.model, label=t("set.model_path", lang), elem_id="settings-model",
                                          scale=3), "set.model_path")
         with gr.Row(equal_height=True):
-            memory = ctx.label(gr.Dropdown(choices=list(MEMORY_PROFILES), value=s.memory_profile,
+            memory = ctx.label(gr.Dropdown(choices=memory_choices(lang), value=s.memory_profile,
                                            label=t("set.memory", lang), elem_id="settings-memory"), "set.memory")
+            ctx.localize(memory, lambda l_: {"choices": memory_choices(l_)})
             workers = ctx.label(gr.Textbox(value=s.workers, label=t("set.workers", lang), elem_id="settings-workers"),
                                 "set.workers")
         output = ctx.label(gr.Textbox(value=s.output_dir, label=t("set.output", lang), elem_id="settings-output",

@@ -102,7 +102,7 @@ def test_the_real_page_saves_and_shows_no_password(page, app):
     open_tab(page, "设置")
     box(page, "settings-workers").wait_for()
     page.locator("#settings-memory input").first.click()
-    page.get_by_role("option", name="24gb").click()
+    page.get_by_role("option", name="24 GB").click()
     box(page, "settings-user").fill("me")
     box(page, "settings-password").fill(PASSWORD)
     page.click("#settings-save")
