@@ -111,6 +111,25 @@ def start(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[su
     raise AssertionError("the studio did not print its URL:\n" + "\n".join(lines))
 
 
+def read_until(proc: subprocess.Popen, lines: list[str], needle: str, timeout: float = 90) -> bool:
+    """Read the studio's output into `lines` until a line holds `needle` (True) or `timeout` passes."""
+    import select
+
+    if any(needle in line for line in lines):
+        return True
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([proc.stdout], [], [], left)[0]:
+            break
+        line = proc.stdout.readline().decode("utf-8", "replace")
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if needle in line:
+            return True
+    return False
+
+
 def finish(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, str]:
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=timeout)
@@ -188,6 +207,8 @@ def test_second_launch_finds_first_and_sigkill_leaves_no_stale_lock(home: Path, 
                         p.kill()
                     except psutil.Error:
                         pass
+        # the tray's decision comes after the URL line (GTK and the X tray selection are looked at first)
+        assert read_until(first, lines, "Tray icon", timeout=60), lines
     finally:
         first.kill()  # SIGKILL: no chance to clean up
         rest, _ = first.communicate(timeout=30)

@@ -23,7 +23,7 @@ from studio.desktop import tray as tray_mod
 from studio.desktop.launcher import DesktopOptions, request_quit, run_desktop
 from studio.desktop.single_instance import INFO_NAME, lock_is_free
 from tests.conftest import cli_env
-from tests.test_desktop import descendants, free_port, start, xvfb  # noqa: F401 (fixture)
+from tests.test_desktop import descendants, free_port, read_until, start, xvfb  # noqa: F401 (fixture)
 
 
 def test_state_follows_events() -> None:
@@ -210,24 +210,6 @@ def studio_env(home: Path, display: str, browser: Path | None = None) -> dict[st
         env["ZAOXIANG_BROWSER"] = str(browser)
     return env
 
-
-def read_until(proc: subprocess.Popen, lines: list[str], needle: str, timeout: float = 90) -> bool:
-    """Read the studio's output into `lines` until a line holds `needle` (True) or `timeout` passes."""
-    import select
-
-    if any(needle in line for line in lines):
-        return True
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        if not select.select([proc.stdout], [], [], left)[0]:
-            break
-        line = proc.stdout.readline().decode("utf-8", "replace")
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        if needle in line:
-            return True
-    return False
 
 
 def wait_gone(proc: subprocess.Popen, family: list[psutil.Process], timeout: float = 90) -> str:
