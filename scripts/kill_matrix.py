@@ -36,10 +36,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from studio.core.atomic import PART_PREFIX, WRITE_DELAY_ENV  # noqa: E402
+from studio.core.atomic import PART_PREFIX  # noqa: E402
 from studio.core.metadata import request_from_chunks  # noqa: E402
 from studio.core.pngfile import read_chunks  # noqa: E402
-from studio.pool.worker import DELAY_ENV  # noqa: E402
+from studio.pool.worker import DELAY_ENV, WRITE_DELAY_ENV  # noqa: E402
 
 TARGETS = ("parent", "group", "worker")
 MOMENTS = ("before", "during", "after")

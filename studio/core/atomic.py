@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PART_PREFIX = ".part-"
-WRITE_DELAY_ENV = "ZAOXIANG_TEST_WRITE_DELAY"  # test-only: seconds to hold a written temp file before
-#                                                the rename, so a kill can land mid-write (scripts/kill_matrix.py)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -66,7 +64,6 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        _test_write_delay(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -75,15 +72,3 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise
     _fsync_dir(target.parent)
 
-
-def _test_write_delay(tmp: Path) -> None:
-    """The WRITE_DELAY_ENV knob: hold the written temp file open (so a test sees who writes it)."""
-    try:
-        delay = float(os.environ.get(WRITE_DELAY_ENV) or 0)
-    except ValueError:
-        return
-    if delay > 0:
-        import time
-
-        with open(tmp, "rb"):
-            time.sleep(delay)

@@ -30,6 +30,8 @@ OOM_ENV = "ZAOXIANG_TEST_WORKER_OOM"  # test-only: a file; the first job that fi
 #                                      fails as out of memory
 WRITE_STALL_ENV = "ZAOXIANG_TEST_WORKER_WRITE_STALL"  # test-only: a file; the first PNG write that finds it
 #                removes it, writes "<file>.writing" (the worker's pid) and stops for good before the rename
+WRITE_DELAY_ENV = "ZAOXIANG_TEST_WRITE_DELAY"  # test-only: seconds every PNG write holds its temp file
+#                open before the rename, so a kill can land mid-write (scripts/kill_matrix.py)
 WARM_SIZES_ENV = "ZAOXIANG_WARM_SIZES"  # "1024x1024,1152x896": the sizes compiled before ready (default:
 #                                          the engine's WARM_SIZES)
 RANDOM_PREFIX = "random:"  # model path "random:full": the worker builds the random-weight pipeline itself
@@ -102,6 +104,18 @@ def stall_write_if_told(tmp: Any) -> None:
             time.sleep(60)
 
 
+def hold_write_if_told(tmp: Any) -> None:
+    """The WRITE_DELAY_ENV test knob: keep the written temp file open a moment (the kill matrix finds the
+    writer by its open files)."""
+    try:
+        delay = float(os.environ.get(WRITE_DELAY_ENV) or 0)
+    except ValueError:
+        return
+    if delay > 0:
+        with open(tmp, "rb"):
+            time.sleep(delay)
+
+
 def warm_sizes(env: str | None = None) -> tuple[tuple[int, int], ...] | None:
     """The sizes from WARM_SIZES_ENV ("WxH,WxH"), or None (the engine's default) when unset or unreadable."""
     text = os.environ.get(WARM_SIZES_ENV, "") if env is None else env
@@ -150,6 +164,7 @@ class ImageWriter:
             def before_commit(tmp: Any, encoded: list[float] = encoded) -> None:
                 encoded[0] = time.perf_counter()  # PNG encoded into its temp file; fsync and rename follow
                 stall_write_if_told(tmp)
+                hold_write_if_told(tmp)
 
             try:
                 result = save_image(made, before_commit=before_commit)
