@@ -10,6 +10,8 @@ import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from studio.core.spec import ImageSpec
+
 MAX_PROMPT_CHARS = 2000
 MIN_SIZE, MAX_SIZE, SIZE_STEP = 256, 2048, 16
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 1, 100, 9
@@ -50,6 +52,12 @@ class GenerationRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def expand(self, model: str = "", rng: random.Random | None = None) -> list[ImageSpec]:
+        """One spec per image with the seed mode applied (call on a validated request)."""
+        base = ImageSpec(prompt=self.prompt, negative_prompt=self.negative_prompt, width=self.width,
+                         height=self.height, steps=self.steps, guidance=self.guidance, model=model)
+        return [base.with_seed(seed) for seed in expand_seeds(self, rng)]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:

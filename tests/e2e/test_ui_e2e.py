@@ -483,11 +483,13 @@ def test_a_second_click_queues_a_second_request_with_its_own_cancel(browser, app
     context, page = new_window(browser, app, 1366, 768)
     before = len(app.studio.history(limit=500))
     try:
-        small_request(page, "队列第一个 queue one", count=2, steps=6)
+        # long enough that the second and third are still queued when the third's cancel is clicked
+        small_request(page, "队列第一个 queue one", count=2, steps=40)
         page.click("#generate")
         page.wait_for_selector("#progress .zx-job", timeout=60_000)
         box(page, "prompt").fill("队列第二个 queue two")
         set_number(page, "count", 1)
+        set_number(page, "steps", 4)
         page.click("#generate")
         page.locator("#gen-notice", has_text="已加入队列").wait_for()
         box(page, "prompt").fill("队列第三个 queue three")
