@@ -78,8 +78,9 @@ def build_record(spec: ImageSpec, worker: str, elapsed_s: float, **more: Any) ->
 
 
 def record_spec(record: dict[str, Any]) -> ImageSpec:
-    """The one image a record describes (its request at its seed, on its model)."""
-    return ImageSpec.from_dict({**record["request"], "model": record.get("model") or ""})
+    """The one image a record describes (its request at its seed, on its model; seed 0 if it has none)."""
+    fields_ = {k: v for k, v in record["request"].items() if v is not None}
+    return ImageSpec.from_dict({**fields_, "model": record.get("model") or ""})
 
 
 def text_chunks(record: dict[str, Any]) -> dict[str, str]:

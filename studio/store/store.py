@@ -26,7 +26,7 @@ from typing import Any
 
 from studio.core import jobs as js
 from studio.core.jobs import Job
-from studio.core.metadata import request_from_chunks
+from studio.core.metadata import record_spec, request_from_chunks
 from studio.core.paths import get_paths
 from studio.core.request import GenerationRequest
 from studio.store import files
@@ -409,8 +409,7 @@ class Store(HistoryQueries, OwnedJobs):
             job_id = job_id or uuid.uuid4().hex
             idx = c.execute("SELECT coalesce(max(idx) + 1, 0) FROM jobs WHERE request_id = ?",
                             (request_id,)).fetchone()[0]
-            one = replace(request, seed=request.seed if request.seed is not None else 0, seed_mode="fixed", count=1)
-            spec = replace(one.expand(record.get("model") or "")[0], width=width, height=height)
+            spec = replace(record_spec(record), width=width, height=height)
             c.execute("INSERT INTO jobs (id, request_id, idx, seed, state, output_path, spec, worker, queued,"
                       " finished, timings) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                       (job_id, request_id, idx, spec.seed, js.DONE, path, spec_json(spec),
