@@ -14,36 +14,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from studio.core import events as ev
-from studio.core.jobs import Job
-from studio.core.naming import image_path
+from studio.core.jobs import Job, make_jobs
 from studio.core.paths import Paths, get_paths
-from studio.core.request import GenerationRequest, expand_seeds, validate
+from studio.core.request import GenerationRequest, validate
 from studio.core.settings import Settings, load_settings
 from studio.models.discovery import ModelInfo, resolve_model
 
 EventHandler = Callable[[ev.Event], None]
 log = logging.getLogger(__name__)
-
-
-def make_jobs(request: GenerationRequest, request_id: str, out_dir: Path,
-              created: datetime | None = None) -> list[Job]:
-    """Split a validated request into one job per image, each with its seed and output path."""
-    created = created or datetime.now()
-    jobs = []
-    for index, seed in enumerate(expand_seeds(request)):
-        job_id = uuid.uuid4().hex
-        jobs.append(Job(
-            job_id=job_id, request_id=request_id, index=index, seed=seed, prompt=request.prompt,
-            negative_prompt=request.negative_prompt, width=request.width, height=request.height,
-            steps=request.steps, guidance=request.guidance,
-            output_path=str(image_path(out_dir, created, request.prompt, seed, job_id)),
-        ))
-    return jobs
 
 
 class QuitHook(Protocol):
@@ -260,7 +242,7 @@ class Studio:
         """
         request = validate(request)
         request_id = request_id or uuid.uuid4().hex
-        jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir)
+        jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir, self.model.name)
         self.start()
         # Committed before the pool sees it: from here a crash cannot lose the request or its jobs.
         from studio.store import ORIGINS

@@ -477,7 +477,7 @@ class WorkerPool:
             slot.images_done += 1
             slot.busy_s += js.busy_s
             slot.failures = 0
-            slot.speed.observe(job.width, job.height, job.steps, js.busy_s)
+            slot.speed.observe(job.spec.width, job.spec.height, job.spec.steps, js.busy_s)
             result = {k: payload[k] for k in ("path", "seed", "worker", "elapsed_s", "job_id", "request_id",
                                               "index", "busy_s")}
             result.update({k: payload[k] for k in ("gpu_s", "write_s", "png_s", "sync_s") if k in payload})
@@ -516,7 +516,7 @@ class WorkerPool:
                 self._requeue_front(js)
                 self._emit(ev.JOB_REQUEUED, **common, reason="out_of_memory", memory_profile=lower)
                 return
-            message = (f"Out of GPU memory at {job.width}x{job.height} on {slot.spec.name}"
+            message = (f"Out of GPU memory at {job.spec.width}x{job.spec.height} on {slot.spec.name}"
                        f"{' even with the ' + repr(js.memory_profile) + ' memory profile' if js.oom_retried else ''}. "
                        "Try a smaller size, close other programs using the GPU, or pick a lower memory "
                        "profile in Settings.")
@@ -588,7 +588,7 @@ class WorkerPool:
             js = self._jobs[job_id]
             if js.state == RUNNING and js.last_seen is not None:
                 job = js.job
-                step_s = slot.speed.estimate(job.width, job.height, job.steps) / max(1, job.steps)
+                step_s = slot.speed.estimate(job.spec.width, job.spec.height, job.spec.steps) / max(1, job.spec.steps)
                 limit = max(self._stall_floor, STALL_STEPS * step_s)
                 return js.last_seen + limit, limit
         return None, 0.0
@@ -645,7 +645,7 @@ class WorkerPool:
         ahead = 0.0
         for job_id in slot.assigned:
             other = self._jobs[job_id]
-            est = slot.speed.estimate(other.job.width, other.job.height, other.job.steps)
+            est = slot.speed.estimate(other.job.spec.width, other.job.spec.height, other.job.spec.steps)
             if other.state == RUNNING and other.started is not None:
                 est = max(0.05 * est, est - (now - other.started))
             ahead += est
@@ -663,7 +663,7 @@ class WorkerPool:
             job = self._jobs[job_id].job
 
             def finish_on(s: _Slot, job: Job = job) -> float:
-                return finish[id(s)] + s.speed.estimate(job.width, job.height, job.steps)
+                return finish[id(s)] + s.speed.estimate(job.spec.width, job.spec.height, job.spec.steps)
 
             best = min(ready, key=lambda s: (finish_on(s), len(s.assigned), s.spec.index))
             if len(best.assigned) <= PREFETCH:
@@ -702,7 +702,7 @@ class WorkerPool:
 
     def _result(self, js: _Job) -> dict[str, Any]:
         job = js.job
-        base = {"job_id": job.job_id, "request_id": job.request_id, "index": job.index, "seed": job.seed,
+        base = {"job_id": job.job_id, "request_id": job.request_id, "index": job.index, "seed": job.spec.seed,
                 "status": js.state, "worker": self._name(js.worker), "path": None, "elapsed_s": None}
         if js.result:
             base.update(js.result)

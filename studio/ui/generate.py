@@ -88,8 +88,8 @@ class GenerateTab:
 
     @property
     def fields(self) -> list[Any]:
-        return [self.prompt, self.negative, self.size, self.width, self.height, self.steps,
-                self.guidance, self.count, self.seed, self.seed_mode]
+        """The form's components in `form.FIELDS` order (what `run` takes and `fill_values` fills)."""
+        return [getattr(self, name) for name in form.FIELDS]
 
     @property
     def fill_outputs(self) -> list[Any]:
@@ -247,13 +247,11 @@ def build(ctx: Context) -> GenerateTab:
         return out
 
     @g
-    def run(prompt_v, negative_v, size_v, width_v, height_v, steps_v, guidance_v, count_v, seed_v, mode_v,
-            request: gr.Request):
+    def run(request: gr.Request, *values):
         """Submit; if this window already shows a request, queue behind it and say so; otherwise stream
         this window's requests one after the other into progress and results."""
         lang_now = ctx.lang
-        gen_request = form.build_request(prompt_v, negative_v, size_v, width_v, height_v, steps_v, guidance_v,
-                                         count_v, seed_v, mode_v)
+        gen_request = form.build_request(*values)
         try:
             checked = validate(gen_request)
         except ValidationError as exc:
