@@ -32,8 +32,3 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def cost(self) -> float:
-        """Relative work: steps × (image tokens + their attention term), per DESIGN.md's balancing."""
-        tokens = (self.width // 16) * (self.height // 16)
-        return self.steps * (tokens + tokens * tokens / 4096.0)
