@@ -135,3 +135,30 @@ def test_a_job_that_fits_one_workers_memory_profile_goes_there() -> None:
 def test_a_job_no_worker_fits_still_runs_somewhere() -> None:
     only = worker(1.0, 0, "full")
     assert plan_next([Queued(SPEC, profile="16gb")], [only], 0.0) == (0, 0)  # it reloads lower
+
+
+def test_lowering_a_memory_profile_follows_core_order() -> None:
+    from studio.pool.scheduler import lower_profile
+
+    assert [lower_profile(p) for p in (None, "auto", "full", "24gb", "16gb", "12gb", "8gb")] == \
+        ["24gb", "24gb", "24gb", "16gb", "12gb", None, None]
+
+
+def test_every_message_crosses_a_pipe_whole() -> None:
+    """Messages are pickled over the pipes: each must come back equal, with its kind."""
+    import pickle
+
+    from studio.pool import protocol as p
+
+    messages = [p.RunJob({"job_id": "j"}, "24gb"), p.Revoke("j", p.RevokeReason.PAUSE), p.Stop(),
+                p.Warming(12.5, "compile"), p.Started("j", 1.0), p.Step("j", 1, 9), p.Cancelled("j", 0.1),
+                p.Revoked("j", p.RevokeReason.CANCEL), p.Failed("j", 0.1, p.ErrorKind.OOM, "out of memory"),
+                p.Stopped(), p.Fatal("no model"),
+                p.Done.pick({"job_id": "j", "request_id": "r", "index": 0, "path": "/x.png", "seed": 1,
+                             "worker": "cpu:0", "elapsed_s": 0.5, "busy_s": 0.6, "finished": 2.0, "extra": 1})]
+    assert {m.kind for m in messages} == set(p.Msg) - {p.Msg.READY}
+    for msg in messages:
+        assert pickle.loads(pickle.dumps(msg)) == msg
+    assert p.describe_error(RuntimeError("CUDA out of memory")).error == p.ErrorKind.OOM
+    assert messages[-1].result() == {"job_id": "j", "request_id": "r", "index": 0, "path": "/x.png", "seed": 1,
+                                     "worker": "cpu:0", "elapsed_s": 0.5, "busy_s": 0.6}
