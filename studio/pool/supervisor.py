@@ -21,6 +21,7 @@ from typing import Any
 from studio.pool.protocol import Message, SlotState, Stop
 from studio.pool.spec import WorkerSpec
 from studio.pool.speed import Shape, SpeedModel
+from studio.pool.worker import worker_main  # light: torch is imported only inside the child
 
 MAX_LOAD_FAILURES = 3  # a worker that cannot load the model this many times in a row gives up
 # A running job that sends no step for this long is taken as a hung worker (a wedged driver, a deadlock):
@@ -107,8 +108,6 @@ class Supervisor:
 
     def __init__(self, specs: list[WorkerSpec], cfg: dict[str, Any], profiles: list[str | None],
                  *, context: Any = None, target: Callable[..., None] | None = None) -> None:
-        from studio.pool.worker import worker_main  # light: it imports torch only inside the child
-
         self.slots = [Slot(spec) for spec in specs]
         self.closing = False
         self._cfg, self._profiles = cfg, profiles
