@@ -5,7 +5,7 @@ directly; what goes wrong comes out as a `StudioError` (core/errors.py) with one
 Constructing a Studio is cheap: the worker pool starts on the first `submit` (or `start`). Every
 event, from whichever worker, is recorded in the store first (store/recorder.py) and then reaches
 subscribers on one background thread, in order. Importing this module never imports torch,
-diffusers or gradio (tests/test_light_imports.py): the CLI and the parent process stay light.
+diffusers or gradio (tests/test_facade.py): the CLI and the parent process stay light.
 """
 
 from __future__ import annotations
