@@ -92,3 +92,25 @@ def test_a_request_is_finished_once_its_end_is_recorded(store) -> None:
     recorder.record(ev.make_event(ev.JOB_STARTED, job_id="j", request_id="r2", worker="cpu:0"))
     recorder.record(ev.make_event(ev.REQUEST_DONE, request_id="r2", jobs=1))
     assert recorder.finished("r2")
+
+
+def test_callers_reach_the_layers_below_only_through_the_facade() -> None:
+    """cli.py, the commands and the Settings tab import no engine, pool, models, store or monitor
+    module (type-only imports under TYPE_CHECKING aside)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "studio"
+    below = ("studio.engine", "studio.pool", "studio.models", "studio.store", "studio.monitor")
+    files = [root / "cli.py", root / "ui" / "settings.py", *sorted((root / "commands").glob("*.py"))]
+    found = []
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and ast.unparse(node.test) == "TYPE_CHECKING" for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {n}" for n in names if n.startswith(below)]
+    assert found == []
