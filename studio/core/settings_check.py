@@ -16,9 +16,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from studio.core.errors import StudioError
+from studio.core.workers_spec import WorkerSpecError, parse_workers_text
+
 MEMORY_PROFILES = ("auto", "full", "24gb", "16gb", "12gb")
 LANGUAGES = ("auto", "zh", "en")
-MAX_CPU_WORKERS = 64
 
 TEXTS: dict[str, dict[str, str]] = {
     "set.bad.type": {"zh": "应为{kind}。", "en": "must be {kind}."},
@@ -85,8 +87,10 @@ class SettingsProblem:
         return text(self.key, lang, **params)
 
 
-class SettingsError(ValueError):
+class SettingsError(StudioError, ValueError):
     """Settings that must not be saved; `problems` holds one entry per bad field."""
+
+    usage = True
 
     def __init__(self, problems: list[SettingsProblem]) -> None:
         self.problems = problems
@@ -122,30 +126,14 @@ def valid_host(host: str) -> bool:
 
 
 def workers_problem(spec: str, gpu_count: int | None = None) -> SettingsProblem | None:
-    """The grammar of `--workers` (auto | cpu:N | cuda:0,cuda:1 | cuda); with `gpu_count`, also
-    whether each named GPU exists. Mirrors `pool.spec.parse_workers` without touching NVML."""
-    value = (spec or "auto").strip().lower().replace(" ", "")
-    if value in ("auto", "", "cpu"):
-        return None
-    if value.startswith("cpu:"):
-        count = value[4:]
-        if count.isdigit() and 1 <= int(count) <= MAX_CPU_WORKERS:
-            return None
-        return _problem("workers", "set.bad.workers", value=spec)
-    wanted: list[int] = []
-    for part in value.split(","):
-        if part == "cuda":
-            continue
-        kind, _, num = part.partition(":")
-        if kind not in ("cuda", "gpu") or not num.isdigit():
-            return _problem("workers", "set.bad.workers", value=spec)
-        wanted.append(int(num))
-    if len(set(wanted)) != len(wanted):
-        return _problem("workers", "set.bad.gpu_twice", value=spec)
-    if gpu_count is not None:
-        for index in wanted:
-            if index >= gpu_count:
-                return _problem("workers", "set.bad.no_gpu", index=index, count=gpu_count)
+    """The grammar of `--workers` (core/workers_spec.py, the pool's own rules); with `gpu_count`,
+    also whether each named GPU exists."""
+    try:
+        choice = parse_workers_text(spec)
+        if gpu_count is not None:
+            choice.indices(gpu_count)
+    except WorkerSpecError as exc:
+        return _problem("workers", exc.key, **exc.params)
     return None
 
 
