@@ -19,7 +19,7 @@ from typing import Any
 from studio.core import events as ev
 from studio.core.assets import asset
 from studio.core.opener import open_path
-from studio.desktop.messages import ERROR, IDLE, TEXT, WORKING, system_lang, text  # noqa: F401 (tests read them here)
+from studio.desktop.messages import ERROR, IDLE, WORKING, resolve_lang, text  # noqa: F401 (tests read them here)
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class StudioTray:
                  log_path: Path, lang: str = "auto",
                  open_file: Callable[[Path], object] = open_path) -> None:
         self.studio = studio
-        self.lang = system_lang() if lang in ("", "auto", None) else lang
+        self.lang = resolve_lang(lang)
         self._open_window = open_window
         self._on_quit = on_quit
         self.open_file = open_file  # public: tests and embedders may route it

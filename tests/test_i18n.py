@@ -1,0 +1,42 @@
+"""The one string table and the one system-language rule that the window and the desktop share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from studio.core import i18n
+from studio.desktop import messages, tray
+from studio.ui import i18n as ui_i18n
+
+LOCALE_VARS = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"LANGUAGE": "zh_CN:en_US", "LANG": "en_US.UTF-8"}, "zh"),  # LANGUAGE first, by its first entry
+    ({"LANGUAGE": "en_US:zh_CN", "LC_ALL": "zh_CN.UTF-8"}, "en"),
+    ({"LANGUAGE": ":", "LC_ALL": "zh_TW.UTF-8", "LANG": "en_US.UTF-8"}, "zh"),  # an empty list is unset
+    ({"LC_ALL": "en_US.UTF-8", "LC_MESSAGES": "zh_CN.UTF-8"}, "en"),
+    ({"LC_MESSAGES": "zh_CN.UTF-8", "LANG": "en_US.UTF-8"}, "zh"),
+    ({"LANG": "zh_SG.UTF-8"}, "zh"),
+    ({"LANG": "C.UTF-8"}, "en"),
+])
+def test_window_and_desktop_follow_one_language_rule(monkeypatch, env, expected):
+    for var in LOCALE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert i18n.system_language() == expected
+    assert ui_i18n.resolve_language("auto") == expected
+    assert messages.resolve_lang(None) == expected
+    icon = tray.StudioTray(None, open_window=lambda: None, on_quit=lambda: None, log_path=Path("log"))
+    assert icon.lang == expected and tray.StudioTray(None, open_window=lambda: None, on_quit=lambda: None,
+                                                     log_path=Path("log"), lang="zh").lang == "zh"
+
+
+def test_one_table_for_window_desktop_and_settings():
+    assert i18n.check_complete() == []
+    assert messages.text("stop_none", "zh") == i18n.t("desk.stop_none", "zh") == "没有正在运行的造相。"
+    assert i18n.t("set.bad_port", "en").startswith("Port must be")
+    assert ui_i18n.STRINGS is i18n.STRINGS
