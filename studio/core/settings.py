@@ -19,6 +19,7 @@ from typing import Any
 
 import tomli_w
 
+from studio.core.atomic import atomic_path
 from studio.core.i18n import resolve_language, t
 from studio.core.passwords import hash_password, is_password_hash
 from studio.core.paths import Paths, get_paths
@@ -178,15 +179,9 @@ def _tighten(path: Path) -> None:
 
 
 def _write(target: Path, data: dict[str, Any]) -> None:
-    tmp = target.with_suffix(".toml.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "wb") as fh:
-        if os.name == "posix":
-            os.fchmod(fh.fileno(), FILE_MODE)  # an old tmp file keeps its mode through O_CREAT
-        tomli_w.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:  # a temp file is made 0600 (FILE_MODE)
+        with open(tmp, "wb") as fh:
+            tomli_w.dump(data, fh)
 
 
 def save_settings(settings: Settings, paths: Paths | None = None) -> Path:
