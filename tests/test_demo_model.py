@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.models import shapes
 from studio.models.demo import DEMO_VERSION, demo_assets, is_trained
+from tools import demo_shapes as shapes
 
 
 def _ground_truth_scenes() -> list[shapes.Scene]:
@@ -130,7 +130,7 @@ def _red_dominant_foreground(img: Image.Image, bg: str) -> tuple[float, float, f
 @pytest.mark.parametrize("prompt", ["a red star on a white background", "白色背景上的红色星形"])
 def test_red_star_on_white_gives_red_foreground_on_white(engine, prompt: str) -> None:
     """The README's promise, in both languages (the shape is checked below; held-out accuracy is
-    measured by scripts/eval_demo.py)."""
+    measured by tools/eval_demo.py)."""
     for seed in (1, 2, 3):
         img, _ = engine.generate(prompt=prompt, width=256, height=256, steps=9, guidance=0.0, seed=seed)
         got = shapes.read_image(img)

@@ -2,7 +2,7 @@
 
 It lets a person try the studio before the 20 GB download, and lets the tests check behaviour that
 depends on the prompt ("a red star on a white background" must give a red star). The weights ship
-in `assets/demo-model` (diffusers format, trained by `studio/models/train_demo.py`); on first use
+in `assets/demo-model` (diffusers format, trained by `tools/train_demo.py`); on first use
 they are copied into the data dir and then loaded by exactly the loader real weights use.
 """
 
