@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from studio.models.shapes import (  # noqa: E402,F401 (re-exported: one module for the whole world)
+from studio.models.shapes import (  # noqa: F401 (re-exported: one module for the whole world)
     COLORS,
     POSITIONS,
     SHAPE_SYNONYMS_ZH,
