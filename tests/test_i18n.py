@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,25 @@ def test_one_table_for_window_desktop_and_settings():
     assert messages.text("stop_none", "zh") == i18n.t("desk.stop_none", "zh") == "没有正在运行的造相。"
     assert i18n.t("set.bad_port", "en").startswith("Port must be")
     assert ui_i18n.STRINGS is i18n.STRINGS
+
+
+def test_the_console_says_why_there_is_no_tray_in_the_studios_language():
+    for reason in tray.TrayOff:
+        zh, en = messages.text(reason.key, "zh"), messages.text(reason.key, "en")
+        assert zh and en and reason.value in en  # the English line keeps the log's words
+        assert not any("a" <= c.lower() <= "z" for c in zh.replace("PyGObject/GTK", "").replace("PYSTRAY_BACKEND", "")
+                       .replace("--headless", "").replace("--no-tray", "")), zh
+
+
+def test_errors_in_the_chinese_window_carry_no_english(tmp_path):
+    """A surprise's own words (an exception's English) stay out of the Chinese window: the log has them."""
+    from studio.ui.context import _fail
+    from studio.ui.gallery import describe_png
+
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    text, data = describe_png(str(junk), "zh")
+    assert data is None and not re.search(r"[A-Za-z]", text.replace("PNG", "")), text
+    error = _fail(RuntimeError("disk on fire"), "zh")
+    assert not re.search(r"[A-Za-z]", error.message), error.message
+    assert "disk on fire" in _fail(RuntimeError("disk on fire"), "en").message

@@ -188,7 +188,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "err.label.seed_mode": {"zh": "种子模式", "en": ""},
     "err.label.count": {"zh": "数量", "en": ""},
     "err.title": {"zh": "出错了", "en": "Error"},
-    "err.unexpected": {"zh": "出错了：{message}", "en": "Something went wrong: {message}"},
+    # zh leaves out {message}: a surprise's own words are English; the log has them
+    "err.unexpected": {"zh": "出错了：意外的错误，详情已写入日志。", "en": "Something went wrong: {message}"},
     "info.seed": {"zh": "种子", "en": "Seed"},
     "info.model": {"zh": "模型", "en": "Model"},
     "info.worker": {"zh": "设备", "en": "Worker"},
@@ -235,7 +236,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "gal.drop": {"zh": "拖入 PNG 读取参数（本工作室、AUTOMATIC1111 或 Forge 生成的）",
                  "en": "Drop a PNG to read its parameters (from this studio, AUTOMATIC1111 or Forge)"},
     "gal.drop.none": {"zh": "这个 PNG 没有生成参数。", "en": "This PNG carries no generation parameters."},
-    "gal.drop.bad": {"zh": "无法读取这个文件：{message}", "en": "Cannot read this file: {message}"},
+    "gal.drop.bad": {"zh": "无法读取这个文件：它不是 PNG 图像，或已经损坏。", "en": "Cannot read this file: {message}"},
     "gal.select_first": {"zh": "先选择一张图像。", "en": "Select an image first."},
     "gal.deleted": {"zh": "已删除。", "en": "Deleted."},
     "gal.favorited": {"zh": "已收藏。", "en": "Added to favorites."},
@@ -396,6 +397,32 @@ STRINGS: dict[str, dict[str, str]] = {
     "desk.tray_off": {"zh": "托盘图标：{reason}；造相照常运行。退出：窗口右上角的「退出」、`zaoxiang stop` 或 Ctrl+C。",
                       "en": "Tray icon {reason}; the studio runs without it. Quit with the window's Quit button, "
                             "`zaoxiang stop` or Ctrl+C."},
+    "desk.tray_off.headless": {"zh": "已关闭（--headless）", "en": "turned off (--headless)"},
+    "desk.tray_off.no_tray": {"zh": "已关闭（--no-tray）", "en": "turned off (--no-tray)"},
+    "desk.tray_off.no_display": {"zh": "无法显示（没有图形桌面）", "en": "not available: no display"},
+    "desk.tray_off.unknown_backend": {"zh": "无法显示（PYSTRAY_BACKEND 的值无效，详见日志）",
+                                      "en": "not available: unknown PYSTRAY_BACKEND (see the log)"},
+    "desk.tray_off.no_gtk": {"zh": "无法显示（本机缺少 PyGObject/GTK 3）",
+                             "en": "not available: no tray backend (PyGObject with GTK 3 is not installed)"},
+    "desk.tray_off.no_host": {"zh": "无法显示（这个桌面没有系统托盘）",
+                              "en": "not available: no system tray host on this desktop"},
+    "desk.tray_failed": {"zh": "托盘图标出错，已停止（详见日志）；造相照常运行。退出：窗口右上角的「退出」、"
+                               "`zaoxiang stop` 或 Ctrl+C。",
+                         "en": "Tray icon stopped after an error (see the log); the studio runs without it. Quit "
+                               "with the window's Quit button, `zaoxiang stop` or Ctrl+C."},
+    "desk.serving": {"zh": "造相 Z-Image Studio: {url}（日志：{log}）", "en": "造相 Z-Image Studio: {url}  (log: {log})"},
+    "desk.stale": {"zh": "上一个造相（进程 {pid}）没有正常退出；重新启动。",
+                   "en": "A previous studio (pid {pid}) did not shut down cleanly; starting fresh."},
+    "desk.lock_busy": {"zh": "zaoxiang：无法取得 {folder} 中的实例锁；是否有另一个造相正在启动？",
+                       "en": "zaoxiang: could not take the instance lock in {folder}; is another studio starting?"},
+    "desk.handover_starting": {"zh": "造相 Z-Image Studio 正在启动（进程 {pid}），准备好后会打开窗口。",
+                               "en": "造相 Z-Image Studio is starting (pid {pid}); its window opens when it is ready."},
+    "desk.handover_not_local": {"zh": "造相 Z-Image Studio 已在运行（进程 {pid}），但它的实例文件写的地址 {url} "
+                                      "不是本机的造相地址，所以不打开窗口。",
+                                "en": "造相 Z-Image Studio is already running (pid {pid}); its instance file names "
+                                      "{url}, which is not a local studio address, so no window is opened."},
+    "desk.handover_running": {"zh": "造相 Z-Image Studio 已在运行：{url}",
+                              "en": "造相 Z-Image Studio is already running: {url}"},
     "desk.no_tray": {"zh": "退出：窗口右上角的「退出」、`zaoxiang stop` 或 Ctrl+C。",
                      "en": "Quit with the window's Quit button, `zaoxiang stop` or Ctrl+C."},
 }

@@ -165,16 +165,16 @@ def _handover(options: DesktopOptions, runtime_dir, profile_dir) -> int | None:
     info = wait_for_running(runtime_dir)
     if info is None:
         return None
+    lang = resolve_lang(options.lang)
     if not info.url:
-        _say(f"造相 Z-Image Studio is starting (pid {info.pid}); its window opens when it is ready.")
+        _say(text("handover_starting", lang, pid=info.pid))
         return 0
     if not local_studio_url(info.url):
-        _say(f"造相 Z-Image Studio is already running (pid {info.pid}); its instance file names "
-             f"{info.url!r}, which is not a local studio address, so no window is opened.")
+        _say(text("handover_not_local", lang, pid=info.pid, url=repr(info.url)))
         return 0
-    _say(f"造相 Z-Image Studio is already running: {info.url}")
+    _say(text("handover_running", lang, url=info.url))
     if options.window and not browser.open_window(info.url, profile_dir).opened:
-        _say(text("open_url", resolve_lang(options.lang), url=info.url))
+        _say(text("open_url", lang, url=info.url))
     return 0
 
 
@@ -245,13 +245,12 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         if handed is not None:
             return handed
     else:
-        print("zaoxiang: could not take the instance lock in "
-              f"{paths.runtime_dir}; is another studio starting?", file=sys.stderr)
+        print(text("lock_busy", resolve_lang(options.lang), folder=paths.runtime_dir), file=sys.stderr)
         return 1
     if serve is None:  # after the lock: a second launch must not pay for importing Gradio
         from studio.ui.server import serve
     if lock.cleared_stale is not None:
-        _say(f"A previous studio (pid {lock.cleared_stale.pid}) did not shut down cleanly; starting fresh.")
+        _say(text("stale", resolve_lang(options.lang), pid=lock.cleared_stale.pid))
 
     jobs = RunningJobs()
     quit_request = _QuitRequest(jobs)
@@ -274,7 +273,7 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         port = find_port(settings.host, int(settings.port))
         url, stop_server = serve(studio, settings.host, port, lang=options.lang)
         lock.publish(url)
-        _say(f"造相 Z-Image Studio: {url}  (log: {log_path})")
+        _say(text("serving", resolve_lang(options.lang or settings.language), url=url, log=log_path))
         def open_studio_window() -> None:
             window = browser.open_window(url, profile_dir)
             if window.proc is not None:
@@ -315,15 +314,14 @@ def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitReq
     from studio.desktop import tray as tray_mod
 
     lang = resolve_lang(options.lang or studio.settings.language)
-    reason = "turned off (--headless)" if options.headless else ("turned off (--no-tray)" if options.no_tray
-                                                                else None)
+    off = tray_mod.TrayOff
+    reason = off.HEADLESS if options.headless else (off.NO_TRAY if options.no_tray else None)
     backend = None
     if reason is None:
         backend, reason = tray_mod.choose_backend()
-        if reason is not None:
-            reason = f"not available: {reason}"
     if reason is not None:
-        _say(text("tray_off", lang, reason=reason))
+        log.info("no tray icon: %s", reason.value)
+        _say(text("tray_off", lang, reason=text(reason.key, lang)))
         _wait(quit_request)
         return
 
@@ -342,8 +340,7 @@ def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitReq
     threading.Thread(target=when_ready, name="tray-ready", daemon=True).start()
     try:
         tray.run(quit_request.event, backend)
-    except Exception as exc:  # a tray host that breaks must not take the studio down with it
+    except Exception:  # a tray host that breaks must not take the studio down with it
         log.exception("the tray icon failed")
-        _say(f"Tray icon stopped ({type(exc).__name__}: {exc}); the studio runs without it. "
-             + text("no_tray", lang))
+        _say(text("tray_failed", lang))
         _wait(quit_request)
