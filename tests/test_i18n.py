@@ -63,3 +63,17 @@ def test_errors_in_the_chinese_window_carry_no_english(tmp_path):
     error = _fail(RuntimeError("disk on fire"), "zh")
     assert not re.search(r"[A-Za-z]", error.message), error.message
     assert "disk on fire" in _fail(RuntimeError("disk on fire"), "en").message
+
+
+@pytest.mark.parametrize("kind", ["oom", "non_finite", "error", "worker_crash", "no_worker", "storage", "new_kind"])
+def test_a_failed_image_says_why_in_the_window_language(kind):
+    """The pool's English sentence in the English window; the same reason in Chinese, no English, in the other."""
+    from studio.core import events as ev
+    from studio.ui.progress import RequestView, render_progress
+
+    view = RequestView("r1", 1)
+    view.apply({"type": ev.JOB_FAILED, "job_id": "j1", "request_id": "r1", "index": 0, "kind": kind,
+                 "message": "Out of GPU memory at 2048x2048 on cuda:0. Try a smaller size."})
+    assert "Out of GPU memory at 2048x2048" in render_progress(view, "en")
+    shown = re.sub(r"<[^>]+>", " ", render_progress(view, "zh"))
+    assert "失败" in shown and not re.search(r"[A-Za-z]{3,}", shown.replace("GPU", "")), shown
