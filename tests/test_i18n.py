@@ -77,3 +77,11 @@ def test_a_failed_image_says_why_in_the_window_language(kind):
     assert "Out of GPU memory at 2048x2048" in render_progress(view, "en")
     shown = re.sub(r"<[^>]+>", " ", render_progress(view, "zh"))
     assert "失败" in shown and not re.search(r"[A-Za-z]{3,}", shown.replace("GPU", "")), shown
+
+
+def test_a_worker_not_started_yet_reads_in_chinese():
+    from studio.ui.monitor import pool_rows
+
+    row = {"name": "cpu:0", "device": "cpu", "state": "not started", "current_job": None, "images_done": 0,
+           "s_per_image": None}
+    assert pool_rows([row], "zh")[0][2] == "未启动" and pool_rows([row], "en")[0][2] == "not started"

@@ -279,6 +279,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "mon.state.warming": {"zh": "预热中", "en": "warming"},
     "mon.state.restarting": {"zh": "重启中", "en": "restarting"},
     "mon.state.stopped": {"zh": "已停止", "en": "stopped"},
+    "mon.state.not_started": {"zh": "未启动", "en": "not started"},
     "mon.state.failed": {"zh": "失败", "en": "failed"},
     "mon.pause": {"zh": "暂停队列", "en": "Pause queue"},
     "mon.resume": {"zh": "继续队列", "en": "Resume queue"},
