@@ -481,10 +481,12 @@ def test_a_second_click_queues_a_second_request_with_its_own_cancel(browser, app
     context, page = new_window(browser, app, 1366, 768)
     before = len(app.studio.history(limit=500))
     try:
-        # long enough that the second and third are still queued when the third's cancel is clicked
-        small_request(page, "队列第一个 queue one", count=2, steps=40)
+        small_request(page, "队列第一个 queue one", count=2, steps=6)
         page.click("#generate")
         page.wait_for_selector("#progress .zx-job", timeout=60_000)
+        # hold the queue (the running image finishes) so that the second and third are still waiting
+        # when the third's cancel is clicked, however fast or loaded the machine is
+        app.studio.pause()
         box(page, "prompt").fill("队列第二个 queue two")
         set_number(page, "count", 1)
         set_number(page, "steps", 4)
@@ -505,6 +507,7 @@ def test_a_second_click_queues_a_second_request_with_its_own_cancel(browser, app
                 break
             time.sleep(0.2)
         assert third and third["status"] == "cancelled"
+        app.studio.resume()
         # the second runs after the first, in the same progress box
         page.wait_for_function("document.querySelector('#progress').innerText.includes('1/1 张完成')",
                                timeout=180_000)
@@ -515,6 +518,7 @@ def test_a_second_click_queues_a_second_request_with_its_own_cancel(browser, app
         first = next(r for r in rows_now if r["request"]["prompt"] == "队列第一个 queue one")
         assert (first["status"], len(first["images"]), second["status"], len(second["images"])) == ("done", 2, "done", 1)
     finally:
+        app.studio.resume()  # never leave the shared app paused for the tests after this one
         context.close()
 
 
