@@ -50,3 +50,40 @@ def test_thread_workers_make_every_image_once(demo_model_master: Path, tmp_path:
     finally:
         pool.close()
     assert not any(t.name.startswith("zaoxiang-worker") for t in threading.enumerate())
+
+
+def test_hand_over_moves_unfinished_requests_to_a_new_pool(demo_model_master: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """A restart's core: the old pool lets its running image finish, hands the rest of the request
+    (done results included) to the new pool, and says nothing more about it; each image is made once."""
+    monkeypatch.setenv(DELAY_ENV, "0:0.2")
+    old_events, new_events = Recorder(), Recorder()
+    old = InlinePool(parse_workers("cpu:1"), model_path=str(demo_model_master), model_name="demo",
+                     on_event=old_events)
+    new = InlinePool(parse_workers("cpu:1"), model_path=str(demo_model_master), model_name="demo",
+                     on_event=new_events)
+    old.start()
+    try:
+        request = GenerationRequest(prompt="蓝色的圆环 a blue ring", width=256, height=256, steps=3, seed=40,
+                                    seed_mode="increment", count=4)
+        jobs = make_jobs(request, "r", tmp_path / "out")
+        old.submit("r", jobs)
+        old_events.wait_for(lambda e: e["type"] == ev.JOB_DONE, 180)  # one done before the switch
+        new.start()
+        new_events.wait_for(lambda e: e["type"] == ev.WORKER_READY, 180)
+        carried = old.hand_over()
+        seen_old = len(old_events.events)
+        new.adopt(carried)
+        old.close()
+        assert not any(e.get("request_id") == "r" for e in old_events.events[seen_old:])  # nothing after
+        results = new.wait("r", timeout=300)
+        assert [r["status"] for r in results] == ["done"] * 4, results
+        assert [r["seed"] for r in results] == [40, 41, 42, 43]
+        done = [e["job_id"] for e in old_events.of(ev.JOB_DONE) + new_events.of(ev.JOB_DONE)]
+        assert sorted(done) == sorted(j.job_id for j in jobs)  # each image once, by one pool or the other
+        assert old_events.of(ev.JOB_DONE) and new_events.of(ev.JOB_DONE)
+        assert len(new_events.of(ev.REQUEST_DONE, request_id="r")) == 1
+        assert not old_events.of(ev.JOB_CANCELLED) and not new_events.of(ev.JOB_CANCELLED)
+    finally:
+        old.close()
+        new.close()
