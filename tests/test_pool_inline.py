@@ -78,7 +78,8 @@ def test_hand_over_moves_unfinished_requests_to_a_new_pool(demo_model_master: Pa
         assert not any(e.get("request_id") == "r" for e in old_events.events[seen_old:])  # nothing after
         results = new.wait("r", timeout=300)
         assert [r["status"] for r in results] == ["done"] * 4, results
-        assert [r["seed"] for r in results] == [40, 41, 42, 43]
+        assert [r["seed"] for r in results] == [40, 41, 42, 43] and {r["worker"] for r in results} == {"cpu:0"}
+        assert new.request_stats("r")["done"] == 4
         done = [e["job_id"] for e in old_events.of(ev.JOB_DONE) + new_events.of(ev.JOB_DONE)]
         assert sorted(done) == sorted(j.job_id for j in jobs)  # each image once, by one pool or the other
         assert old_events.of(ev.JOB_DONE) and new_events.of(ev.JOB_DONE)

@@ -175,14 +175,15 @@ class WorkerPool:
             while any(s.assigned and s.proc is not None for s in self._slots) and time.monotonic() < deadline:
                 self._changed.wait(min(1.0, max(0.0, deadline - time.monotonic())))
             carried = self._books.take_unfinished()
-            for _req, entries in carried:
-                for js in (e for e in entries if e.state not in FINISHED_STATES):
-                    if js.job.job_id in self._queue:
-                        self._queue.remove(js.job.job_id)
-                    if js.worker is not None:  # still running here after the timeout: stop it
-                        self._sup.send(self._slots[js.worker], p.Revoke(js.job.job_id, RevokeReason.CANCEL))
-                        self._release(self._slots[js.worker], js)
-                    js.state, js.worker, js.started = QUEUED, None, None
+            for js in (js for _req, entries in carried for js in entries):
+                if js.job.job_id in self._queue:
+                    self._queue.remove(js.job.job_id)
+                if js.state in (SENT, RUNNING) and js.worker is not None:  # still here after the timeout
+                    self._sup.send(self._slots[js.worker], p.Revoke(js.job.job_id, RevokeReason.CANCEL))
+                    self._release(self._slots[js.worker], js)
+                if js.state not in FINISHED_STATES:
+                    js.state, js.started = QUEUED, None
+                js.worker = None  # an index into this pool's workers; a done job's result names its worker
         return carried
 
     def adopt(self, carried: list[Carried]) -> None:
