@@ -131,7 +131,7 @@ class Ledger:
 
     def result(self, js: JobEntry) -> dict[str, Any]:
         job = js.job
-        base = {"job_id": job.job_id, "request_id": job.request_id, "index": job.index, "seed": job.seed,
+        base = {"job_id": job.job_id, "request_id": job.request_id, "index": job.index, "seed": job.spec.seed,
                 "status": js.state, "worker": self.name(js.worker), "path": None, "elapsed_s": None}
         if js.result:
             base.update(js.result)

@@ -25,7 +25,7 @@ PLAN_HORIZON = 256  # queued jobs the planner looks through for the next hand-ou
 
 def job_shape(job: Job) -> Shape:
     """The one place the pool reads a Job as an image spec (size and steps)."""
-    return job
+    return job.spec
 
 
 class JobQueue:

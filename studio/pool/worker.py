@@ -299,8 +299,6 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
     from studio.core.jobs import Job
     from studio.engine.run_job import make_image
 
-    fields = {k: job[k] for k in Job.__dataclass_fields__}
-
     def on_step(i: int, n: int) -> None:
         send(p.Step(job["job_id"], i, n))
         hang_if_told()
@@ -310,7 +308,7 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
     if _take_marker(OOM_ENV):
         raise RuntimeError("CUDA out of memory (ZAOXIANG_TEST_WORKER_OOM)")
     slow.start()
-    return make_image(engine, Job(**fields), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
+    return make_image(engine, Job.from_dict(job), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
                       should_cancel=cancelled)
 
 
