@@ -71,12 +71,12 @@ def test_hand_over_moves_unfinished_requests_to_a_new_pool(demo_model_master: Pa
         old_events.wait_for(lambda e: e["type"] == ev.JOB_DONE, 180)  # one done before the switch
         new.start()
         new_events.wait_for(lambda e: e["type"] == ev.WORKER_READY, 180)
-        carried = old.hand_over()
+        old.hand_over(new)
         seen_old = len(old_events.events)
-        new.adopt(carried)
         old.close()
         assert not any(e.get("request_id") == "r" for e in old_events.events[seen_old:])  # nothing after
         results = new.wait("r", timeout=300)
+        assert old.results("r") == results  # a waiter that held the old pool still gets its answer
         assert [r["status"] for r in results] == ["done"] * 4, results
         assert [r["seed"] for r in results] == [40, 41, 42, 43] and {r["worker"] for r in results} == {"cpu:0"}
         assert new.request_stats("r")["done"] == 4

@@ -31,10 +31,8 @@ EventSink = Callable[[ev.Event], None]
 
 
 class WorkerPool:
-    """Processes, queue and dispatcher; thread-safe. `on_event` is called from the pool's own thread.
-
-    `context`/`target`: how workers run (pool/inline.py passes threads; the default spawns processes).
-    """
+    """Processes, queue and dispatcher; thread-safe. `on_event` is called from the pool's own thread;
+    `context`/`target`: how workers run (pool/inline.py passes threads; the default spawns processes)."""
 
     def __init__(self, specs: list[WorkerSpec], *, model_path: str, model_name: str,
                  memory_profile: str | None = None, on_event: EventSink | None = None,
@@ -57,6 +55,7 @@ class WorkerPool:
         self._queue = JobQueue()
         self._paused = False
         self._started = False
+        self._successor: WorkerPool | None = None  # the pool its unfinished requests were handed to
         self._thread = threading.Thread(target=self._loop, name="worker-pool", daemon=True)
         self._handlers: dict[Msg, Callable[[Slot, Any, Any], None]] = {
             Msg.WARMING: self._on_worker, Msg.READY: self._on_worker, Msg.FATAL: self._on_worker,
@@ -72,8 +71,7 @@ class WorkerPool:
             if self._started:
                 return
             self._started = True
-            for i in range(len(self._slots)):
-                self._sup.spawn(i)
+            self._sup.spawn_all()
         self._thread.start()
         self._flush()
 
@@ -149,6 +147,8 @@ class WorkerPool:
     def results(self, request_id: str) -> list[dict[str, Any]]:
         """What each job of the request came to so far (state, and path/seed/worker when done)."""
         with self._lock:
+            if request_id not in self._requests and self._successor is not None:  # handed over: ask there
+                return self._successor.results(request_id)
             return [self._books.result(self._jobs[j]) for j in self._requests[request_id].job_ids]
 
     def request_stats(self, request_id: str) -> dict[str, Any]:
@@ -165,10 +165,9 @@ class WorkerPool:
         with self._lock:
             return sum(1 for js in self._jobs.values() if js.state in (QUEUED, SENT))
 
-    def hand_over(self, timeout: float = 120.0) -> list[Carried]:
-        """Give every unfinished request to another pool (`adopt`), for a restart that loses nothing:
-        running jobs may finish here for up to `timeout` s (then they are stopped and carried too).
-        This pool forgets them (no more events about them); close it next."""
+    def hand_over(self, to: WorkerPool, timeout: float = 120.0) -> None:
+        """Give every unfinished request to pool `to` (a restart that loses nothing): running jobs may
+        finish here for up to `timeout` s, then are carried too. Close this pool next; `results` asks `to`."""
         self.pause()
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -184,7 +183,8 @@ class WorkerPool:
                 if js.state not in FINISHED_STATES:
                     js.state, js.started = QUEUED, None
                 js.worker = None  # an index into this pool's workers; a done job's result names its worker
-        return carried
+            self._successor = to
+            to.adopt(carried)  # under this lock: `results` never finds the request in neither pool
 
     def adopt(self, carried: list[Carried]) -> None:
         """Take over requests another pool handed over: their finished jobs as they were, the rest queued."""
@@ -193,7 +193,7 @@ class WorkerPool:
                 self._books.adopt(req, entries)
                 for js in entries:
                     if js.state == QUEUED:
-                        js.memory_profile = js.memory_profile if js.oom_retried else self._profile
+                        js.memory_profile = js.memory_profile if js.oom_retried else self._profile  # new settings
                         self._queue.add(js.job.job_id, interactive=req.interactive)
                 self._check_request(req.request_id)
             self._dispatch()
@@ -279,8 +279,8 @@ class WorkerPool:
                 self._books.emit(ev.WORKER_RESTARTED, worker=slot.spec.name, restarts=slot.restarts, pid=msg.pid)
 
     def _common(self, slot: Slot, js: JobEntry) -> dict[str, Any]:
-        job = js.job
-        return {"job_id": job.job_id, "request_id": job.request_id, "worker": slot.spec.name, "index": job.index}
+        return {"job_id": js.job.job_id, "request_id": js.job.request_id, "worker": slot.spec.name,
+                "index": js.job.index}
 
     def _on_started(self, slot: Slot, js: JobEntry, msg: p.Started) -> None:
         js.state, js.started, js.last_seen = RUNNING, msg.time, time.monotonic()

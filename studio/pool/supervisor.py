@@ -142,6 +142,11 @@ class Supervisor:
         slot.state, slot.fatal, slot.respawn_at, slot.hung, slot.warm_pct = SlotState.STARTING, None, None, "", None
         self._procs[i], self._controls[i] = proc, child_control
 
+    def spawn_all(self) -> None:
+        """Every worker at once: they load in parallel."""
+        for i in range(len(self.slots)):
+            self.spawn(i)
+
     def send(self, slot: Slot, msg: Message) -> bool:
         if slot.control is None:
             return False
