@@ -19,15 +19,22 @@ from studio.pool.worker import DELAY_ENV
 from tests.pool_helpers import Recorder, png_worker
 
 
+def inline_pool(model: Path, workers: str, rec: Recorder) -> InlinePool:
+    return InlinePool(parse_workers(workers), model_path=str(model), model_name="demo", on_event=rec)
+
+
+def four_images(prompt: str, seed: int, steps: int) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, width=256, height=256, steps=steps, seed=seed, seed_mode="increment",
+                             count=4)
+
+
 def test_thread_workers_make_every_image_once(demo_model_master: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(DELAY_ENV, "0:0.05,1:0.05")  # both have work before the first is free again
     rec = Recorder()
-    pool = InlinePool(parse_workers("cpu:2"), model_path=str(demo_model_master), model_name="demo",
-                      on_event=rec)
+    pool = inline_pool(demo_model_master, "cpu:2", rec)
     pool.start()
     try:
-        request = GenerationRequest(prompt="一只红色的星星 a red star", width=256, height=256, steps=2, seed=7,
-                                    seed_mode="increment", count=4)
+        request = four_images("一只红色的星星 a red star", 7, steps=2)
         jobs = make_jobs(request, "r1", tmp_path / "out")
         pool.submit("r1", jobs)
         results = pool.wait("r1", timeout=300)
@@ -58,14 +65,10 @@ def test_hand_over_moves_unfinished_requests_to_a_new_pool(demo_model_master: Pa
     (done results included) to the new pool, and says nothing more about it; each image is made once."""
     monkeypatch.setenv(DELAY_ENV, "0:0.2")
     old_events, new_events = Recorder(), Recorder()
-    old = InlinePool(parse_workers("cpu:1"), model_path=str(demo_model_master), model_name="demo",
-                     on_event=old_events)
-    new = InlinePool(parse_workers("cpu:1"), model_path=str(demo_model_master), model_name="demo",
-                     on_event=new_events)
+    old, new = inline_pool(demo_model_master, "cpu:1", old_events), inline_pool(demo_model_master, "cpu:1", new_events)
     old.start()
     try:
-        request = GenerationRequest(prompt="蓝色的圆环 a blue ring", width=256, height=256, steps=3, seed=40,
-                                    seed_mode="increment", count=4)
+        request = four_images("蓝色的圆环 a blue ring", 40, steps=3)
         jobs = make_jobs(request, "r", tmp_path / "out")
         old.submit("r", jobs)
         old_events.wait_for(lambda e: e["type"] == ev.JOB_DONE, 180)  # one done before the switch
