@@ -78,6 +78,7 @@ def test_hand_over_moves_unfinished_requests_to_a_new_pool(demo_model_master: Pa
         seen_old = len(old_events.events)
         old.close()
         assert not any(e.get("request_id") == "r" for e in old_events.events[seen_old:])  # nothing after
+        assert not old_events.of(ev.QUEUE_PAUSED)  # a hand-over is no pause a person should see
         results = new.wait("r", timeout=300)
         assert old.results("r") == results  # a waiter that held the old pool still gets its answer
         assert [r["status"] for r in results] == ["done"] * 4, results

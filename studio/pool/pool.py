@@ -27,15 +27,13 @@ from studio.pool.supervisor import Slot, Supervisor
 
 MAX_KILLS = 2  # a job that took down this many workers is failed, not retried again
 
-EventSink = Callable[[ev.Event], None]
-
 
 class WorkerPool:
     """Processes, queue and dispatcher; thread-safe. `on_event` is called from the pool's own thread;
     `context`/`target`: how workers run (pool/inline.py passes threads; the default spawns processes)."""
 
     def __init__(self, specs: list[WorkerSpec], *, model_path: str, model_name: str,
-                 memory_profile: str | None = None, on_event: EventSink | None = None,
+                 memory_profile: str | None = None, on_event: Callable[[ev.Event], None] | None = None,
                  context: Any = None, target: Callable[..., None] | None = None) -> None:
         if not specs:
             raise ValueError("A pool needs at least one worker.")
@@ -105,8 +103,9 @@ class WorkerPool:
         self._flush()
         return True
 
-    def pause(self) -> None:
-        """Stop starting new jobs; running ones finish, prefetched ones come back to the queue."""
+    def pause(self, *, quiet: bool = False) -> None:
+        """Stop starting new jobs; running ones finish, prefetched ones come back to the queue (`quiet`:
+        no QUEUE_PAUSED event, when a hand-over pauses a pool nobody watches any more)."""
         with self._lock:
             if self._paused:
                 return
@@ -115,7 +114,8 @@ class WorkerPool:
                 for job_id in slot.assigned:
                     if self._jobs[job_id].state == SENT:
                         self._sup.send(slot, p.Revoke(job_id, RevokeReason.PAUSE))
-            self._books.emit(ev.QUEUE_PAUSED)
+            if not quiet:
+                self._books.emit(ev.QUEUE_PAUSED)
         self._flush()
 
     def resume(self) -> None:
@@ -168,7 +168,7 @@ class WorkerPool:
     def hand_over(self, to: WorkerPool, timeout: float = 120.0) -> None:
         """Give every unfinished request to pool `to` (a restart that loses nothing): running jobs may
         finish here for up to `timeout` s, then are carried too. Close this pool next; `results` asks `to`."""
-        self.pause()
+        self.pause(quiet=True)
         deadline = time.monotonic() + timeout
         with self._lock:
             while any(s.assigned and s.proc is not None for s in self._slots) and time.monotonic() < deadline:
