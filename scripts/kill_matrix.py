@@ -3,7 +3,7 @@ after a PNG write, then check that nothing was lost or made twice.
 
 Each run is a real `zaoxiang generate` on CPU workers with the demo model, in a throw-away studio
 home. Steps are slowed (ZAOXIANG_TEST_WORKER_DELAY) and each PNG's temp file is held a moment before
-its rename (ZAOXIANG_TEST_WRITE_DELAY), so every moment can be hit on purpose:
+its rename (ZAOXIANG_TEST_WRITE_HOLD), so every moment can be hit on purpose:
 - before: an image is mid-steps and no temp file exists;
 - during: a `.part-` temp file exists (the PNG is being written);
 - after:  a new PNG has just appeared (renamed; the database may not know yet).
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from studio.core.atomic import PART_PREFIX  # noqa: E402
 from studio.core.metadata import request_from_chunks  # noqa: E402
 from studio.core.pngfile import read_chunks  # noqa: E402
-from studio.pool.worker import DELAY_ENV, WRITE_DELAY_ENV  # noqa: E402
+from studio.pool.worker import DELAY_ENV, WRITE_HOLD_ENV  # noqa: E402
 
 TARGETS = ("parent", "group", "worker")
 MOMENTS = ("before", "during", "after")
@@ -76,7 +76,7 @@ class Cell:
 def studio_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"ZAOXIANG_HOME": str(home), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT),
-                DELAY_ENV: "0:0.25,1:0.25", WRITE_DELAY_ENV: "0.4"})
+                DELAY_ENV: "0:0.25,1:0.25", WRITE_HOLD_ENV: "0.4"})
     for var in ("HF_HOME", "HF_HUB_CACHE", "MODELSCOPE_CACHE"):
         env[var] = str(home.parent / "empty-cache" / var.lower())
     return env

@@ -34,6 +34,7 @@ from studio.models.download import download_model
 from studio.monitor.sampler import Sampler
 from studio.pool.pool import WorkerPool
 from studio.pool.spec import not_started_status, parse_workers, visible_gpus
+from studio.pool.switch import start_beside
 from studio.store import ORIGINS, Store, StoreError, reconcile
 from studio.store.lease import OwnerLease
 from studio.store.reconcile import STALE_PART_S
@@ -388,22 +389,32 @@ class Studio(HistoryQueries):
         return [n for n in changed if n in restart] if running else []
 
     def restart_pool(self) -> None:
-        """Stop every worker and start new ones with the current settings. Jobs the old workers had
-        not finished stay queued in the store, and the new pool resumes them (if its model is theirs;
-        else they wait for it, as `orphans()` tells)."""
+        """Start workers with the current settings beside the running ones and switch once they are all
+        ready (pool/switch.py); the old workers' unfinished requests carry over, nothing lost or made
+        twice (with another model they stay queued for theirs, as `orphans()` tells). If the new workers
+        cannot start, the old ones keep working and a StudioError says why in one line."""
         with self._lock:
             if self._closed:
                 raise StudioClosedError("This studio is closed.")
-            pool, self._pool = self._pool, None
+            old = self._pool
+        if old is None:
             self._model = None
-            if pool is not None:
-                pool.close()
-            mine = self._lease.owned_requests() if self._lease is not None else set()
-            self._release()
-        self._delivery.stop()  # outside the lock: a subscriber may be calling this studio right now
-        self.start()
-        if mine:
-            self.resume_orphans(request_ids=mine)
+            return self.start()
+        model = resolve_model(self._model_arg, self.settings.model or None, self.paths)
+        new = WorkerPool(parse_workers(self.workers_spec), model_path=str(model.path), model_name=model.name,
+                         memory_profile=self.settings.memory_profile, on_event=self._on_event)
+        start_beside(new)  # PoolStartError: the old pool was never touched
+        with self._lock:
+            same_model = str(model.path) == str(self.model.path)
+            if old.paused:  # a paused queue stays paused
+                new.pause()
+            if same_model:
+                old.hand_over(new)
+            self._pool, self._model = new, model
+            if not same_model:  # the old jobs wait for their model; this studio now owns work for the new one
+                self._release()
+                self._lease = OwnerLease(self.store, model.name, str(model.path))
+        old.close()  # what it still held (another model's jobs) is cancelled as "closing": kept queued
 
     # --- monitor -----------------------------------------------------------------------------
 

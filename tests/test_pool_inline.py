@@ -19,15 +19,22 @@ from studio.pool.worker import DELAY_ENV
 from tests.pool_helpers import Recorder, png_worker
 
 
+def inline_pool(model: Path, workers: str, rec: Recorder) -> InlinePool:
+    return InlinePool(parse_workers(workers), model_path=str(model), model_name="demo", on_event=rec)
+
+
+def four_images(prompt: str, seed: int, steps: int) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, width=256, height=256, steps=steps, seed=seed, seed_mode="increment",
+                             count=4)
+
+
 def test_thread_workers_make_every_image_once(demo_model_master: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(DELAY_ENV, "0:0.05,1:0.05")  # both have work before the first is free again
     rec = Recorder()
-    pool = InlinePool(parse_workers("cpu:2"), model_path=str(demo_model_master), model_name="demo",
-                      on_event=rec)
+    pool = inline_pool(demo_model_master, "cpu:2", rec)
     pool.start()
     try:
-        request = GenerationRequest(prompt="一只红色的星星 a red star", width=256, height=256, steps=2, seed=7,
-                                    seed_mode="increment", count=4)
+        request = four_images("一只红色的星星 a red star", 7, steps=2)
         jobs = make_jobs(request, "r1", tmp_path / "out")
         pool.submit("r1", jobs)
         results = pool.wait("r1", timeout=300)
@@ -50,3 +57,38 @@ def test_thread_workers_make_every_image_once(demo_model_master: Path, tmp_path:
     finally:
         pool.close()
     assert not any(t.name.startswith("zaoxiang-worker") for t in threading.enumerate())
+
+
+def test_hand_over_moves_unfinished_requests_to_a_new_pool(demo_model_master: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """A restart's core: the old pool lets its running image finish, hands the rest of the request
+    (done results included) to the new pool, and says nothing more about it; each image is made once."""
+    monkeypatch.setenv(DELAY_ENV, "0:0.2")
+    old_events, new_events = Recorder(), Recorder()
+    old, new = inline_pool(demo_model_master, "cpu:1", old_events), inline_pool(demo_model_master, "cpu:1", new_events)
+    old.start()
+    try:
+        request = four_images("蓝色的圆环 a blue ring", 40, steps=3)
+        jobs = make_jobs(request, "r", tmp_path / "out")
+        old.submit("r", jobs)
+        old_events.wait_for(lambda e: e["type"] == ev.JOB_DONE, 180)  # one done before the switch
+        new.start()
+        new_events.wait_for(lambda e: e["type"] == ev.WORKER_READY, 180)
+        old.hand_over(new)
+        seen_old = len(old_events.events)
+        old.close()
+        assert not any(e.get("request_id") == "r" for e in old_events.events[seen_old:])  # nothing after
+        assert not old_events.of(ev.QUEUE_PAUSED)  # a hand-over is no pause a person should see
+        results = new.wait("r", timeout=300)
+        assert old.results("r") == results  # a waiter that held the old pool still gets its answer
+        assert [r["status"] for r in results] == ["done"] * 4, results
+        assert [r["seed"] for r in results] == [40, 41, 42, 43] and {r["worker"] for r in results} == {"cpu:0"}
+        assert new.request_stats("r")["done"] == 4
+        done = [e["job_id"] for e in old_events.of(ev.JOB_DONE) + new_events.of(ev.JOB_DONE)]
+        assert sorted(done) == sorted(j.job_id for j in jobs)  # each image once, by one pool or the other
+        assert old_events.of(ev.JOB_DONE) and new_events.of(ev.JOB_DONE)
+        assert len(new_events.of(ev.REQUEST_DONE, request_id="r")) == 1
+        assert not old_events.of(ev.JOB_CANCELLED) and not new_events.of(ev.JOB_CANCELLED)
+    finally:
+        old.close()
+        new.close()

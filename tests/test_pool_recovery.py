@@ -3,7 +3,7 @@ a worker killed while its writer thread writes a PNG.
 
 Test-only knobs: ZAOXIANG_TEST_WORKER_HANG makes the worker stop forever at the first step of its first
 job (ZAOXIANG_STALL_S lowers the pool's patience from its 120 s floor to 4 s); ZAOXIANG_TEST_WORKER_OOM
-makes the first job fail as out of memory; ZAOXIANG_TEST_WORKER_WRITE_STALL stops the first PNG write
+makes the first job fail as out of memory; ZAOXIANG_TEST_WRITE_HOLD (a file) stops the first PNG write
 between its temp file and the rename, and leaves the worker's pid beside the knob's file.
 """
 
@@ -26,7 +26,7 @@ from studio.core.atomic import PART_PREFIX
 from studio.core.metadata import request_from_chunks
 from studio.core.pngfile import read_chunks
 from studio.core.request import GenerationRequest
-from studio.pool.worker import HANG_ENV, OOM_ENV, WRITE_STALL_ENV
+from studio.pool.worker import HANG_ENV, OOM_ENV, WRITE_HOLD_ENV
 from tests.homes import make_home
 from tests.pool_helpers import Recorder, wait_idle
 
@@ -90,7 +90,7 @@ def test_worker_killed_while_writing_a_png_redoes_it_once(tmp_path: Path, demo_m
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer thread holds image 0 at its temp file while the worker already makes image 1; a
     SIGKILL then loses both: each is made again, and no half file or second history row appears."""
-    with one_worker_told(WRITE_STALL_ENV, tmp_path, demo_model_master, monkeypatch) as (studio, rec, marker):
+    with one_worker_told(WRITE_HOLD_ENV, tmp_path, demo_model_master, monkeypatch) as (studio, rec, marker):
         victim = wait_idle(studio)[0]
         out = tmp_path / "out"
         rid = studio.submit(GenerationRequest(prompt="紫色星形 a purple star", width=256, height=256, steps=2,

@@ -307,6 +307,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "set.needs_server": {"zh": "监听地址和端口在下次启动工作室时生效。",
                          "en": "The listen address and port take effect the next time the studio starts."},
     "set.restarted": {"zh": "工作进程已重启。", "en": "Workers restarted."},
+    "set.restart_failed": {"zh": "新的工作进程没能启动，原来的继续工作。原因：{reason}",
+                           "en": "The new workers could not start; the old ones keep working. Why: {reason}"},
     "set.auto": {"zh": "自动", "en": "Automatic"},
     "set.demo": {"zh": "演示模型", "en": "Demo model"},
     "set.memory.auto": {"zh": "自动", "en": "Automatic"},

@@ -12,6 +12,7 @@ from typing import Any
 
 from studio.core import events as ev
 from studio.core.jobs import CANCELLED, DONE, FAILED, FINISHED_STATES, QUEUED, Job
+from studio.pool.stats import request_stats
 
 KEEP_FINISHED = 2000  # finished requests remembered for wait/results/stats (the store keeps history)
 
@@ -19,7 +20,7 @@ KEEP_FINISHED = 2000  # finished requests remembered for wait/results/stats (the
 @dataclass
 class JobEntry:
     job: Job
-    state: str = QUEUED  # a core job state, or pool.SENT
+    state: str = QUEUED  # a core job state, or protocol.SENT
     worker: int | None = None
     started: float | None = None
     finished: float | None = None
@@ -44,6 +45,16 @@ class RequestEntry:
     done: bool = False
 
 
+def oom_message(shape: Any, worker: str, retried_profile: str | None) -> str:
+    """What a person reads when an image does not fit in GPU memory (after the retry one profile lower)."""
+    even = f" even with the {retried_profile!r} memory profile" if retried_profile else ""
+    return (f"Out of GPU memory at {shape.width}x{shape.height} on {worker}{even}. Try a smaller size, close "
+            "other programs using the GPU, or pick a lower memory profile in Settings.")
+
+
+Carried = tuple[RequestEntry, list[JobEntry]]  # a request and its jobs, handed from one pool to the next
+
+
 class Ledger:
     """Requests and jobs by id; `names`: the workers' names by index; `outbox`: events not sent yet."""
 
@@ -60,6 +71,19 @@ class Ledger:
                                                  time.time())
         for job in jobs:
             self.jobs[job.job_id] = JobEntry(job, memory_profile=memory_profile)
+
+    def take_unfinished(self) -> list[Carried]:
+        """Remove and return every request not done, with all its jobs (finished ones keep their results)."""
+        out = []
+        for rid in [r for r, req in self.requests.items() if not req.done]:
+            req = self.requests.pop(rid)
+            out.append((req, [self.jobs.pop(j) for j in req.job_ids]))
+        return out
+
+    def adopt(self, req: RequestEntry, entries: list[JobEntry]) -> None:
+        self.requests[req.request_id] = req
+        for js in entries:
+            self.jobs[js.job.job_id] = js
 
     def emit(self, kind: str, /, **payload: Any) -> None:
         self.outbox.append(ev.make_event(kind, **payload))
@@ -97,6 +121,14 @@ class Ledger:
                 self.jobs.pop(job_id, None)
         return True
 
+    def close_all(self) -> bool:
+        """The pool shut down: every unfinished job is cancelled as "closing" (the store keeps it queued
+        for the next start); True when some request just finished."""
+        for js in self.jobs.values():
+            if js.state not in FINISHED_STATES:
+                self.finish(js, CANCELLED, None, ev.JOB_CANCELLED, reason="closing")
+        return any([self.check_request(rid) for rid in list(self.requests)])
+
     def result(self, js: JobEntry) -> dict[str, Any]:
         job = js.job
         base = {"job_id": job.job_id, "request_id": job.request_id, "index": job.index, "seed": job.spec.seed,
@@ -107,6 +139,11 @@ class Ledger:
         elif js.error:
             base.update(js.error)
         return base
+
+    def request_stats(self, request_id: str) -> dict[str, Any]:
+        out = request_stats(self.stat_rows(request_id), self.names)
+        out.update(request_id=request_id, finished=self.requests[request_id].done)
+        return out
 
     def stat_rows(self, request_id: str) -> list[dict[str, Any]]:
         """The request's jobs as `stats.request_stats` reads them."""

@@ -4,9 +4,7 @@ One thread (the pool loop) waits on every worker's result pipe and process senti
 the supervisor), turns messages into events, requeues the jobs of a dead worker and asks the pure
 scheduler what to hand out next. Public methods (submit, cancel, pause...) only change state under
 the lock and dispatch; events are emitted in order, outside the lock, through one callback.
-
-A worker holds at most one job beyond the one it runs (prefetch 1); if the best worker is full, a
-job waits for it rather than going to a slower worker (scheduler.py says how "best" is planned).
+`hand_over`/`adopt` move unfinished requests to a new pool (a restart that loses nothing).
 """
 
 from __future__ import annotations
@@ -20,28 +18,22 @@ from studio.core import events as ev
 from studio.core.atomic import remove_partials
 from studio.core.jobs import CANCELLED, DONE, FAILED, FINISHED_STATES, QUEUED, RUNNING, Job
 from studio.pool import protocol as p
-from studio.pool.ledger import JobEntry, Ledger
-from studio.pool.protocol import ErrorKind, Msg, RevokeReason, SlotState
+from studio.pool.ledger import Carried, JobEntry, Ledger, oom_message
+from studio.pool.protocol import SENT, ErrorKind, Msg, RevokeReason, SlotState
 from studio.pool.scheduler import Held, JobQueue, Queued, WorkerView, job_shape, lower_profile, plan_next
 from studio.pool.spec import WorkerSpec
-from studio.pool.speed import Size
-from studio.pool.stats import request_stats, worker_row
+from studio.pool.stats import worker_row
 from studio.pool.supervisor import Slot, Supervisor
 
 MAX_KILLS = 2  # a job that took down this many workers is failed, not retried again
-SENT = "sent"  # handed to a worker's pipe, not started yet
-
-EventSink = Callable[[ev.Event], None]
 
 
 class WorkerPool:
-    """Processes, queue and dispatcher; thread-safe. `on_event` is called from the pool's own thread.
-
-    `context`/`target`: how workers run (pool/inline.py passes threads; the default spawns processes).
-    """
+    """Processes, queue and dispatcher; thread-safe. `on_event` is called from the pool's own thread;
+    `context`/`target`: how workers run (pool/inline.py passes threads; the default spawns processes)."""
 
     def __init__(self, specs: list[WorkerSpec], *, model_path: str, model_name: str,
-                 memory_profile: str | None = None, on_event: EventSink | None = None,
+                 memory_profile: str | None = None, on_event: Callable[[ev.Event], None] | None = None,
                  context: Any = None, target: Callable[..., None] | None = None) -> None:
         if not specs:
             raise ValueError("A pool needs at least one worker.")
@@ -61,9 +53,10 @@ class WorkerPool:
         self._queue = JobQueue()
         self._paused = False
         self._started = False
+        self._successor: WorkerPool | None = None  # the pool its unfinished requests were handed to
         self._thread = threading.Thread(target=self._loop, name="worker-pool", daemon=True)
         self._handlers: dict[Msg, Callable[[Slot, Any, Any], None]] = {
-            Msg.WARMING: self._on_warming, Msg.READY: self._on_ready, Msg.FATAL: self._on_fatal,
+            Msg.WARMING: self._on_worker, Msg.READY: self._on_worker, Msg.FATAL: self._on_worker,
             Msg.STARTED: self._on_started, Msg.STEP: self._on_step, Msg.DONE: self._on_done,
             Msg.CANCELLED: self._on_cancelled, Msg.REVOKED: self._on_revoked, Msg.FAILED: self._on_failed,
         }
@@ -76,8 +69,7 @@ class WorkerPool:
             if self._started:
                 return
             self._started = True
-            for i in range(len(self._slots)):
-                self._sup.spawn(i)
+            self._sup.spawn_all()
         self._thread.start()
         self._flush()
 
@@ -111,8 +103,9 @@ class WorkerPool:
         self._flush()
         return True
 
-    def pause(self) -> None:
-        """Stop starting new jobs; running ones finish, prefetched ones come back to the queue."""
+    def pause(self, *, quiet: bool = False) -> None:
+        """Stop starting new jobs; running ones finish, prefetched ones come back to the queue (`quiet`:
+        no QUEUE_PAUSED event, when a hand-over pauses a pool nobody watches any more)."""
         with self._lock:
             if self._paused:
                 return
@@ -121,7 +114,8 @@ class WorkerPool:
                 for job_id in slot.assigned:
                     if self._jobs[job_id].state == SENT:
                         self._sup.send(slot, p.Revoke(job_id, RevokeReason.PAUSE))
-            self._books.emit(ev.QUEUE_PAUSED)
+            if not quiet:
+                self._books.emit(ev.QUEUE_PAUSED)
         self._flush()
 
     def resume(self) -> None:
@@ -153,35 +147,57 @@ class WorkerPool:
     def results(self, request_id: str) -> list[dict[str, Any]]:
         """What each job of the request came to so far (state, and path/seed/worker when done)."""
         with self._lock:
+            if request_id not in self._requests and self._successor is not None:  # handed over: ask there
+                return self._successor.results(request_id)
             return [self._books.result(self._jobs[j]) for j in self._requests[request_id].job_ids]
 
     def request_stats(self, request_id: str) -> dict[str, Any]:
         with self._lock:
-            req = self._requests[request_id]
-            out = request_stats(self._books.stat_rows(request_id), self._books.names)
-            out.update(request_id=request_id, finished=req.done)
-            return out
+            return self._books.request_stats(request_id)
 
     def status(self) -> list[dict[str, Any]]:
         """One row per worker, for the monitor and `pool_status`."""
         with self._lock:
-            rows = []
-            for slot in self._slots:
-                # the newest running job: an older one may still be having its PNG written
-                running = next((self._jobs[j] for j in reversed(slot.assigned) if self._jobs[j].state == RUNNING),
-                               None)
-                prefetched = sum(1 for j in slot.assigned if self._jobs[j].state == SENT)
-                busy = None
-                if slot.last_request in self._requests:
-                    stats = request_stats(self._books.stat_rows(slot.last_request), self._books.names)
-                    busy = stats["gpu_busy"].get(slot.spec.name)
-                rows.append(worker_row(slot, running.job if running else None, prefetched, busy))
-            return rows
+            return [worker_row(slot, self._books) for slot in self._slots]
 
     def queue_length(self) -> int:
         """Jobs not started yet (waiting in the queue or prefetched by a worker)."""
         with self._lock:
             return sum(1 for js in self._jobs.values() if js.state in (QUEUED, SENT))
+
+    def hand_over(self, to: WorkerPool, timeout: float = 120.0) -> None:
+        """Give every unfinished request to pool `to` (a restart that loses nothing): running jobs may
+        finish here for up to `timeout` s, then are carried too. Close this pool next; `results` asks `to`."""
+        self.pause(quiet=True)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while any(s.assigned and s.proc is not None for s in self._slots) and time.monotonic() < deadline:
+                self._changed.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+            carried = self._books.take_unfinished()
+            for js in (js for _req, entries in carried for js in entries):
+                if js.job.job_id in self._queue:
+                    self._queue.remove(js.job.job_id)
+                if js.state in (SENT, RUNNING) and js.worker is not None:  # still here after the timeout
+                    self._sup.send(self._slots[js.worker], p.Revoke(js.job.job_id, RevokeReason.CANCEL))
+                    self._release(self._slots[js.worker], js)
+                if js.state not in FINISHED_STATES:
+                    js.state, js.started = QUEUED, None
+                js.worker = None  # an index into this pool's workers; a done job's result names its worker
+            self._successor = to
+            to.adopt(carried)  # under this lock: `results` never finds the request in neither pool
+
+    def adopt(self, carried: list[Carried]) -> None:
+        """Take over requests another pool handed over: their finished jobs as they were, the rest queued."""
+        with self._lock:
+            for req, entries in carried:
+                self._books.adopt(req, entries)
+                for js in entries:
+                    if js.state == QUEUED:
+                        js.memory_profile = js.memory_profile if js.oom_retried else self._profile  # new settings
+                        self._queue.add(js.job.job_id, interactive=req.interactive)
+                self._check_request(req.request_id)
+            self._dispatch()
+        self._flush()
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel everything, ask workers to stop, then escalate (SIGTERM, SIGKILL) after `timeout`."""
@@ -203,11 +219,8 @@ class WorkerPool:
         with self._lock:
             for slot in self._slots:
                 self._sup.forget(slot)
-            for js in self._jobs.values():
-                if js.state not in FINISHED_STATES:
-                    self._books.finish(js, CANCELLED, None, ev.JOB_CANCELLED, reason="closing")
-            for rid in list(self._requests):
-                self._check_request(rid)
+            if self._books.close_all():
+                self._changed.notify_all()
         self._flush()
 
     # ----------------------------------------------------------------- the loop
@@ -255,29 +268,19 @@ class WorkerPool:
 
     # ----------------------------------------------------------------- messages
 
-    def _on_warming(self, slot: Slot, _js: None, msg: p.Warming) -> None:
-        """Compiling before ready (or again after an OOM reload)."""
-        slot.warm_pct = msg.pct
-        if slot.state == SlotState.STARTING:
-            slot.state = SlotState.WARMING
-        self._books.emit(ev.WORKER_WARMING, worker=slot.spec.name, **msg.payload())
-
-    def _on_ready(self, slot: Slot, _js: None, msg: p.Ready) -> None:
-        payload = msg.payload()
-        slot.state, slot.info, slot.warm_pct, slot.profile = SlotState.READY, payload, None, msg.memory_profile
-        if not slot.speed.per_key:
-            slot.speed.observe(Size(**msg.warmup), msg.warmup_s, seed=True)
-        self._books.emit(ev.WORKER_READY, worker=slot.spec.name, **payload)
-        if slot.restarts:
-            self._books.emit(ev.WORKER_RESTARTED, worker=slot.spec.name, restarts=slot.restarts, pid=msg.pid)
-
-    def _on_fatal(self, slot: Slot, _js: None, msg: p.Fatal) -> None:
-        slot.fatal = msg.payload()
-        slot.last_error = msg.message
+    def _on_worker(self, slot: Slot, _js: None, msg: p.Warming | p.Ready | p.Fatal) -> None:
+        """Warming, ready or cannot load: the supervisor updates the slot, the pool tells subscribers."""
+        self._sup.note(slot, msg)
+        if isinstance(msg, p.Warming):
+            self._books.emit(ev.WORKER_WARMING, worker=slot.spec.name, **msg.payload())
+        elif isinstance(msg, p.Ready):
+            self._books.emit(ev.WORKER_READY, worker=slot.spec.name, **slot.info)
+            if slot.restarts:
+                self._books.emit(ev.WORKER_RESTARTED, worker=slot.spec.name, restarts=slot.restarts, pid=msg.pid)
 
     def _common(self, slot: Slot, js: JobEntry) -> dict[str, Any]:
-        job = js.job
-        return {"job_id": job.job_id, "request_id": job.request_id, "worker": slot.spec.name, "index": job.index}
+        return {"job_id": js.job.job_id, "request_id": js.job.request_id, "worker": slot.spec.name,
+                "index": js.job.index}
 
     def _on_started(self, slot: Slot, js: JobEntry, msg: p.Started) -> None:
         js.state, js.started, js.last_seen = RUNNING, msg.time, time.monotonic()
@@ -333,12 +336,9 @@ class WorkerPool:
             self._requeue_front(js)
             self._books.emit(ev.JOB_REQUEUED, **common, reason="out_of_memory", memory_profile=lower)
             return
-        size = f"{job_shape(job).width}x{job_shape(job).height}"
-        message = (f"Out of GPU memory at {size} on {slot.spec.name}"
-                   f"{' even with the ' + repr(js.memory_profile) + ' memory profile' if js.oom_retried else ''}. "
-                   "Try a smaller size, close other programs using the GPU, or pick a lower memory "
-                   "profile in Settings.")
-        self._books.finish(js, FAILED, None, ev.JOB_FAILED, **common, kind=ErrorKind.OOM.value, message=message)
+        retried = js.memory_profile if js.oom_retried else None
+        self._books.finish(js, FAILED, None, ev.JOB_FAILED, **common, kind=ErrorKind.OOM.value,
+                           message=oom_message(job_shape(job), slot.spec.name, retried))
 
     def _on_death(self, i: int) -> None:
         slot = self._slots[i]
@@ -398,6 +398,7 @@ class WorkerPool:
     def _release(self, slot: Slot, js: JobEntry) -> None:
         if js.job.job_id in slot.assigned:
             slot.assigned.remove(js.job.job_id)
+            self._changed.notify_all()  # hand_over waits for workers to empty
 
     def _view(self, slot: Slot) -> WorkerView:
         held = []

@@ -11,6 +11,8 @@ import enum
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+SENT = "sent"  # a job state of the pool's own, beside core's: handed to a worker's pipe, not started yet
+
 
 class Msg(str, enum.Enum):
     """Every kind of message. Parent to worker: JOB, REVOKE, STOP. Worker to parent: the rest."""

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from studio.core.jobs import RUNNING
+from studio.pool.protocol import SENT
+
 if TYPE_CHECKING:
-    from studio.core.jobs import Job
+    from studio.pool.ledger import Ledger
     from studio.pool.supervisor import Slot
 
 
@@ -56,8 +59,15 @@ def request_stats(jobs: list[dict[str, Any]], worker_names: list[str]) -> dict[s
     }
 
 
-def worker_row(slot: Slot, running: Job | None, prefetched: int, gpu_busy: float | None) -> dict[str, Any]:
+def worker_row(slot: Slot, books: Ledger) -> dict[str, Any]:
     """One worker's row in `WorkerPool.status` (the monitor, the tray, `pool_status`)."""
+    held = [books.jobs[j] for j in slot.assigned]
+    # the newest running job: an older one may still be having its PNG written
+    running = next((js.job for js in reversed(held) if js.state == RUNNING), None)
+    gpu_busy = None
+    if slot.last_request in books.requests:
+        rows = books.stat_rows(slot.last_request)
+        gpu_busy = request_stats(rows, books.names)["gpu_busy"].get(slot.spec.name)
     state = slot.state.value
     if state == "ready":
         state = "busy" if running else "idle"
@@ -67,7 +77,8 @@ def worker_row(slot: Slot, running: Job | None, prefetched: int, gpu_busy: float
         "state": state, "pid": slot.proc.pid if slot.proc is not None else None,
         "current_job": running.job_id if running else None,
         "current_request": running.request_id if running else None,
-        "prefetched": prefetched, "images_done": slot.images_done, "busy_s": round(slot.busy_s, 3),
+        "prefetched": sum(1 for js in held if js.state == SENT), "images_done": slot.images_done,
+        "busy_s": round(slot.busy_s, 3),
         "s_per_image": round(slot.busy_s / slot.images_done, 4) if slot.images_done else None,
         "load_s": info.get("load_s"), "memory_gb": info.get("memory_gb"),
         "memory_profile": info.get("memory_profile"), "threads": slot.spec.threads,

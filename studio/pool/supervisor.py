@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from studio.pool.protocol import Message, SlotState, Stop
+from studio.pool.protocol import Fatal, Message, Ready, SlotState, Stop, Warming
 from studio.pool.spec import WorkerSpec
-from studio.pool.speed import Shape, SpeedModel
+from studio.pool.speed import Shape, Size, SpeedModel
 from studio.pool.worker import worker_main  # light: torch is imported only inside the child
 
 MAX_LOAD_FAILURES = 3  # a worker that cannot load the model this many times in a row gives up
@@ -142,6 +142,11 @@ class Supervisor:
         slot.state, slot.fatal, slot.respawn_at, slot.hung, slot.warm_pct = SlotState.STARTING, None, None, "", None
         self._procs[i], self._controls[i] = proc, child_control
 
+    def spawn_all(self) -> None:
+        """Every worker at once: they load in parallel."""
+        for i in range(len(self.slots)):
+            self.spawn(i)
+
     def send(self, slot: Slot, msg: Message) -> bool:
         if slot.control is None:
             return False
@@ -168,6 +173,20 @@ class Supervisor:
     @property
     def all_gone(self) -> bool:
         return all(s.proc is None for s in self.slots)
+
+    def note(self, slot: Slot, msg: Warming | Ready | Fatal) -> None:
+        """Readiness: a worker compiling (WARMING), loaded and warm (READY: its warm-up seeds the speed
+        model), or unable to load (FATAL: kept until its process ends, to decide the restart)."""
+        if isinstance(msg, Warming):
+            slot.warm_pct = msg.pct
+            if slot.state == SlotState.STARTING:
+                slot.state = SlotState.WARMING
+        elif isinstance(msg, Ready):
+            slot.state, slot.info, slot.warm_pct, slot.profile = SlotState.READY, msg.payload(), None, msg.memory_profile
+            if not slot.speed.per_key:
+                slot.speed.observe(Size(**msg.warmup), msg.warmup_s, seed=True)
+        else:
+            slot.fatal, slot.last_error = msg.payload(), msg.message
 
     # ----------------------------------------------------------------- waiting
 

@@ -31,10 +31,10 @@ HANG_ENV = "ZAOXIANG_TEST_WORKER_HANG"  # test-only: a file; the first job step 
 #                                        and never returns (a hung worker: alive, silent)
 OOM_ENV = "ZAOXIANG_TEST_WORKER_OOM"  # test-only: a file; the first job that finds it removes it and
 #                                      fails as out of memory
-WRITE_STALL_ENV = "ZAOXIANG_TEST_WORKER_WRITE_STALL"  # test-only: a file; the first PNG write that finds it
-#                removes it, writes "<file>.writing" (the worker's pid) and stops for good before the rename
-WRITE_DELAY_ENV = "ZAOXIANG_TEST_WRITE_DELAY"  # test-only: seconds every PNG write holds its temp file
-#                open before the rename, so a kill can land mid-write (scripts/kill_matrix.py)
+WRITE_HOLD_ENV = "ZAOXIANG_TEST_WRITE_HOLD"  # test-only: hold a written PNG's temp file open before its
+#                rename, so a kill lands mid-write: "0.4" every write for 0.4 s (scripts/kill_matrix.py); a file
+#                path: the first write that finds the file removes it, writes "<file>.writing" (the worker's
+#                pid) and holds for good (tests/test_pool_recovery.py)
 WARM_SIZES_ENV = "ZAOXIANG_WARM_SIZES"  # "1024x1024,1152x896": the sizes compiled before ready (default:
 #                                          the engine's WARM_SIZES)
 # Loading builds modules on the meta device, which patches torch process-wide: in-process workers
@@ -100,26 +100,22 @@ def hang_if_told() -> None:
             time.sleep(60)
 
 
-def stall_write_if_told(tmp: Any) -> None:
-    """The WRITE_STALL_ENV test knob: stop for good with the PNG written to its temp name, not renamed."""
-    marker = os.environ.get(WRITE_STALL_ENV)
-    if marker and _take_marker(WRITE_STALL_ENV):
-        with open(marker + ".writing", "w") as fh:
-            fh.write(str(os.getpid()))
-        while True:
-            time.sleep(60)
-
-
 def hold_write_if_told(tmp: Any) -> None:
-    """The WRITE_DELAY_ENV test knob: keep the written temp file open a moment (the kill matrix finds the
-    writer by its open files)."""
+    """The WRITE_HOLD_ENV test knob: keep the PNG's temp file open, not renamed, for a moment or for good
+    (the kill matrix finds the writer by its open files; a test by the pid in "<file>.writing")."""
+    value = os.environ.get(WRITE_HOLD_ENV) or ""
     try:
-        delay = float(os.environ.get(WRITE_DELAY_ENV) or 0)
+        seconds = float(value)
     except ValueError:
-        return
-    if delay > 0:
-        with open(tmp, "rb"):
-            time.sleep(delay)
+        if not _take_marker(WRITE_HOLD_ENV):
+            return
+        with open(value + ".writing", "w") as fh:
+            fh.write(str(os.getpid()))
+        seconds = float("inf")
+    with open(tmp, "rb"):
+        while seconds > 0:
+            time.sleep(min(seconds, 60.0))
+            seconds -= 60.0
 
 
 def warm_sizes(env: str | None = None) -> tuple[tuple[int, int], ...] | None:
@@ -169,7 +165,6 @@ class ImageWriter:
 
             def before_commit(tmp: Any, encoded: list[float] = encoded) -> None:
                 encoded[0] = time.perf_counter()  # PNG encoded into its temp file; fsync and rename follow
-                stall_write_if_told(tmp)
                 hold_write_if_told(tmp)
 
             try:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from studio.core.errors import StudioError
 from studio.core.passwords import hash_password
 from studio.core.settings import LANGUAGES, MEMORY_PROFILES, Settings, check_settings_values, load_settings
 from studio.core.settings_check import SettingsError, SettingsProblem, is_loopback
@@ -181,7 +182,10 @@ def build(ctx: Context):
 
     @g
     def do_restart():
-        ctx.studio.restart_pool()
+        try:
+            ctx.studio.restart_pool()
+        except StudioError as exc:  # the old workers still run: say why, keep the button
+            return t("set.restart_failed", ctx.lang, reason=str(exc)), gr.update(visible=True)
         return t("set.restarted", ctx.lang), gr.update(visible=False)
 
     restart.click(do_restart, outputs=[status, restart], show_progress="minimal")
