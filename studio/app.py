@@ -81,6 +81,7 @@ class Studio(HistoryQueries):
 
     def __init__(self, settings: Settings | None = None, paths: Paths | None = None,
                  model: str | None = None, workers: str | None = None) -> None:
+        super().__init__()
         self.paths = (paths or get_paths()).ensure()
         self.quit_hook: QuitHook | None = None  # set by the desktop launcher; None: no Quit to offer
         self.notices: list[str] = []  # messages for the person, shown once (a CLI line, a window banner)
