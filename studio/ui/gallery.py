@@ -23,6 +23,7 @@ from studio.ui.generate import GenerateTab, fill_values, read_png_request
 from studio.ui.i18n import t
 
 PER_PAGE = 48
+HIDDEN = "hidden"  # in the page but not shown: the viewer's parts keep their ids for scripts and tests
 
 # Arrow keys page through the viewer, Escape closes it; never while typing in a field.
 PAGE_JS = """
@@ -83,7 +84,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
         status = gr.Markdown(elem_id="gallery-status")
         undo = ctx.label(gr.Button(t("gal.undo", lang), size="sm", visible=False, scale=0, min_width=120,
                                    elem_id="gallery-undo"), "gal.undo", "value")
-    with gr.Row(visible=False, equal_height=False, elem_id="gallery-viewer") as viewer:
+    with gr.Row(visible=HIDDEN, equal_height=False, elem_id="gallery-viewer") as viewer:
         with gr.Column(scale=3, min_width=320):
             picture = gr.HTML(elem_id="viewer-image")
         with gr.Column(scale=2, min_width=280):
@@ -153,7 +154,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
         if not total and filtered:
             counter = t("gal.no_match", ctx.lang)
         return (page, [(im["path"], records.caption(im, ctx.lang)) for im in slim], slim, counter, None, "",
-                gr.update(visible=False))
+                gr.update(visible=HIDDEN))
 
     @g
     def load(page, text=None, favs=False):
@@ -171,7 +172,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     def view(items: list[dict[str, Any]], index: int | None) -> tuple:
         """The viewer's outputs for image `index` of the page (the viewer closes when there is none)."""
         if index is None or not 0 <= index < len(items):
-            return None, gr.update(visible=False), "", "", "", "", gr.update(value=None)
+            return None, gr.update(visible=HIDDEN), "", "", "", "", gr.update(value=None)
         image = items[index]
         image_info = ctx.studio.image_info(image["image_id"]) or {}
         return (index, gr.update(visible=True), viewer_html(image["path"], image.get("prompt") or ""),
@@ -205,7 +206,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     for button, by in ((prev_img, -1), (next_img, 1)):
         button.click(step(by), inputs=[page_state, items_state, selected, *filters], outputs=step_outputs,
                      show_progress="hidden")
-    close.click(lambda: (None, gr.update(visible=False)), outputs=[selected, viewer], show_progress="hidden")
+    close.click(lambda: (None, gr.update(visible=HIDDEN)), outputs=[selected, viewer], show_progress="hidden")
 
     def _image(items, index):
         if index is None or index >= len(items):
