@@ -233,6 +233,11 @@ def test_gallery_delete_then_undo_brings_the_file_and_the_row_back(page, app):
     assert app.studio.image_info(target["image_id"])["path"] == target["path"]
     assert "已恢复" in page.locator("#gallery-status").inner_text()
     assert not page.locator("#gallery-undo").is_visible()
+    page.locator("#gallery img").first.click()  # "use as seed" fills the Generate form's seed, fixed
+    page.wait_for_function("document.querySelector('#viewer-pos')?.innerText.trim() === '1 / 2'")
+    page.click("#viewer-use-seed")
+    page.wait_for_function(f"{SEED_JS} === '{target['seed']}'")
+    assert checked(page, "seed-mode") == "固定" and box(page, "prompt").is_visible()
 
 
 def test_cancel_stops_a_six_image_request_and_the_ui_stays_usable(page, app):
