@@ -240,6 +240,22 @@ def test_gallery_delete_then_undo_brings_the_file_and_the_row_back(page, app):
     assert checked(page, "seed-mode") == "固定" and box(page, "prompt").is_visible()
 
 
+def test_empty_trash_in_settings_asks_first(page, app):
+    stray = app.studio.paths.trash_dir / "2026-01-01" / "left-over.png"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"x" * 2048)
+    open_tab(page, "设置")
+    page.click("#settings-empty-trash")
+    page.locator("#settings-trash-confirm").wait_for(state="visible")
+    page.click("#settings-trash-no")
+    page.locator("#settings-trash-confirm").wait_for(state="hidden")
+    assert stray.exists()
+    page.click("#settings-empty-trash")
+    page.click("#settings-trash-yes")
+    page.wait_for_function("document.querySelector('#settings-trash-status').innerText.includes('回收站已清空')")
+    assert not stray.exists() and "删除了 1 个文件" in page.locator("#settings-trash-status").inner_text()
+
+
 def test_cancel_stops_a_six_image_request_and_the_ui_stays_usable(page, app):
     open_tab(page, "生成")
     fill_form(page, prompt="取消测试 cancel me", count=6, steps=4, guidance="0", seed=7, mode="随机")
