@@ -191,7 +191,7 @@ THUMBS_JS = "document.querySelectorAll('#gallery img').length"
 
 def test_gallery_viewer_arrow_keys_download_and_favorites_filter(page, app, shots):
     """A thumbnail opens the image whole with its seed; → shows the next one; it downloads as itself;
-    a favorite made in the viewer is what "favorites only" then shows."""
+    a favorite made in the viewer is what "favorites only" then shows; the search box filters by prompt."""
     open_tab(page, "图库")
     page.locator("#gallery img").nth(1).wait_for()
     first, second = app.studio.gallery()["items"][:2]
@@ -218,6 +218,16 @@ def test_gallery_viewer_arrow_keys_download_and_favorites_filter(page, app, shot
     assert f"★ 种子 {second['seed']}" in page.locator("#gallery").inner_text()
     page.locator("#gallery-favorites input").uncheck()
     page.wait_for_function(f"{THUMBS_JS} === 2")
+    box(page, "gallery-search").fill("没有这个词")
+    box(page, "gallery-search").press("Enter")
+    page.wait_for_function(f"{THUMBS_JS} === 0")
+    assert "没有符合条件的图像" in page.locator("#gallery-page").inner_text()
+    box(page, "gallery-search").fill("星星")
+    box(page, "gallery-search").press("Enter")
+    page.wait_for_function(f"{THUMBS_JS} === 2")
+    box(page, "gallery-search").fill("")  # leave the Gallery unfiltered for the tests after
+    box(page, "gallery-search").press("Enter")
+    page.wait_for_function("document.querySelector('#gallery-page').innerText.includes('共 2 张')")
 
 
 def test_gallery_delete_then_undo_brings_the_file_and_the_row_back(page, app):
