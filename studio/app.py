@@ -27,7 +27,6 @@ from studio.core.paths import Paths, get_paths
 from studio.core.request import GenerationRequest, validate
 from studio.core.settings import Settings, load_settings, save_settings
 from studio.core.workers_spec import WorkerSpecError
-from studio.history import HistoryQueries
 from studio.models.demo import NATIVE_SIZE
 from studio.models.discovery import ModelInfo, ModelNotFoundError, find_models, resolve_model
 from studio.models.download import download_model
@@ -35,6 +34,7 @@ from studio.monitor.sampler import Sampler
 from studio.pool.pool import WorkerPool
 from studio.pool.spec import not_started_status, parse_workers, visible_gpus
 from studio.pool.switch import start_beside
+from studio.queries import StoreQueries
 from studio.store import ORIGINS, Store, StoreError, reconcile
 from studio.store.lease import OwnerLease
 from studio.store.reconcile import STALE_PART_S
@@ -59,11 +59,12 @@ class QuitHook(Protocol):
     def running_images(self) -> int: ...
 
 
-class Studio(HistoryQueries):
+class Studio(StoreQueries):
     """The studio's operations; construct once per process, `close()` when done."""
 
     def __init__(self, settings: Settings | None = None, paths: Paths | None = None,
                  model: str | None = None, workers: str | None = None) -> None:
+        super().__init__()
         self.paths = (paths or get_paths()).ensure()
         self.quit_hook: QuitHook | None = None  # set by the desktop launcher; None: no Quit to offer
         self.notices: list[str] = []  # messages for the person, shown once (a CLI line, a window banner)

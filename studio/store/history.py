@@ -122,26 +122,31 @@ class HistoryQueries:
             d["prompt"] = row["prompt"]
         return d
 
-    def gallery(self, page: int = 0, per_page: int = 48, favorites_only: bool = False,
-                include_missing: bool = False) -> list[dict[str, Any]]:
-        """One page of images, newest first, with their prompts."""
+    @staticmethod
+    def _gallery_where(favorites_only: bool, include_missing: bool, search: str | None) -> tuple[str, list[Any]]:
         clauses = [] if include_missing else ["i.missing = 0"]
         if favorites_only:
             clauses.append("i.favorite = 1")
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        cond, params = prompt_condition(search)
+        if cond:  # images of the requests whose prompt matches, as History searches
+            clauses.append(f"i.request_id IN (SELECT r.id FROM requests r WHERE {cond})")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def gallery(self, page: int = 0, per_page: int = 48, favorites_only: bool = False,
+                include_missing: bool = False, search: str | None = None) -> list[dict[str, Any]]:
+        """One page of images, newest first, with their prompts; `search` as in `history`."""
+        where, params = self._gallery_where(favorites_only, include_missing, search)
         per_page = max(1, int(per_page))
         rows = self._rows(  # the page's ids from the covering index first, then their rows
             f"SELECT i.*, r.prompt FROM (SELECT id FROM images i{where} ORDER BY created DESC, id DESC"
             " LIMIT ? OFFSET ?) AS p JOIN images i ON i.id = p.id LEFT JOIN requests r ON r.id = i.request_id"
-            " ORDER BY i.created DESC, i.id DESC", (per_page, max(0, int(page)) * per_page))
+            " ORDER BY i.created DESC, i.id DESC", [*params, per_page, max(0, int(page)) * per_page])
         return [self._image_dict(r) for r in rows]
 
-    def gallery_count(self, favorites_only: bool = False, include_missing: bool = False) -> int:
-        clauses = [] if include_missing else ["missing = 0"]
-        if favorites_only:
-            clauses.append("favorite = 1")
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        return int(self._rows(f"SELECT count(*) FROM images{where}")[0][0])
+    def gallery_count(self, favorites_only: bool = False, include_missing: bool = False,
+                      search: str | None = None) -> int:
+        where, params = self._gallery_where(favorites_only, include_missing, search)
+        return int(self._rows(f"SELECT count(*) FROM images i{where}", params)[0][0])
 
     def image_info(self, image_id: int) -> dict[str, Any]:
         """Everything about one image: file, size, favorite, and the exact request that made it.

@@ -135,6 +135,7 @@ def build_app(studio: Any, lang: str | None = None) -> gr.Blocks:
         demo.load(on_load, outputs=[*header_outputs, *components], show_progress="hidden")
         demo.load(left_refresh, outputs=left_outputs, show_progress="hidden")
         demo.load(None, js=generate.PAGE_JS)
+        demo.load(None, js=gallery.PAGE_JS)
     hide_unnamed_endpoints(demo)
     demo.zx_context = ctx  # for tests and the server: the language and last request live here
     return demo

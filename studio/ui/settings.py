@@ -105,6 +105,30 @@ def current_values(settings: Settings) -> list[Any]:
     return ["" if name == "auth_password" else getattr(settings, name) for name in FORM_FIELDS]
 
 
+def _trash(ctx: Context) -> None:
+    """Empty the trash (deleted Gallery images), after a confirmation: it cannot be undone."""
+    g = guard(ctx)
+    empty = ctx.label(gr.Button(t("set.trash", ctx.lang), size="sm", elem_id="settings-empty-trash"), "set.trash",
+                      "value")
+    with gr.Row(visible=False, equal_height=True, elem_id="settings-trash-confirm") as confirm:
+        ctx.label(gr.Markdown(t("set.trash_confirm", ctx.lang)), "set.trash_confirm", "value")
+        yes = ctx.label(gr.Button(t("set.trash_yes", ctx.lang), variant="stop", size="sm",
+                                  elem_id="settings-trash-yes"), "set.trash_yes", "value")
+        no = ctx.label(gr.Button(t("set.trash_no", ctx.lang), size="sm", elem_id="settings-trash-no"),
+                       "set.trash_no", "value")
+    said = gr.Markdown(elem_id="settings-trash-status")
+
+    @g
+    def do_empty():
+        freed = ctx.studio.empty_trash()
+        return gr.update(visible=False), t("set.trash_done", ctx.lang, files=freed["files"],
+                                          mb=f"{freed['bytes'] / 2**20:.1f}")
+
+    empty.click(lambda: (gr.update(visible=True), ""), outputs=[confirm, said], show_progress="hidden")
+    no.click(lambda: gr.update(visible=False), outputs=[confirm], show_progress="hidden")
+    yes.click(do_empty, outputs=[confirm, said], show_progress="hidden")
+
+
 def build(ctx: Context):
     """Returns the save event (app.py chains the relabel after it) and the reload handler."""
     g = guard(ctx)
@@ -149,6 +173,7 @@ def build(ctx: Context):
             restart = ctx.label(gr.Button(t("set.restart", lang), visible=False, elem_id="settings-restart"),
                                 "set.restart", "value")
         status = gr.Markdown(elem_id="settings-status")
+        _trash(ctx)
         api_keys.build(ctx)  # Settings → API (issue 21)
     inputs = [model, memory, workers, output, language, host, port, user, password]
 

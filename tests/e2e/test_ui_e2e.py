@@ -185,6 +185,87 @@ def test_gallery_shows_the_images_and_reads_dropped_pngs(page, app, shots):
     assert "一只红色的星星" in history_rows(page)[0]
 
 
+VIEWER_SRC_JS = "decodeURIComponent(document.querySelector('#viewer-image img')?.getAttribute('src') || '')"
+THUMBS_JS = "document.querySelectorAll('#gallery img').length"
+
+
+def test_gallery_viewer_arrow_keys_download_and_favorites_filter(page, app, shots):
+    """A thumbnail opens the image whole with its seed; → shows the next one; it downloads as itself;
+    a favorite made in the viewer is what "favorites only" then shows; the search box filters by prompt."""
+    open_tab(page, "图库")
+    page.locator("#gallery img").nth(1).wait_for()
+    first, second = app.studio.gallery()["items"][:2]
+    page.locator("#gallery img").first.click()
+    page.wait_for_selector("#gallery-viewer #viewer-image img")
+    assert Path(first["path"]).name in page.evaluate(VIEWER_SRC_JS)
+    assert page.locator("#viewer-pos").inner_text().strip() == "1 / 2"
+    assert box(page, "viewer-seed").input_value() == str(first["seed"])
+    if first["favorite"]:  # the test above made it a favorite: take that back here
+        page.click("#gallery-favorite")
+        page.wait_for_function("document.querySelector('#gallery-status').innerText.includes('已取消收藏')")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.querySelector('#viewer-pos').innerText.trim() === '2 / 2'")
+    assert Path(second["path"]).name in page.evaluate(VIEWER_SRC_JS)
+    assert box(page, "viewer-seed").input_value() == str(second["seed"])
+    page.screenshot(path=str(shots / "ui-gallery-viewer-zh.png"))
+    with page.expect_download() as download:
+        page.click("#viewer-download")
+    assert download.value.suggested_filename == Path(second["path"]).name
+    page.click("#gallery-favorite")
+    page.wait_for_function("document.querySelector('#gallery-status').innerText.includes('已收藏')")
+    page.locator("#gallery-favorites input").check()
+    page.wait_for_function(f"{THUMBS_JS} === 1")
+    assert f"★ 种子 {second['seed']}" in page.locator("#gallery").inner_text()
+    page.locator("#gallery-favorites input").uncheck()
+    page.wait_for_function(f"{THUMBS_JS} === 2")
+    box(page, "gallery-search").fill("没有这个词")
+    box(page, "gallery-search").press("Enter")
+    page.wait_for_function(f"{THUMBS_JS} === 0")
+    assert "没有符合条件的图像" in page.locator("#gallery-page").inner_text()
+    box(page, "gallery-search").fill("星星")
+    box(page, "gallery-search").press("Enter")
+    page.wait_for_function(f"{THUMBS_JS} === 2")
+    box(page, "gallery-search").fill("")  # leave the Gallery unfiltered for the tests after
+    box(page, "gallery-search").press("Enter")
+    page.wait_for_function("document.querySelector('#gallery-page').innerText.includes('共 2 张')")
+
+
+def test_gallery_delete_then_undo_brings_the_file_and_the_row_back(page, app):
+    target = app.studio.gallery()["items"][0]
+    page.locator("#gallery img").first.click()
+    page.wait_for_function("document.querySelector('#viewer-pos')?.innerText.trim() === '1 / 2'")
+    page.click("#gallery-delete")
+    page.wait_for_function(f"{THUMBS_JS} === 1")
+    assert not Path(target["path"]).exists() and app.studio.gallery()["total"] == 1
+    page.click("#gallery-undo")
+    page.wait_for_function(f"{THUMBS_JS} === 2")
+    assert Path(target["path"]).is_file()
+    assert app.studio.image_info(target["image_id"])["path"] == target["path"]
+    assert "已恢复" in page.locator("#gallery-status").inner_text()
+    assert not page.locator("#gallery-undo").is_visible()
+    page.locator("#gallery img").first.click()  # "use as seed" fills the Generate form's seed, fixed
+    page.wait_for_function("document.querySelector('#viewer-pos')?.innerText.trim() === '1 / 2'")
+    page.click("#viewer-use-seed")
+    page.wait_for_function(f"{SEED_JS} === '{target['seed']}'")
+    assert checked(page, "seed-mode") == "固定" and box(page, "prompt").is_visible()
+
+
+def test_empty_trash_in_settings_asks_first(page, app):
+    stray = app.studio.paths.trash_dir / "2026-01-01" / "left-over.png"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"x" * 2048)
+    open_tab(page, "设置")
+    page.click("#settings-empty-trash")
+    page.locator("#settings-trash-confirm").wait_for(state="visible")
+    page.click("#settings-trash-no")
+    page.locator("#settings-trash-confirm").wait_for(state="hidden")
+    assert stray.exists()
+    page.click("#settings-empty-trash")
+    page.click("#settings-trash-yes")
+    page.wait_for_function("document.querySelector('#settings-trash-status').innerText.includes('回收站已清空')")
+    assert not stray.exists() and "删除了 1 个文件" in page.locator("#settings-trash-status").inner_text()
+
+
 def test_cancel_stops_a_six_image_request_and_the_ui_stays_usable(page, app):
     open_tab(page, "生成")
     fill_form(page, prompt="取消测试 cancel me", count=6, steps=4, guidance="0", seed=7, mode="随机")

@@ -10,15 +10,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.request import GenerationRequest
+from studio.store import undo
 
 if TYPE_CHECKING:
     from studio.store import Store
 
+UNDO_KEEP = 20  # deletions that can be undone, newest last
 
-class HistoryQueries:
+
+class StoreQueries:
     """History, gallery, favorites, trash and export, on `self.store`."""
 
     store: Store  # Studio's history database (a property there, opened on first use)
+
+    def __init__(self) -> None:
+        self._deleted: list[undo.DeletedImage] = []
 
     def history(self, search: str | None = None, favorites_only: bool = False, since: Any = None,
                 limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
@@ -26,9 +32,12 @@ class HistoryQueries:
         return self.store.history(search=search, favorites_only=favorites_only, since=since, limit=limit,
                                   offset=offset)
 
-    def gallery(self, page: int = 0, per_page: int = 48) -> dict[str, Any]:
-        """One page of images, newest first: {"items": [...], "total": n, "page": p, "per_page": k}."""
-        return {"items": self.store.gallery(page, per_page), "total": self.store.gallery_count(),
+    def gallery(self, page: int = 0, per_page: int = 48, search: str | None = None,
+                favorites_only: bool = False) -> dict[str, Any]:
+        """One page of images, newest first: {"items": [...], "total": n, "page": p, "per_page": k}.
+        `search`: every term in the prompt (as History searches); `favorites_only`: favorites alone."""
+        return {"items": self.store.gallery(page, per_page, favorites_only=favorites_only, search=search),
+                "total": self.store.gallery_count(favorites_only=favorites_only, search=search),
                 "page": page, "per_page": per_page}
 
     def image_info(self, image_id: int) -> dict[str, Any]:
@@ -41,10 +50,24 @@ class HistoryQueries:
         return self.store.set_favorite(image_id, value)
 
     def delete_image(self, image_id: int) -> Path | None:
-        """The file goes to the trash folder and the row goes, together."""
-        return self.store.delete_image(image_id)
+        """The file goes to the trash folder and the row goes, together; `undo_delete` brings both back."""
+        deleted = undo.delete(self.store, image_id)
+        self._deleted = [*self._deleted[-(UNDO_KEEP - 1):], deleted]
+        return deleted.trashed
+
+    def can_undo_delete(self) -> bool:
+        return bool(self._deleted)
+
+    def undo_delete(self) -> int | None:
+        """Bring the last deleted image back (file and row, as they were); its id, or None when there is
+        nothing to undo. StoreError when it cannot come back (the trash was emptied since)."""
+        if not self._deleted:
+            return None
+        return undo.restore(self.store, self._deleted.pop())
 
     def empty_trash(self) -> dict[str, int]:
+        """Delete the trash folder's files for good ({'files': n, 'bytes': n}); nothing can be undone after."""
+        self._deleted = []
         return self.store.empty_trash()
 
     def export(self, image_ids: list[int], zip_path: Path | str) -> Path:
