@@ -1,0 +1,248 @@
+"""Workers on other machines through Ray: a real local Ray cluster (a head without CPUs for work and
+two one-CPU nodes, all on 127.0.0.1), started once for the module, running the real worker loop on
+the demo model.
+
+Ray's addresses stay on loopback: Ray turns "127.0.0.1" into the machine's network address unless
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (read when ray is imported), which the fixture sets first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from studio.cluster.connect import ClusterInfo, NodeInfo
+from studio.cluster.placement import places
+from studio.core.pngfile import read_chunks
+from studio.pool.worker import DELAY_ENV
+from tests.conftest import ROOT
+from tests.homes import make_home
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="ray is not installed (the cluster extra)")
+OBJECT_STORE_BYTES = 80 * 2**20  # Ray's floor is 75 MiB; a 256² PNG is a few kB
+SLOW = 7  # the worker index whose steps take STEP_DELAY_S longer (cancel and kill land mid-image)
+STEP_DELAY_S = 0.4
+
+
+# ----------------------------------------------------------------- placement rules (no cluster)
+
+def _node(n: int, host: str, cpus: float, gpus: int, driver: bool = False) -> NodeInfo:
+    return NodeInfo(f"{n:02d}" + "ab" * 27, host, cpus, gpus, driver)
+
+
+def test_places_one_worker_per_gpu_and_one_per_cpu_node() -> None:
+    cluster = ClusterInfo("10.0.0.1:6379", (_node(1, "10.0.0.1", 16, 2, driver=True), _node(2, "10.0.0.2", 8, 0),
+                                            _node(3, "10.0.0.3", 0, 0)))
+    got = places(cluster)
+    assert [p.name for p in got] == ["ray:10.0.0.1/cuda:0", "ray:10.0.0.1/cuda:1", "ray:10.0.0.2/cpu"]
+    assert [(p.num_gpus, p.threads) for p in got] == [(1, 8), (1, 8), (0, 8)]
+    # beside local workers, the studio's own machine is theirs
+    assert [p.host for p in places(cluster, with_local_workers=True)] == ["10.0.0.2"]
+
+
+def test_places_tell_nodes_of_one_host_apart() -> None:
+    cluster = ClusterInfo("127.0.0.1:1", (_node(1, "127.0.0.1", 1, 0), _node(2, "127.0.0.1", 1, 0)))
+    names = [p.name for p in places(cluster)]
+    assert len(set(names)) == 2 and all(n.startswith("ray:127.0.0.1~") for n in names)
+
+
+# ----------------------------------------------------------------- no cluster
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_ray
+def test_no_cluster_is_one_clear_line() -> None:
+    code = ("from studio.cluster.connect import ClusterUnavailable, connect\n"
+            "try:\n    connect()\nexcept ClusterUnavailable as exc:\n    print(exc)\n")
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_free_port()}", "PYTHONPATH": str(ROOT)}
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("No Ray cluster answers at 127.0.0.1:"), out
+    assert "ray start --head" in lines[0] and "Traceback" not in out.stderr
+    assert time.monotonic() - t0 < 30  # the probe answers at once; ray.init alone would retry for minutes
+
+
+# ----------------------------------------------------------------- one local cluster for the module
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, demo_model_master: Path):
+    """A head (no CPUs: nothing runs there) and two one-CPU nodes; this process is the driver."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (the cluster extra)")
+    with pytest.MonkeyPatch.context() as mp:
+        home = make_home(tmp_path_factory.mktemp("ray-home"), demo_model_master, mp)
+        mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        mp.setenv(DELAY_ENV, f"{SLOW}:{STEP_DELAY_S}")
+        mp.setenv("PYTHONPATH", str(ROOT))  # the nodes' workers import this checkout's studio
+        mp.delenv("RAY_ADDRESS", raising=False)
+        from ray.cluster_utils import Cluster
+
+        from studio.cluster.connect import connect, disconnect
+
+        loopback = {"object_store_memory": OBJECT_STORE_BYTES, "node_ip_address": "127.0.0.1"}
+        ray_cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                                    **loopback})
+        try:
+            for _ in range(2):
+                ray_cluster.add_node(num_cpus=1, **loopback)
+            ray_cluster.wait_for_nodes()
+            info = connect(ray_cluster.address)
+            yield info, home
+        finally:
+            disconnect()
+            ray_cluster.shutdown()
+
+
+class Link:
+    """One worker actor with the pool's ends of its pipes, as the pool holds a worker process."""
+
+    def __init__(self, info: ClusterInfo, place_index: int, *, index: int = 0, model_path: str = "",
+                 model_name: str = "demo") -> None:
+        from studio.cluster.process import RayContext
+
+        self.place = places(info)[place_index]
+        ctx = RayContext([self.place])
+        child_control, self.control = ctx.Pipe(duplex=False)
+        self.results, child_results = ctx.Pipe(duplex=False)
+        cfg = {"index": index, "name": self.place.name, "device": "cpu", "visible_devices": "", "threads": 1,
+               "model_path": model_path, "model_name": model_name, "memory_profile": None}
+        self.proc = ctx.Process(target=None, args=(cfg, child_control, child_results), name=self.place.name)
+        self.proc.start()
+        child_control.close()  # as the pool does: the actor's relays hold their own copies
+        child_results.close()
+        self.seen: list[Any] = []
+
+    def next(self, kind: str, timeout: float = 240.0) -> dict[str, Any]:
+        """The payload of the next message of `kind` (those before it are kept in `seen`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.results.poll(min(1.0, max(0.0, deadline - time.monotonic()))):
+                status, payload = self.results.recv()
+                self.seen.append((status, payload))
+                if status == kind:
+                    return payload
+        raise AssertionError(f"no {kind!r} within {timeout} s; seen: {[s for s, _ in self.seen]}")
+
+    def ended(self, timeout: float = 60.0) -> int | None:
+        from multiprocessing.connection import wait
+
+        assert wait([self.proc.sentinel], timeout), "the actor did not end"
+        self.proc.join(5.0)
+        return self.proc.exitcode
+
+    def close(self) -> None:
+        self.control.close()
+        self.proc.join(10.0)
+
+
+def _job(home: Path, name: str, *, steps: int = 4, seed: int = 7) -> dict[str, Any]:
+    return {"job_id": name, "request_id": "r-" + name, "index": 0, "seed": seed, "prompt": "a red star",
+            "negative_prompt": "", "width": 256, "height": 256, "steps": steps, "guidance": 0.0,
+            "output_path": str(home / "gallery" / f"{name}.png"), "memory_profile": None}
+
+
+@pytest.fixture(scope="module")
+def link(cluster):
+    """A ready worker actor on the first node, shared by the tests that only send it jobs."""
+    info, home = cluster
+    from studio.models.demo import demo_model_dir
+
+    one = Link(info, 0, model_path=str(demo_model_dir()))
+    one.next("ready")
+    yield one
+    one.close()
+
+
+def test_actor_image_lands_in_the_gallery_atomically(cluster, link: Link) -> None:
+    _info, home = cluster
+    job = _job(home, "round-trip")
+    link.control.send(("job", job))
+    started = link.next("started")
+    done = link.next("done")
+    steps = [p for s, p in link.seen if s == "step" and p["job_id"] == job["job_id"]]
+    assert started["job_id"] == done["job_id"] == job["job_id"]
+    assert [p["step"] for p in steps] == [1, 2, 3, 4]  # progress streams back from the node
+    assert done["path"] == job["output_path"] and done["worker"] == link.place.name
+    target = Path(job["output_path"])
+    assert target.is_file()  # written before `done` was passed on
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".part-")]
+    chunks = read_chunks(target)
+    assert "a red star" in chunks["parameters"] and link.place.name in chunks["zaoxiang"]
+    from PIL import Image
+
+    with Image.open(target) as im:
+        assert im.size == (256, 256)
+
+
+def test_cancel_stops_a_running_image(cluster) -> None:
+    info, home = cluster
+    from studio.models.demo import demo_model_dir
+
+    slow = Link(info, 1, index=SLOW, model_path=str(demo_model_dir()))
+    try:
+        slow.next("ready")
+        job = _job(home, "cancelled", steps=30)
+        slow.control.send(("job", job))
+        slow.next("step")
+        slow.control.send(("revoke", job["job_id"], "cancel"))
+        cancelled = slow.next("cancelled", timeout=30)
+        assert cancelled["job_id"] == job["job_id"]
+        assert sum(1 for s, _ in slow.seen if s == "step") < 30
+        assert not Path(job["output_path"]).exists()
+    finally:
+        slow.close()
+
+
+def test_killed_actor_ends_like_a_killed_process(cluster) -> None:
+    """SIGKILL of the actor mid-image: its sentinel fires, and its worker process does not outlive it."""
+    import ray
+
+    info, home = cluster
+    from studio.models.demo import demo_model_dir
+
+    doomed = Link(info, 1, index=SLOW, model_path=str(demo_model_dir()))
+    doomed.next("ready")
+    where = ray.get(doomed.proc.actor.where.remote())
+    doomed.control.send(("job", _job(home, "killed", steps=30)))
+    doomed.next("step")
+    os.kill(where["pid"], signal.SIGKILL)
+    assert doomed.ended() == -9
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(where["worker_pid"]):
+        time.sleep(0.2)
+    assert not _alive(where["worker_pid"]), "the worker process outlived its actor"
+    doomed.close()
+
+
+def test_node_without_the_model_says_so(cluster) -> None:
+    info, _home = cluster
+    missing = Link(info, 1, model_path="/nowhere/Z-Image-Turbo", model_name="Tongyi-MAI/Z-Image-Turbo")
+    fatal = missing.next("fatal", timeout=120)
+    assert fatal["message"].startswith("No model Tongyi-MAI/Z-Image-Turbo on ")
+    assert "zaoxiang models download" in fatal["message"]
+    assert missing.ended() == 3  # as a local worker that cannot load: the pool retries, then gives up
+    missing.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
