@@ -66,15 +66,19 @@ def _free_port() -> int:
 
 
 @needs_ray
-def test_no_cluster_is_one_clear_line() -> None:
-    code = ("from studio.cluster.connect import ClusterUnavailable, connect\n"
-            "try:\n    connect()\nexcept ClusterUnavailable as exc:\n    print(exc)\n")
+def test_no_cluster_is_one_clear_line_or_a_fallback() -> None:
+    """`ray` alone fails with one line; beside local workers it falls back to them, saying so once."""
+    code = ("from studio.cluster.connect import ClusterUnavailable\n"
+            "from studio.cluster.workers import cluster_workers\n"
+            "try:\n    cluster_workers(with_local_workers=False)\nexcept ClusterUnavailable as exc:\n    print(exc)\n"
+            "got = cluster_workers(with_local_workers=True)\nprint(len(got.places), got.notice)\n")
     env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_free_port()}", "PYTHONPATH": str(ROOT)}
     t0 = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("No Ray cluster answers at 127.0.0.1:"), out
+    assert len(lines) == 2 and lines[0].startswith("No Ray cluster answers at 127.0.0.1:"), out
     assert "ray start --head" in lines[0] and "Traceback" not in out.stderr
+    assert lines[1] == f"0 {lines[0]} Using this machine's workers only."
     assert time.monotonic() - t0 < 30  # the probe answers at once; ray.init alone would retry for minutes
 
 
