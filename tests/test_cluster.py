@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from studio.cluster import wire
 from studio.cluster.connect import ClusterInfo, NodeInfo
 from studio.cluster.placement import places
 from studio.core.pngfile import read_chunks
@@ -137,10 +138,10 @@ class Link:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.results.poll(min(1.0, max(0.0, deadline - time.monotonic()))):
-                status, payload = self.results.recv()
-                self.seen.append((status, payload))
-                if status == kind:
-                    return payload
+                msg = self.results.recv()
+                self.seen.append((wire.kind(msg), wire.payload(msg)))
+                if wire.kind(msg) == kind:
+                    return wire.payload(msg)
         raise AssertionError(f"no {kind!r} within {timeout} s; seen: {[s for s, _ in self.seen]}")
 
     def ended(self, timeout: float = 60.0) -> int | None:
@@ -158,7 +159,7 @@ class Link:
 def _job(home: Path, name: str, *, steps: int = 4, seed: int = 7) -> dict[str, Any]:
     return {"job_id": name, "request_id": "r-" + name, "index": 0, "seed": seed, "prompt": "a red star",
             "negative_prompt": "", "width": 256, "height": 256, "steps": steps, "guidance": 0.0,
-            "output_path": str(home / "gallery" / f"{name}.png"), "memory_profile": None}
+            "output_path": str(home / "gallery" / f"{name}.png")}
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +177,7 @@ def link(cluster):
 def test_actor_image_lands_in_the_gallery_atomically(cluster, link: Link) -> None:
     _info, home = cluster
     job = _job(home, "round-trip")
-    link.control.send(("job", job))
+    link.control.send(wire.job(job))
     started = link.next("started")
     done = link.next("done")
     steps = [p for s, p in link.seen if s == "step" and p["job_id"] == job["job_id"]]
@@ -202,9 +203,9 @@ def test_cancel_stops_a_running_image(cluster) -> None:
     try:
         slow.next("ready")
         job = _job(home, "cancelled", steps=30)
-        slow.control.send(("job", job))
+        slow.control.send(wire.job(job))
         slow.next("step")
-        slow.control.send(("revoke", job["job_id"], "cancel"))
+        slow.control.send(wire.revoke(job["job_id"], "cancel"))
         cancelled = slow.next("cancelled", timeout=30)
         assert cancelled["job_id"] == job["job_id"]
         assert sum(1 for s, _ in slow.seen if s == "step") < 30
@@ -223,7 +224,7 @@ def test_killed_actor_ends_like_a_killed_process(cluster) -> None:
     doomed = Link(info, 1, index=SLOW, model_path=str(demo_model_dir()))
     doomed.next("ready")
     where = ray.get(doomed.proc.actor.where.remote())
-    doomed.control.send(("job", _job(home, "killed", steps=30)))
+    doomed.control.send(wire.job(_job(home, "killed", steps=30)))
     doomed.next("step")
     os.kill(where["pid"], signal.SIGKILL)
     assert doomed.ended() == -9

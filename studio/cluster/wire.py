@@ -10,6 +10,29 @@ from __future__ import annotations
 from typing import Any
 
 
+def kind(msg: Any) -> str:
+    """The message's kind as text ("ready", "step", "done", ...)."""
+    return msg[0]
+
+
+def payload(msg: Any) -> dict[str, Any]:
+    """The message's fields as a dict."""
+    return msg[1] if len(msg) > 1 and isinstance(msg[1], dict) else {}
+
+
+def job(fields: dict[str, Any], memory_profile: str | None = None) -> Any:
+    """The message that hands a worker one job (`fields`: the job as plain data)."""
+    return ("job", {**fields, "memory_profile": memory_profile})
+
+
+def revoke(job_id: str, reason: str) -> Any:
+    return ("revoke", job_id, reason)
+
+
+def stop() -> Any:
+    return ("stop",)
+
+
 def is_job(msg: Any) -> bool:
     return isinstance(msg, tuple) and msg[:1] == ("job",)
 
