@@ -147,16 +147,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 class RayContext:
-    """What the pool asks of a multiprocessing context, with worker actors at `places` (by worker name)."""
+    """What the pool asks of a multiprocessing context: worker actors for the names in `places`, and
+    `local`'s processes (a spawn context by default) for every other worker, so one pool runs both."""
 
     in_process = False
 
-    def __init__(self, places: list[ActorPlace]) -> None:
+    def __init__(self, places: list[ActorPlace], local: Any = None) -> None:
         self._places = {p.name: p for p in places}
+        self._local = local or mp.get_context("spawn")
 
-    def Process(self, target: Any, args: tuple[Any, ...], name: str, daemon: bool = False) -> ActorProcess:  # noqa: N802
-        return ActorProcess(target, args, name, daemon, place=self._places[args[0]["name"]])
+    def Process(self, target: Any, args: tuple[Any, ...], name: str, daemon: bool = False) -> Any:  # noqa: N802
+        place = self._places.get(args[0]["name"])
+        if place is None:
+            return self._local.Process(target=target, args=args, name=name, daemon=daemon)
+        return ActorProcess(target, args, name, daemon, place=place)
 
-    @staticmethod
-    def Pipe(duplex: bool = True) -> tuple[Any, Any]:  # noqa: N802 - multiprocessing's name
-        return mp.Pipe(duplex)
+    def Pipe(self, duplex: bool = True) -> tuple[Any, Any]:  # noqa: N802 - multiprocessing's name
+        return self._local.Pipe(duplex)
