@@ -162,9 +162,9 @@ def _job(home: Path, name: str, *, steps: int = 4, seed: int = 7) -> dict[str, A
             "output_path": str(home / "gallery" / f"{name}.png")}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def link(cluster):
-    """A ready worker actor on the first node, shared by the tests that only send it jobs."""
+    """A ready worker actor on the first node (closed after the test: the node has room for one)."""
     info, home = cluster
     from studio.models.demo import demo_model_dir
 

@@ -58,7 +58,7 @@ class WorkerActor:
         self._control: Any = None
         found = resolve_here(cfg["model_path"], cfg["model_name"])
         if found.path is None:  # say why like a worker that cannot load, and never take a job
-            self._out.put(Relayed(wire.fatal(found.message, kind="no_model")))
+            self._out.put(Relayed(wire.fatal(found.message)))
             self._out.put((EXITED, 3))
             return
         cfg = {**cfg, "model_path": found.path, "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}

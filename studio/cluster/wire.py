@@ -67,9 +67,9 @@ def busy_s(msg: Any) -> float:
     return float(msg[1].get("busy_s", 0.0))
 
 
-def fatal(message: str, kind: str = "error") -> Any:
+def fatal(message: str) -> Any:
     """A worker that cannot serve says why and exits; the pool retries it with back-off, then gives up."""
-    return ("fatal", {"kind": kind, "message": message, "exception": ""})
+    return ("fatal", {"kind": "error", "message": message, "exception": ""})
 
 
 def failed(job_id: str, busy: float, exc: BaseException, message: str) -> Any:

@@ -8,9 +8,11 @@ notice, so a studio whose other machine is off still starts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from studio.cluster.connect import ClusterUnavailable, connect
 from studio.cluster.placement import ActorPlace, places
+from studio.pool.spec import WorkerSpec
 
 
 @dataclass(frozen=True)
@@ -36,3 +38,27 @@ def cluster_workers(*, with_local_workers: bool, address: str | None = None) -> 
             raise
         return ClusterWorkers((), notice=f"{exc} Using this machine's workers only.")
     return ClusterWorkers(tuple(found), info.address)
+
+
+@dataclass(frozen=True)
+class PoolWorkers:
+    """What the pool runs: every worker's spec (local ones first), the context that starts the actors
+    among them (None: no actor), and the line to tell the person."""
+
+    specs: list[WorkerSpec]
+    context: Any
+    notice: str
+
+
+def with_cluster(local: list[WorkerSpec], address: str | None = None) -> PoolWorkers:
+    """`local` plus one worker per actor place; ClusterUnavailable when `local` is empty and no
+    cluster answers."""
+    from studio.cluster.process import RayContext
+
+    found = cluster_workers(with_local_workers=bool(local), address=address)
+    if not found.places:
+        return PoolWorkers(list(local), None, found.notice)
+    actors = [WorkerSpec(len(local) + k, p.name, p.device, "", p.threads) for k, p in enumerate(found.places)]
+    names = ", ".join(p.name for p in found.places)
+    return PoolWorkers([*local, *actors], RayContext(list(found.places)),
+                       f"Ray cluster at {found.address}: {len(actors)} worker(s) there ({names}).")
