@@ -6,7 +6,9 @@ Both sides run pool/worker.py's worker loop on the demo model and are fed throug
 uses, one job beyond the running one (the pool's prefetch): a local worker process as the pool spawns
 it, and a worker actor (studio/cluster) whose PNGs come back as bytes through Ray and are written
 into the gallery here. Rounds alternate the two so the machine's load falls on both alike; the
-figures are medians over rounds. Without RAY_ADDRESS a one-node Ray cluster is started on 127.0.0.1
+figures are medians over rounds. `busy_s` is the worker's own time per image (its engine thread);
+`gap_s`, seconds per image beyond it, is what the relay adds that the pipeline does not hide, a figure
+that holds on a loaded machine where the two workers' CPU shares differ. Without RAY_ADDRESS a one-node Ray cluster is started on 127.0.0.1
 for the run (the actor then measures Ray's own cost, not a network's); everything happens in a
 temporary studio home.
 """
@@ -143,6 +145,9 @@ def main() -> None:
               "overhead_pct": round(100 * (ray / local - 1), 1),
               "local_busy_s": round(statistics.median(r[1] for r in rows["local"]), 4),
               "ray_busy_s": round(statistics.median(r[1] for r in rows["ray"]), 4),
+              # what the pipeline does not hide: seconds per image beyond the worker's own busy time
+              "local_gap_s": round(statistics.median(r[0] - r[1] for r in rows["local"]), 4),
+              "ray_gap_s": round(statistics.median(r[0] - r[1] for r in rows["ray"]), 4),
               "rounds_s_per_image": {k: [round(r[0], 4) for r in v] for k, v in rows.items()}}
     if args.json:
         print(json.dumps(result))
