@@ -8,7 +8,8 @@ it, and a worker actor (studio/cluster) whose PNGs come back as bytes through Ra
 into the gallery here. Rounds alternate the two so the machine's load falls on both alike; the
 figures are medians over rounds. `busy_s` is the worker's own time per image (its engine thread);
 `gap_s`, seconds per image beyond it, is what the relay adds that the pipeline does not hide, a figure
-that holds on a loaded machine where the two workers' CPU shares differ. Without RAY_ADDRESS a one-node Ray cluster is started on 127.0.0.1
+that holds on a loaded machine where the two workers' CPU shares differ; so does `cpu_s`, the CPU
+seconds per image of this whole process tree (workers, actor, the local cluster's raylet and GCS). Without RAY_ADDRESS a one-node Ray cluster is started on 127.0.0.1
 for the run (the actor then measures Ray's own cost, not a network's); everything happens in a
 temporary studio home.
 """
@@ -50,8 +51,10 @@ class Side:
                 return wire.payload(msg)
         raise SystemExit(f"{self.label}: no {kind} within {timeout} s")
 
-    def run(self, jobs: list[dict[str, Any]]) -> tuple[float, float]:
-        """(wall seconds for `jobs`, their mean busy_s), keeping one job queued behind the running one."""
+    def run(self, jobs: list[dict[str, Any]]) -> tuple[float, float, float]:
+        """(wall seconds for `jobs`, their mean busy_s, CPU seconds this process tree spent meanwhile),
+        keeping one job queued behind the running one."""
+        cpu0 = tree_cpu_s()
         t0 = time.perf_counter()
         sent = 0
         busy = []
@@ -63,11 +66,27 @@ class Side:
             if sent < len(jobs):
                 self.control.send(wire.job(jobs[sent]))
                 sent += 1
-        return time.perf_counter() - t0, statistics.mean(busy)
+        return time.perf_counter() - t0, statistics.mean(busy), tree_cpu_s() - cpu0
 
     def close(self) -> None:
         self.control.send(wire.stop())
         self.proc.join(30)
+
+
+def tree_cpu_s() -> float:
+    """CPU seconds used so far by this process and every process under it (the workers, the actor,
+    and a local cluster's raylet and GCS): what a side costs, whatever share of the cores it got."""
+    import psutil
+
+    total = 0.0
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:  # ended meanwhile
+            pass
+    return total
 
 
 def start(label: str, ctx: Any, cfg: dict[str, Any], target: Any) -> Side:
@@ -120,7 +139,7 @@ def main() -> None:
     out = home / "gallery"
     sides = [start("local", mp.get_context("spawn"), cfg, worker_main),
              start("ray", RayContext([place]), {**cfg, "name": place.name}, None)]
-    rows: dict[str, list[tuple[float, float]]] = {s.label: [] for s in sides}
+    rows: dict[str, list[tuple[float, float, float]]] = {s.label: [] for s in sides}
     try:
         for side in sides:
             side.next("ready")
@@ -128,8 +147,8 @@ def main() -> None:
         seed = 0
         for _ in range(args.rounds):
             for side in sides:
-                wall, busy = side.run(jobs_for(out, side.label, args.images, args.size, args.steps, seed))
-                rows[side.label].append((wall / args.images, busy))
+                wall, busy, cpu = side.run(jobs_for(out, side.label, args.images, args.size, args.steps, seed))
+                rows[side.label].append((wall / args.images, busy, cpu / args.images))
                 seed += args.images
     finally:
         for side in sides:
@@ -148,6 +167,11 @@ def main() -> None:
               # what the pipeline does not hide: seconds per image beyond the worker's own busy time
               "local_gap_s": round(statistics.median(r[0] - r[1] for r in rows["local"]), 4),
               "ray_gap_s": round(statistics.median(r[0] - r[1] for r in rows["ray"]), 4),
+              # CPU seconds per image of the whole process tree: the cost that load does not blur
+              "local_cpu_s": round(statistics.median(r[2] for r in rows["local"]), 4),
+              "ray_cpu_s": round(statistics.median(r[2] for r in rows["ray"]), 4),
+              "cpu_overhead_pct": round(100 * (statistics.median(r[2] for r in rows["ray"])
+                                               / statistics.median(r[2] for r in rows["local"]) - 1), 1),
               "rounds_s_per_image": {k: [round(r[0], 4) for r in v] for k, v in rows.items()}}
     if args.json:
         print(json.dumps(result))
