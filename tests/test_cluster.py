@@ -235,6 +235,50 @@ def test_killed_actor_ends_like_a_killed_process(cluster) -> None:
     doomed.close()
 
 
+DRIVER = """
+import sys, time
+import ray
+from studio.cluster.connect import connect
+from studio.cluster import wire
+from studio.cluster.placement import places
+from studio.cluster.process import RayContext
+from studio.models.demo import demo_model_dir
+
+place = places(connect())[1]
+ctx = RayContext([place])
+child_control, control = ctx.Pipe(duplex=False)
+results, child_results = ctx.Pipe(duplex=False)
+cfg = {"index": 0, "name": place.name, "device": "cpu", "visible_devices": "", "threads": 1,
+       "model_path": str(demo_model_dir()), "model_name": "demo", "memory_profile": None}
+proc = ctx.Process(target=None, args=(cfg, child_control, child_results), name=place.name)
+proc.start()
+while wire.kind(results.recv()) != "ready":
+    pass
+where = ray.get(proc.actor.where.remote())
+print(where["pid"], where["worker_pid"], flush=True)
+time.sleep(600)
+"""
+
+
+def test_actor_and_worker_end_with_a_killed_studio(cluster) -> None:
+    """SIGKILL of the studio process: Ray ends the actors it owned, and their worker processes go too
+    (as a local worker's death pipe makes it exit)."""
+    info, _home = cluster
+    env = {**os.environ, "RAY_ADDRESS": info.address}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = driver.stdout.readline()
+        actor_pid, worker_pid = (int(x) for x in line.split())
+        assert _alive(actor_pid) and _alive(worker_pid)
+    finally:
+        driver.kill()
+        driver.wait(30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (_alive(actor_pid) or _alive(worker_pid)):
+        time.sleep(0.3)
+    assert not _alive(actor_pid) and not _alive(worker_pid), "the studio's actor or its worker outlived it"
+
+
 def test_node_without_the_model_says_so(cluster) -> None:
     info, _home = cluster
     missing = Link(info, 1, model_path="/nowhere/Z-Image-Turbo", model_name="Tongyi-MAI/Z-Image-Turbo")
