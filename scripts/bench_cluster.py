@@ -100,10 +100,12 @@ def start(label: str, ctx: Any, cfg: dict[str, Any], target: Any) -> Side:
 
 
 def jobs_for(out: Path, label: str, n: int, size: int, steps: int, first_seed: int) -> list[dict[str, Any]]:
-    return [{"job_id": f"{label}-{first_seed + i}", "request_id": label, "index": i, "seed": first_seed + i,
-             "prompt": "a red star on a white background", "negative_prompt": "", "width": size, "height": size,
-             "steps": steps, "guidance": 0.0, "output_path": str(out / f"{label}-{first_seed + i}.png")}
-            for i in range(n)]
+    from studio.core.jobs import Job
+    from studio.core.spec import ImageSpec
+
+    spec = ImageSpec(prompt="a red star on a white background", width=size, height=size, steps=steps, model="demo")
+    return [Job(job_id=f"{label}-{first_seed + i}", request_id=label, index=i, spec=spec.with_seed(first_seed + i),
+                output_path=str(out / f"{label}-{first_seed + i}.png")).to_dict() for i in range(n)]
 
 
 def main() -> None:

@@ -22,7 +22,9 @@ import pytest
 from studio.cluster import wire
 from studio.cluster.connect import ClusterInfo, NodeInfo
 from studio.cluster.placement import places
+from studio.core.jobs import Job
 from studio.core.pngfile import read_chunks
+from studio.core.spec import ImageSpec
 from studio.pool.worker import DELAY_ENV
 from tests.conftest import ROOT
 from tests.homes import make_home
@@ -157,9 +159,9 @@ class Link:
 
 
 def _job(home: Path, name: str, *, steps: int = 4, seed: int = 7) -> dict[str, Any]:
-    return {"job_id": name, "request_id": "r-" + name, "index": 0, "seed": seed, "prompt": "a red star",
-            "negative_prompt": "", "width": 256, "height": 256, "steps": steps, "guidance": 0.0,
-            "output_path": str(home / "gallery" / f"{name}.png")}
+    spec = ImageSpec(prompt="a red star", width=256, height=256, steps=steps, seed=seed, model="demo")
+    return Job(job_id=name, request_id="r-" + name, index=0, spec=spec,
+               output_path=str(home / "gallery" / f"{name}.png")).to_dict()
 
 
 @pytest.fixture

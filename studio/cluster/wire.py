@@ -2,76 +2,74 @@
 
 A job's output path is swapped for a node-local one and back; a `done` carries its PNG bytes beside
 it; the relay itself may have to say `fatal` (no model on the node, an actor that cannot start) or
-`failed` (the gallery write failed here).
+`failed` (the gallery write failed here). The messages are pool/protocol.py's.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from studio.pool import protocol as p
 
-def kind(msg: Any) -> str:
+
+def kind(msg: p.Message) -> str:
     """The message's kind as text ("ready", "step", "done", ...)."""
-    return msg[0]
+    return msg.kind.value
 
 
-def payload(msg: Any) -> dict[str, Any]:
+def payload(msg: p.Message) -> dict[str, Any]:
     """The message's fields as a dict."""
-    return msg[1] if len(msg) > 1 and isinstance(msg[1], dict) else {}
+    return msg.payload()
 
 
-def job(fields: dict[str, Any], memory_profile: str | None = None) -> Any:
+def job(fields: dict[str, Any], memory_profile: str | None = None) -> p.RunJob:
     """The message that hands a worker one job (`fields`: the job as plain data)."""
-    return ("job", {**fields, "memory_profile": memory_profile})
+    return p.RunJob(fields, memory_profile)
 
 
-def revoke(job_id: str, reason: str) -> Any:
-    return ("revoke", job_id, reason)
+def revoke(job_id: str, reason: str) -> p.Revoke:
+    return p.Revoke(job_id, p.RevokeReason(reason))
 
 
-def stop() -> Any:
-    return ("stop",)
+def stop() -> p.Stop:
+    return p.Stop()
 
 
 def is_job(msg: Any) -> bool:
-    return isinstance(msg, tuple) and msg[:1] == ("job",)
+    return isinstance(msg, p.RunJob)
 
 
-def with_output(msg: Any, path: str) -> tuple[Any, str, str]:
+def with_output(msg: p.RunJob, path: str) -> tuple[p.RunJob, str, str]:
     """The job message writing to `path` instead; (message, job id, the studio's path)."""
-    job = dict(msg[1])
-    original, job["output_path"] = job["output_path"], path
-    return ("job", job, *msg[2:]), job["job_id"], original
+    fields = dict(msg.job)
+    original, fields["output_path"] = fields["output_path"], path
+    return replace(msg, job=fields), fields["job_id"], original
 
 
 def done_path(msg: Any) -> tuple[str, str] | None:
     """(job id, path) of a `done` message; None for any other."""
-    if isinstance(msg, tuple) and msg[0] == "done":
-        return msg[1]["job_id"], msg[1]["path"]
-    return None
+    return (msg.job_id, msg.path) if isinstance(msg, p.Done) else None
 
 
-def with_path(msg: Any, path: str) -> Any:
+def with_path(msg: p.Done, path: str) -> p.Done:
     """The `done` message naming `path` as its image."""
-    return (msg[0], {**msg[1], "path": path})
+    return replace(msg, path=path)
 
 
 def ready_pid(msg: Any) -> int | None:
     """The worker process id a `ready` message reports."""
-    if isinstance(msg, tuple) and msg[0] == "ready":
-        return msg[1].get("pid")
-    return None
+    return msg.pid if isinstance(msg, p.Ready) else None
 
 
-def busy_s(msg: Any) -> float:
-    return float(msg[1].get("busy_s", 0.0))
+def busy_s(msg: p.Done) -> float:
+    return msg.busy_s
 
 
-def fatal(message: str) -> Any:
+def fatal(message: str) -> p.Fatal:
     """A worker that cannot serve says why and exits; the pool retries it with back-off, then gives up."""
-    return ("fatal", {"kind": "error", "message": message, "exception": ""})
+    return p.Fatal(message)
 
 
-def failed(job_id: str, busy: float, exc: BaseException, message: str) -> Any:
-    return ("failed", {"job_id": job_id, "busy_s": busy, "kind": "error", "message": message,
-                       "exception": type(exc).__name__})
+def failed(job_id: str, busy: float, exc: BaseException, message: str) -> p.Failed:
+    return p.Failed(job_id, busy, p.ErrorKind.ERROR, message, type(exc).__name__)
