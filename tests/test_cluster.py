@@ -26,7 +26,7 @@ from studio.core.jobs import Job
 from studio.core.pngfile import read_chunks
 from studio.core.spec import ImageSpec
 from studio.pool.worker import DELAY_ENV
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli_env
 from tests.homes import make_home
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -34,6 +34,7 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
 OBJECT_STORE_BYTES = 80 * 2**20  # Ray's floor is 75 MiB; a 256² PNG is a few kB
 SLOW = 7  # the worker index whose steps take STEP_DELAY_S longer (cancel and kill land mid-image)
 STEP_DELAY_S = 0.4
+ACTOR_STEP_DELAY_S = 0.15
 
 
 # ----------------------------------------------------------------- placement rules (no cluster)
@@ -85,6 +86,16 @@ def test_no_cluster_is_one_clear_line_or_a_fallback() -> None:
     assert time.monotonic() - t0 < 30  # the probe answers at once; ray.init alone would retry for minutes
 
 
+@needs_ray
+def test_cli_workers_ray_without_a_cluster_fails_with_one_line(home: Path) -> None:
+    env = {**cli_env(home), "RAY_ADDRESS": f"127.0.0.1:{_free_port()}", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "studio", "generate", "a red star", "--workers", "ray"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert lines[0].startswith("zaoxiang: No Ray cluster answers at 127.0.0.1:") and not p.stdout
+
+
 # ----------------------------------------------------------------- one local cluster for the module
 
 @pytest.fixture(scope="module")
@@ -95,7 +106,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, demo_model_master: Path):
     with pytest.MonkeyPatch.context() as mp:
         home = make_home(tmp_path_factory.mktemp("ray-home"), demo_model_master, mp)
         mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        mp.setenv(DELAY_ENV, f"{SLOW}:{STEP_DELAY_S}")
+        # slower steps for SLOW (the Link tests) and the studio's two actors (a kill lands mid-image)
+        mp.setenv(DELAY_ENV, f"{SLOW}:{STEP_DELAY_S},1:{ACTOR_STEP_DELAY_S},2:{ACTOR_STEP_DELAY_S}")
         mp.setenv("PYTHONPATH", str(ROOT))  # the nodes' workers import this checkout's studio
         mp.delenv("RAY_ADDRESS", raising=False)
         from ray.cluster_utils import Cluster
@@ -216,27 +228,6 @@ def test_cancel_stops_a_running_image(cluster) -> None:
         slow.close()
 
 
-def test_killed_actor_ends_like_a_killed_process(cluster) -> None:
-    """SIGKILL of the actor mid-image: its sentinel fires, and its worker process does not outlive it."""
-    import ray
-
-    info, home = cluster
-    from studio.models.demo import demo_model_dir
-
-    doomed = Link(info, 1, index=SLOW, model_path=str(demo_model_dir()))
-    doomed.next("ready")
-    where = ray.get(doomed.proc.actor.where.remote())
-    doomed.control.send(wire.job(_job(home, "killed", steps=30)))
-    doomed.next("step")
-    os.kill(where["pid"], signal.SIGKILL)
-    assert doomed.ended() == -9
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _alive(where["worker_pid"]):
-        time.sleep(0.2)
-    assert not _alive(where["worker_pid"]), "the worker process outlived its actor"
-    doomed.close()
-
-
 DRIVER = """
 import sys, time
 import ray
@@ -297,3 +288,74 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# ----------------------------------------------------------------- one pool: a local worker and two actors
+
+@pytest.fixture(scope="module")
+def studio_on_cluster(cluster):
+    """`--workers cpu:1,ray`: one local worker process and one actor on each node (the last tests here)."""
+    from studio.app import Studio
+    from tests.pool_helpers import Recorder, wait_idle
+
+    studio = Studio(workers="cpu:1,ray")
+    recorder = Recorder()
+    studio.subscribe(recorder)
+    studio.start()
+    try:
+        wait_idle(studio)
+        yield studio, recorder
+    finally:
+        studio.close()
+
+
+def _request(count: int = 8, seed: int = 300):
+    from studio.core.request import GenerationRequest
+
+    return GenerationRequest(prompt="a red star on a white background", width=256, height=256, steps=4, seed=seed,
+                             seed_mode="increment", count=count)
+
+
+def _arrived_once(studio: Any, recorder: Any, rid: str, results: list[dict[str, Any]]) -> set[str]:
+    """Every image of `rid` done, in the gallery and the history once each; returns the workers that made them."""
+    from tests.pool_helpers import png_worker
+
+    assert [r["status"] for r in results] == ["done"] * 8
+    paths = [Path(r["path"]) for r in results]
+    assert len(set(paths)) == 8 and all(p.is_file() for p in paths)
+    assert sorted(e["job_id"] for e in recorder.of("job_done", request_id=rid)) == sorted(r["job_id"] for r in results)
+    [entry] = [h for h in studio.store.history(limit=20) if h["request_id"] == rid]
+    assert entry["jobs_done"] == 8 and sorted(i["path"] for i in entry["images"]) == sorted(map(str, paths))
+    in_gallery = {i["path"] for i in studio.store.gallery(per_page=500)}
+    assert set(map(str, paths)) <= in_gallery
+    assert not list(paths[0].parent.glob(".part-*"))
+    makers = {png_worker(p) for p in paths}
+    assert makers == {r["worker"] for r in results}
+    return makers
+
+
+def test_eight_images_across_a_local_worker_and_two_actors(studio_on_cluster) -> None:
+    studio, recorder = studio_on_cluster
+    names = [row["name"] for row in studio.pool_status()]
+    assert names[0] == "cpu:0" and len(names) == 3 and all(n.startswith("ray:") for n in names[1:])
+    rid = studio.submit(_request())
+    makers = _arrived_once(studio, recorder, rid, studio.wait(rid, timeout=300))
+    assert any(m.startswith("ray:") for m in makers)  # the cluster's workers took part
+
+
+def test_killed_actor_mid_request_all_eight_still_arrive(studio_on_cluster) -> None:
+    import ray
+
+    studio, recorder = studio_on_cluster
+    rid = studio.submit(_request(seed=400))
+    started = recorder.wait_for(lambda e: e["type"] == "job_started" and e["request_id"] == rid
+                                and e["worker"].startswith("ray:"))
+    victim = started["worker"]
+    [name] = [n for n in ray.util.list_named_actors() if n.startswith(victim + " ")]
+    where = ray.get(ray.get_actor(name).where.remote())
+    os.kill(where["pid"], signal.SIGKILL)
+    _arrived_once(studio, recorder, rid, studio.wait(rid, timeout=300))
+    died = recorder.wait_for(lambda e: e["type"] == "worker_died" and e["worker"] == victim, timeout=60)
+    assert "signal 9" in died["message"]
+    recorder.wait_for(lambda e: e["type"] == "worker_restarted" and e["worker"] == victim, timeout=240)
+    assert not _alive(where["worker_pid"]), "the worker process outlived its actor"

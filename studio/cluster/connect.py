@@ -12,13 +12,19 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from studio.core.workers_spec import WorkerSpecError
+
 NAMESPACE = "zaoxiang"
 PROBE_TIMEOUT_S = 3.0
 INSTALL_HINT = "pip install 'zaoxiang-studio[cluster]'"
 
 
-class ClusterUnavailable(RuntimeError):
-    """No Ray cluster to use; the message is one sentence a person can act on."""
+class ClusterUnavailable(WorkerSpecError):
+    """No Ray cluster to use, so `--workers ray` cannot run: one sentence a person can act on (and
+    its i18n key, `set.bad.no_cluster` with the address, or `set.bad.no_ray`)."""
+
+    def __init__(self, message: str, address: str = "", key: str = "set.bad.no_cluster") -> None:
+        super().__init__(message, key, address=address or "auto")
 
 
 @dataclass(frozen=True)
@@ -45,13 +51,14 @@ def probe(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     """Raise ClusterUnavailable unless something accepts TCP connections at `address` ("host:port")."""
     host, _, port = address.rpartition(":")
     if not port.isdigit():
-        raise ClusterUnavailable(f"RAY_ADDRESS {address!r} is not host:port (for example 192.168.1.10:6379).")
+        raise ClusterUnavailable(f"RAY_ADDRESS {address!r} is not host:port (for example 192.168.1.10:6379).",
+                                 address)
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
             pass
     except OSError as exc:
         raise ClusterUnavailable(f"No Ray cluster answers at {address} ({exc.strerror or exc}); "
-                                 "start one with `ray start --head` (see README).") from None
+                                 "start one with `ray start --head` (see README).", address) from None
 
 
 def connect(address: str | None = None) -> ClusterInfo:
@@ -59,7 +66,8 @@ def connect(address: str | None = None) -> ClusterInfo:
     try:
         import ray
     except ImportError:
-        raise ClusterUnavailable(f"Ray is not installed, so `--workers ray` cannot run: {INSTALL_HINT}.") from None
+        raise ClusterUnavailable(f"Ray is not installed, so `--workers ray` cannot run: {INSTALL_HINT}.",
+                                 key="set.bad.no_ray") from None
     target = cluster_address(address)
     if not ray.is_initialized():
         if target != "auto" and "://" not in target:
@@ -71,7 +79,7 @@ def connect(address: str | None = None) -> ClusterInfo:
             where = "on this machine" if target == "auto" else f"at {target}"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ClusterUnavailable(f"No Ray cluster is running {where} ({first[:160]}); start one with "
-                                     "`ray start --head` or set RAY_ADDRESS (see README).") from None
+                                     "`ray start --head` or set RAY_ADDRESS (see README).", target) from None
     return describe(ray)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from studio.cluster.connect import ClusterUnavailable, connect
 from studio.cluster.placement import ActorPlace, places
+from studio.core.notice import Notice
 from studio.pool.spec import WorkerSpec
 
 
@@ -21,7 +22,7 @@ class ClusterWorkers:
 
     places: tuple[ActorPlace, ...]
     address: str = ""
-    notice: str = ""
+    notice: Notice | None = None
 
 
 def cluster_workers(*, with_local_workers: bool, address: str | None = None) -> ClusterWorkers:
@@ -32,11 +33,12 @@ def cluster_workers(*, with_local_workers: bool, address: str | None = None) -> 
         found = places(info, with_local_workers=with_local_workers)
         if not found:
             raise ClusterUnavailable(f"The Ray cluster at {info.address} has no GPU or CPU left for a worker "
-                                     "(its other machines have not joined yet?).")
+                                     "(its other machines have not joined yet?).", info.address)
     except ClusterUnavailable as exc:
         if not with_local_workers:
             raise
-        return ClusterWorkers((), notice=f"{exc} Using this machine's workers only.")
+        return ClusterWorkers((), notice=Notice(f"{exc} Using this machine's workers only.",
+                                                "notice.cluster_fallback", address=exc.params["address"]))
     return ClusterWorkers(tuple(found), info.address)
 
 
@@ -47,7 +49,7 @@ class PoolWorkers:
 
     specs: list[WorkerSpec]
     context: Any
-    notice: str
+    notice: Notice | None
 
 
 def with_cluster(local: list[WorkerSpec], address: str | None = None) -> PoolWorkers:
@@ -61,4 +63,5 @@ def with_cluster(local: list[WorkerSpec], address: str | None = None) -> PoolWor
     actors = [WorkerSpec(len(local) + k, p.name, p.device, "", p.threads) for k, p in enumerate(found.places)]
     names = ", ".join(p.name for p in found.places)
     return PoolWorkers([*local, *actors], RayContext(list(found.places)),
-                       f"Ray cluster at {found.address}: {len(actors)} worker(s) there ({names}).")
+                       Notice(f"Ray cluster at {found.address}: {len(actors)} worker(s) there ({names}).",
+                              "notice.cluster_joined", address=found.address, count=len(actors), names=names))
