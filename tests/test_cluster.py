@@ -57,6 +57,17 @@ def test_places_tell_nodes_of_one_host_apart() -> None:
     assert len(set(names)) == 2 and all(n.startswith("ray:127.0.0.1~") for n in names)
 
 
+def test_workers_grammar_takes_a_ray_part() -> None:
+    from studio.core.settings_check import workers_problem
+    from studio.core.workers_spec import parse_workers_text
+
+    alone, beside = parse_workers_text("ray"), parse_workers_text("cuda:0, ray")
+    assert alone.ray and not alone.local and alone.workers(["0"], 8) == []
+    assert beside.ray and beside.local and [w.name for w in beside.workers(["0", "1"], 8)] == ["cuda:0"]
+    assert not parse_workers_text("cpu:2").ray
+    assert workers_problem("cpu:1,ray") is None and workers_problem("ray,bogus") is not None
+
+
 # ----------------------------------------------------------------- no cluster
 
 def _free_port() -> int:
