@@ -294,20 +294,11 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def studio_on_cluster(cluster, link: Link):
     """`--workers cpu:1,ray`: one local worker process and one actor on each node (the last tests here)."""
-    from studio.app import Studio
-    from tests.pool_helpers import Recorder, wait_idle
+    from tests.pool_helpers import running_studio
 
     link.close()  # its node's one CPU is the studio's actor's now
-
-    studio = Studio(workers="cpu:1,ray")
-    recorder = Recorder()
-    studio.subscribe(recorder)
-    studio.start()
-    try:
-        wait_idle(studio)
-        yield studio, recorder
-    finally:
-        studio.close()
+    with running_studio("cpu:1,ray") as both:
+        yield both
 
 
 def _request(count: int = 8, seed: int = 300):
