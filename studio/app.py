@@ -143,7 +143,7 @@ class Studio(HistoryQueries):
 
                 cluster = with_cluster(specs)  # no cluster and nothing else asked for: WorkerSpecError
                 specs, context = cluster.specs, cluster.context
-                self.notices.append(cluster.notice)
+                self.notices.extend([cluster.notice] if cluster.notice else [])
             model = self.model
             store = self.store  # open (and migrate) the history before any event can arrive
             self._recorder = self._recorder or EventRecorder(store)

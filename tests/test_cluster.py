@@ -62,8 +62,8 @@ def test_workers_grammar_takes_a_ray_part() -> None:
     from studio.core.workers_spec import parse_workers_text
 
     alone, beside = parse_workers_text("ray"), parse_workers_text("cuda:0, ray")
-    assert alone.ray and not alone.local and alone.workers(["0"], 8) == []
-    assert beside.ray and beside.local and [w.name for w in beside.workers(["0", "1"], 8)] == ["cuda:0"]
+    assert alone.ray and alone.workers(["0"], 8) == []  # no worker process here
+    assert beside.ray and [w.name for w in beside.workers(["0", "1"], 8)] == ["cuda:0"]
     assert not parse_workers_text("cpu:2").ray
     assert workers_problem("cpu:1,ray") is None and workers_problem("ray,bogus") is not None
 

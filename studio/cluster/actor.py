@@ -43,8 +43,6 @@ def scratch_root() -> str:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else tempfile.gettempdir()
 
 
-# ----------------------------------------------------------------- the actor
-
 class WorkerActor:
     """Runs on a node (created as a Ray actor by cluster/process.py); `cfg` is the pool's worker cfg."""
 

@@ -2,9 +2,8 @@
 
 Pure: it reads a ClusterInfo and returns places, so the rules are tested without a cluster. The
 studio's own node is left out when local workers run beside the actors (`cuda:0,ray`): its devices
-are theirs already. Each place
-is pinned to its node softly: a restart goes back there while the node lives, anywhere else that has
-room once it is gone.
+are theirs already. Each place is pinned to its node softly: a restart goes back there while the node
+lives, anywhere else that has room once it is gone (the worker keeps its first node's name).
 """
 
 from __future__ import annotations
@@ -52,4 +51,3 @@ def places(cluster: ClusterInfo, *, with_local_workers: bool = False) -> list[Ac
             out.append(ActorPlace(f"ray:{label}/cpu", node.node_id, node.host, "cpu", 0, node.cpus,
                                   max(1, int(node.cpus))))
     return out
-

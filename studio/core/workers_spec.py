@@ -2,8 +2,8 @@
 
 `auto` is one worker per visible GPU (else one CPU worker), `cuda:0,cuda:2` (or `gpu:0`) names GPUs,
 `cuda` means every visible GPU, `cpu:N` runs N CPU workers; `ray`, alone or after any of these
-(`cpu:1,ray`), adds workers on a Ray cluster's machines (studio/cluster/). The settings check and the pool both
-read the text through here, so the grammar is written once; counting GPUs (NVML) stays in
+(`cpu:1,ray`), adds workers on a Ray cluster's machines (studio/cluster/). The settings check and the
+pool both read the text through here, so the grammar is written once; counting GPUs (NVML) stays in
 `pool/spec.py`, which hands the visible list in.
 """
 
@@ -48,11 +48,6 @@ class WorkersChoice:
     gpus: tuple[int | None, ...] = ()  # GPU indices named; None stands for "every visible GPU"
     auto: bool = False  # every visible GPU, else one CPU worker
     ray: bool = False  # workers on a Ray cluster too (alone: no local worker)
-
-    @property
-    def local(self) -> bool:
-        """Whether this machine runs worker processes of its own (`ray` alone: none)."""
-        return self.auto or bool(self.cpu) or bool(self.gpus)
 
     @property
     def needs_gpus(self) -> bool:
