@@ -278,7 +278,7 @@ def test_node_without_the_model_says_so(cluster) -> None:
     assert fatal["message"].startswith("No model Tongyi-MAI/Z-Image-Turbo on ")
     assert "zaoxiang models download" in fatal["message"]
     assert missing.ended() == 3  # as a local worker that cannot load: the pool retries, then gives up
-    missing.close()
+    missing.close()  # the monitor shows the message (tests/test_ui.py: pool rows say why)
 
 
 def _alive(pid: int) -> bool:
