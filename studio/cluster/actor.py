@@ -73,9 +73,11 @@ class WorkerActor:
         threading.Thread(target=self._relay, args=(results,), name="relay", daemon=True).start()
 
     def where(self) -> dict[str, Any]:
-        """This actor's host, process and worker process (tests kill one; the monitor shows the host)."""
-        return {"host": socket.gethostname(), "pid": os.getpid(),
-                "worker_pid": self._proc.pid if self._proc is not None else None}
+        """This actor's host, Ray node, process and worker process (a test kills one)."""
+        import ray
+
+        return {"host": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
+                "pid": os.getpid(), "worker_pid": self._proc.pid if self._proc is not None else None}
 
     def deliver(self, msg: Any) -> None:
         """One message from the pool to the worker (a job is pointed at the scratch folder first)."""
