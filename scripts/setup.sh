@@ -39,7 +39,7 @@ if [ "$(uname -s)" = Linux ]; then  # the tray's runtime: GTK 3 and the AppIndic
   have_typelib AyatanaAppIndicator3-0.1 || have_typelib AppIndicator3-0.1 || need+=(gir1.2-ayatanaappindicator3-0.1)
 fi
 if [ "${1:-}" = "test" ]; then
-  pip install -q -e ".[test]"
+  pip install -q -e ".[test,cluster]"  # cluster: the Ray tests (tests/test_cluster.py) run in CI too
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
   command -v desktop-file-validate >/dev/null 2>&1 || need+=(desktop-file-utils)

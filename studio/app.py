@@ -26,7 +26,7 @@ from studio.core.notice import Notice, database_rebuilt
 from studio.core.paths import Paths, get_paths
 from studio.core.request import GenerationRequest, validate
 from studio.core.settings import Settings, load_settings, save_settings
-from studio.core.workers_spec import WorkerSpecError
+from studio.core.workers_spec import WorkerSpecError, parse_workers_text
 from studio.models.demo import NATIVE_SIZE
 from studio.models.discovery import ModelInfo, ModelNotFoundError, find_models, resolve_model
 from studio.models.download import download_model
@@ -139,6 +139,13 @@ class Studio(StoreQueries):
             if self._pool is not None:
                 return
             specs = parse_workers(self.workers_spec)
+            context = None
+            if parse_workers_text(self.workers_spec).ray:  # workers on a Ray cluster too (studio/cluster/)
+                from studio.cluster.workers import with_cluster
+
+                cluster = with_cluster(specs)  # no cluster and nothing else asked for: WorkerSpecError
+                specs, context = cluster.specs, cluster.context
+                self.notices.extend([cluster.notice] if cluster.notice else [])
             model = self.model
             store = self.store  # open (and migrate) the history before any event can arrive
             self._recorder = self._recorder or EventRecorder(store)
@@ -146,7 +153,8 @@ class Studio(StoreQueries):
             self._lease = OwnerLease(store, model.name, str(model.path))
             self._delivery.start()
             self._pool = WorkerPool(specs, model_path=str(model.path), model_name=model.name,
-                                    memory_profile=self.settings.memory_profile, on_event=self._on_event)
+                                    memory_profile=self.settings.memory_profile, on_event=self._on_event,
+                                    context=context)
             self._pool.start()
             self._reconcile(partial_age_s=0.0 if alone else None)
             if resume:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,23 @@ def wait_idle(studio: Any, timeout: float = 240.0) -> list[dict[str, Any]]:
             return rows
         time.sleep(0.2)
     raise AssertionError(f"workers not ready after {timeout} s: {studio.pool_status()}")
+
+
+@contextmanager
+def running_studio(workers: str) -> Iterator[tuple[Any, Recorder]]:
+    """A started Studio in the current home with every worker idle, and the recorder of its events;
+    closed on the way out."""
+    from studio.app import Studio
+
+    studio = Studio(workers=workers)
+    recorder = Recorder()
+    studio.subscribe(recorder)
+    studio.start()
+    try:
+        wait_idle(studio)
+        yield studio, recorder
+    finally:
+        studio.close()
 
 
 def png_worker(path: str | Path) -> str:

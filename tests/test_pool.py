@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.app import Studio
 from studio.core import events as ev
 from studio.core.request import GenerationRequest
 from studio.pool.worker import DELAY_ENV
 from tests.homes import make_home
-from tests.pool_helpers import Recorder, png_worker, wait_idle
+from tests.pool_helpers import png_worker, running_studio, wait_idle
 
 STEP_DELAY = 0.25
 
@@ -30,15 +29,8 @@ def pool(tmp_path_factory: pytest.TempPathFactory, demo_model_master: Path):
     with pytest.MonkeyPatch.context() as mp:
         make_home(tmp_path_factory.mktemp("pool-home"), demo_model_master, mp)
         mp.setenv(DELAY_ENV, f"0:{STEP_DELAY},1:{STEP_DELAY}")
-        studio = Studio(workers="cpu:2")
-        recorder = Recorder()
-        studio.subscribe(recorder)
-        studio.start()
-        try:
-            wait_idle(studio)
-            yield studio, recorder
-        finally:
-            studio.close()
+        with running_studio("cpu:2") as both:
+            yield both
 
 
 def req(count: int, steps: int = 2, seed: int = 100, mode: str = "increment") -> GenerationRequest:

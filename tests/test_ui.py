@@ -248,6 +248,14 @@ def test_pool_rows_and_balance():
     assert balance_text(None, "zh") == i18n.t("mon.balance.none", "zh")
 
 
+
+def test_pool_rows_say_why_a_worker_is_down():
+    """A worker that keeps dying or cannot start (a cluster node without the model) shows the reason."""
+    why = "No model Tongyi-MAI/Z-Image-Turbo on node-b: download it there (zaoxiang models download)."
+    rows = pool_rows([{"name": "ray:node-b/cuda:0", "device": "", "state": "failed", "last_error": why},
+                      {"name": "cpu:0", "device": "cpu", "state": "idle", "last_error": "died (signal 9)"}])
+    assert rows[0][2] == f"failed: {why}" and rows[1][2] == "idle"
+
 def test_settings_checks(home):
     base = {"model": "", "memory_profile": "auto", "workers": "auto", "output_dir": "", "language": "zh",
             "host": "127.0.0.1", "port": 7861.0, "auth_user": "", "auth_password": ""}

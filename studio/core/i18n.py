@@ -158,6 +158,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "left.resumed": {"zh": "已重新排队 {n} 张图像。", "en": "{n} images queued again."},
     "left.discarded": {"zh": "已放弃 {n} 张图像。", "en": "Discarded {n} images."},
     "notice.prefix": {"zh": "提示：", "en": "Note: "},
+    "notice.cluster_joined": {"zh": "已连接 Ray 集群 {address}：那里有 {count} 个工作进程（{names}）。",
+                              "en": "Ray cluster at {address}: {count} worker(s) there ({names})."},
+    "notice.cluster_fallback": {"zh": "找不到可用的 Ray 集群（{address}），只使用本机的工作进程。",
+                                "en": "No Ray cluster to use ({address}); using this machine's workers only."},
     "notice.db_damaged": {"zh": "历史数据库已损坏，已新建一个，并从图像文件中重新找回 {count} 张图像。",
                           "en": "The history database was damaged. A new one was started and {count} images were "
                                 "found again from their files."},
@@ -369,8 +373,15 @@ STRINGS: dict[str, dict[str, str]] = {
     # settings checks and the settings file's notices (studio/core/settings_check.py, settings.py)
     "set.bad.type": {"zh": "应为{kind}。", "en": "must be {kind}."},
     "set.bad.text": {"zh": "含有不可见的控制字符或无效的 Unicode。", "en": "holds control characters or invalid Unicode."},
-    "set.bad.workers": {"zh": "「{value}」不是有效的工作进程列表：请填 auto、cpu:N（N 为 1 到 64）或 cuda:0,cuda:1。",
-                        "en": "'{value}' is not a worker list: use auto, cpu:N (N from 1 to 64) or cuda:0,cuda:1."},
+    "set.bad.workers": {"zh": "「{value}」不是有效的工作进程列表：请填 auto、cpu:N（N 为 1 到 64）、cuda:0,cuda:1 或 ray。",
+                        "en": "'{value}' is not a worker list: use auto, cpu:N (N from 1 to 64), cuda:0,cuda:1 "
+                              "or ray."},
+    "set.bad.no_cluster": {"zh": "找不到可用的 Ray 集群（{address}）：请先运行 `ray start --head`（见 README），"
+                                 "或设置 RAY_ADDRESS。",
+                           "en": "No Ray cluster to use ({address}): start one with `ray start --head` (see "
+                                 "README) or set RAY_ADDRESS."},
+    "set.bad.no_ray": {"zh": "没有安装 Ray，无法使用 ray 工作进程：pip install 'zaoxiang-studio[cluster]'。",
+                       "en": "Ray is not installed, so ray workers cannot run: pip install 'zaoxiang-studio[cluster]'."},
     "set.bad.gpu_twice": {"zh": "「{value}」把同一块 GPU 写了两次；每块 GPU 一个工作进程。",
                           "en": "'{value}' names a GPU twice; one worker per GPU."},
     "set.bad.no_gpu": {"zh": "没有 GPU cuda:{index}（可见 {count} 块）。",

@@ -1,14 +1,15 @@
 """`--workers` text as pure rules: which workers a pool runs and on which device each one sits.
 
 `auto` is one worker per visible GPU (else one CPU worker), `cuda:0,cuda:2` (or `gpu:0`) names GPUs,
-`cuda` means every visible GPU, `cpu:N` runs N CPU workers. The settings check and the pool both
-read the text through here, so the grammar is written once; counting GPUs (NVML) stays in
+`cuda` means every visible GPU, `cpu:N` runs N CPU workers; `ray`, alone or after any of these
+(`cpu:1,ray`), adds workers on a Ray cluster's machines (studio/cluster/). The settings check and the
+pool both read the text through here, so the grammar is written once; counting GPUs (NVML) stays in
 `pool/spec.py`, which hands the visible list in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from studio.core.errors import StudioError
 
@@ -46,6 +47,7 @@ class WorkersChoice:
     cpu: int = 0  # CPU workers asked for; 0 when GPUs are
     gpus: tuple[int | None, ...] = ()  # GPU indices named; None stands for "every visible GPU"
     auto: bool = False  # every visible GPU, else one CPU worker
+    ray: bool = False  # workers on a Ray cluster too (alone: no local worker)
 
     @property
     def needs_gpus(self) -> bool:
@@ -90,6 +92,10 @@ def parse_workers_text(spec: str | None) -> WorkersChoice:
     """The grammar alone (no GPU is counted); raises WorkerSpecError with one sentence."""
     raw = spec or "auto"
     text = raw.strip().lower().replace(" ", "")
+    parts = text.split(",")
+    if "ray" in parts:  # the cluster's workers, beside whatever the rest names here
+        rest = ",".join(p for p in parts if p != "ray")
+        return replace(parse_workers_text(rest), text=raw, ray=True) if rest else WorkersChoice(raw, ray=True)
     if text in ("auto", ""):
         return WorkersChoice(raw, auto=True)
     if text == "cpu" or text.startswith("cpu:"):
@@ -106,7 +112,7 @@ def parse_workers_text(spec: str | None) -> WorkersChoice:
         elif kind in ("cuda", "gpu") and num.isdigit():
             gpus.append(int(num))
         else:
-            raise WorkerSpecError(f"'{raw}' is not a worker list: use auto, cpu:N, or cuda:0,cuda:1.",
+            raise WorkerSpecError(f"'{raw}' is not a worker list: use auto, cpu:N, cuda:0,cuda:1 or ray.",
                                   "set.bad.workers", value=raw)
     _no_twice(raw, [i for i in gpus if i is not None])
     return WorkersChoice(raw, gpus=tuple(gpus))

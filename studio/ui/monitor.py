@@ -59,7 +59,7 @@ def gpu_lines(snapshot: dict[str, Any], lang: str) -> str:
 
 def pool_rows(status: list[dict[str, Any]], lang: str = "en") -> list[list[Any]]:
     """One table row per worker (`WorkerPool.status`): name, device, state (with the compile progress
-    while warming), current job, images done, seconds per image, and the share of the last request's
+    while warming, the reason while restarting or failed), current job, images done, seconds per image, and the share of the last request's
     wall time its GPU was busy."""
     rows = []
     for w in status or []:
@@ -68,6 +68,8 @@ def pool_rows(status: list[dict[str, Any]], lang: str = "en") -> list[list[Any]]
         state = t(key, lang) if key in STRINGS else raw
         if raw == "warming" and w.get("warm_pct") is not None:
             state = f"{state} {float(w['warm_pct']):.0f}%"
+        if raw in ("restarting", "failed") and w.get("last_error"):  # why: a crash, no model on its node
+            state = f"{state}: {w['last_error']}"
         spi, busy = w.get("s_per_image"), w.get("gpu_busy")
         rows.append([
             str(w.get("name") or ""), str(w.get("device") or ""), state, str(w.get("current_job") or "")[:12],
