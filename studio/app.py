@@ -23,6 +23,7 @@ from studio.core.paths import Paths, get_paths
 from studio.core.request import GenerationRequest, validate
 from studio.core.settings import Settings, load_settings
 from studio.models.discovery import ModelInfo, resolve_model
+from studio.models.loras import checker as lora_checker
 
 EventHandler = Callable[[ev.Event], None]
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ class Studio:
 
         Interactive requests go ahead of bulk ones (origin "batch", "api"... with interactive=False).
         """
-        request = validate(request)
+        request = validate(request, check_lora=lora_checker(self.model.path))
         request_id = request_id or uuid.uuid4().hex
         jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir, self.model.name)
         self.start()
