@@ -216,14 +216,14 @@ def _as_lora(value: Any) -> LoraRef:
     elif isinstance(value, (list, tuple)) and len(value) == 2:
         ref = LoraRef(str(value[0] or ""), value[1])
     else:
-        raise LoraError(f"LoRA {value!r} is not NAME_OR_PATH:STRENGTH (e.g. my-style:0.8).")
+        raise LoraError(f"LoRA {value!r} is not NAME_OR_PATH:STRENGTH (e.g. my-style:0.8).", "name", value)
     name = ref.name.strip()
     if not name:
-        raise LoraError("A LoRA has no name: choose one, or write NAME_OR_PATH:STRENGTH.")
+        raise LoraError("A LoRA has no name: choose one, or write NAME_OR_PATH:STRENGTH.", "name")
     try:
         weight = float(ref.weight)
     except (TypeError, ValueError):
-        raise LoraError(f"LoRA strength {ref.weight!r} for '{name}' is not a number.") from None
+        raise LoraError(f"LoRA strength {ref.weight!r} for '{name}' is not a number.", "strength", ref.weight) from None
     return LoraRef(name, check_strength(weight, name), ref.sha256)
 
 
@@ -240,7 +240,7 @@ def _check_loras(prompt: str, given: Any, check_lora: LoraCheck | None) -> tuple
             refs.pop(ref.name, None)
             refs[ref.name] = ref
     except LoraError as exc:
-        raise ValidationError("loras", str(exc), "lora", None) from None
+        raise ValidationError("loras", str(exc), exc.kind, exc.got) from None
     return prompt, tuple(refs.values())
 
 

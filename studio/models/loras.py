@@ -162,25 +162,30 @@ def describe_header(path: str | Path, tensors: dict[str, dict[str, Any]], meta: 
         keys_digest=hashlib.sha1("\n".join(sorted(shapes)).encode()).hexdigest())
 
 
+def _refuse_pickle(p: Path) -> None:
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise LoraError(f"{p.name} is a pickle file ({p.suffix}); only .safetensors LoRAs are loaded "
+                        "(pickle can run code): look for a .safetensors version of it.", "format", p.name)
+
+
 def inspect(path: str | Path) -> LoraInfo:
     """Read a LoRA file's header and describe it; LoraError for anything that is not a LoRA safetensors."""
     p = Path(path)
-    if p.suffix.lower() in PICKLE_SUFFIXES:
-        raise LoraError(f"{p.name} is a pickle file ({p.suffix}); only .safetensors LoRAs are loaded "
-                        "(pickle can run code): look for a .safetensors version of it.")
+    _refuse_pickle(p)
     try:
         tensors, meta = read_header(p)
     except FileNotFoundError as exc:
-        raise LoraError(f"No LoRA file at {p}.") from exc
+        raise LoraError(f"No LoRA file at {p}.", "missing", str(p)) from exc
     except (OSError, SingleFileError) as exc:
-        raise LoraError(f"{p.name} is not a safetensors file; a LoRA must be a .safetensors file.") from exc
+        raise LoraError(f"{p.name} is not a safetensors file; a LoRA must be a .safetensors file.", "format",
+                        p.name) from exc
     info = describe_header(p, tensors, meta)
     if info.layout is Layout.LOKR:
-        raise LoraError(f"{p.name} is a LoKr, not a LoRA; only LoRA files are supported.")
+        raise LoraError(f"{p.name} is a LoKr, not a LoRA; only LoRA files are supported.", "format", p.name)
     if info.modules == 0 or info.layout is Layout.UNKNOWN:
         sample = ", ".join(list(tensors)[:3]) or "no tensors"
         raise LoraError(f"{p.name} holds no LoRA weights in a layout we know (keys such as {sample}); "
-                        "expected diffusers, ai-toolkit, kohya or DiffSynth Z-Image LoRA keys.")
+                        "expected diffusers, ai-toolkit, kohya or DiffSynth Z-Image LoRA keys.", "format", p.name)
     return info
 
 
@@ -254,9 +259,7 @@ def resolve(name_or_path: str, dirs: list[Path] | None = None) -> Path:
     """A LoRA file from a path, or a name (file name without .safetensors, or sub/name) in `dirs`."""
     text = name_or_path.strip()
     p = Path(text).expanduser()
-    if p.suffix.lower() in PICKLE_SUFFIXES:
-        raise LoraError(f"{p.name} is a pickle file ({p.suffix}); only .safetensors LoRAs are loaded "
-                        "(pickle can run code): look for a .safetensors version of it.")
+    _refuse_pickle(p)
     if p.is_file():
         return p
     dirs = dirs if dirs is not None else lora_dirs()
@@ -271,8 +274,9 @@ def resolve(name_or_path: str, dirs: list[Path] | None = None) -> Path:
                 return f
     where = ", ".join(str(d) for d in dirs) or "no LoRA folder"
     if os.sep in text or "/" in text:
-        raise LoraError(f"No LoRA file at {p} (nor one named so in {where}): check the path.")
-    raise LoraError(f"No LoRA named '{text}' (looked in {where}): put its .safetensors file there or give its path.")
+        raise LoraError(f"No LoRA file at {p} (nor one named so in {where}): check the path.", "missing", text)
+    raise LoraError(f"No LoRA named '{text}' (looked in {where}): put its .safetensors file there or give its path.",
+                    "missing", text)
 
 
 # --- checking a request's LoRAs before anything is queued ----------------------------------------
@@ -293,7 +297,7 @@ def checker(model_path: str | Path | None = None, dirs: list[Path] | None = None
         path = resolve(name, dirs)
         reason = fits(inspect(path), config)
         if reason:
-            raise LoraError(reason)
+            raise LoraError(reason, "model", path.name)
         return path
 
     return check

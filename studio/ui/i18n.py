@@ -72,6 +72,12 @@ STRINGS: dict[str, dict[str, str]] = {
     "gen.reuse_seed": {"zh": "↺ 上次的种子", "en": "↺ Last seed"},
     "gen.generate": {"zh": "生成（Ctrl+Enter）", "en": "Generate (Ctrl+Enter)"},
     "gen.more": {"zh": "更多选项：种子模式、引导系数", "en": "More options: seed mode, guidance"},
+    "gen.loras": {"zh": "LoRA", "en": "LoRA"},
+    "gen.lora.pick": {"zh": "选择 LoRA（也可填写文件路径）", "en": "Choose a LoRA (or type a file path)"},
+    "gen.lora.strength": {"zh": "强度", "en": "Strength"},
+    "gen.lora.name": {"zh": "LoRA 名称或路径", "en": "LoRA name or path"},
+    "gen.lora.add": {"zh": "添加", "en": "Add"},
+    "gen.lora.clear": {"zh": "清空", "en": "Clear"},
     "gen.eta": {"zh": "约剩 {seconds} 秒", "en": "about {seconds} s left"},
     "gen.queue.head": {"zh": "本窗口的请求（{n} 个）", "en": "This window's requests ({n})"},
     "gen.queued_msg": {"zh": "已加入队列，前面还有 {n} 个请求。", "en": "Added to the queue, behind {n} requests."},
@@ -139,6 +145,14 @@ STRINGS: dict[str, dict[str, str]] = {
     "err.label.seed": {"zh": "种子", "en": ""},
     "err.label.seed_mode": {"zh": "种子模式", "en": ""},
     "err.label.count": {"zh": "数量", "en": ""},
+    "err.label.loras": {"zh": "LoRA", "en": ""},
+    "err.loras": {"zh": "LoRA 无法使用。", "en": ""},
+    "err.loras.missing": {"zh": "找不到 LoRA「{got}」：把它的 .safetensors 文件放进 loras 文件夹，或填写文件路径。",
+                          "en": ""},
+    "err.loras.format": {"zh": "「{got}」不是可用的 LoRA 文件：只加载 .safetensors 格式的 LoRA。", "en": ""},
+    "err.loras.strength": {"zh": "LoRA 强度必须在 -2 到 2 之间（现在是 {got}）。", "en": ""},
+    "err.loras.model": {"zh": "LoRA「{got}」是为别的模型训练的，不能用于当前模型。", "en": ""},
+    "err.loras.name": {"zh": "LoRA 没有名字：请选择一个，或写成「名称:强度」。", "en": ""},
     "err.title": {"zh": "出错了", "en": "Error"},
     "err.unexpected": {"zh": "出错了：{message}", "en": "Something went wrong: {message}"},
     "info.seed": {"zh": "种子", "en": "Seed"},
@@ -313,6 +327,8 @@ def field_error(field: str, message: str, lang: str, kind: str = "range", got: o
     if lang != "zh" or f"err.{field}" not in STRINGS:
         return message
     label = STRINGS.get(f"err.label.{field}", {}).get("zh", field)
+    if f"err.{field}.{kind}" in STRINGS:  # a field whose mistakes differ in kind (a LoRA: missing, format...)
+        return t(f"err.{field}.{kind}", "zh", got=got)
     if kind in ("whole", "number", "finite", "text"):
         return t(f"err.{kind}", "zh", label=label, got=got)
     text = STRINGS[f"err.{field}"]["zh"]
