@@ -150,3 +150,16 @@ def test_cli_lora_changes_the_hue_and_a_bad_one_exits_2(home: Path, tmp_path: Pa
     assert len([line for line in bad.stderr.splitlines() if line.strip()]) == 1
     strong = _cli(home, PROMPT, "--lora", f"{DEMO_LORA}:9")
     assert strong.returncode == 2 and "out of range" in strong.stderr
+
+
+def test_models_list_shows_loras_with_layout_and_rank(home: Path) -> None:
+    from studio.core.paths import get_paths
+
+    get_paths().loras_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEMO_LORA.with_name("demo-purple.kohya.safetensors"), get_paths().loras_dir)
+    p = subprocess.run([sys.executable, "-m", "studio", "models", "list"], env=cli_env(home), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    [line] = [x for x in p.stdout.splitlines() if x.strip().startswith("demo-purple.kohya")]
+    assert line.split()[1:4] == ["kohya", "rank", "4"] and "z-image-demo-tiny" in line
+
