@@ -31,6 +31,7 @@ from studio.history import HistoryQueries
 from studio.models.demo import NATIVE_SIZE
 from studio.models.discovery import ModelInfo, ModelNotFoundError, find_models, resolve_model
 from studio.models.download import download_model
+from studio.models.loras import checker as lora_checker
 from studio.monitor.sampler import Sampler
 from studio.pool.pool import WorkerPool
 from studio.pool.spec import not_started_status, parse_workers, visible_gpus
@@ -233,7 +234,7 @@ class Studio(HistoryQueries):
 
         Interactive requests go ahead of bulk ones (origin "batch", "api"... with interactive=False).
         """
-        request = validate(request)
+        request = validate(request, check_lora=lora_checker(self.model.path))
         request_id = request_id or uuid.uuid4().hex
         jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir, self.model.name)
         self.start()

@@ -25,6 +25,7 @@ from studio.core.request import (
     ValidationError,
     validate,
 )
+from studio.models.loras import checker as lora_checker
 
 NAME = "generate"
 
@@ -40,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", default=None)
     g.add_argument("--seed-mode", default="random", help="|".join(SEED_MODES))
     g.add_argument("--count", default=1)
+    g.add_argument("--lora", action="append", default=[], metavar="NAME_OR_PATH[:STRENGTH]",
+                   help="apply a LoRA (strength -2..2, default 1); repeat for several")
     g.add_argument("--out", default=None, help="output folder (default: the gallery)")
     g.add_argument("--model", default=None, help="model folder, or 'demo'")
     g.add_argument("--workers", default=None,
@@ -52,13 +55,13 @@ def request_from_args(a: argparse.Namespace, default_size: tuple[int, int] = (10
     height = a.height if a.height is not None else default_size[1]
     return GenerationRequest(
         prompt=a.prompt, negative_prompt=a.negative, width=width, height=height, steps=a.steps,
-        guidance=a.guidance, seed=a.seed, seed_mode=a.seed_mode, count=a.count,
+        guidance=a.guidance, seed=a.seed, seed_mode=a.seed_mode, count=a.count, loras=tuple(a.lora),
     )
 
 
 def run(a: argparse.Namespace) -> int:
     try:
-        validate(request_from_args(a))  # bad input fails at once, before the model is looked up
+        validate(request_from_args(a), check_lora=lora_checker())  # bad input fails before the model is looked up
     except ValidationError as exc:
         say(exc.message)
         return EXIT_USAGE
