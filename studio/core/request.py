@@ -229,6 +229,8 @@ def _as_lora(value: Any) -> LoraRef:
 
 def _check_loras(prompt: str, given: Any, check_lora: LoraCheck | None) -> tuple[str, tuple[LoraRef, ...]]:
     """The prompt without its `<lora:…>` tags, and every LoRA checked; a name given twice keeps its last strength."""
+    if isinstance(given, (str, dict, LoraRef)):  # one LoRA given alone
+        given = [given]
     try:
         prompt, tagged = parse_prompt(prompt)
         refs: dict[str, LoraRef] = {}
