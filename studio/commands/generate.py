@@ -25,7 +25,6 @@ from studio.core.request import (
     ValidationError,
     validate,
 )
-from studio.models.loras import checker as lora_checker
 
 NAME = "generate"
 
@@ -61,7 +60,7 @@ def request_from_args(a: argparse.Namespace, default_size: tuple[int, int] = (10
 
 def run(a: argparse.Namespace) -> int:
     try:
-        validate(request_from_args(a), check_lora=lora_checker())  # bad input fails before the model is looked up
+        validate(request_from_args(a))  # bad input fails at once, before the model is looked up
     except ValidationError as exc:
         say(exc.message)
         return EXIT_USAGE
@@ -71,7 +70,12 @@ def run(a: argparse.Namespace) -> int:
     from studio.app import Studio
 
     studio = Studio(model=a.model, workers=a.workers)
-    request = validate(request_from_args(a, studio.default_size))
+    try:  # the LoRA files too, before any worker starts
+        request = validate(request_from_args(a, studio.default_size), check_lora=studio.lora_check())
+    except ValidationError as exc:
+        studio.close()
+        say(exc.message)
+        return EXIT_USAGE
     progress = Progress(request.count, a.json)
     try:
         if not start_or_explain(studio):

@@ -59,7 +59,8 @@ class GenerationRequest:
     loras: tuple[LoraRef, ...] = ()  # validated: name (or absolute path) and weight −2..2
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON-able data (the LoRAs as a list of dicts), equal to itself after a JSON round trip."""
+        return {**asdict(self), "loras": [asdict(lora) for lora in self.loras]}
 
     def expand(self, model: str = "", rng: random.Random | None = None) -> list[ImageSpec]:
         """One spec per image with the seed mode applied (call on a validated request)."""
@@ -80,7 +81,7 @@ class GenerationRequest:
         """Build from a dict (JSON, PNG metadata, a form), ignoring keys this version does not know."""
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
-        if values.get("loras"):  # as JSON writes them (dicts), or already LoraRefs; checked by validate
+        if isinstance(values.get("loras"), (list, tuple)):  # as JSON writes them (dicts); checked by validate
             values["loras"] = tuple(LoraRef(**x) if isinstance(x, dict) else x for x in values["loras"])
         return cls(**values)
 

@@ -11,15 +11,14 @@ from typing import Any
 import gradio as gr
 
 from studio.core.lora_text import STRENGTH_MAX, STRENGTH_MIN
-from studio.models.loras import find_loras
 from studio.ui import form
 from studio.ui.context import Context
 from studio.ui.i18n import t
 
 
-def choices() -> list[str]:
+def choices(ctx: Context) -> list[str]:
     """The LoRAs found in the studio's and ComfyUI's LoRA folders, by the name `<lora:name>` uses."""
-    return [info.name for info in find_loras()]
+    return [info.name for info in ctx.studio.available_loras()]
 
 
 def build(ctx: Context) -> tuple[Any, Any]:
@@ -28,7 +27,7 @@ def build(ctx: Context) -> tuple[Any, Any]:
     with gr.Accordion(t("gen.loras", lang), open=False, elem_id="loras-box") as box:
         ctx.label(box, "gen.loras")
         with gr.Row(equal_height=True):
-            pick = ctx.label(gr.Dropdown(choices=choices(), value=None, allow_custom_value=True,
+            pick = ctx.label(gr.Dropdown(choices=choices(ctx), value=None, allow_custom_value=True,
                                          label=t("gen.lora.pick", lang), elem_id="lora-pick", scale=3),
                              "gen.lora.pick")
             strength = ctx.label(gr.Slider(STRENGTH_MIN, STRENGTH_MAX, value=1.0, step=0.05,
@@ -44,5 +43,5 @@ def build(ctx: Context) -> tuple[Any, Any]:
                              show_label=False, elem_id="loras")
     add.click(form.add_lora, inputs=[table, pick, strength], outputs=[table], show_progress="hidden")
     clear.click(lambda: [], outputs=[table], show_progress="hidden")
-    pick.focus(lambda: gr.update(choices=choices()), outputs=[pick], show_progress="hidden")
+    pick.focus(lambda: gr.update(choices=choices(ctx)), outputs=[pick], show_progress="hidden")
     return table, box
