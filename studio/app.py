@@ -24,12 +24,14 @@ from studio.core.errors import StudioClosedError, StudioError, UnknownRequestErr
 from studio.core.jobs import Job, make_jobs
 from studio.core.notice import Notice, database_rebuilt
 from studio.core.paths import Paths, get_paths
-from studio.core.request import GenerationRequest, validate
+from studio.core.request import GenerationRequest, LoraCheck, validate
 from studio.core.settings import Settings, load_settings, save_settings
 from studio.core.workers_spec import WorkerSpecError, parse_workers_text
 from studio.models.demo import NATIVE_SIZE
 from studio.models.discovery import ModelInfo, ModelNotFoundError, find_models, resolve_model
 from studio.models.download import download_model
+from studio.models.loras import LoraInfo, find_loras, lora_dirs
+from studio.models.loras import checker as lora_checker
 from studio.monitor.sampler import Sampler
 from studio.pool.pool import WorkerPool
 from studio.pool.spec import not_started_status, parse_workers, visible_gpus
@@ -111,6 +113,15 @@ class Studio(StoreQueries):
         """Every model found on this computer, in the order the studio would choose them."""
         return find_models(explicit=self._model_arg, configured=self.settings.model or None, paths=self.paths,
                            include_demo=include_demo)
+
+    def available_loras(self) -> list[LoraInfo]:
+        """Every LoRA in this studio's `loras` folder and ComfyUI's `models/loras`, described from its header."""
+        return find_loras(lora_dirs(self.paths))
+
+    def lora_check(self) -> LoraCheck:
+        """What validation checks each LoRA of a request with: found (by name in those folders, or a
+        path), a LoRA .safetensors file, made for this studio's model."""
+        return lora_checker(self.model.path, lora_dirs(self.paths))
 
     @staticmethod
     def gpu_count() -> int:
@@ -243,7 +254,7 @@ class Studio(StoreQueries):
 
         Interactive requests go ahead of bulk ones (origin "batch", "api"... with interactive=False).
         """
-        request = validate(request)
+        request = validate(request, check_lora=self.lora_check())
         request_id = request_id or uuid.uuid4().hex
         jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir, self.model.name)
         self.start()

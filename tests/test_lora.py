@@ -15,8 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from studio.core import lora_text
+from studio.core.spec import LoraRef
 from studio.models import loras
-from studio.models.loras import Layout, LoraError, LoraRef
+from studio.models.loras import Layout, LoraError
 from tools import demo_shapes as shapes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,24 +97,24 @@ def test_content_hash_ignores_metadata_and_shipped_assets_stay_small(tmp_path: P
 
 
 def test_parse_strengths_and_prompt_tags() -> None:
-    assert loras.parse_lora_arg("my-style") == LoraRef("my-style", 1.0)
-    assert loras.parse_lora_arg("my-style:0.8") == LoraRef("my-style", 0.8)
-    assert loras.parse_lora_arg("/x/y.safetensors:-1.5") == LoraRef("/x/y.safetensors", -1.5)
-    assert loras.parse_lora_arg(r"C:\loras\a.safetensors") == LoraRef(r"C:\loras\a.safetensors", 1.0)
-    assert loras.parse_lora_arg(r"C:\loras\a.safetensors:0.5") == LoraRef(r"C:\loras\a.safetensors", 0.5)
+    assert lora_text.parse_lora_arg("my-style") == LoraRef("my-style", 1.0)
+    assert lora_text.parse_lora_arg("my-style:0.8") == LoraRef("my-style", 0.8)
+    assert lora_text.parse_lora_arg("/x/y.safetensors:-1.5") == LoraRef("/x/y.safetensors", -1.5)
+    assert lora_text.parse_lora_arg(r"C:\loras\a.safetensors") == LoraRef(r"C:\loras\a.safetensors", 1.0)
+    assert lora_text.parse_lora_arg(r"C:\loras\a.safetensors:0.5") == LoraRef(r"C:\loras\a.safetensors", 0.5)
     for bad, words in (("x:9", "out of range"), ("x:strong", "not a number"), ("", "Empty"), (":0.5", "no name"),
                        ("x:nan", "out of range")):
         with pytest.raises(LoraError, match=words):
-            loras.parse_lora_arg(bad)
-    clean, refs = loras.parse_prompt("a red star <lora:demo-purple:0.8>, on white <lora:ink> <lora:x:0.5:1>")
+            lora_text.parse_lora_arg(bad)
+    clean, refs = lora_text.parse_prompt("a red star <lora:demo-purple:0.8>, on white <lora:ink> <lora:x:0.5:1>")
     assert clean == "a red star, on white"
     assert refs == [LoraRef("demo-purple", 0.8), LoraRef("ink", 1.0), LoraRef("x", 0.5)]
-    assert loras.parse_prompt("白色背景上的红色星形<lora:紫:1>")[0] == "白色背景上的红色星形"
+    assert lora_text.parse_prompt("白色背景上的红色星形<lora:紫:1>")[0] == "白色背景上的红色星形"
     with pytest.raises(LoraError, match="out of range"):
-        loras.parse_prompt("a star <lora:x:3>")
+        lora_text.parse_prompt("a star <lora:x:3>")
     with pytest.raises(LoraError, match="names no LoRA"):
-        loras.parse_prompt("a star <lora::1>")
-    assert loras.prompt_tag("demo-purple", 0.8) == "<lora:demo-purple:0.8>"
+        lora_text.parse_prompt("a star <lora::1>")
+    assert lora_text.prompt_tag("demo-purple", 0.8) == "<lora:demo-purple:0.8>"
 
 
 def test_found_in_the_loras_folder_and_comfyui_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

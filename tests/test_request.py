@@ -115,3 +115,23 @@ def test_expand_seeds_modes() -> None:
 def test_round_trip_dict() -> None:
     r = ok(seed=3, extra={"k": "v"})
     assert GenerationRequest.from_dict({**r.to_dict(), "unknown": 1}) == r
+
+
+def test_loras_in_every_form_and_in_the_prompt_become_one_list() -> None:
+    from studio.core.spec import LoraRef
+
+    r = validate(GenerationRequest(prompt="a red star <lora:ink:0.5>, on white", loras=(
+        "demo-purple:0.8", {"name": "b", "weight": -1}, ("c", "1.5"), LoraRef("d"))))
+    assert r.prompt == "a red star, on white"
+    assert [(x.name, x.weight) for x in r.loras] == [("demo-purple", 0.8), ("b", -1.0), ("c", 1.5), ("d", 1.0),
+                                                     ("ink", 0.5)]
+    assert validate(GenerationRequest(prompt="x", loras="a:0.5")).loras == (LoraRef("a", 0.5),)
+    twice = validate(GenerationRequest(prompt="x <lora:a:0.2>", loras=("a:0.9",)))
+    assert twice.loras == (LoraRef("a", 0.2),)  # a name given twice keeps its last strength
+    assert GenerationRequest.from_dict(r.to_dict()) == r  # JSON and back
+    for loras, words in ((("a:9",), "out of range"), ((("", 1),), "no name"), ((("a", "x"),), "not a number")):
+        with pytest.raises(ValidationError, match=words) as caught:
+            validate(GenerationRequest(prompt="x", loras=loras))
+        assert caught.value.field == "loras"
+    with pytest.raises(ValidationError, match="Prompt is required"):
+        validate(GenerationRequest(prompt="<lora:a:1>"))  # a tag alone describes no image

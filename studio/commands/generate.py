@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", default=None)
     g.add_argument("--seed-mode", default="random", help="|".join(SEED_MODES))
     g.add_argument("--count", default=1)
+    g.add_argument("--lora", action="append", default=[], metavar="NAME_OR_PATH[:STRENGTH]",
+                   help="apply a LoRA (strength -2..2, default 1); repeat for several")
     g.add_argument("--out", default=None, help="output folder (default: the gallery)")
     g.add_argument("--model", default=None, help="model folder, or 'demo'")
     g.add_argument("--workers", default=None,
@@ -52,7 +54,7 @@ def request_from_args(a: argparse.Namespace, default_size: tuple[int, int] = (10
     height = a.height if a.height is not None else default_size[1]
     return GenerationRequest(
         prompt=a.prompt, negative_prompt=a.negative, width=width, height=height, steps=a.steps,
-        guidance=a.guidance, seed=a.seed, seed_mode=a.seed_mode, count=a.count,
+        guidance=a.guidance, seed=a.seed, seed_mode=a.seed_mode, count=a.count, loras=tuple(a.lora),
     )
 
 
@@ -68,7 +70,12 @@ def run(a: argparse.Namespace) -> int:
     from studio.app import Studio
 
     studio = Studio(model=a.model, workers=a.workers)
-    request = validate(request_from_args(a, studio.default_size))
+    try:  # the LoRA files too, before any worker starts
+        request = validate(request_from_args(a, studio.default_size), check_lora=studio.lora_check())
+    except ValidationError as exc:
+        studio.close()
+        say(exc.message)
+        return EXIT_USAGE
     progress = Progress(request.count, a.json)
     try:
         if not start_or_explain(studio):

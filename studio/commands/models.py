@@ -49,6 +49,7 @@ def list_models(model: str | None, as_json: bool) -> int:
 
     with Studio(model=model) as studio:
         models = studio.available_models(include_demo=True)
+        loras = studio.available_loras()
     if as_json:
         print(json.dumps([m.to_dict() for m in models], ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -62,7 +63,12 @@ def list_models(model: str | None, as_json: bool) -> int:
     if first_complete is not None and models[first_complete].is_demo:
         print("No Z-Image weights found: the built-in demo model is used. "
               "`zaoxiang models download` fetches the real one (see README: 'Getting the real model').")
-    return EXIT_OK
+    print(f"LoRAs ({len(loras)}):")  # name, layout, rank, base model
+    for info in loras:
+        qkv = " fused-qkv" if info.fused_qkv else ""
+        print(f"  {info.name:28} {info.layout.value + qkv:20} rank {info.rank:<4} "
+              f"{info.base_model or 'unknown base'}  {_size(info.size_bytes)}")
+        print(f"    {info.path}")
 
 
 def download(a: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from studio.core.lora_text import SUFFIX, prompt_tag
 from studio.core.request import GenerationRequest
 from studio.core.spec import ImageSpec
 
@@ -23,15 +24,23 @@ def _one_line(text: str) -> str:
 
 
 def format_a1111(spec: ImageSpec) -> str:
-    """The `parameters` text exactly as AUTOMATIC1111 writes it."""
-    lines = [_one_line(spec.prompt)]
+    """The `parameters` text exactly as AUTOMATIC1111 writes it: LoRAs as `<lora:name:w>` after the
+    prompt and their file hashes as `Lora hashes`."""
+    tags = " ".join(prompt_tag(lora_alias(lora.name), lora.weight) for lora in spec.loras)
+    lines = [_one_line(f"{spec.prompt} {tags}" if tags else spec.prompt)]
     if spec.negative_prompt:
         lines.append(f"Negative prompt: {_one_line(spec.negative_prompt)}")
-    lines.append(
-        f"Steps: {spec.steps}, Sampler: {SAMPLER}, CFG scale: {spec.guidance:g}, Seed: {spec.seed}, "
-        f"Size: {spec.width}x{spec.height}, Model: {spec.model}"
-    )
+    settings = (f"Steps: {spec.steps}, Sampler: {SAMPLER}, CFG scale: {spec.guidance:g}, Seed: {spec.seed}, "
+                f"Size: {spec.width}x{spec.height}, Model: {spec.model}")
+    hashes = ", ".join(f"{lora_alias(lora.name)}: {lora.sha256[:12]}" for lora in spec.loras if lora.sha256)
+    lines.append(settings + (f', Lora hashes: "{hashes}"' if hashes else ""))
     return "\n".join(lines)
+
+
+def lora_alias(name: str) -> str:
+    """How A1111 names a LoRA in `<lora:…>` and `Lora hashes`: its file name without .safetensors."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return base[: -len(SUFFIX)] if base.lower().endswith(SUFFIX) else base
 
 
 _SETTING = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^"\\])*"|[^,]*)(?:,|$)')

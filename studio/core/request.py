@@ -7,10 +7,17 @@ message for the same mistake, and no worker ever sees a request it cannot run.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
-from studio.core.spec import ImageSpec
+from studio.core.lora_text import LoraError, check_strength, parse_lora_arg, parse_prompt
+from studio.core.spec import ImageSpec, LoraRef
+
+# Checks one LoRA's file where the caller can see them (the studio: its LoRA folders and the model);
+# returns the file it found, or raises LoraError with one line (missing file, not safetensors...).
+LoraCheck = Callable[[str], Path]
 
 MAX_PROMPT_CHARS = 2000
 MIN_SIZE, MAX_SIZE, SIZE_STEP = 256, 2048, 16
@@ -49,14 +56,17 @@ class GenerationRequest:
     seed_mode: str = "random"
     count: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    loras: tuple[LoraRef, ...] = ()  # validated: name (or absolute path) and weight −2..2
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON-able data (the LoRAs as a list of dicts), equal to itself after a JSON round trip."""
+        return {**asdict(self), "loras": [asdict(lora) for lora in self.loras]}
 
     def expand(self, model: str = "", rng: random.Random | None = None) -> list[ImageSpec]:
         """One spec per image with the seed mode applied (call on a validated request)."""
         base = ImageSpec(prompt=self.prompt, negative_prompt=self.negative_prompt, width=self.width,
-                         height=self.height, steps=self.steps, guidance=self.guidance, model=model)
+                         height=self.height, steps=self.steps, guidance=self.guidance, model=model,
+                         loras=tuple(self.loras))
         return [base.with_seed(seed) for seed in expand_seeds(self, rng)]
 
     @classmethod
@@ -64,13 +74,16 @@ class GenerationRequest:
         """The request that draws exactly this one image again: its seed, fixed, count 1."""
         return cls(prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=spec.width,
                    height=spec.height, steps=spec.steps, guidance=spec.guidance, seed=spec.seed,
-                   seed_mode="fixed", count=1)
+                   seed_mode="fixed", count=1, loras=spec.loras)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
         """Build from a dict (JSON, PNG metadata, a form), ignoring keys this version does not know."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        if isinstance(values.get("loras"), (list, tuple)):  # as JSON writes them (dicts); checked by validate
+            values["loras"] = tuple(LoraRef(**x) if isinstance(x, dict) else x for x in values["loras"])
+        return cls(**values)
 
 
 def _as_int(name: str, value: Any, label: str) -> int:
@@ -121,9 +134,14 @@ def _check_text(name: str, label: str, text: str) -> None:
                   "(check the terminal's or file's encoding).", "text", exc.start) from None
 
 
-def validate(request: GenerationRequest) -> GenerationRequest:
-    """Return a normalised copy of `request`, or raise ValidationError naming the first bad field."""
+def validate(request: GenerationRequest, check_lora: LoraCheck | None = None) -> GenerationRequest:
+    """Return a normalised copy of `request`, or raise ValidationError naming the first bad field.
+
+    LoRAs named in the prompt (`<lora:name:0.8>`) move out of it into `loras`; with `check_lora`,
+    each LoRA's file is checked too (without it, only names and strengths are).
+    """
     prompt = request.prompt if isinstance(request.prompt, str) else ""
+    prompt, loras = _check_loras(prompt, request.loras, check_lora)
     prompt = prompt.strip()
     if not prompt:
         raise ValidationError("prompt", "Prompt is required: describe the image in Chinese or English.")
@@ -183,7 +201,50 @@ def validate(request: GenerationRequest) -> GenerationRequest:
         seed_mode=mode,
         count=count,
         extra=dict(request.extra or {}),
+        loras=loras,
     )
+
+
+def _as_lora(value: Any) -> LoraRef:
+    """One LoRA as a caller may give it: a LoraRef, {"name", "weight"}, (name, weight) or "NAME[:STRENGTH]"."""
+    if isinstance(value, LoraRef):
+        ref = value
+    elif isinstance(value, str):
+        return parse_lora_arg(value)
+    elif isinstance(value, dict):
+        ref = LoraRef(str(value.get("name") or ""), value.get("weight", value.get("strength", 1.0)),
+                      str(value.get("sha256") or ""))
+    elif isinstance(value, (list, tuple)) and len(value) == 2:
+        ref = LoraRef(str(value[0] or ""), value[1])
+    else:
+        raise LoraError(f"LoRA {value!r} is not NAME_OR_PATH:STRENGTH (e.g. my-style:0.8).", "name", value)
+    name = ref.name.strip()
+    if not name:
+        raise LoraError("A LoRA has no name: choose one, or write NAME_OR_PATH:STRENGTH.", "name")
+    try:
+        weight = float(ref.weight)
+    except (TypeError, ValueError):
+        raise LoraError(f"LoRA strength {ref.weight!r} for '{name}' is not a number.", "strength", ref.weight) from None
+    return LoraRef(name, check_strength(weight, name), ref.sha256)
+
+
+def _check_loras(prompt: str, given: Any, check_lora: LoraCheck | None) -> tuple[str, tuple[LoraRef, ...]]:
+    """The prompt without its `<lora:…>` tags, and every LoRA checked; a name given twice keeps its last strength."""
+    if isinstance(given, (str, dict, LoraRef)):  # one LoRA given alone
+        given = [given]
+    try:
+        prompt, tagged = parse_prompt(prompt)
+        refs: dict[str, LoraRef] = {}
+        for ref in [*(_as_lora(x) for x in (given or ())), *tagged]:
+            if check_lora is not None:
+                found = check_lora(ref.name)
+                if Path(ref.name).expanduser().is_file():  # a path: absolute, so a worker finds it too
+                    ref = LoraRef(str(found.resolve()), ref.weight, ref.sha256)
+            refs.pop(ref.name, None)
+            refs[ref.name] = ref
+    except LoraError as exc:
+        raise ValidationError("loras", str(exc), exc.kind, exc.got) from None
+    return prompt, tuple(refs.values())
 
 
 def expand_seeds(request: GenerationRequest, rng: random.Random | None = None) -> list[int]:

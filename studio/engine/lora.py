@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from studio.core.lora_text import check_strength
 from studio.models import loras as lora_files
 from studio.models.loras import Layout, LoraError, LoraInfo
 
@@ -200,7 +201,7 @@ class LoraCache:
         infos: dict[str, LoraInfo] = {}
         for path, strength in loras:
             info = lora_files.inspect(path)
-            lora_files.check_strength(float(strength), info.name)
+            check_strength(float(strength), info.name)
             reason = lora_files.fits(info, dict(self.transformer.config))
             if reason:
                 raise LoraError(reason)

@@ -19,6 +19,7 @@ from studio.core.jobs import Job
 from studio.core.metadata import build_record
 from studio.core.pngfile import write_png
 from studio.engine.generate import CancelCheck, Engine, StepCallback
+from studio.models import loras as lora_files
 
 
 @dataclass
@@ -35,8 +36,11 @@ class MadeImage:
 def make_image(engine: Engine, job: Job, *, model_name: str, worker: str,
                on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None) -> MadeImage:
     """Generate `job`'s image and its metadata record (nothing written yet); the record names
-    `model_name`, the model that actually drew it."""
-    spec = replace(job.spec, model=model_name)
+    `model_name`, the model that actually drew it, and the hashes of the LoRA files it used."""
+    files = [(lora_files.resolve(lora.name), lora.weight) for lora in job.spec.loras]
+    engine.set_loras(files)  # the same set as the last image costs nothing
+    spec = replace(job.spec, model=model_name, loras=tuple(
+        replace(lora, sha256=lora_files.content_hash(path)) for lora, (path, _w) in zip(job.spec.loras, files)))
     t0 = time.perf_counter()
     image, timings = engine.generate(spec, on_step=on_step, should_cancel=should_cancel)
     elapsed = time.perf_counter() - t0

@@ -4,31 +4,27 @@ Z-Image LoRAs ship in several key layouts (diffusers, ai-toolkit, kohya/musubi, 
 the fused `qkv` of the original checkpoints); this module tells them apart from the safetensors
 header alone (no torch, never pickle), so listing a folder of LoRAs stays fast and a file meant
 for another model is refused before anything loads. The engine (studio/engine/lora.py) does the
-loading. Also here: the A1111 prompt form `<lora:name:0.8>` and `NAME_OR_PATH[:STRENGTH]`.
+loading. The A1111 prompt form `<lora:name:0.8>` and `NAME_OR_PATH[:STRENGTH]` are parsed in core
+(studio/core/lora_text.py) and re-exported here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from studio.core.lora_text import PICKLE_SUFFIXES, SUFFIX, LoraError  # how people write LoRAs: core's
 from studio.core.paths import Paths, get_paths
 from studio.models.single_file import SingleFileError, read_header
-
-STRENGTH_MIN, STRENGTH_MAX = -2.0, 2.0
-SUFFIX = ".safetensors"
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
-
-
-class LoraError(ValueError):
-    """A LoRA that cannot be used as asked; the message is one line naming what was wrong and what works."""
 
 
 class Layout(str, Enum):
@@ -166,25 +162,30 @@ def describe_header(path: str | Path, tensors: dict[str, dict[str, Any]], meta: 
         keys_digest=hashlib.sha1("\n".join(sorted(shapes)).encode()).hexdigest())
 
 
+def _refuse_pickle(p: Path) -> None:
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise LoraError(f"{p.name} is a pickle file ({p.suffix}); only .safetensors LoRAs are loaded "
+                        "(pickle can run code): look for a .safetensors version of it.", "format", p.name)
+
+
 def inspect(path: str | Path) -> LoraInfo:
     """Read a LoRA file's header and describe it; LoraError for anything that is not a LoRA safetensors."""
     p = Path(path)
-    if p.suffix.lower() in PICKLE_SUFFIXES:
-        raise LoraError(f"{p.name} is a pickle file ({p.suffix}); only .safetensors LoRAs are loaded "
-                        "(pickle can run code): look for a .safetensors version of it.")
+    _refuse_pickle(p)
     try:
         tensors, meta = read_header(p)
     except FileNotFoundError as exc:
-        raise LoraError(f"No LoRA file at {p}.") from exc
+        raise LoraError(f"No LoRA file at {p}.", "missing", str(p)) from exc
     except (OSError, SingleFileError) as exc:
-        raise LoraError(f"{p.name} is not a safetensors file; a LoRA must be a .safetensors file.") from exc
+        raise LoraError(f"{p.name} is not a safetensors file; a LoRA must be a .safetensors file.", "format",
+                        p.name) from exc
     info = describe_header(p, tensors, meta)
     if info.layout is Layout.LOKR:
-        raise LoraError(f"{p.name} is a LoKr, not a LoRA; only LoRA files are supported.")
+        raise LoraError(f"{p.name} is a LoKr, not a LoRA; only LoRA files are supported.", "format", p.name)
     if info.modules == 0 or info.layout is Layout.UNKNOWN:
         sample = ", ".join(list(tensors)[:3]) or "no tensors"
         raise LoraError(f"{p.name} holds no LoRA weights in a layout we know (keys such as {sample}); "
-                        "expected diffusers, ai-toolkit, kohya or DiffSynth Z-Image LoRA keys.")
+                        "expected diffusers, ai-toolkit, kohya or DiffSynth Z-Image LoRA keys.", "format", p.name)
     return info
 
 
@@ -258,9 +259,7 @@ def resolve(name_or_path: str, dirs: list[Path] | None = None) -> Path:
     """A LoRA file from a path, or a name (file name without .safetensors, or sub/name) in `dirs`."""
     text = name_or_path.strip()
     p = Path(text).expanduser()
-    if p.suffix.lower() in PICKLE_SUFFIXES:
-        raise LoraError(f"{p.name} is a pickle file ({p.suffix}); only .safetensors LoRAs are loaded "
-                        "(pickle can run code): look for a .safetensors version of it.")
+    _refuse_pickle(p)
     if p.is_file():
         return p
     dirs = dirs if dirs is not None else lora_dirs()
@@ -274,71 +273,31 @@ def resolve(name_or_path: str, dirs: list[Path] | None = None) -> Path:
             if rel == want or f.name[: -len(SUFFIX)].lower() == want:
                 return f
     where = ", ".join(str(d) for d in dirs) or "no LoRA folder"
-    raise LoraError(f"No LoRA named '{text}' (looked in {where}): put its .safetensors file there or give its path.")
+    if os.sep in text or "/" in text:
+        raise LoraError(f"No LoRA file at {p} (nor one named so in {where}): check the path.", "missing", text)
+    raise LoraError(f"No LoRA named '{text}' (looked in {where}): put its .safetensors file there or give its path.",
+                    "missing", text)
 
 
-# --- how people write them ---------------------------------------------------------------------
+# --- checking a request's LoRAs before anything is queued ----------------------------------------
 
 
-@dataclass(frozen=True)
-class LoraRef:
-    """A LoRA as a person named it, with its strength (not yet resolved to a file)."""
+def checker(model_path: str | Path | None = None, dirs: list[Path] | None = None) -> Callable[[str], Path]:
+    """A `check_lora` for `core.request.validate`: the LoRA is found (name in `dirs`, or a path), is a
+    LoRA .safetensors file, and fits the model at `model_path` where its transformer config can be
+    read (a ComfyUI single file is checked when it loads). Raises LoraError, one line."""
+    config: dict[str, Any] = {}
+    if model_path is not None:
+        try:
+            config = json.loads((Path(model_path) / "transformer" / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
 
-    name: str
-    strength: float = 1.0
+    def check(name: str) -> Path:
+        path = resolve(name, dirs)
+        reason = fits(inspect(path), config)
+        if reason:
+            raise LoraError(reason, "model", path.name)
+        return path
 
-
-def check_strength(value: float, name: str) -> float:
-    if not (STRENGTH_MIN <= value <= STRENGTH_MAX) or value != value:
-        raise LoraError(f"LoRA strength {value:g} for '{name}' is out of range: use a number from "
-                        f"{STRENGTH_MIN:g} to {STRENGTH_MAX:g} (1 is full strength, 0 turns it off).")
-    return float(value)
-
-
-def _strength(text: str, name: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise LoraError(f"LoRA strength '{text}' for '{name}' is not a number: write NAME:0.8 "
-                        f"(a number from {STRENGTH_MIN:g} to {STRENGTH_MAX:g}).") from None
-    return check_strength(value, name)
-
-
-def parse_lora_arg(text: str) -> LoraRef:
-    """`NAME_OR_PATH[:STRENGTH]` (the CLI's --lora): the last colon splits off a strength, except a drive letter's."""
-    text = text.strip()
-    if not text:
-        raise LoraError("Empty LoRA: write NAME_OR_PATH or NAME_OR_PATH:STRENGTH, e.g. my-style:0.8.")
-    name, sep, tail = text.rpartition(":")
-    if not sep or tail.startswith(("\\", "/")):
-        return LoraRef(text, 1.0)  # no strength, or a Windows drive letter (C:\...)
-    if not name:
-        raise LoraError(f"LoRA '{text}' has no name: write NAME_OR_PATH:STRENGTH, e.g. my-style:0.8.")
-    return LoraRef(name, _strength(tail, name))
-
-
-_PROMPT_LORA = re.compile(r"<lora:([^:>]*)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
-
-
-def parse_prompt(prompt: str) -> tuple[str, list[LoraRef]]:
-    """Take A1111's `<lora:name:0.8>` tags out of a prompt: (the prompt without them, the LoRAs named).
-
-    `<lora:name>` means strength 1; a third field (A1111's separate text-encoder weight) is ignored:
-    Z-Image LoRAs adapt the transformer only.
-    """
-    refs = []
-    for m in _PROMPT_LORA.finditer(prompt):
-        name = m.group(1).strip()
-        if not name:
-            raise LoraError(f"'{m.group(0)}' names no LoRA: write <lora:name:0.8>.")
-        strength = 1.0 if m.group(2) is None or not m.group(2).strip() else _strength(m.group(2).strip(), name)
-        refs.append(LoraRef(name, strength))
-    clean = _PROMPT_LORA.sub(" ", prompt)
-    clean = re.sub(r"[ \t]{2,}", " ", clean)
-    clean = re.sub(r"\s+([,，。.])", r"\1", clean).strip(" \t,，")
-    return clean, refs
-
-
-def prompt_tag(name: str, strength: float) -> str:
-    """The A1111 tag for one LoRA, as the PNG metadata writes it."""
-    return f"<lora:{name}:{strength:g}>"
+    return check

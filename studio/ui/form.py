@@ -37,7 +37,8 @@ def _seed_text(seed: Any) -> str:
 
 
 # The Generate form's fields in the order its components are listed, passed and filled back.
-FIELDS = ("prompt", "negative", "size", "width", "height", "steps", "guidance", "count", "seed", "seed_mode")
+FIELDS = ("prompt", "negative", "size", "width", "height", "steps", "guidance", "count", "seed", "seed_mode",
+          "loras")
 
 
 class FormValues(dict):
@@ -50,13 +51,13 @@ class FormValues(dict):
             raise AttributeError(name) from None
 
     def as_list(self) -> list[Any]:
-        return [self[name] for name in FIELDS]
+        return [self.get(name) for name in FIELDS]
 
 
 def build_request(*values: Any) -> GenerationRequest:
-    """A request from the form's values as typed, in FIELDS order (not validated: Studio.submit does
-    that, once)."""
-    v = FormValues(zip(FIELDS, values, strict=True))
+    """A request from the form's values as typed, in FIELDS order; trailing fields may be left out
+    (not validated: Studio.submit does that, once)."""
+    v = FormValues(zip(FIELDS, values))
     width, height = preset_size(v.size) or (v.width, v.height)
 
     def typed(value: Any) -> Any:
@@ -65,7 +66,7 @@ def build_request(*values: Any) -> GenerationRequest:
     return GenerationRequest(
         prompt=v.prompt or "", negative_prompt=v.negative or "", width=typed(width), height=typed(height),
         steps=typed(v.steps), guidance=typed(v.guidance), seed=_seed_text(v.seed) or None,
-        seed_mode=v.seed_mode or "random", count=typed(v.count))
+        seed_mode=v.seed_mode or "random", count=typed(v.count), loras=lora_refs(v.get("loras")))
 
 
 def fields_from_request(request: GenerationRequest) -> FormValues:
@@ -76,7 +77,25 @@ def fields_from_request(request: GenerationRequest) -> FormValues:
         width=int(request.width), height=int(request.height), steps=int(request.steps),
         guidance=float(request.guidance), count=int(request.count), seed=_seed_text(request.seed),
         seed_mode=request.seed_mode if request.seed_mode in SEED_MODES else "fixed",
+        loras=[[lora.name, lora.weight] for lora in request.loras],
     )
+
+
+def lora_refs(rows: Any) -> tuple[tuple[str, Any], ...]:
+    """The LoRA table's rows (name, strength) with a name, as typed (validation reads the strengths)."""
+    out = []
+    for row in rows or ():
+        cells = list(row) + [None, None]
+        name = str(cells[0] or "").strip()
+        if name:
+            out.append((name, 1.0 if cells[1] in (None, "") else cells[1]))
+    return tuple(out)
+
+
+def add_lora(rows: Any, name: str | None, strength: float) -> list[list[Any]]:
+    """The table with `name` at `strength` added (or its strength changed if it is already there)."""
+    kept = [[n, w] for n, w in lora_refs(rows) if n != (name or "").strip()]
+    return kept + [[name.strip(), strength]] if name and name.strip() else kept
 
 
 def dice(rng: random.Random | None = None) -> str:

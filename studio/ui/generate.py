@@ -22,7 +22,7 @@ from studio.core.request import (
     ValidationError,
     validate,
 )
-from studio.ui import form
+from studio.ui import form, lora_picker
 from studio.ui.context import Context, guard
 from studio.ui.i18n import field_error, t
 from studio.ui.progress import Follower, captions, render_progress
@@ -82,6 +82,8 @@ class GenerateTab:
     last_seed: Any
     notice: Any
     more: Any = None  # the folded seed mode and guidance
+    loras: Any = None  # the LoRA table (name, strength), filled by the picker above it
+    loras_box: Any = None  # the folded LoRA picker
     run: Any = None  # the generator handler
     run_inputs: list | None = None
     run_outputs: list | None = None
@@ -94,7 +96,7 @@ class GenerateTab:
     @property
     def fill_outputs(self) -> list[Any]:
         """What `fill_values` updates: every field, plus the boxes whose visibility depends on them."""
-        return [*self.fields, self.negative_box, self.custom_row, self.more]
+        return [*self.fields, self.negative_box, self.custom_row, self.more, self.loras_box]
 
 
 def fill_values(request: GenerationRequest) -> list[Any]:
@@ -103,7 +105,8 @@ def fill_values(request: GenerationRequest) -> list[Any]:
     values = form.fields_from_request(request)
     unusual = values.guidance > 0 or values.seed_mode != "random"  # unfold what was restored into it
     return [*values.as_list(), gr.update(visible=values.guidance > 0),
-            gr.update(visible=values.size == form.CUSTOM), gr.update(open=True) if unusual else gr.update()]
+            gr.update(visible=values.size == form.CUSTOM), gr.update(open=True) if unusual else gr.update(),
+            gr.update(open=True) if values.loras else gr.update()]
 
 
 def _size_choices(lang: str) -> list[tuple[str, str]]:
@@ -207,6 +210,8 @@ def build(ctx: Context) -> GenerateTab:
                                          "value")
                     reuse_btn = ctx.label(gr.Button(t("gen.reuse_seed", lang), size="sm", elem_id="reuse-seed"),
                                           "gen.reuse_seed", "value")
+            loras, loras_box = lora_picker.build(ctx)
+            errors["loras"] = gr.Markdown(visible=False, elem_id="err-loras", elem_classes="zx-error")
             examples = load_examples()
             if examples:  # folded: a person who knows what to draw never scrolls past them
                 with gr.Accordion(t("gen.examples", lang), open=False, elem_id="examples-box") as ex_box:
@@ -234,7 +239,7 @@ def build(ctx: Context) -> GenerateTab:
 
     tab = GenerateTab(prompt, negative, negative_box, size, custom_row, width, height, steps, guidance,
                       count, seed, seed_mode, errors, progress, results, result_paths, request_id, last_seed,
-                      notice, more)
+                      notice, more, loras=loras, loras_box=loras_box)
 
     def clear_errors() -> dict[Any, Any]:
         return {slot: gr.update(value="", visible=False) for slot in errors.values()}

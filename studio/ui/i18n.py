@@ -19,6 +19,8 @@ def field_error(field: str, message: str, lang: str, kind: str = "range", got: o
     if lang != "zh" or f"err.{field}" not in STRINGS:
         return message
     label = STRINGS.get(f"err.label.{field}", {}).get("zh", field)
+    if f"err.{field}.{kind}" in STRINGS:  # a field whose mistakes differ in kind (a LoRA: missing, format...)
+        return t(f"err.{field}.{kind}", "zh", got=got)
     if kind in ("whole", "number", "finite", "text"):
         return t(f"err.{kind}", "zh", label=label, got=got)
     text = STRINGS[f"err.{field}"]["zh"]

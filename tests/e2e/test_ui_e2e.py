@@ -683,3 +683,43 @@ def test_scripts_see_only_the_named_endpoints_and_get_data(app):
     assert info["path"] == image["path"]
     assert client.predict("no-such-request", api_name="/cancel") == {
         "request_id": "no-such-request", "cancelled": False}
+
+
+def test_a_lora_picked_in_the_form_is_drawn_recorded_and_restored(page, app, shots):
+    """The picker lists a LoRA put in the loras folder; added to the table it turns the red star purple,
+    the PNG records it, and a click on the result puts it back in the table."""
+    import shutil
+
+    from studio.core.metadata import request_from_chunks
+    from studio.core.pngfile import read_chunks
+    from tools import demo_shapes as shapes
+
+    lora = Path(__file__).resolve().parents[2] / "assets" / "demo-lora" / "demo-purple.safetensors"
+    app.studio.paths.loras_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(lora, app.studio.paths.loras_dir / lora.name)
+    page.reload()
+    page.wait_for_selector("#prompt textarea")
+    fill_form(page, prompt="a red star on a white background", count=1, steps=9, guidance="0", seed=1, mode="固定")
+    page.locator("#loras-box").first.click()
+    pick = page.locator("#lora-pick input").first
+    pick.click()  # the choices are read again when the box takes focus
+    page.get_by_role("option", name="demo-purple").click()
+    page.click("#lora-add")
+    table_js = "document.querySelector('#loras').innerText"
+    page.wait_for_function(f"{table_js}.includes('demo-purple')")
+    before = set(app.studio.output_dir.rglob("*.png"))
+    page.click("#generate")
+    wait_finished(page)
+    page.locator("#results img").first.wait_for()
+    [made] = set(app.studio.output_dir.rglob("*.png")) - before
+    import numpy as np
+    from PIL import Image
+
+    assert shapes.read_image(np.asarray(Image.open(made).convert("RGB"))).fg == "purple"
+    request, _record = request_from_chunks(read_chunks(made))
+    assert [(x.name, x.weight) for x in request.loras] == [("demo-purple", 1.0)]
+    page.screenshot(path=str(shots / "ui-lora-zh.png"), full_page=True)
+    page.click("#lora-clear")
+    page.wait_for_function(f"!{table_js}.includes('demo-purple')")
+    page.locator("#results img").first.click()  # restore: the LoRA comes back into the table
+    page.wait_for_function(f"{table_js}.includes('demo-purple')")
