@@ -37,6 +37,8 @@ def pids(studio: Studio) -> list[int]:
 def assert_made_once(studio: Studio, rec: Recorder, rid: str, results: list[dict]) -> None:
     """Every image done, each by exactly one JOB_DONE, one history row and one PNG."""
     assert [r["status"] for r in results] == ["done"] * len(results), results
+    # `wait` returns once the store has the request's end; delivery to subscribers follows
+    rec.wait_for(lambda e: e["type"] == ev.REQUEST_DONE and e.get("request_id") == rid)
     done = [e["job_id"] for e in rec.of(ev.JOB_DONE, request_id=rid)]
     assert sorted(done) == sorted(r["job_id"] for r in results)
     assert not rec.of(ev.JOB_FAILED, request_id=rid) and not rec.of(ev.JOB_CANCELLED, request_id=rid)
