@@ -85,3 +85,16 @@ def test_a_worker_not_started_yet_reads_in_chinese():
     row = {"name": "cpu:0", "device": "cpu", "state": "not started", "current_job": None, "images_done": 0,
            "s_per_image": None}
     assert pool_rows([row], "zh")[0][2] == "未启动" and pool_rows([row], "en")[0][2] == "not started"
+
+
+def test_example_prompts_fit_the_model_in_use():
+    """The demo model is offered shapes it draws (tests/test_demo_model.py reads them back); Z-Image scenes."""
+    from studio.ui.generate import load_examples
+
+    demo, real = load_examples(demo=True), load_examples()
+    assert demo and real and not set(demo) & set(real)
+    from studio.models.shapes import COLORS, SHAPES
+
+    assert all(any(w in p for n, (_rgb, zh) in COLORS.items() for w in (n, zh)) for p in demo)
+    assert all(any(w in p for n, zh in SHAPES.items() for w in (n, zh[0])) for p in demo)
+    assert "a red star on a white background" in demo and "白色背景上的红色星形" in demo
