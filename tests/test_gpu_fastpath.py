@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# The studio's own allocator setting (studio/engine/cuda_env.py), in place before CUDA starts here.
+# The studio's own allocator setting (studio/core/process_env.py), in place before CUDA starts here.
 os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

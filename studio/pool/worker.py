@@ -189,7 +189,7 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
     model_name, memory_profile."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     os.environ["CUDA_VISIBLE_DEVICES"] = cfg["visible_devices"]
-    from studio.engine.cuda_env import prepare_process_env
+    from studio.core.process_env import prepare_process_env
 
     prepare_process_env(threads=cfg["threads"])
     _quiet_progress_bars()

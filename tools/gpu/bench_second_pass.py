@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from studio.engine.cuda_env import prepare_process_env  # noqa: E402
+from studio.core.process_env import prepare_process_env  # noqa: E402
 
 prepare_process_env()
 
