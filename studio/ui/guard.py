@@ -46,6 +46,7 @@ FILE_PREFIXES = ("/gradio_api/file=", "/file=", "/gradio_api/file/", "/file/")
 PROXY_PREFIXES = ("/gradio_api/proxy=", "/proxy=")
 LOGIN_POST = frozenset({"/login", "/login/"})
 
+
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
