@@ -31,9 +31,28 @@ def test_window_and_desktop_follow_one_language_rule(monkeypatch, env, expected)
     assert i18n.system_language() == expected
     assert ui_i18n.resolve_language("auto") == expected
     assert messages.resolve_lang(None) == expected
-    icon = tray.StudioTray(None, open_window=lambda: None, on_quit=lambda: None, log_path=Path("log"))
-    assert icon.lang == expected and tray.StudioTray(None, open_window=lambda: None, on_quit=lambda: None,
-                                                     log_path=Path("log"), lang="zh").lang == "zh"
+
+
+def _tray(studio, lang=None):
+    return tray.StudioTray(studio, open_window=lambda: None, on_quit=lambda: None, log_path=Path("log"), lang=lang)
+
+
+def test_the_tray_speaks_the_studios_language_and_follows_a_switch(home, monkeypatch):
+    from studio.app import Studio
+
+    for var in (*LOCALE_VARS, "ZAOXIANG_LANGUAGE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANGUAGE", "zh_CN:en")
+    studio = Studio()
+    try:
+        follows, given = _tray(studio), _tray(studio, "en")
+        assert studio.settings.language == "auto" and follows.lang == "zh" and given.lang == "en"
+        studio.update_settings(language="en")  # what Settings' save does
+        assert follows.lang == "en" and given.lang == "en"
+        studio.update_settings(language="zh")
+        assert follows.lang == "zh" and given.lang == "en"  # --lang wins over the setting
+    finally:
+        studio.close()
 
 
 def test_one_table_for_window_desktop_and_settings():
