@@ -31,9 +31,28 @@ def test_window_and_desktop_follow_one_language_rule(monkeypatch, env, expected)
     assert i18n.system_language() == expected
     assert ui_i18n.resolve_language("auto") == expected
     assert messages.resolve_lang(None) == expected
-    icon = tray.StudioTray(None, open_window=lambda: None, on_quit=lambda: None, log_path=Path("log"))
-    assert icon.lang == expected and tray.StudioTray(None, open_window=lambda: None, on_quit=lambda: None,
-                                                     log_path=Path("log"), lang="zh").lang == "zh"
+
+
+def _tray(studio, lang=None):
+    return tray.StudioTray(studio, open_window=lambda: None, on_quit=lambda: None, log_path=Path("log"), lang=lang)
+
+
+def test_the_tray_speaks_the_studios_language_and_follows_a_switch(home, monkeypatch):
+    from studio.app import Studio
+
+    for var in (*LOCALE_VARS, "ZAOXIANG_LANGUAGE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANGUAGE", "zh_CN:en")
+    studio = Studio()
+    try:
+        follows, given = _tray(studio), _tray(studio, "en")
+        assert studio.settings.language == "auto" and follows.lang == "zh" and given.lang == "en"
+        studio.update_settings(language="en")  # what Settings' save does
+        assert follows.lang == "en" and given.lang == "en"
+        studio.update_settings(language="zh")
+        assert follows.lang == "zh" and given.lang == "en"  # --lang wins over the setting
+    finally:
+        studio.close()
 
 
 def test_one_table_for_window_desktop_and_settings():
@@ -85,3 +104,16 @@ def test_a_worker_not_started_yet_reads_in_chinese():
     row = {"name": "cpu:0", "device": "cpu", "state": "not started", "current_job": None, "images_done": 0,
            "s_per_image": None}
     assert pool_rows([row], "zh")[0][2] == "未启动" and pool_rows([row], "en")[0][2] == "not started"
+
+
+def test_example_prompts_fit_the_model_in_use():
+    """The demo model is offered shapes it draws (tests/test_demo_model.py reads them back); Z-Image scenes."""
+    from studio.ui.generate import load_examples
+
+    demo, real = load_examples(demo=True), load_examples()
+    assert demo and real and not set(demo) & set(real)
+    from studio.models.shapes import COLORS, SHAPES
+
+    assert all(any(w in p for n, (_rgb, zh) in COLORS.items() for w in (n, zh)) for p in demo)
+    assert all(any(w in p for n, zh in SHAPES.items() for w in (n, zh[0])) for p in demo)
+    assert "a red star on a white background" in demo and "白色背景上的红色星形" in demo

@@ -326,7 +326,7 @@ def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitReq
         return
 
     tray = tray_mod.StudioTray(studio, open_window=open_window,
-                               on_quit=lambda: quit_request.request(False), log_path=log_path, lang=lang)
+                               on_quit=lambda: quit_request.request(False), log_path=log_path, lang=options.lang)
 
     def when_ready() -> None:
         if not tray.ready.wait(TRAY_READY_S):

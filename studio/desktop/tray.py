@@ -18,6 +18,7 @@ from typing import Any
 
 from studio.core import events as ev
 from studio.core.assets import asset
+from studio.core.i18n import LANGS
 from studio.core.opener import open_path
 from studio.desktop.messages import ERROR, IDLE, WORKING, resolve_lang, text  # noqa: F401 (tests read them here)
 
@@ -241,10 +242,10 @@ class StudioTray:
     """One tray icon bound to one Studio; `run` blocks until `stop_event` is set."""
 
     def __init__(self, studio: Any, *, open_window: Callable[[], None], on_quit: Callable[[], None],
-                 log_path: Path, lang: str = "auto",
+                 log_path: Path, lang: str | None = "auto",
                  open_file: Callable[[Path], object] = open_path) -> None:
         self.studio = studio
-        self.lang = resolve_lang(lang)
+        self._lang = lang  # zh or en: given at start (--lang); else the studio's setting, followed live
         self._open_window = open_window
         self._on_quit = on_quit
         self.open_file = open_file  # public: tests and embedders may route it
@@ -261,6 +262,11 @@ class StudioTray:
         self._images = {state: self._load(name) for state, name in ICON_FILES.items()}
         self._latin1_titles = False
         self.has_menu = True  # False only on pystray's Xorg backend: left-click opens the studio
+
+    @property
+    def lang(self) -> str:
+        """The language the tray speaks now: a switch in Settings relabels it within half a second."""
+        return resolve_lang(self._lang if self._lang in LANGS else self.studio.settings.language)
 
     @staticmethod
     def _load(name: str):
@@ -320,14 +326,14 @@ class StudioTray:
 
         item = pystray.MenuItem
         return pystray.Menu(
-            item(text("open", self.lang), lambda: self.open_studio(), default=True),
+            item(lambda _i: text("open", self.lang), lambda: self.open_studio(), default=True),
             item(lambda _i: self.status(), None, enabled=False),
             item(lambda _i: text("resume" if self.studio.paused else "pause", self.lang),
                  lambda: self.toggle_pause()),
-            item(text("output", self.lang), lambda: self.open_output()),
-            item(text("log", self.lang), lambda: self.open_log()),
+            item(lambda _i: text("output", self.lang), lambda: self.open_output()),
+            item(lambda _i: text("log", self.lang), lambda: self.open_log()),
             pystray.Menu.SEPARATOR,
-            item(text("quit", self.lang), lambda: self.quit()),
+            item(lambda _i: text("quit", self.lang), lambda: self.quit()),
         )
 
     # --- events ---
@@ -349,9 +355,11 @@ class StudioTray:
         self._dirty.set()
 
     def _update_loop(self, stop_event: threading.Event) -> None:
+        shown = self.lang
         while not stop_event.is_set():
-            if self._dirty.wait(0.5):
+            if self._dirty.wait(0.5) or self.lang != shown:  # a language switch relabels menu and title
                 self._dirty.clear()
+                shown = self.lang
                 self._apply()
 
     def _apply(self) -> None:

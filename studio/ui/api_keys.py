@@ -36,7 +36,8 @@ def build(ctx: Context) -> None:
         ctx.label(box, "api.title")
         require = ctx.label(gr.Checkbox(value=keys.config().require_key_on_loopback, label=t("api.require", lang),
                                         elem_id="api-require"), "api.require")
-        table = gr.Markdown(key_rows(keys, lang), elem_id="api-keys")
+        table = ctx.localize(gr.Markdown(key_rows(keys, lang), elem_id="api-keys"),
+                             lambda lang: {"value": key_rows(keys, lang)})
         with gr.Row(equal_height=True):
             name = ctx.label(gr.Textbox(label=t("api.name", lang), elem_id="api-key-name", scale=3), "api.name")
             create = ctx.label(gr.Button(t("api.create", lang), elem_id="api-key-create", scale=1), "api.create",
@@ -59,10 +60,13 @@ def build(ctx: Context) -> None:
 
     @g
     def on_revoke(which: str) -> tuple[str, str]:
+        which = (which or "").strip()
         try:
-            record = keys.revoke((which or "").strip())
-        except KeyStoreError as exc:
-            return gr.update(), f"⚠ {t('api.unknown', ctx.lang, id=(which or '').strip())} ({exc})"
+            record = keys.revoke(which)
+        except KeyStoreError:  # its sentence is the CLI's English; the window says it in its language
+            named = sum(1 for r in keys.list() if r.active and r.name == which)
+            return gr.update(), "⚠ " + (t("api.ambiguous", ctx.lang, n=named, id=which) if named > 1
+                                        else t("api.unknown", ctx.lang, id=which))
         return key_rows(keys, ctx.lang), t("api.revoked", ctx.lang, id=record.id)
 
     require.input(on_require, inputs=[require], outputs=[require], show_progress="hidden")

@@ -35,12 +35,15 @@ SLOT_OF = {"width": "size", "height": "size", "seed_mode": "seed"}
 
 
 
-def load_examples(path: Path | None = None) -> list[str]:
-    """Example prompts, Chinese first then English (none if the file is missing or broken)."""
+def load_examples(path: Path | None = None, *, demo: bool = False) -> list[str]:
+    """Example prompts that fit the model in use (the demo model draws only shapes: its own set),
+    Chinese first then English; none if the file is missing or broken."""
     try:
         data = json.loads((path or ASSETS_DIR / "examples.json").read_text("utf-8"))
     except (OSError, ValueError):
         return []
+    if demo:
+        data = data.get("demo") or {}
     return [str(p) for lang in ("zh", "en") for p in data.get(lang, [])]
 
 
@@ -212,7 +215,7 @@ def build(ctx: Context) -> GenerateTab:
                                           "gen.reuse_seed", "value")
             loras, loras_box = lora_picker.build(ctx)
             errors["loras"] = gr.Markdown(visible=False, elem_id="err-loras", elem_classes="zx-error")
-            examples = load_examples()
+            examples = load_examples(demo=ctx.studio.model.is_demo)
             if examples:  # folded: a person who knows what to draw never scrolls past them
                 with gr.Accordion(t("gen.examples", lang), open=False, elem_id="examples-box") as ex_box:
                     ctx.label(ex_box, "gen.examples")

@@ -29,6 +29,8 @@ from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from studio.ui.i18n import t
+
 log = logging.getLogger("zaoxiang.ui.guard")
 
 TOKEN_PARAM = "zx_token"
@@ -43,13 +45,6 @@ LOGIN_PATHS = frozenset({"/", "/login", "/login/", "/logout", "/config", "/confi
 FILE_PREFIXES = ("/gradio_api/file=", "/file=", "/gradio_api/file/", "/file/")
 PROXY_PREFIXES = ("/gradio_api/proxy=", "/proxy=")
 LOGIN_POST = frozenset({"/login", "/login/"})
-
-GATE_PAGE = {
-    "zh": ("造相 Z-Image Studio", "请从托盘图标打开工作室窗口，或再运行一次 <code>zaoxiang</code>。"
-           "这个地址只在工作室给出的链接里带着本次启动的密钥时才能打开。"),
-    "en": ("造相 Z-Image Studio", "Open the studio window from its tray icon, or run <code>zaoxiang</code> "
-           "again. This address opens only through the link the studio gives, which carries this launch's key."),
-}
 
 
 def new_token() -> str:
@@ -171,7 +166,7 @@ class WindowGuard:
             return None
         if not self._authorized(scope, headers):
             if not p.login and path == "/" and method in ("GET", "HEAD"):
-                title, body = GATE_PAGE.get(p.lang, GATE_PAGE["en"])
+                title, body = t("title", p.lang), t("gate.body", p.lang)
                 return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>{title}</title>"
                                     f"<p style='font:16px system-ui;margin:3em'>{body}</p>")
             return _refuse(403 if not p.login else 401, "Open the studio from the link it gives (or log in).")

@@ -347,6 +347,7 @@ def test_settings_save_reload_and_restart_on_request(page, app, shots):
         text = text.replace(prompt, " ")
     chinese = {line for line in text.splitlines() if re.search(r"[\u4e00-\u9fff]", line.replace("造相", ""))}
     assert not chinese, f"Chinese left in the English window: {chinese}"
+    _only_english(page, prompts)  # and on every other tab: the switch relabels everything it shows
     open_tab(page, "Settings")
     choose(page, "settings-language", "中文")
     page.click("#settings-save")
@@ -664,6 +665,24 @@ def _only_chinese(page, app) -> None:
             if words:
                 found.setdefault(tab, set()).add(f"{' '.join(sorted(words))} (#{where})")
     assert not found, f"English in the Chinese window: {found}"
+
+
+def _only_english(page, prompts: list[str]) -> None:
+    """No Chinese on any tab of the window after the switch to English (prompts and the name 造相 aside)."""
+    found: dict[str, set[str]] = {}
+    for tab in ("Generate", "History", "Gallery", "GPU Monitor", "Settings"):
+        open_tab(page, tab)
+        time.sleep(1.5)
+        if tab == "Settings":
+            page.locator("#settings-api").click()
+            time.sleep(0.5)
+        text = page.evaluate(VISIBLE_TEXT_JS)
+        for prompt in sorted(prompts, key=len, reverse=True):
+            text = text.replace(prompt, " ")
+        for line in text.splitlines():
+            if re.search(r"[\u4e00-\u9fff]", line.replace("造相", "").replace("中文", "")):
+                found.setdefault(tab, set()).add(line)
+    assert not found, f"Chinese left in the English window: {found}"
 
 
 def test_scripts_see_only_the_named_endpoints_and_get_data(app):
