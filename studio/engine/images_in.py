@@ -173,8 +173,15 @@ class ImagesIn:
             self._pipes[key] = pipe
         return self._pipes[key]
 
+    def adopt_controlnet(self, label: str, model: Any) -> None:
+        """Use an already built ControlNet under `label` (random weights for benchmarks)."""
+        self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
+        self._controlnet = (label, model.to(self.engine.device).eval())
+
     def controlnet(self, ref: str) -> Any:
         """The ControlNet `ref` names, loaded on the Engine's device (one kept; another replaces it)."""
+        if self._controlnet is not None and self._controlnet[0] == ref:
+            return self._controlnet[1]
         tr = self.engine.pipe.transformer
         try:
             info = controlnets.resolve(ref, n_layers=tr.config.n_layers)
