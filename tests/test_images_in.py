@@ -416,3 +416,40 @@ def test_cancel_between_img2img_steps(images_in, picture) -> None:
         images_in.run(seed=1, inputs=ImageInputs(init_image=picture, strength=1.0),
                       on_step=lambda i, n: steps.append(i), should_cancel=lambda: len(steps) >= 2, **ARGS)
     assert steps == [1, 2]
+
+
+# --- what a person gives, stored before anything is queued ----------------------------------------
+
+
+def test_given_images_are_stored_and_size_the_request(tmp_path: Path) -> None:
+    from studio.core.image_args import GivenImages, store_images
+
+    store = InputStore(tmp_path / "inputs")
+    photo, small_mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    gradient((640, 480)).save(photo)
+    Image.new("L", (320, 240), 255).save(small_mask)
+    got = store_images(GivenImages(image=str(photo), mask=str(small_mask), control=photo.read_bytes()), store)
+    assert got.fields()["width"] == 640 and got.fields()["height"] == 480
+    assert store.path(got.init_image) is not None and store.path(got.mask) is not None
+    assert got.control_image == got.init_image  # the same bytes: one stored file
+    assert [n.key for n in got.notes] == ["mask_resized"]
+    out = store_images(GivenImages(image=str(photo), outpaint="64,64,0,0"), store)
+    canvas, mask = store.open(out.init_image), store.open(out.mask, "L")
+    assert canvas.size == (768, 480) == out.size and out.outpaint == Outpaint(64, 64, 0, 0)
+    assert np.array_equal(pixels(canvas.crop((64, 0, 704, 480))), pixels(gradient((640, 480))))
+    assert np.asarray(mask)[:, 64:704].max() == 0 and np.asarray(mask)[:, :64].min() == 255
+
+
+def test_mask_or_outpaint_without_an_image_and_bad_files_queue_nothing(tmp_path: Path) -> None:
+    from studio.core.image_args import GivenImages, store_images
+
+    store = InputStore(tmp_path / "inputs")
+    with pytest.raises(InputImageError) as err:
+        store_images(GivenImages(outpaint="8,8,8,8"), store)
+    assert err.value.problem is Problem.NEEDS_IMAGE
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(InputImageError) as err:
+        store_images(GivenImages(image=str(text)), store)
+    assert "notes.png" in err.value.message("zh")
+    assert not (tmp_path / "inputs").exists() or not any((tmp_path / "inputs").rglob("*.*"))

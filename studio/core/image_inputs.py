@@ -44,6 +44,7 @@ class Problem(str, Enum):
     FILE_TOO_BIG = "file_too_big"
     NOT_STORED = "not_stored"
     OUTPAINT = "outpaint"
+    NEEDS_IMAGE = "needs_image"
 
 
 # One line per problem, in both languages; {name} is the file as the person gave it.
@@ -68,6 +69,8 @@ MESSAGES: dict[Problem, dict[str, str]] = {
     Problem.OUTPAINT: {"en": "Outpaint must be four whole numbers of pixels L,R,U,D from 0 to {max} "
                              "(got {name}).",
                        "zh": "扩图须为四个 0 到 {max} 的整数像素值 左,右,上,下（收到 {name}）。"},
+    Problem.NEEDS_IMAGE: {"en": "A {name} needs an image to work on: give the image too.",
+                          "zh": "{name} 需要一张要处理的图片：请同时提供图片。"},
 }
 
 
