@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from studio.core.image_inputs import Note, fit_image, fit_mask, paste_back, snap
+from studio.core.image_inputs import InputStore, Note, fit_image, fit_mask, paste_back, snap
+from studio.core.spec import ImageSpec
 from studio.engine.control_maps import control_map
 from studio.engine.generate import CancelCheck, Cancelled, Engine, StepCallback, Timings, initial_noise
 from studio.models import controlnets
@@ -90,6 +91,17 @@ class Made:
     timings: Timings
     notes: list[Note] = field(default_factory=list)
     task: Task = Task.TEXT
+
+
+def inputs_for(spec: ImageSpec, store: InputStore) -> ImageInputs:
+    """The pictures a spec names by hash, read from the inputs folder (InputImageError if one is gone)."""
+    c, h = spec.control, spec.hires
+    return ImageInputs(
+        init_image=store.open(spec.init_image) if spec.init_image else None, strength=spec.strength,
+        mask=store.open(spec.mask, "L") if spec.mask else None, mask_blur=spec.mask_blur,
+        control=ControlInput(image=store.open(c.image), controlnet=c.model, kind=c.kind, scale=c.scale,
+                             start=c.start, end=c.end) if c is not None else None,
+        hires=Hires(scale=h.scale, strength=h.strength, upscaler=h.upscaler or None) if h is not None else None)
 
 
 def denoise_steps(steps: int, strength: float) -> int:
@@ -211,6 +223,21 @@ class ImagesIn:
         return model
 
     # --- running -----------------------------------------------------------------------------
+
+    def run_specs(self, specs: list[ImageSpec], on_step: StepCallback | None = None,
+                  should_cancel: CancelCheck | None = None,
+                  store: InputStore | None = None) -> tuple[list[Image.Image], Timings]:
+        """Make each spec's image from its stored inputs (the Engine's `generate_batch` for such specs)."""
+        store = store or InputStore()
+        images, total = [], Timings(images=len(specs))
+        for spec in specs:
+            made = self.run(prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=spec.width,
+                            height=spec.height, steps=spec.steps, guidance=spec.guidance, seed=spec.seed,
+                            inputs=inputs_for(spec, store), on_step=on_step, should_cancel=should_cancel)
+            images.append(made.image)
+            _add(total, made.timings)
+            total.total_s += made.timings.total_s
+        return images, total
 
     def run(self, *, prompt: str, negative_prompt: str = "", width: int, height: int, steps: int,
             guidance: float, seed: int, inputs: ImageInputs, on_step: StepCallback | None = None,
