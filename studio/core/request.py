@@ -254,10 +254,7 @@ def _validate_inputs(request: GenerationRequest, width: int, height: int) -> dic
         if start >= end:
             raise ValidationError("control_range", f"Control start must come before its end (got {start:g} to "
                                                    f"{end:g}).", got=f"{start:g}–{end:g}")
-        model = str(control.model or "").strip()
-        if not model:
-            raise ValidationError("control_model", "Choose a ControlNet: its name in the ControlNet folders or "
-                                                   "its path.")
+        model = str(control.model or "").strip()  # "" = the studio's default ControlNet (Studio.submit)
         if init and not mask:
             raise ValidationError("control", "ControlNet with an init image needs a mask (inpaint): paint a mask "
                                              "or leave the init image out.")

@@ -210,3 +210,33 @@ def resolve(name_or_path: str, dirs: list[Path] | None = None, n_layers: int = 3
             return info
     where = ", ".join(str(d) for d in (dirs if dirs is not None else controlnet_dirs())) or "no folder"
     raise ControlNetError(f"No ControlNet named '{text}' (looked in {where}): put it there or give its path.")
+
+
+def transformer_config(model_path: str | Path) -> dict[str, Any] | None:
+    """The transformer config of a diffusers model folder, or None where there is none to read."""
+    try:
+        return json.loads((Path(model_path) / "transformer" / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def for_model(ref: str, model_path: str | Path, is_demo: bool = False) -> ControlNetInfo:
+    """The ControlNet `ref` names ("" = the default: the demo one on the demo model, else the only one
+    found), checked against the model's transformer where its config can be read."""
+    config = transformer_config(model_path) or {}
+    n_layers = int(config.get("n_layers", 30))
+    if ref.strip():
+        info = resolve(ref, n_layers=n_layers)
+    else:
+        demo = demo_controlnet() if is_demo else None
+        found = [inspect(demo, n_layers)] if demo else find_controlnets(controlnet_dirs(), n_layers)
+        if len(found) != 1:
+            where = controlnet_dirs()[0]
+            raise ControlNetError(
+                f"No ControlNet was named and {len(found) or 'none'} {'is' if not found else 'are'} installed: "
+                f"give one (--controlnet NAME or a path) or put one in {where}.")
+        info = found[0]
+    why = fits(info, config) if config else None
+    if why:
+        raise ControlNetError(why)
+    return info
