@@ -454,3 +454,34 @@ def test_mask_or_outpaint_without_an_image_and_bad_files_queue_nothing(tmp_path:
         store_images(GivenImages(image=str(text)), store)
     assert "notes.png" in err.value.message("zh")
     assert not (tmp_path / "inputs").exists() or not any((tmp_path / "inputs").rglob("*.*"))
+
+
+# --- the Generate tab's image panel (Gradio-free parts) --------------------------------------------
+
+
+def test_panel_values_become_stored_fields_and_come_back_for_history(home: Path) -> None:
+    from studio.core.spec import ControlRef, HiresRef
+    from studio.ui.image_panel import PANEL_FIELDS, image_fields, panel_values
+
+    picture = gradient((320, 256))
+    layer = Image.new("RGBA", (320, 256), (0, 0, 0, 0))
+    layer.paste((255, 255, 255, 255), (100, 100, 200, 180))  # the brush strokes
+    fields = image_fields({"background": picture, "layers": [layer], "composite": None}, 0.6, 8, False, "",
+                          True, 1.5, 0.3, Image.new("RGB", (64, 64), (9, 9, 9)), "map", 1.1)
+    assert (fields["width"], fields["height"]) == (320, 256) and fields["strength"] == 0.6
+    assert fields["hires"] == HiresRef(1.5, 0.3) and isinstance(fields["control"], ControlRef)
+    store = InputStore()
+    mask = np.asarray(store.open(fields["mask"], "L"))
+    assert mask[150, 150] == 255 and mask[10, 10] == 0
+    inverted = image_fields({"background": picture, "layers": [layer]}, 0.6, 0, True, "", False, 2, 0.35, None,
+                            "canny", 0.75)
+    assert np.asarray(store.open(inverted["mask"], "L"))[10, 10] == 255
+    from studio.core.request import GenerationRequest
+
+    values = panel_values(GenerationRequest(prompt="p", **fields))
+    assert len(values) == len(PANEL_FIELDS)
+    editor = values[0]
+    assert np.array_equal(pixels(editor["background"]), pixels(picture))
+    assert np.asarray(editor["layers"][0].getchannel("A"))[150, 150] == 255
+    assert values[5:8] == [True, 1.5, 0.3] and values[9:] == ["map", 1.1]
+    assert image_fields(None, 0.6, 4, False, "", False, 2, 0.35, None, "canny", 0.75) == {}
