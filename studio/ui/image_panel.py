@@ -50,7 +50,7 @@ def build_panel(ctx: Any) -> ImagePanel:
         ctx.label(box, "img.panel")
         editor = ctx.label(gr.ImageEditor(
             label=t("img.editor", lang), type="pil", format="png", sources=("upload", "clipboard"),
-            brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=32), layers=False,
+            brush=gr.Brush(colors=[("#ff3b30", 0.6)], color_mode="fixed", default_size=32), layers=False,
             transforms=(), elem_id="image-editor", height=360), "img.editor")
         with gr.Row():
             strength = ctx.label(gr.Slider(0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05, label=t("img.strength", lang),
