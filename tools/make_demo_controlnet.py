@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -26,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from studio.core.atomic import atomic_dir  # noqa: E402
 from studio.models.architecture import TINY  # noqa: E402
 from studio.models.controlnets import places_for  # noqa: E402
 
@@ -77,9 +76,7 @@ use it to exercise the ControlNet path on a CPU.
 
 def write(out: Path) -> Path:
     model = build()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         model.to(torch.float16).save_pretrained(str(tmp), safe_serialization=True)
         cfg = demo_config()
         size = sum(f.stat().st_size for f in tmp.glob("*.safetensors"))
@@ -93,12 +90,6 @@ def write(out: Path) -> Path:
         for f in tmp.iterdir():
             f.chmod(0o644)
         tmp.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
