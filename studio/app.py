@@ -14,7 +14,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,7 +24,7 @@ from studio.core.errors import StudioClosedError, StudioError, UnknownRequestErr
 from studio.core.jobs import Job, make_jobs
 from studio.core.notice import Notice, database_rebuilt
 from studio.core.paths import Paths, get_paths
-from studio.core.request import GenerationRequest, LoraCheck, validate
+from studio.core.request import GenerationRequest, LoraCheck, ValidationError, validate
 from studio.core.settings import Settings, load_settings, save_settings
 from studio.core.workers_spec import WorkerSpecError, parse_workers_text
 from studio.models.demo import NATIVE_SIZE
@@ -254,7 +254,7 @@ class Studio(StoreQueries):
 
         Interactive requests go ahead of bulk ones (origin "batch", "api"... with interactive=False).
         """
-        request = validate(request, check_lora=self.lora_check())
+        request = self._with_controlnet(validate(request, check_lora=self.lora_check()))
         request_id = request_id or uuid.uuid4().hex
         jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir, self.model.name)
         self.start()
@@ -263,6 +263,18 @@ class Studio(StoreQueries):
                                   model=self.model.name, model_path=str(self.model.path), owner=self._owner)
         self._pool.submit(request_id, jobs, interactive=interactive, origin=origin)
         return request_id
+
+    def _with_controlnet(self, request: GenerationRequest) -> GenerationRequest:
+        """The request with its ControlNet found and checked against the model (ValidationError if not)."""
+        if request.control is None:
+            return request
+        from studio.models.controlnets import ControlNetError, for_model
+
+        try:
+            info = for_model(request.control.model, self.model.path, self.model.is_demo)
+        except ControlNetError as exc:
+            raise ValidationError("control_model", str(exc), got=request.control.model) from None
+        return replace(request, control=replace(request.control, model=info.path))
 
     def cancel(self, request_id: str) -> bool:
         """Queued jobs are dropped, running ones stop at their next step. False if the id is unknown."""

@@ -3,7 +3,7 @@
 What chat front-ends (Open WebUI, LibreChat, Dify) and the `openai` package send, answered the way
 they expect: `{"created", "data": [{"b64_json" | "url", "revised_prompt"}]}` (each item also carries
 its `seed`), errors in OpenAI's shape. `url` items point at `/v1/images/files/<job id>.png`, served
-behind the same key as the call. `POST /v1/images/edits` waits for image inputs (issue 20).
+behind the same key as the call. `POST /v1/images/edits` (JSON; studio/api/edits.py) edits an image.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import json
 import time
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from studio.api.edits import edit_request
 from studio.api.errors import ApiError
 from studio.api.service import ApiService, build_request
 
@@ -41,7 +43,7 @@ def routes(service: ApiService) -> list[Route]:
                 for name in service.model_ids()]
         return JSONResponse({"object": "list", "data": data})
 
-    async def generations(request: Request) -> Response:
+    async def generations(request: Request, edit: bool = False) -> Response:
         try:
             body = await _body(request)
             service.check_model(body.get("model"))
@@ -49,7 +51,8 @@ def routes(service: ApiService) -> list[Route]:
             if fmt not in RESPONSE_FORMATS:
                 raise ApiError(400, f"response_format={fmt!r}: give one of {', '.join(RESPONSE_FORMATS)}.",
                                param="response_format")
-            spec = build_request(body, service.studio.default_size)
+            make = edit_request if edit else build_request
+            spec = await anyio.to_thread.run_sync(make, body, service.studio.default_size)
             images = await service.generate(spec, gone=request.is_disconnected)
             base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}/v1/images/files/"
             data = [{"b64_json": im.b64()} if fmt == "b64_json" else {"url": f"{base}{im.job_id}.png"}
@@ -60,9 +63,8 @@ def routes(service: ApiService) -> list[Route]:
         except ApiError as exc:
             return exc.response()
 
-    async def edits(_request: Request) -> Response:
-        return ApiError(501, "Image edits need image inputs, which this studio does not take yet; "
-                             "use /v1/images/generations.", code="not_supported_yet").response()
+    async def edits(request: Request) -> Response:
+        return await generations(request, edit=True)
 
     async def image_file(request: Request) -> Response:
         path = service.image_path(request.path_params["job_id"])

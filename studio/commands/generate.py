@@ -17,14 +17,20 @@ from studio.commands.running import (
     terminal_safe,
 )
 from studio.core import events as ev
+from studio.core.i18n import resolve_language
+from studio.core.image_args import GivenImages, StoredImages, store_images
+from studio.core.image_inputs import InputImageError
 from studio.core.request import (
+    CONTROL_KINDS,
     DEFAULT_GUIDANCE,
+    DEFAULT_HIRES_STRENGTH,
     DEFAULT_STEPS,
     SEED_MODES,
     GenerationRequest,
     ValidationError,
     validate,
 )
+from studio.core.spec import ControlRef, HiresRef
 
 NAME = "generate"
 
@@ -47,20 +53,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--workers", default=None,
                    help="auto (one per GPU, else CPU), cuda:0,cuda:2, or cpu:N (default: settings)")
     g.add_argument("--json", action="store_true", help="one JSON object per image")
+    i = g.add_argument_group("images in", "image-to-image, inpaint/outpaint, hires fix, ControlNet")
+    i.add_argument("--image", help="init image (its size sets --width/--height unless given)")
+    i.add_argument("--strength", default=None, help="denoising strength 0-1 (default 0.75; 1 with --mask)")
+    i.add_argument("--mask", help="mask image: white (or painted, in a transparent PNG) = repaint")
+    i.add_argument("--mask-blur", default=0, help="feather the mask edge inwards, pixels (default 0)")
+    i.add_argument("--outpaint", help="L,R,U,D: pixels to add on each side (the new area is painted)")
+    i.add_argument("--hires", default=None, help="hires fix: upscale this many times, then refine (e.g. 2)")
+    i.add_argument("--hires-strength", default=DEFAULT_HIRES_STRENGTH, help="hires refine strength 0-1")
+    i.add_argument("--hires-upscaler", default="", help="upscaler model file (needs spandrel); default Lanczos")
+    i.add_argument("--control", help="control image for ControlNet")
+    i.add_argument("--control-type", default="canny", help="|".join(CONTROL_KINDS) + " (map: already a map)")
+    i.add_argument("--control-scale", default=0.75, help="conditioning scale 0-2")
+    i.add_argument("--control-start", default=0.0, help="fraction of the steps where control begins")
+    i.add_argument("--control-end", default=1.0, help="... and where it ends")
+    i.add_argument("--controlnet", default="", help="ControlNet name or path (default: the only one installed)")
 
 
-def request_from_args(a: argparse.Namespace, default_size: tuple[int, int] = (1024, 1024)) -> GenerationRequest:
-    width = a.width if a.width is not None else default_size[0]
-    height = a.height if a.height is not None else default_size[1]
+def request_from_args(a: argparse.Namespace, default_size: tuple[int, int] = (1024, 1024),
+                      images: StoredImages | None = None) -> GenerationRequest:
+    """The request the flags describe; `images` are the --image/--mask/--outpaint/--control inputs as stored."""
+    images = images or StoredImages()
+    size = images.size or default_size
+    width = a.width if a.width is not None else size[0]
+    height = a.height if a.height is not None else size[1]
+    control = hires = None
+    if images.control_image:
+        control = ControlRef(image=images.control_image, kind=a.control_type, scale=a.control_scale,
+                             start=a.control_start, end=a.control_end, model=a.controlnet or "")
+    if a.hires is not None:
+        hires = HiresRef(scale=a.hires, strength=a.hires_strength, upscaler=a.hires_upscaler or "")
     return GenerationRequest(
         prompt=a.prompt, negative_prompt=a.negative, width=width, height=height, steps=a.steps,
         guidance=a.guidance, seed=a.seed, seed_mode=a.seed_mode, count=a.count, loras=tuple(a.lora),
+        init_image=images.init_image, strength=a.strength, mask=images.mask, mask_blur=a.mask_blur,
+        control=control, hires=hires,
     )
+
+
+def store_inputs(a: argparse.Namespace) -> StoredImages:
+    """Check and store --image/--mask/--outpaint/--control (InputImageError: one line, nothing queued)."""
+    images = store_images(GivenImages(image=a.image, mask=a.mask, control=a.control, outpaint=a.outpaint))
+    lang = resolve_language(None)
+    for note in images.notes:
+        say(note.message(lang))
+    return images
 
 
 def run(a: argparse.Namespace) -> int:
     try:
-        validate(request_from_args(a))  # bad input fails at once, before the model is looked up
+        images = store_inputs(a)
+        validate(request_from_args(a, images=images))  # bad input fails at once, before the model is looked up
+    except InputImageError as exc:
+        say(exc.message(resolve_language(None)))
+        return EXIT_USAGE
     except ValidationError as exc:
         say(exc.message)
         return EXIT_USAGE
@@ -71,7 +117,7 @@ def run(a: argparse.Namespace) -> int:
 
     studio = Studio(model=a.model, workers=a.workers)
     try:  # the LoRA files too, before any worker starts
-        request = validate(request_from_args(a, studio.default_size), check_lora=studio.lora_check())
+        request = validate(request_from_args(a, studio.default_size, images), check_lora=studio.lora_check())
     except ValidationError as exc:
         studio.close()
         say(exc.message)
@@ -80,7 +126,12 @@ def run(a: argparse.Namespace) -> int:
     try:
         if not start_or_explain(studio):
             return EXIT_USAGE
-        results = studio.generate(request, out_dir=a.out, on_event=progress.on_event)
+        try:
+            results = studio.generate(request, out_dir=a.out, on_event=progress.on_event)
+        except ValidationError as exc:  # what only the studio can check (the ControlNet for this model)
+            progress.close()
+            say(exc.message)
+            return EXIT_USAGE
         progress.close()
         not_made = report_results(studio, results)
     except KeyboardInterrupt:  # Ctrl+C or SIGTERM: stop at the next step, keep the rest queued

@@ -33,7 +33,8 @@ def format_a1111(spec: ImageSpec) -> str:
     settings = (f"Steps: {spec.steps}, Sampler: {SAMPLER}, CFG scale: {spec.guidance:g}, Seed: {spec.seed}, "
                 f"Size: {spec.width}x{spec.height}, Model: {spec.model}")
     hashes = ", ".join(f"{lora_alias(lora.name)}: {lora.sha256[:12]}" for lora in spec.loras if lora.sha256)
-    lines.append(settings + (f', Lora hashes: "{hashes}"' if hashes else ""))
+    parts = [settings, *image_settings(spec)] + ([f'Lora hashes: "{hashes}"'] if hashes else [])
+    lines.append(", ".join(parts))
     return "\n".join(lines)
 
 
@@ -41,6 +42,33 @@ def lora_alias(name: str) -> str:
     """How A1111 names a LoRA in `<lora:…>` and `Lora hashes`: its file name without .safetensors."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     return base[: -len(SUFFIX)] if base.lower().endswith(SUFFIX) else base
+
+
+def image_settings(spec: ImageSpec) -> list[str]:
+    """The image-input settings as A1111 and its ControlNet extension write them (issue 20)."""
+    out = []
+    if spec.init_image and spec.strength is not None:
+        out.append(f"Denoising strength: {spec.strength:g}")
+    if spec.mask:
+        out.append(f"Mask blur: {spec.mask_blur}")
+    if spec.hires is not None:
+        h = spec.hires
+        key = "Hires denoising strength" if spec.init_image else "Denoising strength"
+        out += [f"{key}: {h.strength:g}", f"Hires upscale: {h.scale:g}",
+                f"Hires upscaler: {_model_name(h.upscaler)}"]
+    if spec.control is not None:
+        c = spec.control
+        out.append(f'ControlNet 0: "Module: {c.kind}, Model: {_model_name(c.model)}, Weight: {c.scale:g}, '
+                   f'Guidance Start: {c.start:g}, Guidance End: {c.end:g}"')
+    return out
+
+
+def _model_name(path: str) -> str:
+    """A model as A1111 names it: its file or folder name without the extension; Lanczos for none."""
+    if not path:
+        return "Lanczos"
+    name = re.split(r"[\\/]", path.rstrip("/\\"))[-1]
+    return re.sub(r"\.(safetensors|pth|pt|ckpt|bin)$", "", name).replace('"', "'")
 
 
 _SETTING = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^"\\])*"|[^,]*)(?:,|$)')
@@ -75,6 +103,12 @@ def parse_a1111(text: str) -> dict[str, Any]:
             out["width"], out["height"] = int(w), int(h)
         elif key:
             extra[key] = value
+    if "Hires upscale" in extra:  # the hires fix of a text-to-image run (A1111's own two-pass)
+        try:
+            out["hires"] = {"scale": float(extra["Hires upscale"]),
+                            "strength": float(extra.get("Hires denoising strength", extra.get("Denoising strength", 0.35)))}
+        except ValueError:
+            pass
     if extra:
         out["extra"] = extra
     return out

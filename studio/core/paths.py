@@ -47,6 +47,15 @@ class Paths:
     def loras_dir(self) -> Path:
         return self.data_dir / "loras"
 
+    @property
+    def inputs_dir(self) -> Path:
+        """Init images, masks and control images, stored under their content hash."""
+        return self.data_dir / "inputs"
+
+    @property
+    def controlnets_dir(self) -> Path:
+        return self.models_dir / "controlnet"
+
     def ensure(self) -> Paths:
         for p in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir, self.runtime_dir):
             p.mkdir(parents=True, exist_ok=True)

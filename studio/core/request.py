@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from studio.core.image_inputs import InputStore
 from studio.core.lora_text import LoraError, check_strength, parse_lora_arg, parse_prompt
-from studio.core.spec import ImageSpec, LoraRef
+from studio.core.spec import ControlRef, HiresRef, ImageSpec, LoraRef, refs
 
 # Checks one LoRA's file where the caller can see them (the studio: its LoRA folders and the model);
 # returns the file it found, or raises LoraError with one line (missing file, not safetensors...).
@@ -26,6 +27,13 @@ MIN_GUIDANCE, MAX_GUIDANCE, DEFAULT_GUIDANCE = 0.0, 20.0, 0.0
 MAX_SEED = 2**32 - 1
 MIN_COUNT, MAX_COUNT = 1, 64
 SEED_MODES = ("random", "fixed", "increment")
+DEFAULT_STRENGTH = 0.75  # image-to-image without a mask; an inpaint repaints fully (1.0) unless told
+MAX_MASK_BLUR = 64
+CONTROL_KINDS = ("canny", "depth", "pose", "hed", "lineart", "map")
+MIN_CONTROL_SCALE, MAX_CONTROL_SCALE = 0.0, 2.0
+MIN_HIRES_SCALE, MAX_HIRES_SCALE, DEFAULT_HIRES_STRENGTH = 1.0, 4.0, 0.35
+# The request fields that carry images in (issue 20), as ImageSpec names them.
+IMAGE_FIELDS = ("init_image", "strength", "mask", "mask_blur", "control", "hires")
 
 
 class ValidationError(ValueError):
@@ -57,6 +65,12 @@ class GenerationRequest:
     count: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
     loras: tuple[LoraRef, ...] = ()  # validated: name (or absolute path) and weight −2..2
+    init_image: str | None = None  # content hash of a stored input (core/image_inputs.InputStore)
+    strength: float | None = None  # image-to-image denoising strength 0-1
+    mask: str | None = None  # content hash of a stored mask (white = repaint)
+    mask_blur: int = 0
+    control: ControlRef | None = None
+    hires: HiresRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (the LoRAs as a list of dicts), equal to itself after a JSON round trip."""
@@ -66,7 +80,7 @@ class GenerationRequest:
         """One spec per image with the seed mode applied (call on a validated request)."""
         base = ImageSpec(prompt=self.prompt, negative_prompt=self.negative_prompt, width=self.width,
                          height=self.height, steps=self.steps, guidance=self.guidance, model=model,
-                         loras=tuple(self.loras))
+                         loras=tuple(self.loras), **{name: getattr(self, name) for name in IMAGE_FIELDS})
         return [base.with_seed(seed) for seed in expand_seeds(self, rng)]
 
     @classmethod
@@ -74,13 +88,14 @@ class GenerationRequest:
         """The request that draws exactly this one image again: its seed, fixed, count 1."""
         return cls(prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=spec.width,
                    height=spec.height, steps=spec.steps, guidance=spec.guidance, seed=spec.seed,
-                   seed_mode="fixed", count=1, loras=spec.loras)
+                   seed_mode="fixed", count=1, loras=spec.loras,
+                   **{name: getattr(spec, name) for name in IMAGE_FIELDS})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
         """Build from a dict (JSON, PNG metadata, a form), ignoring keys this version does not know."""
         names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
+        values = refs({k: v for k, v in data.items() if k in names})
         if isinstance(values.get("loras"), (list, tuple)):  # as JSON writes them (dicts); checked by validate
             values["loras"] = tuple(LoraRef(**x) if isinstance(x, dict) else x for x in values["loras"])
         return cls(**values)
@@ -202,6 +217,7 @@ def validate(request: GenerationRequest, check_lora: LoraCheck | None = None) ->
         count=count,
         extra=dict(request.extra or {}),
         loras=loras,
+        **_validate_inputs(request, sizes["width"], sizes["height"]),
     )
 
 
@@ -234,17 +250,89 @@ def _check_loras(prompt: str, given: Any, check_lora: LoraCheck | None) -> tuple
         given = [given]
     try:
         prompt, tagged = parse_prompt(prompt)
-        refs: dict[str, LoraRef] = {}
+        chosen: dict[str, LoraRef] = {}
         for ref in [*(_as_lora(x) for x in (given or ())), *tagged]:
             if check_lora is not None:
                 found = check_lora(ref.name)
                 if Path(ref.name).expanduser().is_file():  # a path: absolute, so a worker finds it too
                     ref = LoraRef(str(found.resolve()), ref.weight, ref.sha256)
-            refs.pop(ref.name, None)
-            refs[ref.name] = ref
+            chosen.pop(ref.name, None)
+            chosen[ref.name] = ref
     except LoraError as exc:
         raise ValidationError("loras", str(exc), exc.kind, exc.got) from None
-    return prompt, tuple(refs.values())
+    return prompt, tuple(chosen.values())
+
+
+def _stored(name: str, value: Any, label: str) -> str | None:
+    """A stored input's hash, checked to be in the inputs folder (None when not given)."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or InputStore().path(value) is None:
+        shown = str(value)[:12]
+        raise ValidationError(name, f"{label} {shown} is no longer in the studio's inputs folder: give it again.",
+                              "input", shown)
+    return value
+
+
+def _in_range(name: str, value: Any, label: str, low: float, high: float) -> float:
+    out = _as_float(name, value, label)
+    if not low <= out <= high:
+        raise ValidationError(name, f"{label} must be from {low:g} to {high:g} (got {out:g}).", got=f"{out:g}")
+    return out
+
+
+def _validate_inputs(request: GenerationRequest, width: int, height: int) -> dict[str, Any]:
+    """The image-input fields checked and normalised (issue 20): stored inputs exist, numbers in range."""
+    init = _stored("init_image", request.init_image, "The init image")
+    mask = _stored("mask", request.mask, "The mask")
+    if mask and not init:
+        raise ValidationError("mask", "A mask needs an init image to paint into: give the image too.")
+    strength = None
+    if init:
+        strength = 1.0 if mask else DEFAULT_STRENGTH
+        if request.strength not in (None, ""):
+            strength = _in_range("strength", request.strength, "Strength", 0.0, 1.0)
+    blur = _as_int("mask_blur", request.mask_blur or 0, "Mask blur")
+    if not 0 <= blur <= MAX_MASK_BLUR:
+        raise ValidationError("mask_blur", f"Mask blur must be from 0 to {MAX_MASK_BLUR} pixels (got {blur}).",
+                              got=blur)
+    control = refs({"control": request.control})["control"]
+    if control is not None:
+        if not isinstance(control, ControlRef):
+            raise ValidationError("control", f"ControlNet input must be a control image and its settings, "
+                                             f"not {control!r}.", got=control)
+        image = _stored("control", control.image, "The control image")
+        if image is None:
+            raise ValidationError("control", "ControlNet needs a control image.")
+        kind = str(control.kind).strip().lower() or "canny"
+        kind = "map" if kind in ("none", "raw") else kind
+        if kind not in CONTROL_KINDS:
+            raise ValidationError("control_kind", f"Control type must be one of {', '.join(CONTROL_KINDS)} "
+                                                  f"(got {control.kind!r}).", got=control.kind)
+        scale = _in_range("control_scale", control.scale, "Control scale", MIN_CONTROL_SCALE, MAX_CONTROL_SCALE)
+        start = _in_range("control_range", control.start, "Control start", 0.0, 1.0)
+        end = _in_range("control_range", control.end, "Control end", 0.0, 1.0)
+        if start >= end:
+            raise ValidationError("control_range", f"Control start must come before its end (got {start:g} to "
+                                                   f"{end:g}).", got=f"{start:g}–{end:g}")
+        model = str(control.model or "").strip()  # "" = the studio's default ControlNet (Studio.submit)
+        if init and not mask:
+            raise ValidationError("control", "ControlNet with an init image needs a mask (inpaint): paint a mask "
+                                             "or leave the init image out.")
+        control = ControlRef(image=image, kind=kind, scale=scale, start=start, end=end, model=model)
+    hires = refs({"hires": request.hires})["hires"]
+    if hires is not None:
+        if not isinstance(hires, HiresRef):
+            raise ValidationError("hires", f"Hires fix must be a scale and a strength, not {hires!r}.", got=hires)
+        scale = _in_range("hires_scale", hires.scale, "Hires scale", MIN_HIRES_SCALE, MAX_HIRES_SCALE)
+        hstrength = _in_range("hires_strength", hires.strength, "Hires strength", 0.0, 1.0)
+        hires = HiresRef(scale=scale, strength=hstrength, upscaler=str(hires.upscaler or "").strip())
+        w, h = ImageSpec(prompt="", width=width, height=height, hires=hires).output_size
+        if max(w, h) > MAX_SIZE:
+            raise ValidationError("hires_scale", f"Hires fix would make {w}×{h}; at most {MAX_SIZE} pixels a side: "
+                                                 "lower the scale or the size.", got=f"{scale:g}")
+    return {"init_image": init, "strength": strength, "mask": mask, "mask_blur": blur, "control": control,
+            "hires": hires}
 
 
 def expand_seeds(request: GenerationRequest, rng: random.Random | None = None) -> list[int]:

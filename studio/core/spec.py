@@ -13,7 +13,7 @@ import enum
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: ControlRef.model and the hires fix (issue 20)
 
 
 class MemoryProfile(str, enum.Enum):
@@ -49,10 +49,30 @@ class ControlRef:
     """A control image for ControlNet: a stored input (content hash), its type and strength."""
 
     image: str
-    kind: str = "canny"
+    kind: str = "canny"  # canny | depth | pose | hed | lineart | map (the image already is a control map)
     scale: float = 0.75
-    start: float = 0.0
-    end: float = 1.0
+    start: float = 0.0  # fraction of the steps where the control begins
+    end: float = 1.0  # ... and ends
+    model: str = ""  # the ControlNet: a name in the ControlNet folders, or a path
+
+
+@dataclass(frozen=True)
+class HiresRef:
+    """Hires fix: the finished image upscaled `scale` times, then refined by image-to-image."""
+
+    scale: float = 2.0
+    strength: float = 0.35
+    upscaler: str = ""  # "" = Lanczos; else an upscaler model file (through spandrel)
+
+
+def refs(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with a `control` / `hires` given as plain dicts (JSON, the worker pipe) made into refs."""
+    out = dict(values)
+    for name, cls in (("control", ControlRef), ("hires", HiresRef)):
+        if isinstance(out.get(name), dict):
+            known = {f.name for f in fields(cls)}
+            out[name] = cls(**{k: v for k, v in out[name].items() if k in known})
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,7 @@ class ImageSpec:
     mask: str | None = None  # content hash of a stored mask (inpaint/outpaint)
     mask_blur: int = 0
     control: ControlRef | None = None
+    hires: HiresRef | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,10 +110,20 @@ class ImageSpec:
         values = {k: v for k, v in data.items() if k in names}
         values["loras"] = tuple(lora if isinstance(lora, LoraRef) else LoraRef(**lora)
                                 for lora in values.get("loras") or ())
-        control = values.get("control")
-        if isinstance(control, dict):
-            values["control"] = ControlRef(**control)
-        return cls(**values)
+        return cls(**refs(values))
+
+    @property
+    def has_inputs(self) -> bool:
+        """Whether this image starts from, or is steered by, more than a prompt."""
+        return bool(self.init_image or self.control or self.hires)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The finished image's size: the spec's, or the hires fix's (sides multiples of 16)."""
+        if self.hires is None:
+            return self.width, self.height
+        return (max(16, round(self.width * self.hires.scale / 16) * 16),
+                max(16, round(self.height * self.hires.scale / 16) * 16))
 
     def with_seed(self, seed: int) -> ImageSpec:
         return replace(self, seed=seed)

@@ -263,6 +263,17 @@ class Engine:
             self.drop_step_graphs()
         return report
 
+    _images_in: Any = None
+
+    @property
+    def images_in(self) -> Any:
+        """Image-to-image, inpaint, ControlNet and hires fix on this engine's pipe (studio/engine/images_in.py)."""
+        if self._images_in is None:
+            from studio.engine.images_in import ImagesIn
+
+            self._images_in = ImagesIn(self)
+        return self._images_in
+
     def generate(self, spec: ImageSpec | None = None, *, on_step: StepCallback | None = None,
                  should_cancel: CancelCheck | None = None, **fields: Any) -> tuple[Image.Image, Timings]:
         """Run one image; raises Cancelled or NonFiniteOutput instead of returning a bad image.
@@ -286,6 +297,8 @@ class Engine:
         first = specs[0]
         if any(s.with_seed(first.seed) != first for s in specs[1:]):
             raise ValueError("a batch's images must differ only in their seed")
+        if first.has_inputs:  # init image, mask, control or hires: their own pipelines, one image at a time
+            return self.images_in.run_specs(specs, on_step, should_cancel)
         limit = self.profile.max_batch
         if limit and len(specs) > limit:
             images: list[Image.Image] = []

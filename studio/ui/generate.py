@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from studio.core.assets import assets_dir
+from studio.core.image_inputs import InputImageError
 from studio.core.metadata import request_from_chunks
 from studio.core.pngfile import read_chunks
 from studio.core.request import (
@@ -25,13 +26,17 @@ from studio.core.request import (
 from studio.ui import form, lora_picker
 from studio.ui.context import Context, guard
 from studio.ui.i18n import field_error, t
+from studio.ui.image_panel import build_panel, image_fields, panel_values
 from studio.ui.progress import Follower, captions, render_progress
 from studio.ui.window_queue import QUEUE_CLICK_JS, WindowQueue, find_view, render_listing, window
 
 ASSETS_DIR = assets_dir("examples.json")
 # Validation fields -> the error slot shown under them (width and height share the size slot).
-ERROR_SLOTS = ("prompt", "negative_prompt", "size", "steps", "guidance", "count", "seed")
-SLOT_OF = {"width": "size", "height": "size", "seed_mode": "seed"}
+ERROR_SLOTS = ("prompt", "negative_prompt", "size", "steps", "guidance", "count", "seed", "image")
+SLOT_OF = {"width": "size", "height": "size", "seed_mode": "seed", "init_image": "image", "mask": "image",
+           "strength": "image", "mask_blur": "image", "control": "image", "control_kind": "image",
+           "control_scale": "image", "control_range": "image", "control_model": "image", "hires": "image",
+           "hires_scale": "image", "hires_strength": "image"}
 
 
 
@@ -90,6 +95,7 @@ class GenerateTab:
     run: Any = None  # the generator handler
     run_inputs: list | None = None
     run_outputs: list | None = None
+    panel: Any = None  # studio.ui.image_panel.ImagePanel
 
     @property
     def fields(self) -> list[Any]:
@@ -99,7 +105,7 @@ class GenerateTab:
     @property
     def fill_outputs(self) -> list[Any]:
         """What `fill_values` updates: every field, plus the boxes whose visibility depends on them."""
-        return [*self.fields, self.negative_box, self.custom_row, self.more, self.loras_box]
+        return [*self.fields, self.negative_box, self.custom_row, self.more, self.loras_box, *self.panel.inputs]
 
 
 def fill_values(request: GenerationRequest) -> list[Any]:
@@ -109,7 +115,7 @@ def fill_values(request: GenerationRequest) -> list[Any]:
     unusual = values.guidance > 0 or values.seed_mode != "random"  # unfold what was restored into it
     return [*values.as_list(), gr.update(visible=values.guidance > 0),
             gr.update(visible=values.size == form.CUSTOM), gr.update(open=True) if unusual else gr.update(),
-            gr.update(open=True) if values.loras else gr.update()]
+            gr.update(open=True) if values.loras else gr.update(), *panel_values(request)]
 
 
 def _size_choices(lang: str) -> list[tuple[str, str]]:
@@ -215,6 +221,8 @@ def build(ctx: Context) -> GenerateTab:
                                           "gen.reuse_seed", "value")
             loras, loras_box = lora_picker.build(ctx)
             errors["loras"] = gr.Markdown(visible=False, elem_id="err-loras", elem_classes="zx-error")
+            panel = build_panel(ctx)
+            errors["image"] = gr.Markdown(visible=False, elem_id="err-image", elem_classes="zx-error")
             examples = load_examples(demo=ctx.studio.model.is_demo)
             if examples:  # folded: a person who knows what to draw never scrolls past them
                 with gr.Accordion(t("gen.examples", lang), open=False, elem_id="examples-box") as ex_box:
@@ -259,7 +267,14 @@ def build(ctx: Context) -> GenerateTab:
         """Submit; if this window already shows a request, queue behind it and say so; otherwise stream
         this window's requests one after the other into progress and results."""
         lang_now = ctx.lang
-        gen_request = form.build_request(*values)
+        n = len(form.FIELDS)
+        try:
+            gen_request = replace(form.build_request(*values[:n]), **image_fields(*values[n:]))
+        except InputImageError as exc:
+            out = clear_errors()
+            out[errors["image"]] = gr.update(value=f"⚠ {exc.message(lang_now)}", visible=True)
+            yield out
+            return
         try:
             checked = validate(gen_request)
         except ValidationError as exc:
@@ -335,9 +350,10 @@ def build(ctx: Context) -> GenerateTab:
         yield out
 
     run_outputs = [*errors.values(), progress, results, result_paths, request_id, last_seed, notice, queue_rows]
-    tab.run, tab.run_inputs, tab.run_outputs = run, tab.fields, run_outputs
+    tab.panel = panel
+    tab.run, tab.run_inputs, tab.run_outputs = run, [*tab.fields, *panel.inputs], run_outputs
     # "multiple": a click while a request runs is a new request (queued), never ignored.
-    generate_btn.click(run, inputs=tab.fields, outputs=run_outputs, concurrency_limit=None,
+    generate_btn.click(run, inputs=tab.run_inputs, outputs=run_outputs, concurrency_limit=None,
                        show_progress="hidden", trigger_mode="multiple")
 
     @g

@@ -109,8 +109,38 @@ def test_requests_from_web_pages_are_refused_even_without_a_key(ready):
     assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
     assert httpx.post(f"{ready.base}/mcp", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
     edits = httpx.post(f"{ready.base}/v1/images/edits", files={"image": b"png"}, data={"prompt": "x"})
-    assert edits.status_code == 501 and edits.json()["error"]["code"] == "not_supported_yet"
+    assert edits.status_code == 415 and edits.json()["error"]["code"] == "unsupported_media_type"
     assert landed(ready, "a page must not draw this") == []
+
+
+def test_json_edits_repaint_only_where_the_openai_mask_is_transparent(ready):
+    """Issue 20: /v1/images/edits with a data-URL image and an OpenAI mask (transparent = edit)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def data_url(img: Image.Image) -> str:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    picture = Image.new("RGB", (256, 256), (230, 230, 230))
+    picture.paste((20, 20, 200), (40, 40, 216, 216))
+    mask = Image.new("RGBA", (256, 256), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (96, 96, 160, 160))  # the hole is what gets repainted
+    body = {"prompt": "api edit yellow star", "images": [{"image_url": data_url(picture)}],
+            "mask": {"image_url": data_url(mask)}, "steps": 2, "seed": 5}
+    r = httpx.post(f"{ready.base}/v1/images/edits", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    out = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"]))).convert("RGB"))
+    hole = np.zeros((256, 256), bool)
+    hole[96:160, 96:160] = True
+    assert out.shape == (256, 256, 3) and np.array_equal(out[~hole], np.asarray(picture)[~hole])
+    bad = httpx.post(f"{ready.base}/v1/images/edits", json={"prompt": "never drawn edit", "image": "bm90IGEgcGljdHVyZQ=="})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "image"
+    assert "not an image" in bad.json()["error"]["message"]
+    assert landed(ready, "never drawn edit") == []
 
 
 def test_mcp_client_lists_the_tools_and_generates(ready):

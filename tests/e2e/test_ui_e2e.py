@@ -460,7 +460,8 @@ def test_images_from_last_time_banner_resume_and_discard(browser, app, shots):
 # Chinese studio would use as they are. Anything else in Latin letters is an untranslated string.
 ALLOWED_LATIN = {"z", "image", "studio", "turbo", "gpu", "gpus", "cpu", "png", "lora", "cfg", "nvidia", "automatic1111",
                  "forge", "api", "mb", "gb", "w", "ctrl", "enter", "hf", "modelscope", "download", "model", "tongyi",
-                 "mai", "demo", "cuda", "auto", "automatic", "utf", "ai", "openai", "mcp", "id", "english", "open", "webui"}
+                 "mai", "demo", "cuda", "auto", "automatic", "utf", "ai", "openai", "mcp", "id", "english", "open", "webui",
+                 "controlnet"}
 VISIBLE_TEXT_JS = """() => {
   // the text a person sees: visible elements' own text nodes (not inputs' values, which hold what they typed)
   const out = [];
@@ -742,3 +743,55 @@ def test_a_lora_picked_in_the_form_is_drawn_recorded_and_restored(page, app, sho
     page.wait_for_function(f"!{table_js}.includes('demo-purple')")
     page.locator("#results img").first.click()  # restore: the LoRA comes back into the table
     page.wait_for_function(f"{table_js}.includes('demo-purple')")
+
+
+def test_image_input_with_a_painted_mask_keeps_the_rest(page, app, shots, tmp_path):
+    """Issue 20 in the window: an image dropped into the editor, a stroke painted on it, Generate: the
+    PNG records the stored image and mask, and every pixel outside the painted mask is the image's own."""
+    import io
+    import json as _json
+
+    import numpy as np
+    from PIL import Image
+
+    from studio.core.image_inputs import InputStore
+    from studio.core.pngfile import read_chunks
+
+    picture = Image.new("RGB", (256, 256), (230, 230, 230))
+    picture.paste((20, 20, 200), (40, 40, 216, 216))
+    path = tmp_path / "picture.png"
+    picture.save(path)
+    before = set(app.studio.output_dir.rglob("*.png"))
+    page.reload()
+    page.wait_for_selector("#prompt textarea")
+    box(page, "prompt").fill("一个黄色的圆 a yellow circle")
+    set_number(page, "count", 1)
+    set_number(page, "steps", 3)
+    page.locator("#image-panel").first.click()
+    tools = page.locator("#image-editor button")  # pan, zoom -, zoom +, undo, redo, clear, image, brush, ...
+    tools.nth(6).click()  # the image (upload) tool; its label follows the browser's language
+    page.locator("#image-editor input[type=file]").last.set_input_files(str(path))
+    page.wait_for_timeout(3000)
+    tools.nth(7).click()  # the brush
+    canvas = page.locator("#image-editor canvas").first
+    canvas.scroll_into_view_if_needed()
+    r = canvas.bounding_box()
+    cx, cy = r["x"] + r["width"] / 2, r["y"] + r["height"] / 2
+    page.mouse.move(cx - 30, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 30, cy, steps=8)
+    page.mouse.up()
+    page.screenshot(path=str(shots / "ui-image-input-zh.png"), full_page=True)
+    page.click("#generate")
+    wait_finished(page)
+    made = sorted(set(app.studio.output_dir.rglob("*.png")) - before)
+    assert len(made) == 1
+    request = _json.loads(read_chunks(made[0])["zaoxiang"])["request"]
+    assert request["init_image"] and request["mask"] and request["width"] == 256
+    store = InputStore(app.studio.paths.inputs_dir)
+    assert np.array_equal(np.asarray(store.open(request["init_image"])), np.asarray(picture))
+    mask = np.asarray(store.open(request["mask"], "L")) > 0
+    assert 0 < mask.sum() < mask.size
+    out = np.asarray(Image.open(io.BytesIO(made[0].read_bytes())).convert("RGB"))
+    assert np.array_equal(out[~mask], np.asarray(picture)[~mask])
+    assert "Denoising strength: 0.75, Mask blur: 4" in read_chunks(made[0])["parameters"]  # the sliders

@@ -1,0 +1,79 @@
+"""`POST /v1/images/edits` as JSON: an image (and optionally a mask) in, edited images out.
+
+OpenAI's JSON form of edits (what gpt-image clients send beside multipart): `images` as
+`[{"image_url": "data:image/png;base64,…"}]` or a plain `image` data URL / base64 string, an optional
+`mask` the same way, plus the generation fields. The mask follows OpenAI's rule: where it is
+transparent is what gets repainted (a mask without transparency: white repaints). Without a mask the
+call is image-to-image at `strength` (studio extension, default 0.75). Multipart bodies stay refused by
+the API gate (JSON only: a web page cannot post it cross-site without a preflight).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import replace
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from studio.api.errors import ApiError
+from studio.api.service import API_FIELD, build_request
+from studio.core.image_args import GivenImages, store_images
+from studio.core.image_inputs import InputImageError, decode
+from studio.core.request import GenerationRequest, ValidationError, validate
+
+
+def _data(value: Any, param: str) -> bytes | None:
+    """The bytes of a data URL, a base64 string or `{"image_url": …}`; None when absent."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        value = value.get("image_url") or value.get("b64_json")
+        if isinstance(value, dict):
+            value = value.get("url")
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"{param}: give the image as a data URL or base64 text.", param=param)
+    text = value.split(",", 1)[1] if value.startswith("data:") else value
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, f"{param}: not valid base64 image data (URLs to fetch are not taken: send the "
+                            "image itself).", param=param) from None
+
+
+def _openai_mask(data: bytes) -> bytes:
+    """OpenAI's mask (transparent = edit) as the studio's (white = repaint), as PNG bytes."""
+    mask = Image.open(io.BytesIO(data))
+    if mask.mode in ("RGBA", "LA", "PA") or "transparency" in mask.info:
+        alpha = mask.convert("RGBA").getchannel("A")
+        if alpha.getextrema() != (255, 255):
+            out = io.BytesIO()
+            ImageOps.invert(alpha).save(out, format="PNG")
+            return out.getvalue()
+    return data
+
+
+def edit_request(body: dict[str, Any], default_size: tuple[int, int]) -> GenerationRequest:
+    """A validated request from an edits body; ApiError 400 naming the field for anything wrong."""
+    image = _data(body.get("images", body.get("image")), "image")
+    if image is None:
+        raise ApiError(400, "image is required: the picture to edit, as a data URL or base64.", param="image")
+    mask = _data(body.get("mask"), "mask")
+    try:
+        if mask is not None:
+            decode(mask, "mask", "L")  # checked before its alpha is read
+            mask = _openai_mask(mask)
+        stored = store_images(GivenImages(image=image, mask=mask, image_name="image", mask_name="mask"))
+    except InputImageError as exc:
+        raise ApiError(400, exc.message("en"), param="mask" if exc.name == "mask" else "image") from None
+    request = build_request(body, stored.size or default_size)
+    try:
+        return validate(replace(request, init_image=stored.init_image, mask=stored.mask,
+                                strength=body.get("strength"), mask_blur=body.get("mask_blur") or 0))
+    except ValidationError as exc:
+        name = API_FIELD.get(exc.field, exc.field)
+        raise ApiError(400, f"{name}: {exc.message}", param=name) from None

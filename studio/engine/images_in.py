@@ -1,0 +1,377 @@
+"""Images in: image-to-image, inpaint and outpaint, ControlNet and hires fix on the Engine's pipe.
+
+Every task runs through diffusers' own Z-Image pipelines made with `from_pipe` from the pipeline the
+Engine already holds: transformer, text encoder and VAE are the same objects (with the Engine's
+compiled blocks, FP8 linears and memory profile), never a second copy. As in text-to-image, prompts
+are encoded by the Engine (its cache and graphs), latents decoded by it (its finite checks and
+tiling), and noise drawn from CPU generators seeded by the spec, so a seed means the same image on
+any device. After decoding, an inpaint's pixels outside the mask are pasted back from the original:
+they are kept exactly, whatever the VAE's round trip did to them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from studio.core.image_inputs import InputStore, Note, fit_image, fit_mask, paste_back, snap
+from studio.core.spec import ImageSpec
+from studio.engine.control_maps import control_map
+from studio.engine.generate import CancelCheck, Cancelled, Engine, StepCallback, Timings, initial_noise
+from studio.models import controlnets
+
+
+class Task(str, Enum):
+    TEXT = "text"
+    IMG2IMG = "img2img"
+    INPAINT = "inpaint"
+    CONTROL = "control"
+    CONTROL_INPAINT = "control-inpaint"
+
+
+class ImagesInError(ValueError):
+    """A combination of inputs this engine cannot run; one line saying what would work."""
+
+
+@dataclass
+class ControlInput:
+    """A control picture (turned into a map of `kind` in the worker) and the ControlNet to use."""
+
+    image: Image.Image
+    controlnet: str  # a folder or file path, or a name in the ControlNet folders
+    kind: str = "canny"
+    scale: float = 0.75
+    start: float = 0.0  # the fraction of the steps where the control begins
+    end: float = 1.0  # ... and where it ends
+
+
+@dataclass
+class Hires:
+    """Hires fix: upscale the finished image, then refine it with image-to-image."""
+
+    scale: float = 2.0
+    strength: float = 0.35
+    upscaler: str | None = None  # an upscaler model file (through spandrel); None: Lanczos
+
+
+@dataclass
+class ImageInputs:
+    init_image: Image.Image | None = None
+    strength: float | None = None  # image-to-image: required; inpaint: 1.0 when None
+    mask: Image.Image | None = None  # white (255) = repaint
+    mask_blur: int = 0
+    control: ControlInput | None = None
+    hires: Hires | None = None
+
+    @property
+    def task(self) -> Task:
+        if self.control is not None:
+            if self.init_image is not None and self.mask is None:
+                raise ImagesInError("ControlNet with an init image needs a mask (inpaint): this diffusers "
+                                    "version has no ControlNet image-to-image; paint a mask or drop the init image.")
+            return Task.CONTROL_INPAINT if self.mask is not None else Task.CONTROL
+        if self.mask is not None:
+            if self.init_image is None:
+                raise ImagesInError("A mask needs an init image to paint into.")
+            return Task.INPAINT
+        return Task.IMG2IMG if self.init_image is not None else Task.TEXT
+
+
+@dataclass
+class Made:
+    image: Image.Image
+    timings: Timings
+    notes: list[Note] = field(default_factory=list)
+    task: Task = Task.TEXT
+
+
+def inputs_for(spec: ImageSpec, store: InputStore) -> ImageInputs:
+    """The pictures a spec names by hash, read from the inputs folder (InputImageError if one is gone)."""
+    c, h = spec.control, spec.hires
+    return ImageInputs(
+        init_image=store.open(spec.init_image) if spec.init_image else None, strength=spec.strength,
+        mask=store.open(spec.mask, "L") if spec.mask else None, mask_blur=spec.mask_blur,
+        control=ControlInput(image=store.open(c.image), controlnet=c.model, kind=c.kind, scale=c.scale,
+                             start=c.start, end=c.end) if c is not None else None,
+        hires=Hires(scale=h.scale, strength=h.strength, upscaler=h.upscaler or None) if h is not None else None)
+
+
+def denoise_steps(steps: int, strength: float) -> int:
+    """How many steps image-to-image runs at `strength` (diffusers' own rule: the tail of the schedule)."""
+    return steps - int(max(steps - min(steps * strength, steps), 0))
+
+
+def effective_strength(steps: int, strength: float) -> float:
+    """`strength`, raised to one step's worth where it would leave no step at all."""
+    return strength if denoise_steps(steps, strength) >= 1 else 1.0 / steps
+
+
+def upscale(image: Image.Image, scale: float, upscaler: str | None = None, device: Any = "cpu") -> Image.Image:
+    """`image` `scale` times larger, sides multiples of 16: Lanczos, or an upscaler model first."""
+    size = (snap(image.width * scale), snap(image.height * scale))
+    if upscaler:
+        image = _model_upscale(image, Path(upscaler), device)
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _model_upscale(image: Image.Image, path: Path, device: Any) -> Image.Image:
+    try:
+        import spandrel  # type: ignore[import-not-found]
+    except ImportError:
+        raise ImagesInError(f"The upscaler {path.name} needs the spandrel package, which is not installed: "
+                            "install it, or leave the upscaler empty for Lanczos.") from None
+    import numpy as np
+
+    model = spandrel.ModelLoader().load_from_file(str(path)).to(device).eval()
+    x = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)[None].float().div(255).to(device)
+    with torch.no_grad():
+        y = model(x).clamp(0, 1)
+    return Image.fromarray(y[0].permute(1, 2, 0).mul(255).round().byte().cpu().numpy())
+
+
+class _ControlWindow:
+    """Turns the ControlNet's hints off outside [start, end) of the steps (a pre-hook on its forward)."""
+
+    def __init__(self, controlnet: Any, start: float, end: float, total: int) -> None:
+        self.start, self.end, self.total, self.step = start, end, max(1, total), 0
+        self.handle = controlnet.register_forward_pre_hook(self._hook, with_kwargs=True) \
+            if (start > 0 or end < 1) else None
+
+    def _hook(self, _module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if not self.start <= self.step / self.total < self.end:
+            kwargs = {**kwargs, "conditioning_scale": 0.0}
+        return args, kwargs
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+
+class ImagesIn:
+    """The image-input tasks of one Engine: its derived pipelines and its one loaded ControlNet."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pipes: dict[tuple[Task, int], Any] = {}
+        self._controlnet: tuple[str, Any] | None = None
+
+    # --- pipelines ---------------------------------------------------------------------------
+
+    def pipeline(self, task: Task, controlnet: Any = None) -> Any:
+        """The pipeline for `task`, sharing every component with the Engine's (built once, kept)."""
+        if task is Task.TEXT:
+            return self.engine.pipe
+        key = (task, id(controlnet))
+        if key not in self._pipes:
+            import diffusers
+
+            cls = {Task.IMG2IMG: diffusers.ZImageImg2ImgPipeline, Task.INPAINT: diffusers.ZImageInpaintPipeline,
+                   Task.CONTROL: diffusers.ZImageControlNetPipeline,
+                   Task.CONTROL_INPAINT: diffusers.ZImageControlNetInpaintPipeline}[task]
+            extra: dict[str, Any] = {"controlnet": controlnet} if controlnet is not None else {}
+            # Its own scheduler (same config): image-to-image moves the schedule's begin index.
+            scheduler = type(self.engine.pipe.scheduler).from_config(self.engine.pipe.scheduler.config)
+            with _quiet_diffusers():  # from_pipe warns about a float32 cast it does not make here
+                pipe = cls.from_pipe(self.engine.pipe, scheduler=scheduler, **extra)
+            pipe.set_progress_bar_config(disable=True)
+            self._pipes[key] = pipe
+        return self._pipes[key]
+
+    def adopt_controlnet(self, label: str, model: Any) -> None:
+        """Use an already built ControlNet under `label` (random weights for benchmarks)."""
+        self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
+        self._controlnet = (label, model.to(self.engine.device).eval())
+
+    def controlnet(self, ref: str) -> Any:
+        """The ControlNet `ref` names, loaded on the Engine's device (one kept; another replaces it)."""
+        if self._controlnet is not None and self._controlnet[0] == ref:
+            return self._controlnet[1]
+        tr = self.engine.pipe.transformer
+        try:
+            info = controlnets.resolve(ref, n_layers=tr.config.n_layers)
+        except controlnets.ControlNetError as exc:
+            raise ImagesInError(str(exc)) from None
+        why = controlnets.fits(info, dict(tr.config))
+        if why:
+            raise ImagesInError(why)
+        if self._controlnet is not None and self._controlnet[0] == info.path:
+            return self._controlnet[1]
+        from diffusers import ZImageControlNetModel
+
+        if info.format == "diffusers":
+            with _quiet_diffusers():
+                model = ZImageControlNetModel.from_pretrained(info.path, torch_dtype=self.engine.dtype)
+        else:
+            from diffusers.loaders.single_file_utils import convert_z_image_controlnet_checkpoint_to_diffusers
+            from safetensors.torch import load_file
+
+            model = ZImageControlNetModel(**info.config)
+            state = convert_z_image_controlnet_checkpoint_to_diffusers(load_file(info.weights), info.config)
+            model.load_state_dict(state, strict=True)
+            model.to(self.engine.dtype)
+        model.to(self.engine.device).eval()
+        self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
+        self._controlnet = (info.path, model)
+        return model
+
+    # --- running -----------------------------------------------------------------------------
+
+    def run_specs(self, specs: list[ImageSpec], on_step: StepCallback | None = None,
+                  should_cancel: CancelCheck | None = None,
+                  store: InputStore | None = None) -> tuple[list[Image.Image], Timings]:
+        """Make each spec's image from its stored inputs (the Engine's `generate_batch` for such specs)."""
+        store = store or InputStore()
+        images, total = [], Timings(images=len(specs))
+        for spec in specs:
+            made = self.run(prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=spec.width,
+                            height=spec.height, steps=spec.steps, guidance=spec.guidance, seed=spec.seed,
+                            inputs=inputs_for(spec, store), on_step=on_step, should_cancel=should_cancel)
+            images.append(made.image)
+            _add(total, made.timings)
+            total.total_s += made.timings.total_s
+        return images, total
+
+    def run(self, *, prompt: str, negative_prompt: str = "", width: int, height: int, steps: int,
+            guidance: float, seed: int, inputs: ImageInputs, on_step: StepCallback | None = None,
+            should_cancel: CancelCheck | None = None) -> Made:
+        """Make one image from `inputs`; raises Cancelled, NonFiniteOutput or ImagesInError."""
+        task = inputs.task
+        notes: list[Note] = []
+        init = mask = control = None
+        if inputs.init_image is not None:
+            init, note = fit_image(inputs.init_image.convert("RGB"), (width, height))
+            notes += [note] if note else []
+        if inputs.mask is not None:
+            mask, note = fit_mask(inputs.mask, (width, height))
+            notes += [note] if note else []
+        if inputs.control is not None:
+            control = control_map(fit_image(inputs.control.image.convert("RGB"), (width, height))[0],
+                                  inputs.control.kind)
+        hires = inputs.hires
+        first = steps if task is not Task.IMG2IMG else denoise_steps(steps, effective_strength(steps, inputs.strength
+                                                                                               or 1.0))
+        second = denoise_steps(steps, effective_strength(steps, hires.strength)) if hires else 0
+        progress = _Steps(on_step, first + second)
+        total = Timings()
+        t0 = time.perf_counter()
+        if task is Task.TEXT:
+            image, t = self.engine.generate(prompt=prompt, negative_prompt=negative_prompt, width=width,
+                                            height=height, steps=steps, guidance=guidance, seed=seed,
+                                            on_step=progress.callback(0), should_cancel=should_cancel)
+        else:
+            image, t = self._denoise(task, prompt, negative_prompt, width, height, steps, guidance, seed,
+                                     init=init, mask=mask, control=control, inputs=inputs,
+                                     on_step=progress.callback(0), should_cancel=should_cancel)
+        _add(total, t)
+        if init is not None and mask is not None:
+            image = paste_back(init, image, mask, inputs.mask_blur)
+        if hires is not None:
+            big = upscale(image, hires.scale, hires.upscaler, self.engine.device)
+            image, t = self._denoise(Task.IMG2IMG, prompt, negative_prompt, big.width, big.height, steps, guidance,
+                                     seed, init=big, strength=hires.strength, on_step=progress.callback(first),
+                                     should_cancel=should_cancel)
+            _add(total, t)
+        total.total_s = time.perf_counter() - t0
+        return Made(image, total, notes, task)
+
+    def _denoise(self, task: Task, prompt: str, negative_prompt: str, width: int, height: int, steps: int,
+                 guidance: float, seed: int, *, init: Image.Image | None = None, mask: Image.Image | None = None,
+                 control: Image.Image | None = None, inputs: ImageInputs | None = None,
+                 strength: float | None = None, on_step: StepCallback | None = None,
+                 should_cancel: CancelCheck | None = None) -> tuple[Image.Image, Timings]:
+        """One denoising run of `task` through its derived pipeline, decoded by the Engine."""
+        from studio.engine.memory import use_tiling
+
+        engine = self.engine
+        timings = Timings()
+        t0 = time.perf_counter()
+        embeds = engine.encode(prompt)
+        negative = engine.encode(negative_prompt) if guidance > 0 else None
+        timings.encode_s = time.perf_counter() - t0
+        kwargs: dict[str, Any] = dict(
+            prompt_embeds=embeds, negative_prompt_embeds=negative, height=height, width=width,
+            num_inference_steps=steps, guidance_scale=guidance, output_type="latent")
+        ctrl = inputs.control if inputs is not None else None
+        cn = self.controlnet(ctrl.controlnet) if ctrl is not None else None
+        if task in (Task.IMG2IMG, Task.INPAINT):
+            s = strength if strength is not None else (inputs.strength if inputs and inputs.strength is not None
+                                                       else 1.0)
+            s = effective_strength(steps, s)
+            kwargs.update(image=init, strength=s, generator=torch.Generator("cpu").manual_seed(int(seed)))
+            total = denoise_steps(steps, s)
+        else:
+            kwargs["latents"] = initial_noise(seed, width, height, engine.pipe.transformer.config.in_channels,
+                                              engine.pipe.vae_scale_factor).to(engine.device)
+            total = steps
+        if task is Task.INPAINT:
+            kwargs["mask_image"] = mask
+        if ctrl is not None:
+            kwargs.update(control_image=control, controlnet_conditioning_scale=float(ctrl.scale))
+            if task is Task.CONTROL_INPAINT:
+                kwargs.update(image=init, mask_image=mask)
+        window = _ControlWindow(cn, ctrl.start, ctrl.end, total) if ctrl is not None else None
+
+        def step_end(_pipe: Any, i: int, _t: Any, kw: dict[str, Any]) -> dict[str, Any]:
+            if window is not None:
+                window.step = i + 1
+            if on_step is not None:
+                on_step(i + 1, total)
+            if should_cancel is not None and should_cancel():
+                raise Cancelled()
+            return kw
+
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+        pipe = self.pipeline(task, cn)
+        # The VAE encodes the init image here: tile it under the same rule as the Engine's decodes.
+        engine.pipe.vae.use_tiling = engine.device.type == "cuda" and use_tiling(engine.profile, width, height)
+        t1 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                out = pipe(callback_on_step_end=step_end, **kwargs).images
+        finally:
+            if window is not None:
+                window.close()
+        timings.denoise_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        image = engine.decode_many(out, width, height, latents_ok=torch.isfinite(out).all())[0]
+        timings.decode_s = time.perf_counter() - t2
+        timings.total_s = time.perf_counter() - t0
+        return image, timings
+
+
+class _Steps:
+    """One progress count over both passes of a hires fix."""
+
+    def __init__(self, on_step: StepCallback | None, total: int) -> None:
+        self.on_step, self.total = on_step, total
+
+    def callback(self, offset: int) -> StepCallback | None:
+        if self.on_step is None:
+            return None
+        return lambda i, _n: self.on_step(offset + i, self.total)  # type: ignore[misc]
+
+
+@contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    from diffusers.utils import logging as dlog
+
+    level = dlog.get_verbosity()
+    dlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlog.set_verbosity(level)
+
+
+def _add(total: Timings, part: Timings) -> None:
+    for name in ("encode_s", "denoise_s", "decode_s"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))

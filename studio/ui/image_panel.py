@@ -1,0 +1,162 @@
+"""The Generate tab's image inputs (issue 20): an image with a painted mask, outpaint, hires fix, ControlNet.
+
+One folded panel under the form. The image editor's background is the init image and what is painted
+on its layer is the mask (white = repaint; "invert" repaints the rest). `image_fields` turns the
+panel's values into request fields through `core/image_args.py`, so the window stores and checks its
+inputs exactly as the CLI and the API do.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from PIL import Image, ImageOps
+
+from studio.core.image_args import GivenImages, store_images
+from studio.core.image_inputs import Outpaint
+from studio.core.request import CONTROL_KINDS, DEFAULT_HIRES_STRENGTH, DEFAULT_STRENGTH, MAX_MASK_BLUR
+from studio.core.spec import ControlRef, HiresRef
+from studio.ui.i18n import t
+
+PANEL_FIELDS = ("editor", "strength", "mask_blur", "invert", "outpaint", "hires", "hires_scale",
+                "hires_strength", "control_image", "control_type", "control_scale")
+
+
+@dataclass
+class ImagePanel:
+    editor: Any
+    strength: Any
+    mask_blur: Any
+    invert: Any
+    outpaint: Any
+    hires: Any
+    hires_scale: Any
+    hires_strength: Any
+    control_image: Any
+    control_type: Any
+    control_scale: Any
+
+    @property
+    def inputs(self) -> list[Any]:
+        return [getattr(self, name) for name in PANEL_FIELDS]
+
+
+def build_panel(ctx: Any) -> ImagePanel:
+    lang = ctx.lang
+    with gr.Accordion(t("img.panel", lang), open=False, elem_id="image-panel") as box:
+        ctx.label(box, "img.panel")
+        editor = ctx.label(gr.ImageEditor(
+            label=t("img.editor", lang), type="pil", format="png", sources=("upload", "clipboard"),
+            brush=gr.Brush(colors=[("#ff3b30", 0.6)], color_mode="fixed", default_size=32), layers=False,
+            transforms=(), elem_id="image-editor", height=360), "img.editor")
+        with gr.Row():
+            strength = ctx.label(gr.Slider(0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05, label=t("img.strength", lang),
+                                           elem_id="img-strength"), "img.strength")
+            mask_blur = ctx.label(gr.Slider(0, MAX_MASK_BLUR, value=4, step=1, label=t("img.mask_blur", lang),
+                                            elem_id="img-mask-blur"), "img.mask_blur")
+        with gr.Row():
+            invert = ctx.label(gr.Checkbox(False, label=t("img.invert", lang), elem_id="img-invert"), "img.invert")
+            outpaint = ctx.label(gr.Textbox("", label=t("img.outpaint", lang), placeholder="0,0,0,0",
+                                            elem_id="img-outpaint"), "img.outpaint")
+        with gr.Row():
+            hires = ctx.label(gr.Checkbox(False, label=t("img.hires", lang), elem_id="img-hires"), "img.hires")
+            hires_scale = ctx.label(gr.Slider(1.0, 4.0, value=2.0, step=0.25, label=t("img.hires_scale", lang),
+                                              elem_id="img-hires-scale"), "img.hires_scale")
+            hires_strength = ctx.label(gr.Slider(0.0, 1.0, value=DEFAULT_HIRES_STRENGTH, step=0.05,
+                                                 label=t("img.hires_strength", lang), elem_id="img-hires-strength"),
+                                       "img.hires_strength")
+        with gr.Row():
+            control_image = ctx.label(gr.Image(label=t("img.control", lang), type="pil", format="png",
+                                               sources=("upload", "clipboard"), elem_id="img-control", height=200),
+                                      "img.control")
+            with gr.Column():
+                control_type = ctx.label(gr.Dropdown(list(CONTROL_KINDS), value="canny",
+                                                     label=t("img.control_type", lang), elem_id="img-control-type"),
+                                         "img.control_type")
+                control_scale = ctx.label(gr.Slider(0.0, 2.0, value=0.75, step=0.05,
+                                                    label=t("img.control_scale", lang), elem_id="img-control-scale"),
+                                          "img.control_scale")
+    return ImagePanel(editor, strength, mask_blur, invert, outpaint, hires, hires_scale, hires_strength,
+                      control_image, control_type, control_scale)
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def painted_mask(layers: list[Any], size: tuple[int, int], invert: bool) -> Image.Image | None:
+    """The mask painted on the editor's layers (anything painted = repaint), or None if nothing is."""
+    mask = Image.new("L", size, 0)
+    for layer in layers or []:
+        if layer is None:
+            continue
+        alpha = layer.convert("RGBA").getchannel("A")
+        if alpha.size != size:
+            alpha = alpha.resize(size)
+        mask.paste(255, (0, 0), alpha.point(lambda v: 255 if v > 0 else 0))
+    if mask.getextrema() == (0, 0) and not invert:
+        return None
+    return ImageOps.invert(mask) if invert else mask
+
+
+def image_fields(editor: Any, strength: float, mask_blur: float, invert: bool, outpaint: str, hires: bool,
+                 hires_scale: float, hires_strength: float, control_image: Any, control_type: str,
+                 control_scale: float) -> dict[str, Any]:
+    """Request fields from the panel's values (inputs stored by hash; InputImageError for a bad one)."""
+    editor = editor or {}
+    background = editor.get("background") if isinstance(editor, dict) else None
+    fields: dict[str, Any] = {}
+    given = GivenImages()
+    if background is not None:
+        background = background.convert("RGB")
+        mask = painted_mask(editor.get("layers") or [], background.size, bool(invert))
+        given = GivenImages(image=_png(background), image_name="image",
+                            mask=_png(mask) if mask is not None else None, mask_name="mask",
+                            outpaint=Outpaint.parse(outpaint) if (outpaint or "").strip() else None)
+    if control_image is not None:
+        given.control, given.control_name = _png(control_image.convert("RGB")), "control"
+    stored = store_images(given)
+    fields.update(stored.fields())
+    if stored.init_image:
+        fields.update(strength=strength, mask_blur=int(mask_blur or 0))
+    if stored.control_image:
+        fields["control"] = ControlRef(image=stored.control_image, kind=control_type or "canny",
+                                       scale=control_scale)
+    if hires:
+        fields["hires"] = HiresRef(scale=hires_scale, strength=hires_strength)
+    return fields
+
+
+def panel_values(request: Any) -> list[Any]:
+    """The panel's values that bring `request`'s inputs back (History restore), in PANEL_FIELDS order.
+
+    Inputs no longer in the inputs folder leave their slot empty (validation says so on Generate)."""
+    from studio.core.image_inputs import InputImageError, InputStore
+
+    store = InputStore()
+
+    def opened(digest: str | None, mode: str = "RGB") -> Image.Image | None:
+        try:
+            return store.open(digest, mode) if digest else None
+        except InputImageError:
+            return None
+
+    init, mask = opened(request.init_image), opened(request.mask, "L")
+    editor: Any = None
+    if init is not None:
+        layers = []
+        if mask is not None:
+            white = Image.new("RGBA", init.size, (255, 255, 255, 0))
+            white.putalpha(mask.resize(init.size))
+            layers = [white]
+        editor = {"background": init, "layers": layers, "composite": None}
+    c, h = request.control, request.hires
+    return [editor, request.strength if request.strength is not None else DEFAULT_STRENGTH,
+            request.mask_blur or 0, False, "", h is not None, h.scale if h else 2.0,
+            h.strength if h else DEFAULT_HIRES_STRENGTH, opened(c.image) if c else None,
+            c.kind if c else "canny", c.scale if c else 0.75]

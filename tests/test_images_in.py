@@ -1,0 +1,487 @@
+"""Images in (issue 20) on the demo model: input checks, image-to-image, inpaint, outpaint, hires, ControlNet.
+
+The engine tests run the real diffusers pipelines derived from the real Engine's pipe on the CPU and
+measure pixels; the input tests feed real files (a text file, cut-off PNG and JPEG, a 20000×20000 PNG).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.core.image_inputs import (
+    InputImageError,
+    InputStore,
+    Outpaint,
+    Problem,
+    check_image,
+    decode,
+    extend_canvas,
+    feather,
+    fit_mask,
+    fit_size,
+    paste_back,
+    read_input,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 128  # the demo model draws at 256; 128 keeps these CPU runs short and the measures apart
+DEMO_CONTROLNET = ROOT / "assets" / "demo-controlnet"
+ARGS = dict(prompt="a red circle on a blue background 蓝色背景上的红色圆形", width=SIZE, height=SIZE, steps=4,
+            guidance=0.0)
+
+
+def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def gradient(size: tuple[int, int] = (256, 256)) -> Image.Image:
+    w, h = size
+    x = np.linspace(0, 255, w, dtype=np.uint8)[None, :].repeat(h, 0)
+    y = np.linspace(255, 0, h, dtype=np.uint8)[:, None].repeat(w, 1)
+    return Image.fromarray(np.stack([x, y, (x // 2 + y // 2)], -1))
+
+
+# --- inputs: checked from the header, one line in both languages -------------------------------
+
+
+def refused(data: bytes, name: str) -> InputImageError:
+    with pytest.raises(InputImageError) as err:
+        check_image(data, name)
+    e = err.value
+    for lang in ("en", "zh"):
+        line = e.message(lang)
+        assert name in line and "\n" not in line and "Traceback" not in line
+    assert e.message("zh") != e.message("en")
+    return e
+
+
+def test_non_image_truncated_and_huge_inputs_are_refused_with_one_line() -> None:
+    assert refused(b"just some text, not pixels", "notes.txt").problem is Problem.NOT_IMAGE
+    good = png_bytes(gradient((64, 48)))
+    assert check_image(good, "ok.png").size == (64, 48)
+    assert refused(good[: len(good) // 2], "cut.png").problem is Problem.TRUNCATED
+    jpeg = png_bytes(gradient((64, 48)), "JPEG")
+    assert refused(jpeg[:-200], "cut.jpg").problem is Problem.TRUNCATED
+    tiny = png_bytes(Image.new("RGB", (4, 4)))
+    assert refused(tiny, "dot.png").problem is Problem.TOO_SMALL
+
+
+def test_a_20000_pixel_png_is_refused_before_decoding() -> None:
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, format="PNG")  # 400 Mpx, a few KB compressed
+    e = refused(buf.getvalue(), "huge.png")
+    assert e.problem is Problem.TOO_LARGE and "20000×20000" in e.message("en")
+
+
+def test_missing_file_and_gone_stored_input(tmp_path: Path) -> None:
+    with pytest.raises(InputImageError) as err:
+        read_input(tmp_path / "nope.png")
+    assert err.value.problem is Problem.MISSING
+    store = InputStore(tmp_path / "inputs")
+    with pytest.raises(InputImageError) as err:
+        store.open("ab" * 32)
+    assert err.value.problem is Problem.NOT_STORED and "give the image again" in err.value.message("en")
+
+
+def test_inputs_are_stored_once_by_content_and_survive_the_original_moving(tmp_path: Path) -> None:
+    import hashlib
+
+    original = tmp_path / "photo.png"
+    original.write_bytes(png_bytes(gradient((80, 64))))
+    store = InputStore(tmp_path / "inputs")
+    a = store.put(original)
+    b = store.put(original.read_bytes(), "again.png")
+    assert a.sha256 == b.sha256 == hashlib.sha256(original.read_bytes()).hexdigest()
+    assert a.path.read_bytes() == original.read_bytes()
+    assert len(list((tmp_path / "inputs").rglob("*.png"))) == 1
+    original.unlink()
+    assert pixels(store.open(a.sha256)).tolist() == pixels(gradient((80, 64))).tolist()
+    with pytest.raises(InputImageError):
+        store.put(b"not an image", "bad.txt")
+    assert len(list((tmp_path / "inputs").rglob("*"))) == 2  # its folder and the one image: nothing half-written
+
+
+def test_mask_of_another_size_is_resized_and_said_so() -> None:
+    mask, note = fit_mask(Image.new("L", (100, 50), 255), (256, 128))
+    assert mask.size == (256, 128) and note is not None
+    assert "100×50" in note.message("en") and "256×128" in note.message("zh")
+    same, none = fit_mask(Image.new("L", (256, 128)), (256, 128))
+    assert none is None and same.size == (256, 128)
+
+
+def test_transparent_mask_uses_its_alpha_and_rgba_image_goes_on_white() -> None:
+    layer = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    layer.paste((255, 0, 0, 255), (8, 8, 24, 24))
+    mask = decode(png_bytes(layer), "mask.png", "L")
+    assert mask.getpixel((0, 0)) == 0 and mask.getpixel((16, 16)) == 255
+    image = decode(png_bytes(layer), "layer.png", "RGB")
+    assert image.getpixel((0, 0)) == (255, 255, 255) and image.getpixel((16, 16)) == (255, 0, 0)
+
+
+def test_outpaint_canvas_keeps_the_image_and_masks_only_the_new_area() -> None:
+    img = gradient((200, 120))
+    canvas, mask, used = extend_canvas(img, Outpaint(left=30, right=20, up=0, down=10))
+    assert canvas.size[0] % 16 == 0 and canvas.size[1] % 16 == 0
+    assert (used.left, used.up) == (30, 0) and used.right >= 20 and used.down >= 10
+    box = (used.left, used.up, used.left + 200, used.up + 120)
+    assert np.array_equal(pixels(canvas.crop(box)), pixels(img))
+    m = np.asarray(mask)
+    assert (m[box[1]:box[3], box[0]:box[2]] == 0).all()
+    assert m.sum() == 255 * (canvas.size[0] * canvas.size[1] - 200 * 120)
+    for bad in ("1,2,3", "a,b,c,d", "-1,0,0,0", "0,0,0,5000"):
+        with pytest.raises(InputImageError) as err:
+            Outpaint.parse(bad)
+        assert err.value.problem is Problem.OUTPAINT
+    assert Outpaint.parse(" 64, 0,32,0 ") == Outpaint(64, 0, 32, 0)
+
+
+def test_paste_back_keeps_outside_pixels_exactly_and_feathers_inside() -> None:
+    original, generated = gradient(), Image.new("RGB", (256, 256), (0, 255, 0))
+    mask = Image.new("L", (256, 256), 0)
+    mask.paste(255, (64, 64, 192, 192))
+    soft = np.asarray(feather(mask, 8))
+    hard = np.asarray(mask) > 0
+    assert (soft[~hard] == 0).all() and soft[128, 128] == 255
+    ramp = soft[64:96, 128]
+    assert ramp[0] < 32 and 0 < ramp[8] < 255 and (np.diff(ramp.astype(int)) >= 0).all()  # inwards, rising
+    out = pixels(paste_back(original, generated, mask, blur=8))
+    assert np.array_equal(out[~hard], pixels(original)[~hard])
+    assert (out[128, 128] == (0, 255, 0)).all()
+
+
+def test_fit_size_keeps_aspect_within_limits() -> None:
+    assert fit_size(4000, 3000) == (2048, 1536)
+    assert fit_size(100, 100) == (256, 256)
+    w, h = fit_size(1023, 577)
+    assert w % 16 == 0 and h % 16 == 0 and abs(w / h - 1023 / 577) < 0.05
+
+
+# --- ControlNet files ----------------------------------------------------------------------------
+
+
+def test_demo_controlnet_is_small_and_fits_only_the_demo_model(tmp_path: Path) -> None:
+    from studio.models import controlnets
+    from studio.models.architecture import FULL, TINY
+
+    size = sum(f.stat().st_size for f in DEMO_CONTROLNET.iterdir())
+    assert size < 4 * 2**20
+    folder = controlnets.inspect(DEMO_CONTROLNET)
+    assert controlnets.fits(folder, TINY.transformer) is None
+    why = controlnets.fits(folder, FULL.transformer)
+    assert why is not None and "width 128" in why and "\n" not in why
+    # The single file alone (as ComfyUI keeps it) gives the same config back from its shapes.
+    single = tmp_path / "demo-cn.safetensors"
+    single.write_bytes((DEMO_CONTROLNET / "diffusion_pytorch_model.safetensors").read_bytes())
+    info = controlnets.inspect(single, n_layers=TINY.transformer["n_layers"])
+    assert info.format == "single-file"
+    assert {k: info.config[k] for k in folder.config if k in info.config} == \
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in folder.config.items() if k in info.config}
+
+
+def test_published_layouts_place_hints_like_their_configs() -> None:
+    from studio.models.controlnets import places_for
+
+    assert places_for(6, 30) == [0, 5, 10, 15, 20, 25]  # Fun-Controlnet-Union 1.0
+    assert places_for(15, 30) == list(range(0, 30, 2))  # 2.0 / 2.1
+
+
+def test_not_a_controlnet_and_pickles_are_refused(tmp_path: Path) -> None:
+    from studio.models import controlnets
+
+    lora = next((ROOT / "assets" / "demo-lora").glob("*.safetensors"))
+    with pytest.raises(controlnets.ControlNetError, match="not a Z-Image ControlNet"):
+        controlnets.inspect(lora)
+    (tmp_path / "cn.pth").write_bytes(b"\x80\x04")
+    with pytest.raises(controlnets.ControlNetError, match="pickle"):
+        controlnets.inspect(tmp_path / "cn.pth")
+
+
+def test_controlnets_found_in_studio_and_comfyui_folders(tmp_path: Path) -> None:
+    import shutil
+
+    from studio.core.paths import Paths
+    from studio.models import controlnets
+
+    root = tmp_path / "h"
+    paths = Paths(root / "c", root / "d", root / "k", root / "l", root / "r")
+    shutil.copytree(DEMO_CONTROLNET, paths.controlnets_dir / "mine")
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "model_patches").mkdir(parents=True)
+    shutil.copy(DEMO_CONTROLNET / "diffusion_pytorch_model.safetensors",
+                comfy / "models" / "model_patches" / "union.safetensors")
+    dirs = controlnets.controlnet_dirs(paths, comfyui=[comfy])
+    names = sorted(i.name for i in controlnets.find_controlnets(dirs, n_layers=4))
+    assert names == ["mine", "union"]
+    assert controlnets.resolve("union", dirs, n_layers=4).format == "single-file"
+    with pytest.raises(controlnets.ControlNetError, match="No ControlNet named 'other'"):
+        controlnets.resolve("other", dirs)
+
+
+# --- control maps -------------------------------------------------------------------------------
+
+
+def test_canny_map_and_missing_annotator_models_say_what_to_do(tmp_path: Path) -> None:
+    from studio.engine.control_maps import ControlMapError, control_map
+
+    img = Image.new("RGB", (128, 128), (0, 0, 0))
+    img.paste((255, 255, 255), (32, 32, 96, 96))
+    edges = np.asarray(control_map(img, "canny"))
+    assert edges.shape == (128, 128, 3) and edges.max() == 255
+    assert edges[64, 64].max() == 0 and edges[29:35, 64].max() == 255  # the square's outline, not its inside
+    assert control_map(img, "map").tobytes() == img.tobytes()
+    for kind in ("depth", "pose"):
+        with pytest.raises(ControlMapError) as err:
+            control_map(img, kind, folder=tmp_path)
+        assert str(tmp_path / kind) in str(err.value) and "canny" in str(err.value)
+    with pytest.raises(ControlMapError, match="Unknown control type"):
+        control_map(img, "sketchy")
+
+
+# --- the engine on the demo model ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(demo_model_master: Path):
+    from studio.engine.generate import Engine
+
+    return Engine(demo_model_master, "cpu")
+
+
+@pytest.fixture(scope="module")
+def images_in(engine):
+    from studio.engine.images_in import ImagesIn
+
+    return ImagesIn(engine)
+
+
+@pytest.fixture(scope="module")
+def picture(engine) -> Image.Image:
+    image, _ = engine.generate(seed=11, **ARGS)
+    return image
+
+
+def distance(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(pixels(a) - pixels(b)).mean())
+
+
+def test_derived_pipelines_share_the_engines_weights(engine, images_in) -> None:
+    from studio.engine.images_in import Task
+
+    controlnet = images_in.controlnet(str(DEMO_CONTROLNET))
+    base = {name: id(p) for name, p in engine.pipe.transformer.named_parameters()}
+    for task in (Task.IMG2IMG, Task.INPAINT, Task.CONTROL, Task.CONTROL_INPAINT):
+        pipe = images_in.pipeline(task, controlnet if task in (Task.CONTROL, Task.CONTROL_INPAINT) else None)
+        for part in ("transformer", "text_encoder", "vae", "tokenizer"):
+            assert getattr(pipe, part) is getattr(engine.pipe, part), (task, part)
+        assert {name: id(p) for name, p in pipe.transformer.named_parameters()} == base
+        assert images_in.pipeline(task, controlnet if task in (Task.CONTROL, Task.CONTROL_INPAINT) else None) is pipe
+    # the ControlNet's embedders and refiners are the transformer's own, not copies
+    assert controlnet.t_embedder is engine.pipe.transformer.t_embedder
+    assert controlnet.noise_refiner is engine.pipe.transformer.noise_refiner
+    shared = {id(p) for p in engine.pipe.transformer.parameters()}
+    own = [n for n, p in controlnet.named_parameters() if id(p) not in shared]
+    assert own and all(n.startswith(("control_", "control_noise_refiner")) for n in own)
+
+
+def test_img2img_low_strength_stays_closer_to_the_init_image(images_in, picture) -> None:
+    from studio.engine.images_in import ImageInputs, denoise_steps
+
+    seen: list[tuple[int, int]] = []
+    low = images_in.run(seed=5, inputs=ImageInputs(init_image=picture, strength=0.2), **ARGS)
+    high = images_in.run(seed=5, inputs=ImageInputs(init_image=picture, strength=0.9),
+                         on_step=lambda i, n: seen.append((i, n)), **ARGS)
+    d_low, d_high = distance(low.image, picture), distance(high.image, picture)
+    print(f"img2img mean |Δ| per channel: strength 0.2 -> {d_low:.2f}, 0.9 -> {d_high:.2f}")
+    assert d_low < d_high and d_high > 2 * d_low
+    assert low.image.size == picture.size
+    n = denoise_steps(4, 0.9)
+    assert seen == [(i, n) for i in range(1, n + 1)]
+    again = images_in.run(seed=5, inputs=ImageInputs(init_image=picture, strength=0.2), **ARGS)
+    assert np.array_equal(pixels(again.image), pixels(low.image))
+
+
+def test_inpaint_keeps_outside_pixels_identical_and_changes_the_inside(images_in, picture) -> None:
+    from studio.engine.images_in import ImageInputs
+
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (SIZE // 4, SIZE // 4, 3 * SIZE // 4, 3 * SIZE // 4))
+    made = images_in.run(seed=9, inputs=ImageInputs(init_image=picture, mask=mask, mask_blur=6),
+                         **{**ARGS, "prompt": "a green square on a yellow background"})
+    inside = np.asarray(mask) > 0
+    out, before = pixels(made.image), pixels(picture)
+    assert np.array_equal(out[~inside], before[~inside])
+    changed = float(np.abs(out[inside] - before[inside]).mean())
+    print(f"inpaint: outside identical, inside mean |Δ| {changed:.2f}")
+    assert changed > 3
+
+
+def test_mask_of_another_size_is_resized_in_a_run(images_in, picture) -> None:
+    from studio.engine.images_in import ImageInputs
+
+    small = Image.new("L", (64, 64), 0)
+    small.paste(255, (16, 16, 48, 48))
+    made = images_in.run(seed=9, inputs=ImageInputs(init_image=picture, mask=small), **ARGS)
+    assert [n.key for n in made.notes] == ["mask_resized"]
+    assert np.array_equal(pixels(made.image)[:SIZE // 8], pixels(picture)[:SIZE // 8])
+
+
+def test_outpaint_keeps_the_original_region(images_in, picture) -> None:
+    from studio.engine.images_in import ImageInputs
+
+    original = picture.crop((0, 0, SIZE - 64, SIZE))
+    canvas, mask, used = extend_canvas(original, Outpaint(left=64))
+    assert canvas.size == (SIZE, SIZE) and used == Outpaint(left=64)
+    made = images_in.run(seed=3, inputs=ImageInputs(init_image=canvas, mask=mask), **ARGS)
+    assert np.array_equal(pixels(made.image.crop((64, 0, SIZE, SIZE))), pixels(original))
+    assert distance(made.image.crop((0, 0, 64, SIZE)), canvas.crop((0, 0, 64, SIZE))) > 1
+
+
+def test_hires_fix_returns_the_larger_size(images_in) -> None:
+    from studio.engine.images_in import Hires, ImageInputs
+
+    seen: list[tuple[int, int]] = []
+    made = images_in.run(seed=2, inputs=ImageInputs(hires=Hires(scale=1.5, strength=0.5)),
+                         on_step=lambda i, n: seen.append((i, n)), **ARGS)
+    assert made.image.size == (SIZE * 3 // 2, SIZE * 3 // 2)
+    assert [i for i, _ in seen] == list(range(1, len(seen) + 1)) and len({n for _, n in seen}) == 1
+    assert seen[-1][0] == seen[-1][1] == 4 + 2
+
+
+def test_controlnet_changes_the_output_and_repeats_with_seed_and_control(engine, images_in, picture) -> None:
+    from studio.engine.images_in import ControlInput, ImageInputs
+
+    plain, _ = engine.generate(seed=4, **ARGS)
+    control = ImageInputs(control=ControlInput(image=picture, controlnet=str(DEMO_CONTROLNET), kind="canny"))
+    a = images_in.run(seed=4, inputs=control, **ARGS)
+    b = images_in.run(seed=4, inputs=control, **ARGS)
+    assert np.array_equal(pixels(a.image), pixels(b.image))
+    d = distance(a.image, plain)
+    other = ImageInputs(control=ControlInput(image=gradient((SIZE, SIZE)), controlnet=str(DEMO_CONTROLNET), kind="map"))
+    c = images_in.run(seed=4, inputs=other, **ARGS)
+    print(f"ControlNet: mean |Δ| vs no control {d:.2f}, vs another control image {distance(a.image, c.image):.2f}")
+    assert d > 1 and distance(a.image, c.image) > 1
+    # the hints only on the second half of the steps: between none and all of them
+    late = ImageInputs(control=ControlInput(image=picture, controlnet=str(DEMO_CONTROLNET), start=0.5))
+    half = images_in.run(seed=4, inputs=late, **ARGS)
+    assert 0 < distance(half.image, plain) and not np.array_equal(pixels(half.image), pixels(a.image))
+
+
+def test_controlnet_inpaint_keeps_outside_pixels(images_in, picture) -> None:
+    from studio.engine.images_in import ControlInput, ImageInputs, Task
+
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (0, SIZE // 2, SIZE, SIZE))
+    inputs = ImageInputs(init_image=picture, mask=mask,
+                         control=ControlInput(image=picture, controlnet=str(DEMO_CONTROLNET)))
+    assert inputs.task is Task.CONTROL_INPAINT
+    made = images_in.run(seed=4, inputs=inputs, **ARGS)
+    assert np.array_equal(pixels(made.image)[:SIZE // 2], pixels(picture)[:SIZE // 2])
+
+
+def test_unusable_combinations_and_foreign_controlnets_are_one_line(images_in, picture, tmp_path: Path) -> None:
+    from studio.engine.images_in import ControlInput, ImageInputs, ImagesInError
+
+    with pytest.raises(ImagesInError, match="needs a mask"):
+        images_in.run(seed=1, inputs=ImageInputs(init_image=picture, strength=0.5,
+                                                 control=ControlInput(image=picture, controlnet=str(DEMO_CONTROLNET))),
+                      **ARGS)
+    foreign = tmp_path / "big-cn"
+    foreign.mkdir()
+    cfg = json.loads((DEMO_CONTROLNET / "config.json").read_text())
+    (foreign / "config.json").write_text(json.dumps({**cfg, "dim": 3840, "n_heads": 30, "n_kv_heads": 30}))
+    (foreign / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    with pytest.raises(ImagesInError) as err:
+        images_in.run(seed=1, inputs=ImageInputs(control=ControlInput(image=picture, controlnet=str(foreign))),
+                      **ARGS)
+    assert "width 3840" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cancel_between_img2img_steps(images_in, picture) -> None:
+    from studio.engine.generate import Cancelled
+    from studio.engine.images_in import ImageInputs
+
+    steps: list[int] = []
+    with pytest.raises(Cancelled):
+        images_in.run(seed=1, inputs=ImageInputs(init_image=picture, strength=1.0),
+                      on_step=lambda i, n: steps.append(i), should_cancel=lambda: len(steps) >= 2, **ARGS)
+    assert steps == [1, 2]
+
+
+# --- what a person gives, stored before anything is queued ----------------------------------------
+
+
+def test_given_images_are_stored_and_size_the_request(tmp_path: Path) -> None:
+    from studio.core.image_args import GivenImages, store_images
+
+    store = InputStore(tmp_path / "inputs")
+    photo, small_mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    gradient((640, 480)).save(photo)
+    Image.new("L", (320, 240), 255).save(small_mask)
+    got = store_images(GivenImages(image=str(photo), mask=str(small_mask), control=photo.read_bytes()), store)
+    assert got.fields()["width"] == 640 and got.fields()["height"] == 480
+    assert store.path(got.init_image) is not None and store.path(got.mask) is not None
+    assert got.control_image == got.init_image  # the same bytes: one stored file
+    assert [n.key for n in got.notes] == ["mask_resized"]
+    out = store_images(GivenImages(image=str(photo), outpaint="64,64,0,0"), store)
+    canvas, mask = store.open(out.init_image), store.open(out.mask, "L")
+    assert canvas.size == (768, 480) == out.size and out.outpaint == Outpaint(64, 64, 0, 0)
+    assert np.array_equal(pixels(canvas.crop((64, 0, 704, 480))), pixels(gradient((640, 480))))
+    assert np.asarray(mask)[:, 64:704].max() == 0 and np.asarray(mask)[:, :64].min() == 255
+
+
+def test_mask_or_outpaint_without_an_image_and_bad_files_queue_nothing(tmp_path: Path) -> None:
+    from studio.core.image_args import GivenImages, store_images
+
+    store = InputStore(tmp_path / "inputs")
+    with pytest.raises(InputImageError) as err:
+        store_images(GivenImages(outpaint="8,8,8,8"), store)
+    assert err.value.problem is Problem.NEEDS_IMAGE
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(InputImageError) as err:
+        store_images(GivenImages(image=str(text)), store)
+    assert "notes.png" in err.value.message("zh")
+    assert not (tmp_path / "inputs").exists() or not any((tmp_path / "inputs").rglob("*.*"))
+
+
+# --- the Generate tab's image panel (Gradio-free parts) --------------------------------------------
+
+
+def test_panel_values_become_stored_fields_and_come_back_for_history(home: Path) -> None:
+    from studio.core.spec import ControlRef, HiresRef
+    from studio.ui.image_panel import PANEL_FIELDS, image_fields, panel_values
+
+    picture = gradient((320, 256))
+    layer = Image.new("RGBA", (320, 256), (0, 0, 0, 0))
+    layer.paste((255, 255, 255, 255), (100, 100, 200, 180))  # the brush strokes
+    fields = image_fields({"background": picture, "layers": [layer], "composite": None}, 0.6, 8, False, "",
+                          True, 1.5, 0.3, Image.new("RGB", (64, 64), (9, 9, 9)), "map", 1.1)
+    assert (fields["width"], fields["height"]) == (320, 256) and fields["strength"] == 0.6
+    assert fields["hires"] == HiresRef(1.5, 0.3) and isinstance(fields["control"], ControlRef)
+    store = InputStore()
+    mask = np.asarray(store.open(fields["mask"], "L"))
+    assert mask[150, 150] == 255 and mask[10, 10] == 0
+    inverted = image_fields({"background": picture, "layers": [layer]}, 0.6, 0, True, "", False, 2, 0.35, None,
+                            "canny", 0.75)
+    assert np.asarray(store.open(inverted["mask"], "L"))[10, 10] == 255
+    from studio.core.request import GenerationRequest
+
+    values = panel_values(GenerationRequest(prompt="p", **fields))
+    assert len(values) == len(PANEL_FIELDS)
+    editor = values[0]
+    assert np.array_equal(pixels(editor["background"]), pixels(picture))
+    assert np.asarray(editor["layers"][0].getchannel("A"))[150, 150] == 255
+    assert values[5:8] == [True, 1.5, 0.3] and values[9:] == ["map", 1.1]
+    assert image_fields(None, 0.6, 4, False, "", False, 2, 0.35, None, "canny", 0.75) == {}

@@ -1,0 +1,159 @@
+"""GPU figures for images in (issue 20): img2img, inpaint, ControlNet and hires fix against text-to-image.
+
+    python tools/bench_images_in.py --profile 24gb --out /tmp/zx-out            # full size, random weights
+    python tools/bench_images_in.py --arch tiny --device cpu --size 256 --steps 4 --runs 1   # smoke run
+
+Everything runs in one process on one Engine (random full-size Z-Image-Turbo weights built on the
+device, the engine's default fast path and the chosen memory profile) and one ControlNet with random
+weights of the published Fun-Controlnet-Union 2.1 layout (the demo layout with `--arch tiny`).
+Per task: seconds per image (median of `--runs` after one warm run, new seed each) and the peak
+memory allocated; the ratio to text-to-image is what issue 20 sets targets for (img2img ≈ strength ×
+text-to-image, ControlNet ≤ 1.3×). Writes `images_in.json` and a Markdown table under `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from studio.models.controlnets import places_for  # noqa: E402
+
+PROMPT = "a lighthouse on a rocky coast at dusk, waves, warm light 黄昏时礁石海岸上的灯塔"
+
+
+def published_config(transformer_config: dict[str, Any]) -> dict[str, Any]:
+    """Fun-Controlnet-Union 2.1's layout, on the given transformer (15 control layers at full size)."""
+    n_layers = transformer_config["n_layers"]
+    n_control = 15 if n_layers >= 30 else 2
+    return {
+        "control_layers_places": places_for(n_control, n_layers),
+        "control_refiner_layers_places": list(range(transformer_config["n_refiner_layers"])),
+        "control_in_dim": 33, "add_control_noise_refiner": "control_noise_refiner",
+        "all_patch_size": list(transformer_config["all_patch_size"]),
+        "all_f_patch_size": list(transformer_config["all_f_patch_size"]),
+        "dim": transformer_config["dim"], "n_refiner_layers": transformer_config["n_refiner_layers"],
+        "n_heads": transformer_config["n_heads"], "n_kv_heads": transformer_config["n_kv_heads"],
+        "norm_eps": transformer_config["norm_eps"], "qk_norm": transformer_config["qk_norm"],
+    }
+
+
+def random_controlnet(transformer_config: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Any:
+    from diffusers import ZImageControlNetModel
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = ZImageControlNetModel(**published_config(transformer_config)).to(dtype)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2 and "norm" not in name:
+                p.normal_(0.0, 0.02)
+    return model.eval()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, runs: int, fn: Any) -> dict[str, Any]:
+    """One warm run, then `runs` timed ones (seeds 1..runs); seconds and peak memory."""
+    fn(0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for seed in range(1, runs + 1):
+        sync(device)
+        t0 = time.perf_counter()
+        fn(seed)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return {"s_per_image": round(statistics.median(times), 4), "runs": [round(t, 4) for t in times],
+            "peak_gib": round(peak, 2) if peak is not None else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="/tmp/zx-out")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--arch", default="full")
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=9)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--profile", default="auto", help="memory profile: auto, full, 24gb, 16gb, 12gb")
+    p.add_argument("--cap-gib", type=float, default=None, help="cap the process's GPU memory (emulate a card)")
+    p.add_argument("--hires-scale", type=float, default=2.0)
+    args = p.parse_args(argv)
+
+    from studio.engine.generate import Engine
+    from studio.engine.images_in import ControlInput, Hires, ImageInputs, ImagesIn
+    from studio.engine.memory import cap_process_memory
+    from studio.engine.precision import choose_dtype
+    from studio.engine.random_pipeline import build_random_pipeline
+
+    device = torch.device(args.device)
+    dtype = choose_dtype(device)
+    cap_process_memory(device, args.cap_gib)
+    pipe = build_random_pipeline(args.arch, device, dtype)
+    engine = Engine(f"random:{args.arch}", device, dtype, pipe=pipe, memory_profile=args.profile, warm="sync")
+    images_in = ImagesIn(engine)
+    images_in.adopt_controlnet("random-union", random_controlnet(dict(pipe.transformer.config), device, dtype))
+    size, steps = args.size, args.steps
+    base = dict(prompt=PROMPT, width=size, height=size, steps=steps, guidance=0.0)
+    picture, _ = engine.generate(seed=123, **base)
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
+    control = ControlInput(image=picture, controlnet="random-union", kind="canny")
+
+    def run(inputs: ImageInputs) -> Any:
+        return lambda seed: images_in.run(seed=seed, inputs=inputs, **base)
+
+    tasks: dict[str, Any] = {"text2img": lambda seed: engine.generate(seed=seed, **base)}
+    for s in (0.3, 0.6, 1.0):
+        tasks[f"img2img s={s}"] = run(ImageInputs(init_image=picture, strength=s))
+    tasks["inpaint"] = run(ImageInputs(init_image=picture, mask=mask, mask_blur=8))
+    tasks["controlnet"] = run(ImageInputs(control=control))
+    tasks["controlnet inpaint"] = run(ImageInputs(init_image=picture, mask=mask, control=control))
+    tasks[f"hires {size}->{int(size * args.hires_scale)} s=0.35"] = run(
+        ImageInputs(hires=Hires(scale=args.hires_scale, strength=0.35)))
+    results: dict[str, Any] = {}
+    for name, fn in tasks.items():
+        try:
+            results[name] = timed(device, args.runs, fn)
+        except torch.OutOfMemoryError as exc:
+            results[name] = {"error": f"out of memory: {str(exc)[:200]}"}
+            torch.cuda.empty_cache()
+        print(name, results[name], flush=True)
+    t2i = results["text2img"].get("s_per_image")
+    lines = ["| task | s/image | × text-to-image | peak GiB |", "|---|---|---|---|"]
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"| {name} | {r['error'][:40]} | | |")
+            continue
+        ratio = f"{r['s_per_image'] / t2i:.2f}" if t2i else ""
+        lines.append(f"| {name} | {r['s_per_image']:.3f} | {ratio} | {r['peak_gib'] if r['peak_gib'] else ''} |")
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    meta = {"device": device_name, "arch": args.arch, "size": size, "steps": steps, "profile": engine.profile.name,
+            "cap_gib": args.cap_gib, "compiled": engine.compiled, "notes": engine.notes}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "images_in.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2), "utf-8")
+    (out / "images_in.md").write_text(f"{meta}\n\n" + "\n".join(lines) + "\n", "utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
