@@ -4,6 +4,7 @@ estimate, and the tiny autoencoder found on disk (never downloaded)."""
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -51,12 +52,16 @@ def likeness(preview: pv.PreviewImage, final: Image.Image) -> tuple[float, float
     return float(np.corrcoef(got, ref)[0, 1]), float(np.abs(got - ref).mean())
 
 
-def test_demo_model_ships_its_fitted_projection(demo_model_master: Path, engine: Engine) -> None:
+def test_demo_model_ships_its_fitted_projection(demo_model_master: Path, engine: Engine, tmp_path: Path) -> None:
     stored = demo_model_master / "vae" / pv.PROJECTION_FILE
     assert stored.is_file()
     projection = pv.projection_for(engine.pipe.vae, demo_model_master)
     assert len(projection.factors) == engine.pipe.vae.config.latent_channels
     assert projection == pv.LatentProjection.from_json(projection.to_json())
+    older = tmp_path / "zaoxiang-demo-copy"  # a data-dir copy made before the file shipped
+    (older / "vae").mkdir(parents=True)
+    shutil.copy(demo_model_master / "zaoxiang.json", older)
+    assert pv.projection_for(engine.pipe.vae, older) == projection  # the shipped fit, no fit at load
     assert not pv.is_flux_space(engine.pipe.vae.config)  # its own small VAE: the Flux factors do not apply
 
 

@@ -145,16 +145,28 @@ def fit_projection(vae: Any, images: Sequence[Image.Image] | None = None, batch:
 
 def projection_for(vae: Any, model_path: str | Path | None = None) -> LatentProjection:
     """The model's projection: its stored fit, else the Flux factors for that space, else a fit now."""
-    if model_path is not None:
-        stored = Path(model_path) / "vae" / PROJECTION_FILE
-        if stored.is_file():
-            try:
-                return LatentProjection.from_json(stored.read_text("utf-8"))
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # a damaged file: fit again below
+    for stored in _stored_projections(model_path):
+        try:
+            return LatentProjection.from_json(stored.read_text("utf-8"))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged file: the next candidate, or a fit below
     if is_flux_space(vae.config):
         return FLUX_PROJECTION
     return fit_projection(vae, calibration_images(LOAD_FIT_IMAGES, LOAD_FIT_SIDE))
+
+
+def _stored_projections(model_path: str | Path | None) -> list[Path]:
+    """The model's own file; for the trained demo model also the shipped one (a copy made in the
+    data dir before the file existed lacks it)."""
+    if model_path is None:
+        return []
+    from studio.models.demo import demo_assets, is_trained
+
+    out = [Path(model_path) / "vae" / PROJECTION_FILE]
+    shipped = demo_assets()
+    if shipped is not None and is_trained(Path(model_path)):
+        out.append(shipped / "vae" / PROJECTION_FILE)
+    return [p for p in out if p.is_file()]
 
 
 def tiny_vae_folders(models_dir: Path | None = None) -> list[Path]:
