@@ -81,6 +81,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "gen.idle": {"zh": "就绪。", "en": "Ready."},
     "gen.queued": {"zh": "排队中", "en": "queued"},
     "gen.step": {"zh": "第 {step}/{steps} 步", "en": "step {step}/{steps}"},
+    "gen.preview": {"zh": "{label} 预览 · 第 {step}/{steps} 步", "en": "{label} preview · step {step}/{steps}"},
     "gen.done": {"zh": "完成", "en": "done"},
     "gen.failed": {"zh": "失败", "en": "failed"},
     "gen.cancelled": {"zh": "已取消", "en": "cancelled"},
