@@ -24,10 +24,10 @@ def test_cuda_preview_arrives_on_a_later_step_and_matches_the_cpu() -> None:
         now = [0.0]
         prv = pv.Previewer(pv.FLUX_PROJECTION, on_preview=out[device].append, quality=100,
                            throttle=pv.Throttle(budget=1.0, min_interval_s=0.0, clock=lambda now=now: now[0]))
-        prv.begin(steps[0].to(device), sigmas[0])
+        prv.begin(steps[0].to(device))
         for i in (1, 2, 3):
             now[0] += 10.0
-            prv.offer(i, 10, steps[i].to(device), sigmas[i])
+            prv.offer(i, 10, steps[i].to(device), sigmas[i], sigmas[i - 1])
             if device == "cuda":
                 torch.cuda.synchronize()  # let the copy land before the next offer looks
         prv.end()

@@ -30,11 +30,10 @@ def run_with_previews(engine: Engine, previewer: pv.Previewer, prompt: str, seed
     """One image through the real pipeline, its latents offered to `previewer` after every step."""
     pipe = engine.pipe
     latents = initial_noise(seed, size, size, pipe.transformer.config.in_channels, pipe.vae_scale_factor)
-    pipe.scheduler.set_timesteps(steps)
-    previewer.begin(latents, float(pipe.scheduler.sigmas[0]))
+    previewer.begin(latents)
 
     def step_end(p, i, _t, kwargs):
-        previewer.offer(i + 1, steps, kwargs["latents"], float(p.scheduler.sigmas[i + 1]))
+        previewer.offer(i + 1, steps, kwargs["latents"], *pv.step_sigmas(p.scheduler))
         return kwargs
 
     with torch.no_grad():
@@ -174,9 +173,9 @@ def test_tiny_vae_used_when_on_disk_else_flux_factors(tmp_path: Path, monkeypatc
     previewer.on_preview = got.append
     previewer.throttle = pv.Throttle(budget=1.0, min_interval_s=0.0, clock=lambda: now[0])
     latents = torch.randn(1, 16, 128, 96)  # a 1024x768 image's latents
-    previewer.begin(latents, 1.0)
+    previewer.begin(latents)
     now[0] += 60.0  # a slow step: the budget allows one
-    previewer.offer(1, 4, latents * 0.5, 0.5)
+    previewer.offer(1, 4, latents * 0.5, 0.5, 1.0)
     assert len(got) == 1 and got[0].method is pv.Method.TINY_VAE
     assert (got[0].width, got[0].height) == (192, 256)
     assert Image.open(io.BytesIO(got[0].jpeg)).size == (192, 256)

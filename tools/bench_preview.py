@@ -24,18 +24,18 @@ def run(pipe: Any, embeds: Any, previewer: Any, size: int, steps: int, seed: int
     """Denoise one image (no decode), the previewer offered every step; (denoise_s, step times)."""
     import torch
 
+    from studio.engine import preview as pv
     from studio.engine.generate import initial_noise
 
     latents = initial_noise(seed, size, size, pipe.transformer.config.in_channels, pipe.vae_scale_factor)
     latents = latents.to(pipe.transformer.device)
-    pipe.scheduler.set_timesteps(steps)
     marks = [time.perf_counter()]
     if previewer is not None:
-        previewer.begin(latents, float(pipe.scheduler.sigmas[0]))
+        previewer.begin(latents)
 
     def step_end(p: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         if previewer is not None:
-            previewer.offer(i + 1, steps, kwargs["latents"], float(p.scheduler.sigmas[i + 1]))
+            previewer.offer(i + 1, steps, kwargs["latents"], *pv.step_sigmas(p.scheduler))
         marks.append(time.perf_counter())
         return kwargs
 

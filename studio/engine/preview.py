@@ -265,6 +265,14 @@ def denoised_estimate(prev: torch.Tensor, prev_sigma: float, cur: torch.Tensor, 
     return cur - cur_sigma * velocity
 
 
+def step_sigmas(scheduler: Any) -> tuple[float, float]:
+    """(sigma, prev_sigma) of the latents a flow-matching scheduler's step just made and of those it
+    started from; read from its host-side table by its own index (img2img starts part-way)."""
+    index = int(scheduler.step_index)
+    sigmas = scheduler.sigmas
+    return float(sigmas[index]), float(sigmas[index - 1])
+
+
 def _fit_side(h: int, w: int, max_side: int) -> tuple[int, int]:
     f = min(1.0, max_side / max(h, w))
     return max(1, round(h * f)), max(1, round(w * f))
@@ -284,9 +292,10 @@ class _Pending:
 class Previewer:
     """Turns the engine's per-step latents into `PreviewImage`s for `on_preview`, within the throttle.
 
-    Per image: `begin(latents, sigma)` with the starting noise, then `offer(step, steps, latents,
-    sigma)` after each step (sigma of the latents just made), then `end()`. Steps the throttle
-    skips cost a comparison and a reference to the latents, nothing on the device.
+    Per image: `begin(latents)` with the starting noise, then after each step `offer(step, steps,
+    latents, sigma, prev_sigma)` (the noise levels of the latents just made and of those before),
+    then `end()`. Steps the throttle skips cost a comparison and a reference to the latents, nothing
+    on the device.
     """
 
     projection: LatentProjection
@@ -295,7 +304,7 @@ class Previewer:
     quality: int = 80
     throttle: Throttle = field(default_factory=Throttle)
     on_preview: Callable[[PreviewImage], None] | None = None
-    _prev: tuple[torch.Tensor, float] | None = None
+    _prev: torch.Tensor | None = None
     _pending: _Pending | None = None
 
     @property
@@ -313,15 +322,15 @@ class Previewer:
         self.throttle.observe(cost)
         return cost
 
-    def begin(self, latents: torch.Tensor, sigma: float) -> None:
-        """A new image starts from `latents` at noise level `sigma` (calibrates on first use)."""
+    def begin(self, latents: torch.Tensor) -> None:
+        """A new image starts from `latents` (calibrates on first use)."""
         if self.throttle.cost_s is None:
             self.calibrate(latents)
-        self._prev, self._pending = (latents, float(sigma)), None
+        self._prev, self._pending = latents, None
         self.throttle.start()
 
-    def offer(self, step: int, steps: int, latents: torch.Tensor, sigma: float) -> None:
-        prev, self._prev = self._prev, (latents, float(sigma))
+    def offer(self, step: int, steps: int, latents: torch.Tensor, sigma: float, prev_sigma: float) -> None:
+        prev, self._prev = self._prev, latents
         if self._pending is not None and self._pending.ready.query():
             self._finish()
         if self._pending is not None or not self.throttle.due(step, steps):
@@ -329,7 +338,7 @@ class Previewer:
         t0 = time.perf_counter()
         self.throttle.taken(step)
         with torch.no_grad():
-            x0 = latents if prev is None else denoised_estimate(prev[0], prev[1], latents, float(sigma))
+            x0 = latents if prev is None else denoised_estimate(prev, float(prev_sigma), latents, float(sigma))
             rgb = self._rgb(x0[:1])
         if latents.device.type == "cuda":
             host = torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=True)
