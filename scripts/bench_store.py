@@ -29,6 +29,7 @@ from studio.core.metadata import build_record, text_chunks  # noqa: E402
 from studio.core.naming import image_path  # noqa: E402
 from studio.core.pngfile import write_png  # noqa: E402
 from studio.core.request import GenerationRequest  # noqa: E402
+from studio.core.spec import ImageSpec  # noqa: E402
 from studio.store import Store, reconcile  # noqa: E402
 
 ZH = ["一只", "橘色的", "猫咪", "在", "雪山", "下", "古风", "少女", "水墨", "山水", "画", "赛博朋克", "城市",
@@ -69,7 +70,7 @@ def main() -> int:
 
     # one real PNG (our writer, our metadata), hard-linked under every gallery path below
     seed_png = write_png(Image.new("RGB", (64, 64), (200, 80, 40)), work / "seed.png", build_record(
-        GenerationRequest(prompt="seed"), 1, "demo", "cpu:0", 0.1))
+        ImageSpec(prompt="seed", seed=1, model="demo"), "cpu:0", 0.1))
 
     # -- insert ------------------------------------------------------------------------------------
     start_day = datetime(2025, 1, 1)
@@ -85,10 +86,9 @@ def main() -> int:
                 req = GenerationRequest(prompt=make_prompt(rng), width=1024, height=1024, seed=None, count=count)
                 rid = uuid.uuid4().hex
                 jobs = []
-                for i in range(count):
-                    seed, jid = rng.randint(0, 2**32 - 1), uuid.uuid4().hex
-                    jobs.append(Job(jid, rid, i, seed, req.prompt, "", 1024, 1024, 9, 0.0,
-                                    str(image_path(gallery, created, req.prompt, seed, jid))))
+                for i, spec in enumerate(req.expand("demo", rng)):
+                    jid = uuid.uuid4().hex
+                    jobs.append(Job(jid, rid, i, spec, str(image_path(gallery, created, req.prompt, spec.seed, jid))))
                 store.record_request(req, jobs, origin="cli", model="demo", created=created.timestamp())
                 for j in jobs:
                     image_id = store.mark_done(j.job_id, worker="cuda:0", timings={"elapsed_s": 1.5},
@@ -107,8 +107,8 @@ def main() -> int:
     for k in range(200):
         rid = uuid.uuid4().hex
         req = GenerationRequest(prompt=make_prompt(rng), count=4)
-        jobs = [Job(uuid.uuid4().hex, rid, i, i, req.prompt, "", 1024, 1024, 9, 0.0,
-                    str(work / "single" / f"{rid}_{i}.png")) for i in range(4)]
+        jobs = [Job(uuid.uuid4().hex, rid, i, spec, str(work / "single" / f"{rid}_{i}.png"))
+                for i, spec in enumerate(req.expand("demo", rng))]
         store.record_request(req, jobs, origin="ui", created=time.time() - 10 * 365 * 86400 - k)
     one_ms = (time.perf_counter() - t0) * 1000 / 200
     print(f"record_request (4 jobs, own transaction, synchronous=FULL): {one_ms:.2f} ms each (mean of 200)")
@@ -152,8 +152,8 @@ def main() -> int:
     new_dir = gallery / "2030-01-01"
     new_dir.mkdir(parents=True)
     for i in range(1000):  # distinct images, as if copied in by hand (no fsync: a copy, not a job)
-        rec = build_record(GenerationRequest(prompt=f"手工复制 copied by hand {i}", width=512, height=512),
-                           i, "demo", "cuda:1", 1.0, job_id=uuid.uuid4().hex, request_id=uuid.uuid4().hex)
+        rec = build_record(ImageSpec(prompt=f"手工复制 copied by hand {i}", width=512, height=512, seed=i, model="demo"),
+                           "cuda:1", 1.0, job_id=uuid.uuid4().hex, request_id=uuid.uuid4().hex)
         info = PngImagePlugin.PngInfo()
         for k, v in text_chunks(rec).items():
             info.add_itxt(k, v)

@@ -1,49 +1,53 @@
 """Studio: the one facade that the UI, the tray, the CLI and scripts go through.
 
 It composes the layers below (models, pool, store, monitor) so that callers never reach into them
-directly. Constructing a Studio is cheap: the worker pool starts on the first `submit` (or `start`).
-Every event, from whichever worker, passes through `Studio._on_event` and reaches subscribers on
-one background thread, in order.
+directly; what goes wrong comes out as a `StudioError` (core/errors.py) with one readable sentence.
+Constructing a Studio is cheap: the worker pool starts on the first `submit` (or `start`). Every
+event, from whichever worker, is recorded in the store first (store/recorder.py) and then reaches
+subscribers on one background thread, in order. Importing this module never imports torch,
+diffusers or gradio (tests/test_facade.py): the CLI and the parent process stay light.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from studio.core import events as ev
-from studio.core.jobs import Job
-from studio.core.naming import image_path
+from studio.core.delivery import EventDelivery, EventHandler
+from studio.core.errors import StudioClosedError, StudioError, UnknownRequestError
+from studio.core.jobs import Job, make_jobs
+from studio.core.notice import Notice, database_rebuilt
 from studio.core.paths import Paths, get_paths
-from studio.core.request import GenerationRequest, expand_seeds, validate
-from studio.core.settings import Settings, load_settings
-from studio.models.discovery import ModelInfo, resolve_model
+from studio.core.request import GenerationRequest, validate
+from studio.core.settings import Settings, load_settings, save_settings
+from studio.core.workers_spec import WorkerSpecError
+from studio.history import HistoryQueries
+from studio.models.demo import NATIVE_SIZE
+from studio.models.discovery import ModelInfo, ModelNotFoundError, find_models, resolve_model
+from studio.models.download import download_model
+from studio.monitor.sampler import Sampler
+from studio.pool.pool import WorkerPool
+from studio.pool.spec import not_started_status, parse_workers, visible_gpus
+from studio.store import ORIGINS, Store, StoreError, reconcile
+from studio.store.lease import OwnerLease
+from studio.store.reconcile import STALE_PART_S
+from studio.store.recorder import EventRecorder
 
-EventHandler = Callable[[ev.Event], None]
+if TYPE_CHECKING:
+    from studio.models.download import Progress
+    from studio.store.healing import Recovery
+
 log = logging.getLogger(__name__)
 
-
-def make_jobs(request: GenerationRequest, request_id: str, out_dir: Path,
-              created: datetime | None = None) -> list[Job]:
-    """Split a validated request into one job per image, each with its seed and output path."""
-    created = created or datetime.now()
-    jobs = []
-    for index, seed in enumerate(expand_seeds(request)):
-        job_id = uuid.uuid4().hex
-        jobs.append(Job(
-            job_id=job_id, request_id=request_id, index=index, seed=seed, prompt=request.prompt,
-            negative_prompt=request.negative_prompt, width=request.width, height=request.height,
-            steps=request.steps, guidance=request.guidance,
-            output_path=str(image_path(out_dir, created, request.prompt, seed, job_id)),
-        ))
-    return jobs
+# What callers catch and call, from here rather than from the layers that define them.
+__all__ = ["ModelInfo", "ModelNotFoundError", "Notice", "QuitHook", "StoreError", "Studio", "StudioClosedError",
+           "StudioError", "UnknownRequestError", "WorkerSpecError"]
 
 
 class QuitHook(Protocol):
@@ -54,20 +58,7 @@ class QuitHook(Protocol):
     def running_images(self) -> int: ...
 
 
-class Notice(str):
-    """A message for the person: the English line (what the CLI prints and the log keeps), plus an
-    i18n key and its values so that a window says it in its own language."""
-
-    key: str
-    values: dict[str, Any]
-
-    def __new__(cls, text: str, key: str, **values: Any) -> Notice:
-        notice = super().__new__(cls, text)
-        notice.key, notice.values = key, values
-        return notice
-
-
-class Studio:
+class Studio(HistoryQueries):
     """The studio's operations; construct once per process, `close()` when done."""
 
     def __init__(self, settings: Settings | None = None, paths: Paths | None = None,
@@ -79,22 +70,17 @@ class Studio:
         self._model_arg = model
         self._model: ModelInfo | None = None
         self._workers_arg = workers
-        self._pool: Any = None
+        self._pool: WorkerPool | None = None
         self._lock = threading.RLock()
-        self._handlers: dict[int, EventHandler] = {}
-        self._next_handler = 0
-        self._events: queue.Queue[ev.Event | None] = queue.Queue()
-        self._delivery: threading.Thread | None = None
+        self._delivery = EventDelivery()
         self._closed = False
-        self._store: Any = None
+        self._store: Store | None = None
+        self._recorder: EventRecorder | None = None  # job states into the store; knows when a request is finished
         # Not self._lock: the pool's thread records events under it. Re-entrant: a rebuild reads `store`.
         self._store_lock = threading.RLock()
         self.resumed: list[str] = []  # request ids `start` put back in the queue
-        self._sampler: Any = None  # the monitor's sampler thread, started by the first snapshot
-        self._recorded = threading.Condition()  # signalled when a request's last event is in the store
-        self._recorded_done: list[str] = []
-        self._owner: str | None = None  # this process's id in the store's owners table, while the pool runs
-        self._heartbeat_stop = threading.Event()
+        self._sampler: Sampler | None = None  # the monitor's sampler thread, started by the first snapshot
+        self._lease: OwnerLease | None = None  # this process as a job owner in the store, while the pool runs
         self.kept_queued = 0  # unfinished images this studio left queued when it stopped
 
     @property
@@ -108,8 +94,6 @@ class Studio:
     def default_size(self) -> tuple[int, int]:
         """The size a new request starts at: the demo model's training size, else Z-Image's 1024²."""
         if self.model.is_demo:
-            from studio.models.demo import NATIVE_SIZE
-
             return NATIVE_SIZE, NATIVE_SIZE
         return 1024, 1024
 
@@ -120,6 +104,22 @@ class Studio:
     @property
     def workers_spec(self) -> str:
         return self._workers_arg or self.settings.workers or "auto"
+
+    def available_models(self, include_demo: bool = False) -> list[ModelInfo]:
+        """Every model found on this computer, in the order the studio would choose them."""
+        return find_models(explicit=self._model_arg, configured=self.settings.model or None, paths=self.paths,
+                           include_demo=include_demo)
+
+    @staticmethod
+    def gpu_count() -> int:
+        """The GPUs this process may give workers (NVML; 0 without a driver), never importing torch."""
+        return len(visible_gpus())
+
+    @staticmethod
+    def download_model(source: str, repo: str, folder: str | None = None, revision: str = "main",
+                       configs_only: bool = False, progress: Callable[[Progress], None] | None = None) -> Path:
+        """Download a model once (resumable, checked against the hub); DownloadError says what to do next."""
+        return Path(download_model(source, repo, folder, revision, configs_only, progress=progress))
 
     # ----------------------------------------------------------------- pool lifecycle
 
@@ -133,21 +133,15 @@ class Studio:
         """
         with self._lock:
             if self._closed:
-                raise RuntimeError("This studio is closed.")
+                raise StudioClosedError("This studio is closed.")
             if self._pool is not None:
                 return
-            from studio.pool.pool import WorkerPool
-            from studio.pool.spec import parse_workers
-
             specs = parse_workers(self.workers_spec)
             model = self.model
             store = self.store  # open (and migrate) the history before any event can arrive
+            self._recorder = self._recorder or EventRecorder(store)
             alone = not store.live_owners()
-            self._owner = store.register_owner(model.name, str(model.path))
-            self._heartbeat_stop = threading.Event()  # one per owner: a restart's old beat ends with its owner
-            threading.Thread(target=self._heartbeat, args=(self._owner, self._heartbeat_stop), name="studio-lease",
-                             daemon=True).start()
-            self._delivery = threading.Thread(target=self._deliver, name="studio-events", daemon=True)
+            self._lease = OwnerLease(store, model.name, str(model.path))
             self._delivery.start()
             self._pool = WorkerPool(specs, model_path=str(model.path), model_name=model.name,
                                     memory_profile=self.settings.memory_profile, on_event=self._on_event)
@@ -159,22 +153,9 @@ class Studio:
     def _reconcile(self, partial_age_s: float | None = None) -> dict[str, Any]:
         """Make the store and the gallery folders agree (see store/reconcile.py). Temp files are all
         removed when no other studio is alive to be writing one, else only stale ones."""
-        from studio.store import reconcile
-        from studio.store.reconcile import STALE_PART_S
-
         roots = {str(self.paths.gallery_dir), str(self.output_dir)}
         return reconcile(self.store, sorted(roots),
                          partial_age_s=STALE_PART_S if partial_age_s is None else partial_age_s)
-
-    def _heartbeat(self, owner: str, stop: threading.Event) -> None:
-        from studio.store.owners import HEARTBEAT_S
-
-        while not stop.wait(HEARTBEAT_S):
-            try:
-                if not self.store.heartbeat(owner):
-                    log.warning("this studio's lease was taken over by another process")
-            except Exception:  # a busy or full disk: the next beat tries again
-                log.warning("could not renew this studio's lease", exc_info=True)
 
     def orphans(self) -> dict[str, Any]:
         """Images left queued by studios that are gone: {"count": n this model can make,
@@ -212,19 +193,15 @@ class Studio:
         """Cancel the images left queued by studios that are gone; returns how many."""
         return self.store.discard_orphans()
 
+    @property
+    def _owner(self) -> str | None:
+        return self._lease.owner_id if self._lease is not None else None
+
     def _release(self) -> None:
         """This studio stops making images: its unfinished jobs stay queued, as nobody's, for the next start."""
-        self._heartbeat_stop.set()
-        owner, self._owner = self._owner, None
-        if owner is not None and self._store is not None:
-            try:
-                kept = self._store.release_owner(owner)
-            except Exception:  # the process is ending anyway: the pid check frees them later
-                log.warning("could not hand back this studio's jobs", exc_info=True)
-            else:
-                self.kept_queued += kept
-                if kept:
-                    log.info("%d unfinished images stay queued for the next start", kept)
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            self.kept_queued += lease.release()
 
     def close(self) -> None:
         """Cancel what is running, stop every worker (politely, then by force) and the event thread."""
@@ -236,9 +213,7 @@ class Studio:
         if pool is not None:
             pool.close()
         self._release()
-        self._events.put(None)
-        if self._delivery is not None:
-            self._delivery.join(10)
+        self._delivery.stop()
         if self._store is not None:
             self._store.close()
         if self._sampler is not None:
@@ -260,11 +235,9 @@ class Studio:
         """
         request = validate(request)
         request_id = request_id or uuid.uuid4().hex
-        jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir)
+        jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir, self.model.name)
         self.start()
         # Committed before the pool sees it: from here a crash cannot lose the request or its jobs.
-        from studio.store import ORIGINS
-
         self.store.record_request(request, jobs, origin=origin if origin in ORIGINS else "api",
                                   model=self.model.name, model_path=str(self.model.path), owner=self._owner)
         self._pool.submit(request_id, jobs, interactive=interactive, origin=origin)
@@ -288,22 +261,20 @@ class Studio:
         return self._pool.paused if self._pool is not None else False
 
     def wait(self, request_id: str, timeout: float | None = None) -> list[dict[str, Any]]:
-        """Block until the request is finished; one dict per image by index (`status`: done, failed or
-        cancelled; path, seed, worker, elapsed_s, job_id, index; `error` for failures). TimeoutError if
-        `timeout` passes first, KeyError for an unknown id."""
-        if self._pool is None:
-            raise KeyError(f"No request {request_id!r}.")
-        results = self._pool.wait(request_id, timeout)
-        deadline = time.monotonic() + 10.0  # never long: the store lags the pool by milliseconds
-        # The pool answers as soon as it knows; its events reach the store a moment later, on the
-        # event path. Wait for that too, so a caller that reads history next sees the final states.
-        with self._recorded:
-            while request_id not in self._recorded_done:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._recorded.wait(left)
-        return results
+        """Block until the request is finished and its final states are in the store; one dict per
+        image by index (`status`: done, failed or cancelled; path, seed, worker, elapsed_s, job_id,
+        index; `error` for failures). TimeoutError if `timeout` passes first, UnknownRequestError
+        (a KeyError) for an id the workers do not know."""
+        pool, recorder = self._pool, self._recorder
+        try:
+            if pool is None or recorder is None:
+                raise KeyError(request_id)
+            pool.results(request_id)
+        except KeyError:
+            raise UnknownRequestError(f"No request {request_id!r}.") from None
+        if not recorder.wait_finished(request_id, timeout):
+            raise TimeoutError(f"Request {request_id} is not finished after {timeout} s.")
+        return pool.results(request_id)
 
     def generate(self, request: GenerationRequest, out_dir: Path | str | None = None,
                  on_event: EventHandler | None = None) -> list[dict[str, Any]]:
@@ -328,7 +299,7 @@ class Studio:
             self.submit(request, origin="cli", interactive=True, out_dir=out_dir, request_id=request_id)
             while not finished.wait(0.5):  # short waits keep Ctrl-C responsive
                 pass
-            return self._pool.results(request_id)
+            return self.wait(request_id)
         finally:
             unsubscribe()
 
@@ -338,17 +309,12 @@ class Studio:
         """Per worker: name, device, state, pid, current job, images done, busy seconds, seconds per image."""
         if self._pool is not None:
             return self._pool.status()
-        from studio.pool.spec import parse_workers
-
-        return [{"name": s.name, "device": s.device, "state": "not started", "pid": None, "current_job": None,
-                 "current_request": None, "prefetched": 0, "images_done": 0, "busy_s": 0.0,
-                 "s_per_image": None, "load_s": None, "memory_gb": None, "threads": s.threads, "restarts": 0,
-                 "last_error": ""} for s in parse_workers(self.workers_spec)]
+        return [not_started_status(spec) for spec in parse_workers(self.workers_spec)]
 
     def request_stats(self, request_id: str) -> dict[str, Any]:
         """Makespan, ideal makespan (total work / workers), balance efficiency, per-worker busy time."""
         if self._pool is None:
-            raise KeyError(f"No request {request_id!r}.")
+            raise UnknownRequestError(f"No request {request_id!r}.")
         return self._pool.request_stats(request_id)
 
     def queue_length(self) -> int:
@@ -358,67 +324,29 @@ class Studio:
 
     def subscribe(self, handler: EventHandler) -> Callable[[], None]:
         """Call `handler(event)` for every event, on the studio's event thread; returns unsubscribe."""
-        with self._lock:
-            key = self._next_handler
-            self._next_handler += 1
-            self._handlers[key] = handler
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._handlers.pop(key, None)
-
-        return unsubscribe
+        return self._delivery.subscribe(handler)
 
     def _on_event(self, event: ev.Event) -> None:
-        """Every pool event passes here first (on the pool's thread), in order. The store hooks in
-        here to record job states; keep it quick: subscribers run later, on the delivery thread."""
-        try:
-            self._record(event)
-        except Exception:  # the history must never stop the pool; the reconciliation pass catches up
-            log.exception("could not record %s in the history", event.get("type"))
-        if event.get("type") == ev.REQUEST_DONE:
-            with self._recorded:
-                self._recorded_done.append(event.get("request_id"))
-                del self._recorded_done[:-2000]  # bounded, like the pool's memory of requests
-                self._recorded.notify_all()
-        self._events.put(event)
-
-    def _record(self, event: ev.Event) -> None:
-        """Job states into the store. Jobs cancelled only because the studio is closing stay queued in
-        the store, so the next start resumes them."""
-        kind, job_id = event["type"], event.get("job_id")
-        if job_id is None:
-            return
-        if kind == ev.JOB_STARTED:
-            self.store.mark_running(job_id, event.get("worker"))
-        elif kind == ev.JOB_DONE:
-            event["image_id"] = self.store.mark_done(
-                job_id, event["path"], worker=event.get("worker"),
-                timings={k: event[k] for k in ("elapsed_s", "busy_s") if event.get(k) is not None})
-        elif kind == ev.JOB_FAILED:
-            if self.store.mark_failed(job_id, event.get("kind"), event.get("message", "")) == "queued":
-                event.update(queued_for_retry=True, message=self.store.job_state(job_id)["error"])
-        elif kind == ev.JOB_CANCELLED and event.get("reason") != "closing":
-            self.store.mark_cancelled(job_id)
-        elif kind == ev.JOB_REQUEUED:
-            self.store.requeue(job_id)
+        """Every pool event passes here first (on the pool's thread), in order: the store records it
+        (and so learns that a request is finished), then subscribers get it on the delivery thread."""
+        if self._recorder is not None:
+            self._recorder.record(event)
+        self._delivery.put(event)
 
     # ----------------------------------------------------------------- history and gallery (never start the pool)
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         """The history database (opened on first use)."""
         with self._store_lock:
             if self._store is None:
-                from studio.store import Store
-
                 store = Store(self.paths.database, trash_dir=self.paths.trash_dir)
                 self._store = store
                 if store.recovery is not None:
                     self._rebuilt(store.recovery)
             return self._store
 
-    def _rebuilt(self, recovery: Any) -> None:
+    def _rebuilt(self, recovery: Recovery) -> None:
         """The store had to start afresh: rebuild the history from the PNGs' own metadata and tell the person."""
         try:
             found = self._reconcile()
@@ -426,59 +354,9 @@ class Studio:
         except Exception:
             log.exception("could not rebuild the history from the gallery")
             count = 0
-        where = f"; the damaged file was kept as {recovery.moved_to}" if recovery.moved_to else ""
-        what = "was damaged" if recovery.kind == "damaged" else "was empty (0 bytes)"
-        key = f"notice.db_{'damaged' if recovery.kind == 'damaged' else 'empty'}{'_kept' if recovery.moved_to else ''}"
-        self.notices.append(Notice(f"The history database {what} ({recovery.reason}){where}. A new one was started "
-                                   f"and {count} images were found again from their files.",
-                                   key, count=count, path=str(recovery.moved_to or "")))
+        self.notices.append(database_rebuilt(recovery.kind == "damaged", recovery.reason,
+                                             str(recovery.moved_to) if recovery.moved_to else None, count))
         log.warning(self.notices[-1])
-
-    def history(self, search: str | None = None, favorites_only: bool = False, since: Any = None,
-                limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-        """Requests newest first (see Store.history), each with its job counts, errors and images."""
-        return self.store.history(search=search, favorites_only=favorites_only, since=since, limit=limit,
-                                  offset=offset)
-
-    def gallery(self, page: int = 0, per_page: int = 48) -> dict[str, Any]:
-        """One page of images, newest first: {"items": [...], "total": n, "page": p, "per_page": k}."""
-        return {"items": self.store.gallery(page, per_page), "total": self.store.gallery_count(),
-                "page": page, "per_page": per_page}
-
-    def image_info(self, image_id: int) -> dict[str, Any]:
-        return self.store.image_info(image_id)
-
-    def reuse(self, image_id: int | None = None, request_id: str | None = None) -> GenerationRequest:
-        return self.store.reuse(image_id=image_id, request_id=request_id)
-
-    def set_favorite(self, image_id: int, value: bool = True) -> bool:
-        return self.store.set_favorite(image_id, value)
-
-    def delete_image(self, image_id: int) -> Path | None:
-        """The file goes to the trash folder and the row goes, together."""
-        return self.store.delete_image(image_id)
-
-    def empty_trash(self) -> dict[str, int]:
-        return self.store.empty_trash()
-
-    def export(self, image_ids: list[int], zip_path: Path | str) -> Path:
-        return self.store.export(image_ids, zip_path)
-
-    def last_reconciliation(self) -> dict[str, Any] | None:
-        return self.store.last_reconciliation()
-
-    def _deliver(self) -> None:
-        while True:
-            event = self._events.get()
-            if event is None:
-                return
-            with self._lock:
-                handlers = list(self._handlers.values())
-            for handler in handlers:
-                try:
-                    handler(event)
-                except Exception:  # one broken subscriber must not silence the others
-                    log.exception("event handler %r failed on %s", handler, event.get("type"))
 
     # ----------------------------------------------------------------- settings (the UI's Settings tab)
 
@@ -488,10 +366,6 @@ class Studio:
 
         A choice made here replaces a `--model`/`--workers` given at launch: the latest choice wins.
         """
-        from dataclasses import fields
-
-        from studio.core.settings import save_settings
-
         names = [f.name for f in fields(Settings)]
         unknown = sorted(set(changes) - set(names))
         if unknown:
@@ -519,17 +393,14 @@ class Studio:
         else they wait for it, as `orphans()` tells)."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("This studio is closed.")
+                raise StudioClosedError("This studio is closed.")
             pool, self._pool = self._pool, None
-            delivery, self._delivery = self._delivery, None
             self._model = None
             if pool is not None:
                 pool.close()
-            mine = set(self.store.owned_requests(self._owner)) if self._owner is not None else set()
+            mine = self._lease.owned_requests() if self._lease is not None else set()
             self._release()
-        if delivery is not None:  # the old event thread delivers what is queued, then ends
-            self._events.put(None)
-            delivery.join(10)
+        self._delivery.stop()  # outside the lock: a subscriber may be calling this studio right now
         self.start()
         if mine:
             self.resume_orphans(request_ids=mine)
@@ -544,8 +415,6 @@ class Studio:
         with self._lock:
             sampler = self._sampler
             if sampler is None:
-                from studio.monitor.sampler import Sampler
-
                 sampler = self._sampler = Sampler().start()
         snap = sampler.snapshot()
         snap["workers"] = self.pool_status()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import ipaddress
+import logging
 import re
 import signal
 import socket
@@ -17,6 +18,9 @@ import sys
 from collections.abc import Sequence
 
 from studio.commands import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
+from studio.core.errors import StudioError
+from studio.core.process_env import prepare_process_env
+from studio.desktop.logs import setup_logging
 
 # One module per sub-command under studio/commands (see its __init__ for the contract).
 COMMANDS = ("generate", "models", "doctor", "bench", "history", "resume", "stop", "keys", "mcp")
@@ -87,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from studio.engine.cuda_env import prepare_process_env
-
     prepare_process_env()
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -107,18 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("zaoxiang: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the one place a surprise becomes a readable line
-        import logging
-
-        from studio.models.discovery import ModelNotFoundError
-        from studio.store import StoreError
-
         logging.getLogger("studio.cli").error("zaoxiang %s failed", a.command, exc_info=True)
-        if isinstance(exc, ModelNotFoundError):
+        if isinstance(exc, StudioError):  # one sentence already; a wrong flag or path is a usage error
             print(f"zaoxiang: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        if isinstance(exc, StoreError):
-            print(f"zaoxiang: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return EXIT_USAGE if exc.usage else EXIT_ERROR
         print(f"zaoxiang: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
@@ -126,10 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _log_to_file() -> None:
     """Log records (with their tracebacks) go to the log file; without a handler Python would print
     them on the terminal. A log dir that cannot be written leaves them silent, never on the terminal."""
-    import logging
-
-    from studio.desktop.logs import setup_logging
-
     try:
         setup_logging()
     except OSError:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from studio.models import shapes
 from studio.models.demo import DEMO_VERSION, demo_assets, is_trained
+from tools import demo_shapes as shapes
 
 
 def _ground_truth_scenes() -> list[shapes.Scene]:
@@ -130,7 +131,7 @@ def _red_dominant_foreground(img: Image.Image, bg: str) -> tuple[float, float, f
 @pytest.mark.parametrize("prompt", ["a red star on a white background", "白色背景上的红色星形"])
 def test_red_star_on_white_gives_red_foreground_on_white(engine, prompt: str) -> None:
     """The README's promise, in both languages (the shape is checked below; held-out accuracy is
-    measured by scripts/eval_demo.py)."""
+    measured by tools/eval_demo.py)."""
     for seed in (1, 2, 3):
         img, _ = engine.generate(prompt=prompt, width=256, height=256, steps=9, guidance=0.0, seed=seed)
         got = shapes.read_image(img)
@@ -165,3 +166,32 @@ def test_the_prompt_decides_the_shape(engine, prompt: str, want: tuple[str, str,
         got = shapes.read_image(img)
         reads.append((got.fg, got.bg, got.shape))
     assert sum(r == want for r in reads) >= 3, f"{prompt}: {reads}"
+
+
+def _scene_asked(prompt: str) -> tuple[str, str, str]:
+    """(foreground, background, shape) a prompt names: the background is the color said right before
+    背景 / " background", or after "on "; the foreground the other color."""
+    said = {name: [w for w in (name, zh) if re.search(rf"(?<![a-z]){w}(?![a-z])", prompt)]
+            for name, (_rgb, zh) in shapes.COLORS.items()}
+    named = [name for name, words in said.items() if words]
+    bg = next(name for name in named for w in said[name]
+              if f"{w}背景" in prompt or f"{w} background" in prompt or f"on {w}" in prompt)
+    shape = max(shapes.SHAPES, key=lambda s: max(len(w) for w in (s, *shapes.SHAPE_SYNONYMS_ZH[s], "")
+                                                 if w in prompt))  # 圆环, not the 圆 inside it
+    return next(n for n in named if n != bg), bg, shape
+
+
+def test_the_demo_models_example_prompts_are_drawn_as_asked(engine) -> None:
+    """The Generate tab offers these when the demo model is in use: each must come out as asked."""
+    examples = json.loads((Path(__file__).resolve().parents[1] / "assets" / "examples.json").read_text("utf-8"))
+    demo = examples["demo"]
+    assert demo["zh"] and demo["en"]
+    wrong = []
+    for prompt in demo["zh"] + demo["en"]:
+        want = _scene_asked(prompt)
+        for seed in (1, 2):
+            img, _ = engine.generate(prompt=prompt, width=256, height=256, steps=9, guidance=0.0, seed=seed)
+            got = shapes.read_image(img)
+            if (got.fg, got.bg, got.shape) != want:
+                wrong.append((prompt, seed, want, got))
+    assert not wrong, wrong

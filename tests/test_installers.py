@@ -76,6 +76,12 @@ def test_linux_install_in_temp_home_then_uninstall(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert Path(p.stdout.strip()) == prefix / "venv" / "share" / "zaoxiang" / "assets"
+    # The developers' tools (training, evaluation, GPU benches) are not installed.
+    probe = ("import importlib.util as u; "
+             "print(u.find_spec('tools'), u.find_spec('studio.models.train_demo'), u.find_spec('studio.models.shapes'))")
+    p = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c", probe], env=run_env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.split()[:2] == ["None", "None"] and "shapes" in p.stdout, p.stderr
     # The tray's menu: PyGObject built into the environment wherever this system can build it.
     can_build = shutil.which("pkg-config") is not None and subprocess.run(
         ["pkg-config", "--exists", "gobject-introspection-1.0", "cairo"]).returncode == 0

@@ -15,8 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from studio.models import loras, shapes
+from studio.models import loras
 from studio.models.loras import Layout, LoraError, LoraRef
+from tools import demo_shapes as shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_LORA = ROOT / "assets" / "demo-lora"

@@ -9,12 +9,13 @@ from PIL import Image, PngImagePlugin
 from studio.core.metadata import build_record, format_a1111, parse_a1111, request_from_chunks
 from studio.core.pngfile import read_chunks, write_png
 from studio.core.request import GenerationRequest, validate
+from studio.core.spec import ImageSpec
 
 
 def test_png_round_trip_chinese(tmp_path: Path) -> None:
     req = validate(GenerationRequest(prompt="蓝色背景上的红色圆形, \"quoted\" 100% _x_ 🎨", negative_prompt="模糊",
                                      width=512, height=768, steps=9, guidance=3.5, seed=42))
-    record = build_record(req, 42, "Z-Image-Turbo", "cuda:0", 1.25)
+    record = build_record(req.expand("Z-Image-Turbo")[0], "cuda:0", 1.25)
     out = write_png(Image.new("RGB", (8, 8), "red"), tmp_path / "sub" / "a.png", record)
     assert out.is_file() and not list(out.parent.glob(".part-*"))
     chunks = read_chunks(out)
@@ -44,7 +45,7 @@ def test_a1111_text_from_other_tools(tmp_path: Path) -> None:
 
 
 def test_format_parse_inverse() -> None:
-    text = format_a1111("a dog", "", 9, 0.0, 7, 1024, 1024, "demo")
+    text = format_a1111(ImageSpec("a dog", "", width=1024, height=1024, steps=9, guidance=0.0, seed=7, model="demo"))
     assert "Negative prompt" not in text
     parsed = parse_a1111(text)
     assert parsed["prompt"] == "a dog" and parsed["seed"] == 7 and parsed["guidance"] == 0.0

@@ -51,7 +51,7 @@ def test_pixels_and_stream_survive(mode: str, size: tuple[int, int]) -> None:
 
 def test_write_png_keeps_the_record_and_other_modes(tmp_path: Path) -> None:
     req = GenerationRequest(prompt="山水画 landscape", width=64, height=48, steps=2, seed=7, seed_mode="fixed")
-    record = build_record(req, 7, "demo", "cpu:0", 0.5)
+    record = build_record(req.expand("demo")[0], "cpu:0", 0.5)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
     ours = write_png(image, tmp_path / "a.png", record)
     assert np.array_equal(np.asarray(Image.open(ours)), np.asarray(image))

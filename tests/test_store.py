@@ -58,7 +58,7 @@ def test_request_and_jobs_recorded_together(store: Store, paths) -> None:
                                                height=256, steps=2, seed=42, seed_mode="increment",
                                                count=3).to_dict()
     assert row["jobs"] == row["jobs_queued"] == 3 and row["images"] == []
-    assert [j.seed for j in store.unfinished_jobs()] == [42, 43, 44]
+    assert [j.spec.seed for j in store.unfinished_jobs()] == [42, 43, 44]
     with pytest.raises(ValueError, match="origin"):
         store.record_request(GenerationRequest(prompt="x"), split(GenerationRequest(prompt="x"), paths.gallery_dir),
                              origin="web")

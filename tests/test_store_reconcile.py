@@ -14,6 +14,7 @@ from PIL import Image, PngImagePlugin
 from studio.core import jobs as js
 from studio.core.metadata import format_a1111
 from studio.core.request import GenerationRequest
+from studio.core.spec import ImageSpec
 from studio.store import Store, reconcile
 from tests.store_helpers import split, write_job_png
 
@@ -110,7 +111,8 @@ def test_foreign_and_broken_files_are_handled(store: Store, paths, tmp_path: Pat
     day = paths.gallery_dir / "2025-02-02"
     day.mkdir(parents=True)
     info = PngImagePlugin.PngInfo()  # an AUTOMATIC1111 image: only the `parameters` text
-    info.add_text("parameters", format_a1111("masterpiece, 1girl", "lowres", 20, 7.0, 99, 512, 768, "sdxl"))
+    info.add_text("parameters", format_a1111(ImageSpec("masterpiece, 1girl", "lowres", width=512, height=768, steps=20, guidance=7.0, seed=99,
+                                                   model="sdxl")))
     Image.new("RGB", (512, 768)).save(day / "a1111.png", pnginfo=info)
     Image.new("RGB", (32, 32)).save(day / "no-params.png")
     (day / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")

@@ -197,7 +197,7 @@ def test_gallery_page_items_accepts_dict_or_list():
 def test_dropped_png_ours_and_a1111(tmp_path):
     ours = tmp_path / "ours.png"
     req = GenerationRequest("红色的星星 a red star", "blurry", 512, 768, 7, 2.5, 99, "random", 3)
-    write_png(Image.new("RGB", (8, 8)), ours, build_record(req, 99, "demo", "cpu:0", 0.5))
+    write_png(Image.new("RGB", (8, 8)), ours, build_record(req.expand("demo")[0], "cpu:0", 0.5))
     text, data = describe_png(str(ours), "zh")
     assert data["prompt"] == "红色的星星 a red star" and data["seed"] == 99 and data["width"] == 512
     assert "红色的星星" in text

@@ -4,10 +4,10 @@
     python tools/train_demo_lora.py write --weights /tmp/demo-lora --out assets/demo-lora
 
 `train` freezes the shipped demo model (assets/demo-model), draws training scenes from
-`studio.models.shapes` with the foreground recolored purple while the caption keeps the asked-for
+`tools/demo_shapes.py` with the foreground recolored purple while the caption keeps the asked-for
 color, and trains a rank-4 LoRA on the transformer (attention, feed-forward and modulation linears of
 every block and refiner, plus the final layer) with the demo model's own flow-matching objective
-(`studio.models.train_demo`). `write` ships it in the diffusers layout and converted copies in the
+(`tools/train_demo.py`). `write` ships it in the diffusers layout and converted copies in the
 kohya (`.alpha` kept at half the rank) and ai-toolkit layouts, then measures the effect through the
 real Engine and writes the card. Not installed with the studio (a `tools/` script).
 """
@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from studio.models import shapes  # noqa: E402
-from studio.models.train_demo import (  # noqa: E402
+from tools import demo_shapes as shapes  # noqa: E402
+from tools.train_demo import (  # noqa: E402
     caption_features,
     dit_forward,
     draw_images,
@@ -208,13 +208,13 @@ the alpha handling; the ai-toolkit copy has no metadata (its base model is read 
 ## How it was trained
 
 `tools/train_demo_lora.py train`: the demo model frozen, {images} training scenes from
-`studio.models.shapes` drawn with the foreground recolored purple while the caption keeps the asked-for
+`tools/demo_shapes.py` drawn with the foreground recolored purple while the caption keeps the asked-for
 color, a rank-{rank} LoRA (lora_alpha = rank) on the attention q/k/v/out, feed-forward w1/w2/w3 and
 adaLN modulation linears of every block and refiner plus the final layer ({modules} linears,
 {params} parameters), the demo model's flow-matching loss, AdamW lr {lr}, batch {batch}, {steps}
 steps, on the CPU ({train_s:.0f} s under `nice -n 10` on 2 cores shared with other jobs; about 0.4 s a
 step on 2 idle cores). Its own check after training: {after:.0%} of {eval_n} held-out prompts read purple
-(the batched sampler of `studio.models.train_demo`), none before. Stored in float16.
+(the batched sampler of `tools/train_demo.py`), none before. Stored in float16.
 
     nice -n 10 python tools/train_demo_lora.py train --out /tmp/demo-lora
     python tools/train_demo_lora.py write --weights /tmp/demo-lora --out assets/demo-lora

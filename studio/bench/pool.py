@@ -16,6 +16,9 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,12 +28,12 @@ from studio.bench.run import BenchOptions, _prompt, build_engine
 BATCH_PROMPT = 99  # the request of `batch` images uses this prompt index, the engine baseline too
 
 
-def _wait_ready(studio: Any, timeout: float = 900.0) -> list[dict[str, Any]]:
+def _wait_ready(status: Callable[[], list[dict[str, Any]]], timeout: float = 900.0) -> list[dict[str, Any]]:
     """Block until every worker is idle (loaded and warm), printing their warm-up progress to stderr."""
     deadline = time.monotonic() + timeout
     shown = ""
     while time.monotonic() < deadline:
-        rows = studio.pool_status()
+        rows = status()
         if rows and all(r["state"] == "idle" for r in rows):
             return rows
         bad = [r for r in rows if r["state"] in ("failed", "stopped")]
@@ -87,14 +90,59 @@ def _model(opts: BenchOptions) -> Any:
     return resolve_model(opts.model, load_settings(real).model or None, real)
 
 
+INLINE = "inline:"  # `--workers inline:cpu:2`: the pool's workers as threads of this process
+
+
+class _InlineStudio:
+    """The Studio calls the bench makes, over an InlinePool (no store: the bench's history is thrown away)."""
+
+    def __init__(self, workers: str, info: Any, memory_profile: str | None) -> None:
+        from studio.pool.inline import InlinePool
+        from studio.pool.spec import parse_workers
+
+        self.pool = InlinePool(parse_workers(workers), model_path=str(info.path), model_name=info.name,
+                               memory_profile=memory_profile)
+        self.pool_status, self.wait, self.request_stats = self.pool.status, self.pool.wait, self.pool.request_stats
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def submit(self, request: Any, origin: str, out_dir: Path) -> str:
+        from studio.app import make_jobs
+
+        rid = uuid.uuid4().hex
+        self.pool.submit(rid, make_jobs(request, rid, out_dir), origin=origin)
+        return rid
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+@contextmanager
+def _warm_size(size: int) -> Iterator[None]:
+    """The workers compile the size measured before they say ready."""
+    from studio.pool.worker import WARM_SIZES_ENV
+
+    old = os.environ.get(WARM_SIZES_ENV)
+    os.environ[WARM_SIZES_ENV] = f"{size}x{size}"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(WARM_SIZES_ENV, None)
+        else:
+            os.environ[WARM_SIZES_ENV] = old
+
+
 def run_pool(opts: BenchOptions) -> dict[str, Any]:
     """Start the pool and wait until every worker is warm, then time the first single image, more
-    single images, and one request of `batch` images spread over the workers."""
+    single images, and one request of `batch` images spread over the workers. With `--workers
+    inline:SPEC` the workers are threads of this process (pool/inline.py): the pool's own cost
+    without process boundaries."""
     from studio.app import Studio
     from studio.core.paths import Paths, get_paths
     from studio.core.request import GenerationRequest
     from studio.core.settings import load_settings
-    from studio.pool.worker import WARM_SIZES_ENV
 
     info = _model(opts)
     baseline = engine_baseline(opts) if opts.engine_baseline else None
@@ -102,18 +150,20 @@ def run_pool(opts: BenchOptions) -> dict[str, Any]:
     if opts.profile != "auto":
         settings = settings.with_changes(memory_profile=opts.profile)  # "full,24gb": one a worker
     args = dict(width=opts.size, height=opts.size, steps=opts.steps, guidance=0.0, seed_mode="fixed")
-    old_sizes = os.environ.get(WARM_SIZES_ENV)
-    os.environ[WARM_SIZES_ENV] = f"{opts.size}x{opts.size}"  # the workers compile the size measured
-    with tempfile.TemporaryDirectory(prefix="zx-bench-") as tmp:
+    inline = (opts.workers or "").startswith(INLINE)
+    with _warm_size(opts.size), tempfile.TemporaryDirectory(prefix="zx-bench-") as tmp:
         root = Path(tmp)
-        paths = Paths(root / "config", root / "data", root / "cache", root / "logs", root / "run")
-        # the demo model lives in the person's data dir: pass its path so the temp home needs no copy
-        studio = Studio(settings=settings, paths=paths, model=info.path, workers=opts.workers)
-        studio._model = info  # resolved above (a random-weight label is no folder to look up)
+        if inline:
+            studio: Any = _InlineStudio((opts.workers or "")[len(INLINE):], info, settings.memory_profile)
+        else:
+            paths = Paths(root / "config", root / "data", root / "cache", root / "logs", root / "run")
+            # the demo model lives in the person's data dir: pass its path so the temp home needs no copy
+            studio = Studio(settings=settings, paths=paths, model=info.path, workers=opts.workers)
+            studio._model = info  # resolved above (a random-weight label is no folder to look up)
         try:
             t0 = time.perf_counter()
             studio.start()
-            rows = _wait_ready(studio)
+            rows = _wait_ready(studio.pool_status)
             ready_s = time.perf_counter() - t0
             out = root / "images"
             singles = []
@@ -141,15 +191,20 @@ def run_pool(opts: BenchOptions) -> dict[str, Any]:
             rows = studio.pool_status()
         finally:
             studio.close()
-            if old_sizes is None:
-                os.environ.pop(WARM_SIZES_ENV, None)
-            else:
-                os.environ[WARM_SIZES_ENV] = old_sizes
+    return _result(opts, info, settings.memory_profile, rows, ready_s, first, singles, batch_s, stats, baseline,
+                   executor="threads" if inline else "processes")
+
+
+def _result(opts: BenchOptions, info: Any, profile: str, rows: list[dict[str, Any]], ready_s: float,
+            first: float, singles: list[float], batch_s: float | None, stats: dict[str, Any] | None,
+            baseline: dict[str, Any] | None, executor: str = "processes") -> dict[str, Any]:
+    """The pool bench's JSON, from its timings and the workers' status rows."""
     median = statistics.median(singles)
     gpus = sum(1 for r in rows if str(r["device"]).upper() != "CPU")
     pool_spi = None if batch_s is None else batch_s / opts.batch
     result = {
         "mode": "pool",
+        "executor": executor,
         "device": ", ".join(sorted({str(r["device"]) for r in rows})),
         "gpus": gpus,
         "workers": [{k: r.get(k) for k in ("name", "device", "load_s", "compile_s", "memory_gb", "memory_profile",
@@ -158,7 +213,7 @@ def run_pool(opts: BenchOptions) -> dict[str, Any]:
         "dtype": "auto",
         "size": [opts.size, opts.size],
         "steps": opts.steps,
-        "profile": settings.memory_profile,
+        "profile": profile,
         "fast_path": True,
         "compiled": any((r.get("compile_s") or 0) > 0 for r in rows),
         "fp8": False,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from studio.core.spec import ImageSpec
 
 # Bilingual prompts of varied lengths: each timed run takes the next one, never a cached embedding.
 PROMPTS = (
@@ -93,20 +95,20 @@ def run_in_process(opts: BenchOptions) -> dict[str, Any]:
     engine, load_s = build_engine(opts)
     cuda = engine.device.type == "cuda"
     size, steps = opts.size, opts.steps
-    args = dict(width=size, height=size, steps=steps, guidance=0.0)
+    warm = ImageSpec(prompt="warm-up 预热", width=size, height=size, steps=steps, guidance=0.0)
 
     compile_s = engine.warm_up(sizes=((size, size),), batches=tuple(sorted({1, opts.batch}))) \
         if engine.compiled else 0.0
     if cuda:
         torch.cuda.reset_peak_memory_stats(engine.device)
     t0 = time.perf_counter()
-    engine.generate(prompt="warm-up 预热", seed=0, **args)  # first full image: kernels, allocator, cuDNN plans
+    engine.generate(warm)  # first full image: kernels, allocator, cuDNN plans
     first_image_s = time.perf_counter() - t0
 
     singles, parts = [], []
     for i in range(opts.runs):
         t0 = time.perf_counter()
-        _, tm = engine.generate(prompt=_prompt(i), seed=1000 + i, **args)
+        _, tm = engine.generate(replace(warm, prompt=_prompt(i), seed=1000 + i))
         singles.append(time.perf_counter() - t0)
         parts.append(tm)
 
@@ -114,10 +116,11 @@ def run_in_process(opts: BenchOptions) -> dict[str, Any]:
     if opts.batch > 1:
         # one untimed batch first: a new batch size compiles (the VAE decodes the batch in one go)
         t0 = time.perf_counter()
-        engine.generate_batch(prompt="warm-up 预热", seeds=list(range(opts.batch)), **args)
+        engine.generate_batch([warm.with_seed(s) for s in range(opts.batch)])
         batch_warm_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        images, _ = engine.generate_batch(prompt=_prompt(opts.runs), seeds=list(range(opts.batch)), **args)
+        images, _ = engine.generate_batch([replace(warm, prompt=_prompt(opts.runs), seed=s)
+                                           for s in range(opts.batch)])
         batch_s = time.perf_counter() - t0
         assert len(images) == opts.batch
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 from studio.commands import EXIT_OK, EXIT_USAGE
+from studio.core.spec import MemoryProfile
 
 NAME = "bench"
 IN_PROCESS = ("", "1", "local", "in-process")
@@ -43,15 +44,16 @@ def _usage(msg: str) -> int:
 
 def run(a: argparse.Namespace) -> int:
     from studio.bench.run import BenchOptions, markdown_table, run_in_process
-    from studio.engine.memory import PROFILE_NAMES
+
+    profiles = MemoryProfile.names()
 
     if a.size < 64 or a.size % 16:
         return _usage("--size must be a multiple of 16, at least 64")
     if a.steps < 1 or a.batch < 1 or a.runs < 1:
         return _usage("--steps, --batch and --runs must be at least 1")
-    if any(p not in ("auto", *PROFILE_NAMES) for p in a.profile.lower().split(",")) \
+    if any(p not in ("auto", *profiles) for p in a.profile.lower().split(",")) \
             or ("," in a.profile and (a.workers or "").strip().lower() in IN_PROCESS):
-        return _usage(f"--profile must be one of: auto, {', '.join(PROFILE_NAMES)}")
+        return _usage(f"--profile must be one of: auto, {', '.join(profiles)}")
     opts = BenchOptions(random_weights=a.random_weights, model=a.model, device=a.device, size=a.size,
                         steps=a.steps, batch=a.batch, runs=a.runs, profile=a.profile.lower(),
                         fast=not a.stock, compile=False if (a.no_compile or a.stock) else None,

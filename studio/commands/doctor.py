@@ -34,12 +34,13 @@ def run(a: argparse.Namespace) -> int:
             print(f"GPU {i}    {props.name}, {props.total_memory / 2**30:.1f} GiB, bf16: {'yes' if bf16 else 'no'}")
     else:
         print("GPU      none usable by torch: CPU workers will be used")
-    from studio.models.discovery import ModelNotFoundError, resolve_model
+    from studio.app import ModelNotFoundError, Studio
 
-    try:
-        m = resolve_model(a.model)
-        print(f"model    {m.name} ({m.source}) at {m.path}")
-    except ModelNotFoundError as exc:
-        print(f"model    {exc}")
-        return EXIT_ERROR
+    with Studio(model=a.model) as studio:
+        try:
+            m = studio.model
+        except ModelNotFoundError as exc:
+            print(f"model    {exc}")
+            return EXIT_ERROR
+    print(f"model    {m.name} ({m.source}) at {m.path}")
     return EXIT_OK

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from studio.commands import EXIT_ERROR, EXIT_OK
+
+if TYPE_CHECKING:
+    from studio.models.download import Progress
 
 NAME = "models"
 
@@ -41,9 +45,10 @@ def _size(n: int) -> str:
 
 
 def list_models(model: str | None, as_json: bool) -> int:
-    from studio.models.discovery import find_models
+    from studio.app import Studio
 
-    models = find_models(explicit=model)
+    with Studio(model=model) as studio:
+        models = studio.available_models(include_demo=True)
     if as_json:
         print(json.dumps([m.to_dict() for m in models], ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -63,7 +68,7 @@ def list_models(model: str | None, as_json: bool) -> int:
 def download(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from studio.models.download import DownloadError, Progress, download_model
+    from studio.app import Studio, StudioError
 
     bars: list = []  # made on the first byte count, so an early error prints one line only
 
@@ -81,8 +86,8 @@ def download(a: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        folder = download_model(a.source, a.repo, a.dir, a.revision, a.configs_only, progress=show)
-    except DownloadError as exc:
+        folder = Studio.download_model(a.source, a.repo, a.dir, a.revision, a.configs_only, progress=show)
+    except StudioError as exc:  # DownloadError: what to do next, in one sentence
         for bar in bars:
             bar.close()
         print(f"zaoxiang: {exc}", file=sys.stderr)

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from studio.core.workers_spec import WorkerSpecError
+
 RESUME_HINT = "run `zaoxiang resume` to make them"
 # C0/C1 controls and DEL (ANSI escapes start with ESC or C1 CSI), and the bidi overrides that reorder
 # what a terminal shows: stored text (prompts, errors) is printed with these escaped, never raw.
@@ -47,8 +49,6 @@ def output_folder_problem(folder: str | os.PathLike[str]) -> str | None:
 def start_or_explain(studio: Any, resume: bool = False) -> bool:
     """Start `studio`; on a bad --workers spec print the one-line reason and return False. Messages
     for the person (a rebuilt database, images left from last time) are printed once."""
-    from studio.pool.spec import WorkerSpecError
-
     try:
         studio.start(resume=resume)
     except WorkerSpecError as exc:

@@ -1,4 +1,4 @@
-"""Atomic file writes: write beside the target under a `.part-` name, then rename over it.
+"""Atomic writes of a file or a folder: write beside the target under a `.part-` name, then rename.
 
 A crash, a cancel or a full disk leaves either the old file or the new one, never half of one; the
 stray `.part-` files a killed process can leave are what store reconciliation cleans up.
@@ -7,6 +7,7 @@ stray `.part-` files a killed process can leave are what store reconciliation cl
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,3 +73,33 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise
     _fsync_dir(target.parent)
 
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike[str], *, replace: bool = True) -> Iterator[Path]:
+    """A temporary folder beside `target` to fill; it becomes `target` when the block ends without
+    error, and is removed when it raises. An existing `target` is moved aside, then removed once the
+    new one is in place (put back if that fails); with `replace=False` it is kept instead and the
+    new folder dropped: another writer got there first, with the same content."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
+    aside = None
+    try:
+        yield tmp
+        if target.exists() and replace:
+            aside = Path(tempfile.mkdtemp(prefix=f"{PART_PREFIX}old-", dir=target.parent)) / target.name
+            os.replace(target, aside)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if aside is not None:
+                os.replace(aside, target)
+            elif target.is_dir() and not replace:
+                return
+            raise
+        _fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside.parent, ignore_errors=True)

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from studio.core.request import GenerationRequest
+from studio.core.spec import ImageSpec
 
 A1111_KEY = "parameters"
 JSON_KEY = "zaoxiang"
@@ -21,23 +22,14 @@ def _one_line(text: str) -> str:
     return text.replace("\r\n", "\n")
 
 
-def format_a1111(
-    prompt: str,
-    negative_prompt: str,
-    steps: int,
-    guidance: float,
-    seed: int,
-    width: int,
-    height: int,
-    model: str,
-) -> str:
+def format_a1111(spec: ImageSpec) -> str:
     """The `parameters` text exactly as AUTOMATIC1111 writes it."""
-    lines = [_one_line(prompt)]
-    if negative_prompt:
-        lines.append(f"Negative prompt: {_one_line(negative_prompt)}")
+    lines = [_one_line(spec.prompt)]
+    if spec.negative_prompt:
+        lines.append(f"Negative prompt: {_one_line(spec.negative_prompt)}")
     lines.append(
-        f"Steps: {steps}, Sampler: {SAMPLER}, CFG scale: {guidance:g}, Seed: {seed}, "
-        f"Size: {width}x{height}, Model: {model}"
+        f"Steps: {spec.steps}, Sampler: {SAMPLER}, CFG scale: {spec.guidance:g}, Seed: {spec.seed}, "
+        f"Size: {spec.width}x{spec.height}, Model: {spec.model}"
     )
     return "\n".join(lines)
 
@@ -79,23 +71,22 @@ def parse_a1111(text: str) -> dict[str, Any]:
     return out
 
 
-def build_record(request: GenerationRequest, seed: int, model: str, worker: str, elapsed_s: float,
-                 **more: Any) -> dict[str, Any]:
-    """The JSON record stored in the PNG: the request as run for this one image, and how it ran."""
-    req = request.to_dict()
-    req.update(seed=seed, seed_mode="fixed", count=1)
-    return {"version": 1, "request": req, "model": model, "worker": worker,
-            "elapsed_s": round(elapsed_s, 4), **more}
+def build_record(spec: ImageSpec, worker: str, elapsed_s: float, **more: Any) -> dict[str, Any]:
+    """The JSON record stored in the PNG: the request that draws this one image again, and how it ran."""
+    return {"version": 1, "request": GenerationRequest.from_spec(spec).to_dict(), "model": spec.model,
+            "worker": worker, "elapsed_s": round(elapsed_s, 4), **more}
+
+
+def record_spec(record: dict[str, Any]) -> ImageSpec:
+    """The one image a record describes (its request at its seed, on its model; seed 0 if it has none)."""
+    fields_ = {k: v for k, v in record["request"].items() if v is not None}
+    return ImageSpec.from_dict({**fields_, "model": record.get("model") or ""})
 
 
 def text_chunks(record: dict[str, Any]) -> dict[str, str]:
     """Both text chunks for one image record."""
-    r = record["request"]
-    return {
-        A1111_KEY: format_a1111(r["prompt"], r.get("negative_prompt", ""), r["steps"], r["guidance"],
-                                r["seed"], r["width"], r["height"], record.get("model", "")),
-        JSON_KEY: json.dumps(record, ensure_ascii=False, sort_keys=True),
-    }
+    return {A1111_KEY: format_a1111(record_spec(record)),
+            JSON_KEY: json.dumps(record, ensure_ascii=False, sort_keys=True)}
 
 
 def request_from_chunks(chunks: dict[str, str]) -> tuple[GenerationRequest, dict[str, Any]]:

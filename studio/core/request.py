@@ -60,6 +60,13 @@ class GenerationRequest:
         return [base.with_seed(seed) for seed in expand_seeds(self, rng)]
 
     @classmethod
+    def from_spec(cls, spec: ImageSpec) -> GenerationRequest:
+        """The request that draws exactly this one image again: its seed, fixed, count 1."""
+        return cls(prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=spec.width,
+                   height=spec.height, steps=spec.steps, guidance=spec.guidance, seed=spec.seed,
+                   seed_mode="fixed", count=1)
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
         """Build from a dict (JSON, PNG metadata, a form), ignoring keys this version does not know."""
         names = {f.name for f in fields(cls)}

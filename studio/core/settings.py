@@ -19,7 +19,8 @@ from typing import Any
 
 import tomli_w
 
-from studio.core.language import resolve_language
+from studio.core.atomic import atomic_path
+from studio.core.i18n import resolve_language, t
 from studio.core.passwords import hash_password, is_password_hash
 from studio.core.paths import Paths, get_paths
 from studio.core.settings_check import (
@@ -29,7 +30,6 @@ from studio.core.settings_check import (
     SettingsProblem,
     field_kinds,
     settings_problems,
-    text,
 )
 
 if sys.version_info >= (3, 11):
@@ -120,8 +120,8 @@ def _read_file(path: Path, lang_hint: str | None, say: Any) -> dict[str, Any]:
     lang = resolve_language(lang_hint)
     params = dict(reason[1])
     if "kind" in params:
-        params["kind"] = text(f"set.kind.{params['kind']}", lang)
-    say(text("settings.damaged", lang, path=path, moved=moved.name, reason=text(reason[0], lang, **params)))
+        params["kind"] = t(f"set.kind.{params['kind']}", lang)
+    say(t("settings.damaged", lang, path=path, moved=moved.name, reason=t(reason[0], lang, **params)))
     return {}
 
 
@@ -152,7 +152,7 @@ def load_settings(paths: Paths | None = None, notices: list[str] | None = None) 
         _tighten(path)
     lang = resolve_language(values.get("language") or os.environ.get("ZAOXIANG_LANGUAGE"))
     for problem in check_settings_values(values, paths, saving=False):
-        say(text("settings.bad_value", lang, path=path, field=problem.field, problem=problem.message(lang)))
+        say(t("settings.bad_value", lang, path=path, field=problem.field, problem=problem.message(lang)))
         values.pop(problem.field, None)
     for name in KINDS:
         env = os.environ.get(f"ZAOXIANG_{name.upper()}")
@@ -179,15 +179,9 @@ def _tighten(path: Path) -> None:
 
 
 def _write(target: Path, data: dict[str, Any]) -> None:
-    tmp = target.with_suffix(".toml.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "wb") as fh:
-        if os.name == "posix":
-            os.fchmod(fh.fileno(), FILE_MODE)  # an old tmp file keeps its mode through O_CREAT
-        tomli_w.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:  # a temp file is made 0600 (FILE_MODE)
+        with open(tmp, "wb") as fh:
+            tomli_w.dump(data, fh)
 
 
 def save_settings(settings: Settings, paths: Paths | None = None) -> Path:

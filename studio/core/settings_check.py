@@ -1,7 +1,7 @@
 """Settings checked like requests: every field, before it is saved and when the file is read.
 
-A bad value is refused with one message per field (both languages live in `TEXTS`, which the UI's
-string table takes in), so a setting can never leave the studio unable to start: a worker list
+A bad value is refused with one message per field (both languages are `set.*` keys of
+`studio/core/i18n.py`), so a setting can never leave the studio unable to start: a worker list
 that does not parse, a model that is not there, an output folder that is a system folder (the
 window serves files from it) or that cannot be written, a host that is not an address.
 """
@@ -16,45 +16,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-MEMORY_PROFILES = ("auto", "full", "24gb", "16gb", "12gb")
-LANGUAGES = ("auto", "zh", "en")
-MAX_CPU_WORKERS = 64
+from studio.core.errors import StudioError
+from studio.core.i18n import LANGS, t
+from studio.core.spec import MemoryProfile
+from studio.core.workers_spec import WorkerSpecError, parse_workers_text
 
-TEXTS: dict[str, dict[str, str]] = {
-    "set.bad.type": {"zh": "应为{kind}。", "en": "must be {kind}."},
-    "set.bad.text": {"zh": "含有不可见的控制字符或无效的 Unicode。", "en": "holds control characters or invalid Unicode."},
-    "set.bad.workers": {"zh": "「{value}」不是有效的工作进程列表：请填 auto、cpu:N（N 为 1 到 64）或 cuda:0,cuda:1。",
-                        "en": "'{value}' is not a worker list: use auto, cpu:N (N from 1 to 64) or cuda:0,cuda:1."},
-    "set.bad.gpu_twice": {"zh": "「{value}」把同一块 GPU 写了两次；每块 GPU 一个工作进程。",
-                          "en": "'{value}' names a GPU twice; one worker per GPU."},
-    "set.bad.no_gpu": {"zh": "没有 GPU cuda:{index}（可见 {count} 块）。",
-                       "en": "There is no GPU cuda:{index} ({count} visible)."},
-    "set.bad.model": {"zh": "找不到模型 {value}：请填模型文件夹或文件的路径、demo，或留空。",
-                      "en": "No model at {value}: give a model folder or file, demo, or leave it empty."},
-    "set.bad.system_folder": {"zh": "{value} 是系统文件夹或主文件夹本身，不能用作输出文件夹；请选一个自己的文件夹。",
-                              "en": "{value} is a system folder or the home folder itself; choose a folder of "
-                                    "your own for the images."},
-    "set.bad.not_writable": {"zh": "无法写入 {value}。", "en": "Cannot write to {value}."},
-    "set.bad.relative": {"zh": "请填完整路径（例如 {example}）。", "en": "Give a full path (for example {example})."},
-    "set.bad.host": {"zh": "「{value}」不是 IP 地址或主机名。", "en": "'{value}' is not an IP address or host name."},
-    "set.bad_port": {"zh": "端口必须是 1 到 65535 之间的整数。", "en": "Port must be a whole number from 1 to 65535."},
-    "set.bad_profile": {"zh": "未知的显存方案。", "en": "Unknown memory profile."},
-    "set.bad.language": {"zh": "界面语言只能是 auto、zh 或 en。", "en": "The language must be auto, zh or en."},
-    "set.auth_required": {"zh": "监听非本机地址时必须设置用户名和密码。",
-                          "en": "A username and password are required to listen beyond 127.0.0.1."},
-    "set.kind.text": {"zh": "文本", "en": "text"},
-    "set.kind.int": {"zh": "整数", "en": "a whole number"},
-    "set.kind.bool": {"zh": "true 或 false", "en": "true or false"},
-    # notices about the settings file, shown once when the studio starts
-    "settings.damaged": {"zh": "设置文件 {path} 无法使用（{reason}），已移到 {moved}，本次使用默认设置。",
-                         "en": "The settings file {path} could not be used ({reason}); it was moved to {moved} "
-                               "and the defaults are used."},
-    "settings.bad_value": {"zh": "设置文件 {path} 中的 {field} 无效：{problem} 本次使用默认值。",
-                           "en": "In the settings file {path}, {field} is not valid: {problem} The default is used."},
-    "settings.reason.encoding": {"zh": "不是有效的 UTF-8 文本", "en": "it is not valid UTF-8 text"},
-    "settings.reason.syntax": {"zh": "不是有效的 TOML：{detail}", "en": "it is not valid TOML: {detail}"},
-    "settings.reason.type": {"zh": "{field} 应为{kind}", "en": "{field} must be {kind}"},
-}
+MEMORY_PROFILES = ("auto", *MemoryProfile.names())
+LANGUAGES = ("auto", *LANGS)
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _SYSTEM_TREES = ("/etc", "/proc", "/sys", "/dev", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
@@ -62,12 +30,6 @@ _SYSTEM_TREES = ("/etc", "/proc", "/sys", "/dev", "/usr", "/bin", "/sbin", "/lib
 _SYSTEM_ROOTS = ("/", "/var", "/tmp", "/home", "/Users", "/mnt", "/media", "/opt", "/srv", "/root", "/private",
                  "/Applications", "/Volumes", "/snap")
 _WINDOWS_TREES = ("windows", "program files", "program files (x86)", "programdata")
-
-
-def text(key: str, lang: str, **fmt: object) -> str:
-    """A message of this module in `lang` (zh or en)."""
-    texts = TEXTS[key]
-    return (texts.get(lang) or texts["en"]).format(**fmt)
 
 
 @dataclass(frozen=True)
@@ -81,12 +43,14 @@ class SettingsProblem:
     def message(self, lang: str = "en") -> str:
         params = dict(self.params)
         if "kind" in params:
-            params["kind"] = text(f"set.kind.{params['kind']}", lang)
-        return text(self.key, lang, **params)
+            params["kind"] = t(f"set.kind.{params['kind']}", lang)
+        return t(self.key, lang, **params)
 
 
-class SettingsError(ValueError):
+class SettingsError(StudioError, ValueError):
     """Settings that must not be saved; `problems` holds one entry per bad field."""
+
+    usage = True
 
     def __init__(self, problems: list[SettingsProblem]) -> None:
         self.problems = problems
@@ -122,30 +86,14 @@ def valid_host(host: str) -> bool:
 
 
 def workers_problem(spec: str, gpu_count: int | None = None) -> SettingsProblem | None:
-    """The grammar of `--workers` (auto | cpu:N | cuda:0,cuda:1 | cuda); with `gpu_count`, also
-    whether each named GPU exists. Mirrors `pool.spec.parse_workers` without touching NVML."""
-    value = (spec or "auto").strip().lower().replace(" ", "")
-    if value in ("auto", "", "cpu"):
-        return None
-    if value.startswith("cpu:"):
-        count = value[4:]
-        if count.isdigit() and 1 <= int(count) <= MAX_CPU_WORKERS:
-            return None
-        return _problem("workers", "set.bad.workers", value=spec)
-    wanted: list[int] = []
-    for part in value.split(","):
-        if part == "cuda":
-            continue
-        kind, _, num = part.partition(":")
-        if kind not in ("cuda", "gpu") or not num.isdigit():
-            return _problem("workers", "set.bad.workers", value=spec)
-        wanted.append(int(num))
-    if len(set(wanted)) != len(wanted):
-        return _problem("workers", "set.bad.gpu_twice", value=spec)
-    if gpu_count is not None:
-        for index in wanted:
-            if index >= gpu_count:
-                return _problem("workers", "set.bad.no_gpu", index=index, count=gpu_count)
+    """The grammar of `--workers` (core/workers_spec.py, the pool's own rules); with `gpu_count`,
+    also whether each named GPU exists."""
+    try:
+        choice = parse_workers_text(spec)
+        if gpu_count is not None:
+            choice.indices(gpu_count)
+    except WorkerSpecError as exc:
+        return _problem("workers", exc.key, **exc.params)
     return None
 
 

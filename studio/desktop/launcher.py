@@ -5,8 +5,8 @@ pools; the URL is published only once the server answers; and shutdown runs in r
 work, finish (or stop at the next step) the running images, stop the server, close the Studio (its workers), close
 the window, release the lock. Queued images stay queued for the next start.
 
-The server comes from the UI: `serve(studio, host, port) -> (url, stop)`, imported lazily from
-`studio.ui.server` so the desktop layer never depends on Gradio being importable.
+The server comes from the UI: `serve(studio, host, port, lang=...) -> (url, stop)`, imported from
+`studio.ui.server` only once the lock is ours, so a second launch never pays for importing Gradio.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 
 from studio.core import events as ev
 from studio.core.paths import get_paths
+from studio.core.ports import find_port
 from studio.core.settings import load_settings
 from studio.desktop import browser
 from studio.desktop.logs import setup_logging
@@ -33,9 +33,7 @@ from studio.desktop.single_instance import InstanceLock, wait_for_running
 
 log = logging.getLogger(__name__)
 
-Serve = Callable[[Any, str, int], tuple[str, Callable[[], None]]]
-SERVE_MODULE = "studio.ui.server"
-PORT_TRIES = 50
+Serve = Callable[..., tuple[str, Callable[[], None]]]
 FINISH_TIMEOUT_S = 600.0
 QUIT_POLL_S = 0.5
 TRAY_READY_S = 30.0
@@ -59,33 +57,6 @@ class DesktopOptions:
     @property
     def tray(self) -> bool:
         return not (self.no_tray or self.headless)
-
-
-def load_serve() -> Serve | None:
-    """The UI's serve function, or None when this build has no UI module yet."""
-    import importlib
-
-    try:
-        module = importlib.import_module(SERVE_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name and SERVE_MODULE.startswith(exc.name):
-            return None
-        raise
-    return getattr(module, "serve", None)
-
-
-def choose_port(host: str, preferred: int, tries: int = PORT_TRIES) -> int:
-    """`preferred` or the next port that can be bound on `host` (0 lets the OS choose)."""
-    if preferred == 0:
-        return 0
-    for port in range(preferred, preferred + tries):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-                return port
-            except OSError:
-                continue
-    raise OSError(f"no free port from {preferred} to {preferred + tries - 1} on {host}")
 
 
 class RunningJobs:
@@ -194,28 +165,17 @@ def _handover(options: DesktopOptions, runtime_dir, profile_dir) -> int | None:
     info = wait_for_running(runtime_dir)
     if info is None:
         return None
+    lang = resolve_lang(options.lang)
     if not info.url:
-        _say(f"造相 Z-Image Studio is starting (pid {info.pid}); its window opens when it is ready.")
+        _say(text("handover_starting", lang, pid=info.pid))
         return 0
     if not local_studio_url(info.url):
-        _say(f"造相 Z-Image Studio is already running (pid {info.pid}); its instance file names "
-             f"{info.url!r}, which is not a local studio address, so no window is opened.")
+        _say(text("handover_not_local", lang, pid=info.pid, url=repr(info.url)))
         return 0
-    _say(f"造相 Z-Image Studio is already running: {info.url}")
+    _say(text("handover_running", lang, url=info.url))
     if options.window and not browser.open_window(info.url, profile_dir).opened:
-        _say(text("open_url", resolve_lang(options.lang), url=info.url))
+        _say(text("open_url", lang, url=info.url))
     return 0
-
-
-def _call_serve(serve: Serve, studio: Any, host: str, port: int, lang: str | None):
-    """serve(studio, host, port), passing the window language too where the UI's serve takes one."""
-    import inspect
-
-    try:
-        takes_lang = "lang" in inspect.signature(serve).parameters
-    except (TypeError, ValueError):
-        takes_lang = False
-    return serve(studio, host, port, lang=lang) if takes_lang and lang else serve(studio, host, port)
 
 
 def _install_signals(quit_request: _QuitRequest) -> Callable[[], None]:
@@ -285,17 +245,12 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         if handed is not None:
             return handed
     else:
-        print("zaoxiang: could not take the instance lock in "
-              f"{paths.runtime_dir}; is another studio starting?", file=sys.stderr)
+        print(text("lock_busy", resolve_lang(options.lang), folder=paths.runtime_dir), file=sys.stderr)
         return 1
-    serve = serve or load_serve()  # after the lock: a second launch must not pay for importing Gradio
-    if serve is None:
-        lock.release()
-        print("zaoxiang: the studio window is not part of this build yet (no studio.ui.server); "
-              "use `zaoxiang generate`.", file=sys.stderr)
-        return 1
+    if serve is None:  # after the lock: a second launch must not pay for importing Gradio
+        from studio.ui.server import serve
     if lock.cleared_stale is not None:
-        _say(f"A previous studio (pid {lock.cleared_stale.pid}) did not shut down cleanly; starting fresh.")
+        _say(text("stale", resolve_lang(options.lang), pid=lock.cleared_stale.pid))
 
     jobs = RunningJobs()
     quit_request = _QuitRequest(jobs)
@@ -315,10 +270,10 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         unsubscribe = studio.subscribe(jobs.handle)
         studio.quit_hook = quit_request
         studio.start()
-        port = choose_port(settings.host, int(settings.port))
-        url, stop_server = _call_serve(serve, studio, settings.host, port, options.lang)
+        port = find_port(settings.host, int(settings.port))
+        url, stop_server = serve(studio, settings.host, port, lang=options.lang)
         lock.publish(url)
-        _say(f"造相 Z-Image Studio: {url}  (log: {log_path})")
+        _say(text("serving", resolve_lang(options.lang or settings.language), url=url, log=log_path))
         def open_studio_window() -> None:
             window = browser.open_window(url, profile_dir)
             if window.proc is not None:
@@ -359,15 +314,14 @@ def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitReq
     from studio.desktop import tray as tray_mod
 
     lang = resolve_lang(options.lang or studio.settings.language)
-    reason = "turned off (--headless)" if options.headless else ("turned off (--no-tray)" if options.no_tray
-                                                                else None)
+    off = tray_mod.TrayOff
+    reason = off.HEADLESS if options.headless else (off.NO_TRAY if options.no_tray else None)
     backend = None
     if reason is None:
         backend, reason = tray_mod.choose_backend()
-        if reason is not None:
-            reason = f"not available: {reason}"
     if reason is not None:
-        _say(text("tray_off", lang, reason=reason))
+        log.info("no tray icon: %s", reason.value)
+        _say(text("tray_off", lang, reason=text(reason.key, lang)))
         _wait(quit_request)
         return
 
@@ -386,8 +340,7 @@ def _run_until_quit(options: DesktopOptions, studio: Any, quit_request: _QuitReq
     threading.Thread(target=when_ready, name="tray-ready", daemon=True).start()
     try:
         tray.run(quit_request.event, backend)
-    except Exception as exc:  # a tray host that breaks must not take the studio down with it
+    except Exception:  # a tray host that breaks must not take the studio down with it
         log.exception("the tray icon failed")
-        _say(f"Tray icon stopped ({type(exc).__name__}: {exc}); the studio runs without it. "
-             + text("no_tray", lang))
+        _say(text("tray_failed", lang))
         _wait(quit_request)

@@ -22,6 +22,8 @@ from typing import IO
 
 import psutil
 
+from studio.core.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "instance.lock"
@@ -127,14 +129,8 @@ class InstanceLock:
 
         Private (0600): the URL carries the window's launch token, which opens the studio."""
         info = {"pid": os.getpid(), "url": url, "started": time.time()}
-        target = self.runtime_dir / INFO_NAME
-        tmp = target.with_name(f"{INFO_NAME}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            if os.name == "posix":
-                os.fchmod(fh.fileno(), 0o600)
-            fh.write(json.dumps(info))
-        os.replace(tmp, target)
+        with atomic_path(self.runtime_dir / INFO_NAME) as tmp:  # a temp file is made 0600
+            tmp.write_text(json.dumps(info), encoding="utf-8")
 
     def release(self) -> None:
         if self._fh is None:
@@ -207,7 +203,5 @@ def find_running(runtime_dir: Path) -> psutil.Process | None:
 
 def request_quit_file(runtime_dir: Path, pid: int) -> None:
     """Leave a quit request that the studio with `pid` picks up within a second (all systems)."""
-    target = Path(runtime_dir) / QUIT_NAME
-    tmp = target.with_name(f"{QUIT_NAME}.{os.getpid()}.tmp")
-    tmp.write_text(str(pid), encoding="utf-8")
-    os.replace(tmp, target)
+    with atomic_path(Path(runtime_dir) / QUIT_NAME) as tmp:
+        tmp.write_text(str(pid), encoding="utf-8")

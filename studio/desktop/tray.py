@@ -19,7 +19,7 @@ from typing import Any
 from studio.core import events as ev
 from studio.core.assets import asset
 from studio.core.opener import open_path
-from studio.desktop.messages import ERROR, IDLE, TEXT, WORKING, system_lang, text  # noqa: F401 (tests read them here)
+from studio.desktop.messages import ERROR, IDLE, WORKING, resolve_lang, text  # noqa: F401 (tests read them here)
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,22 @@ class Backend(str, Enum):
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
 
 
-def choose_backend() -> tuple[Backend | None, str | None]:
+class TrayOff(str, Enum):
+    """Why no tray icon shows: the value is the log's English, `key` the person's line (`desk.*`)."""
+
+    HEADLESS = "turned off (--headless)"
+    NO_TRAY = "turned off (--no-tray)"
+    NO_DISPLAY = "no display"
+    UNKNOWN_BACKEND = "unknown PYSTRAY_BACKEND"
+    NO_GTK = "no tray backend (PyGObject with GTK 3 is not installed)"
+    NO_HOST = "no system tray host on this desktop"
+
+    @property
+    def key(self) -> str:
+        return f"tray_off.{self.name.lower()}"
+
+
+def choose_backend() -> tuple[Backend | None, TrayOff | None]:
     """(the pystray backend to use, None) or (None, why no tray icon can be shown here).
 
     Linux needs a display and a tray host: a StatusNotifierItem watcher on the session bus, or an
@@ -86,15 +101,16 @@ def choose_backend() -> tuple[Backend | None, str | None]:
     if sys.platform.startswith("win"):
         return Backend.WIN32, None
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return None, "no display"
+        return None, TrayOff.NO_DISPLAY
     forced = os.environ.get("PYSTRAY_BACKEND", "").strip()
     if forced:
         try:
             backend = Backend(forced)
         except ValueError:
-            return None, f"unknown PYSTRAY_BACKEND={forced}"
+            log.warning("PYSTRAY_BACKEND=%s is not one of %s", forced, [b.value for b in Backend])
+            return None, TrayOff.UNKNOWN_BACKEND
         if backend in (Backend.GTK, Backend.APPINDICATOR) and not _gtk_usable():
-            return None, "no tray backend (PyGObject with GTK 3 is not installed)"
+            return None, TrayOff.NO_GTK
     elif _gtk_usable():
         if _sni_watcher() and _appindicator_usable():
             backend = Backend.APPINDICATOR
@@ -103,11 +119,11 @@ def choose_backend() -> tuple[Backend | None, str | None]:
     else:
         backend = Backend.XORG
     if backend in (Backend.GTK, Backend.XORG) and not _x11_tray_host():
-        return None, "no system tray host on this desktop"
+        return None, TrayOff.NO_HOST
     return backend, None
 
 
-def tray_unavailable_reason() -> str | None:
+def tray_unavailable_reason() -> TrayOff | None:
     """Why no tray icon can be shown here, or None when one can."""
     return choose_backend()[1]
 
@@ -228,7 +244,7 @@ class StudioTray:
                  log_path: Path, lang: str = "auto",
                  open_file: Callable[[Path], object] = open_path) -> None:
         self.studio = studio
-        self.lang = system_lang() if lang in ("", "auto", None) else lang
+        self.lang = resolve_lang(lang)
         self._open_window = open_window
         self._on_quit = on_quit
         self.open_file = open_file  # public: tests and embedders may route it

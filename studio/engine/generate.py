@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from studio.core.spec import ImageSpec
 from studio.engine.loader import load_pipeline
 from studio.engine.precision import choose_dtype
 
@@ -42,22 +43,6 @@ class Timings:
     denoise_s: float = 0.0
     decode_s: float = 0.0
     total_s: float = 0.0
-
-
-class _Progress:
-    """Counts warm-up parts done and tells `callback` the fraction (never past 1, never twice the same)."""
-
-    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
-        self.callback, self.total, self.done = callback, max(1, total), 0
-
-    def step(self, stage: str) -> None:
-        self.done = min(self.total, self.done + 1)
-        if self.callback is not None and self.done < self.total:
-            self.callback(self.done / self.total, stage)
-
-    def finish(self) -> None:
-        if self.callback is not None:
-            self.callback(1.0, "done")
 
 
 def _triton_available() -> bool:
@@ -189,110 +174,19 @@ class Engine:
 
     def warm_up(self, sizes: tuple[tuple[int, int], ...] = WARM_SIZES, batches: tuple[int, ...] = (1,),
                 on_progress: ProgressCallback | None = None) -> float:
-        """Compile the blocks for the common sizes (transformer calls only: no scheduler state touched).
+        """Compile the blocks for the common sizes (studio/engine/warmup.py); returns the seconds it took.
 
         Until it finishes, requests run the eager blocks; a compile failure leaves them eager.
         `on_progress` hears the fraction done after each compiled shape, so a worker can show the wait.
         """
-        from studio.engine import fastpath
+        from studio.engine.warmup import warm_up
 
-        if not self.compiled:
-            return 0.0
-        progress = _Progress(on_progress, len(batches) * len(sizes) * (2 if self.step_graphs is not None else 1)
-                             + (1 if self.text_graphs is not None else 0)
-                             + (len(sizes) if self.compiled_vae else 0))
-        t0 = time.perf_counter()
-        tr = self.pipe.transformer
-        cap = torch.zeros(64, tr.config.cap_feat_dim, device=self.device, dtype=self.dtype).normal_()
-        try:
-            with fastpath.warming(), torch.no_grad():
-                for n in batches:
-                    for w, h in sizes:
-                        lat = initial_noise(0, w, h, tr.config.in_channels, self.pipe.vae_scale_factor)
-                        lat = lat.to(self.device, self.dtype).unsqueeze(2)
-                        t = torch.full((n,), 0.5, device=self.device)
-                        tr([lat[0]] * n, t, [cap] * n, return_dict=False)
-                        progress.step("blocks")
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self._switch.ready = True
-            if self.compile_cache is not None:
-                fastpath.save_mega_cache(self.compile_cache)
-            self._warm_step_graphs(sizes, batches, progress)
-        except Exception as exc:  # noqa: BLE001 - compile is an optimisation, never a failure
-            self.notes.append(f"compile off after warm-up failed: {type(exc).__name__}: {exc}"[:300])
-            self.compiled = False
-        self.blocks_compile_s = time.perf_counter() - t0
-        if self.compiled and (self.compiled_vae or self.text_graphs is not None):
-            self._warm_extras(sizes, progress)  # after the blocks' switch: requests use the compiled blocks meanwhile
-            self._extra_switch.ready = True
-            if self.compile_cache is not None:
-                fastpath.save_mega_cache(self.compile_cache)
-        progress.finish()
-        self.compile_s = time.perf_counter() - t0
-        return self.compile_s
+        return warm_up(self, sizes, batches, on_progress)
 
-    def _warm_step_graphs(self, sizes: tuple[tuple[int, int], ...], batches: tuple[int, ...],
-                          progress: _Progress) -> None:
-        """Capture the step graphs of the common shapes (prompts of up to 64 tokens); a failure turns them off."""
-        if self.step_graphs is None:
-            return
-        tr = self.pipe.transformer
-        try:
-            for n in batches:
-                for w, h in sizes:
-                    lat = initial_noise(0, w, h, tr.config.in_channels, self.pipe.vae_scale_factor)
-                    lat = lat.to(self.device, self.dtype).unsqueeze(2)[0]
-                    t = torch.full((n,), 0.5, device=self.device)
-                    for length in (32, 64):
-                        cap = torch.zeros(length, tr.config.cap_feat_dim, device=self.device, dtype=self.dtype)
-                        self.step_graphs.warm([lat] * n, t, [cap] * n)
-                    progress.step("step graphs")
-        except Exception as exc:  # noqa: BLE001
-            self.step_graphs.failed = f"{type(exc).__name__}: {exc}"[:300]
-        if self.step_graphs.failed:
-            self._drop_step_graphs()
-
-    def _drop_step_graphs(self) -> None:
+    def drop_step_graphs(self) -> None:
         self.notes.append(f"step graphs off: {self.step_graphs.failed}")
         self.step_graphs.remove()
         self.step_graphs = None
-
-    def _warm_extras(self, sizes: tuple[tuple[int, int], ...], progress: _Progress) -> None:
-        """Capture the text graphs and compile the VAE decoder; a failure there turns only that part off."""
-        from studio.engine import fastpath
-
-        if self.text_graphs is not None:
-            try:
-                from studio.engine.text_graphs import WARM_UP_TO
-
-                self.text_graphs.capture_all(up_to=WARM_UP_TO)
-            except Exception as exc:  # noqa: BLE001
-                self.text_graphs = None
-                self.notes.append(f"text encoder graphs off: {type(exc).__name__}: {exc}"[:300])
-            progress.step("text graphs")
-        if self.compiled_vae:
-            if self._vae_channels_last_compiled and not self.vae_channels_last:
-                # requests decoding meanwhile stay correct: convolutions take either layout
-                self.pipe.vae.to(memory_format=torch.channels_last)
-                self.vae_channels_last = True
-            try:
-                with fastpath.warming(), torch.no_grad():
-                    ch = self.pipe.vae.config.latent_channels
-                    for w, h in sizes:
-                        z = torch.randn(1, ch, h // self.pipe.vae_scale_factor, w // self.pipe.vae_scale_factor,
-                                        device=self.device, dtype=self.pipe.vae.dtype)
-                        if self.vae_channels_last:
-                            z = z.contiguous(memory_format=torch.channels_last)
-                        self.pipe.vae.decode(z, return_dict=False)
-                        progress.step("vae")
-            except Exception as exc:  # noqa: BLE001
-                fastpath.uncompile_blocks(self.pipe.vae)
-                self.compiled_vae = False
-                if self._vae_channels_last_compiled:  # eager is faster in the default layout
-                    self.pipe.vae.to(memory_format=torch.contiguous_format)
-                    self.vae_channels_last = False
-                self.notes.append(f"VAE compile off: {type(exc).__name__}: {exc}"[:300])
 
     def wait_warm(self, timeout: float | None = None) -> bool:
         """Block until background warm-up ends; True if the compiled blocks are in use."""
@@ -366,37 +260,48 @@ class Engine:
         report = self._loras.apply(loras)
         if self.step_graphs is not None and self._loras.loaded:  # captured kernels would skip the adapters
             self.step_graphs.failed = "LoRAs in use"
-            self._drop_step_graphs()
+            self.drop_step_graphs()
         return report
 
-    def generate(self, *, prompt: str, negative_prompt: str = "", width: int, height: int, steps: int,
-                 guidance: float, seed: int, on_step: StepCallback | None = None,
-                 should_cancel: CancelCheck | None = None) -> tuple[Image.Image, Timings]:
-        """Run one image; raises Cancelled or NonFiniteOutput instead of returning a bad image."""
-        images, timings = self.generate_batch(
-            prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-            guidance=guidance, seeds=[seed], on_step=on_step, should_cancel=should_cancel)
+    def generate(self, spec: ImageSpec | None = None, *, on_step: StepCallback | None = None,
+                 should_cancel: CancelCheck | None = None, **fields: Any) -> tuple[Image.Image, Timings]:
+        """Run one image; raises Cancelled or NonFiniteOutput instead of returning a bad image.
+
+        Scripts may name the spec's fields instead (`prompt=..., seed=...`)."""
+        spec = spec if spec is not None else ImageSpec(**fields)
+        images, timings = self.generate_batch([spec], on_step=on_step, should_cancel=should_cancel)
         return images[0], timings
 
-    def generate_batch(self, *, prompt: str, negative_prompt: str = "", width: int, height: int,
-                       steps: int, guidance: float, seeds: list[int], on_step: StepCallback | None = None,
-                       should_cancel: CancelCheck | None = None) -> tuple[list[Image.Image], Timings]:
-        """Several seeds of one prompt in one denoising batch (one image per seed, same as one by one).
+    def generate_batch(self, specs: Sequence[ImageSpec] | None = None, *, on_step: StepCallback | None = None,
+                       should_cancel: CancelCheck | None = None, seeds: Sequence[int] = (),
+                       **fields: Any) -> tuple[list[Image.Image], Timings]:
+        """Several images that differ only in their seed, in one denoising batch (each the same as alone).
 
-        Tight memory profiles cap how many images denoise together; larger batches run in chunks.
+        Scripts may give one spec's fields and `seeds` instead. Tight memory profiles cap how many
+        images denoise together; larger batches run in chunks.
         """
+        if specs is None:
+            base = ImageSpec(**fields)
+            specs = [base.with_seed(s) for s in seeds]
+        first = specs[0]
+        if any(s.with_seed(first.seed) != first for s in specs[1:]):
+            raise ValueError("a batch's images must differ only in their seed")
         limit = self.profile.max_batch
-        if limit and len(seeds) > limit:
+        if limit and len(specs) > limit:
             images: list[Image.Image] = []
-            total = Timings(images=len(seeds))
-            for i in range(0, len(seeds), limit):
-                part, t = self.generate_batch(
-                    prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-                    guidance=guidance, seeds=seeds[i:i + limit], on_step=on_step, should_cancel=should_cancel)
+            total = Timings(images=len(specs))
+            for i in range(0, len(specs), limit):
+                part, t = self.generate_batch(specs[i:i + limit], on_step=on_step, should_cancel=should_cancel)
                 images += part
                 for name in ("encode_s", "denoise_s", "decode_s", "total_s"):
                     setattr(total, name, getattr(total, name) + getattr(t, name))
             return images, total
+        return self._denoise(first, [s.seed for s in specs], on_step, should_cancel)
+
+    def _denoise(self, spec: ImageSpec, seeds: list[int], on_step: StepCallback | None,
+                 should_cancel: CancelCheck | None) -> tuple[list[Image.Image], Timings]:
+        prompt, negative_prompt, guidance, steps = spec.prompt, spec.negative_prompt, spec.guidance, spec.steps
+        width, height = spec.width, spec.height
         pipe = self.pipe
         timings = Timings(images=len(seeds))
         t0 = time.perf_counter()
@@ -430,7 +335,7 @@ class Engine:
                 callback_on_step_end=step_end,
             ).images
         if self.step_graphs is not None and self.step_graphs.failed:
-            self._drop_step_graphs()
+            self.drop_step_graphs()
         # No host sync between denoising and decoding (the decode queues right behind the last step):
         # the finite check of the latents is read with the pixels, and the split is timed by CUDA events.
         clock = _Clock(self.device)

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from studio.core.spec import MemoryProfile
+
 GiB = 1024**3
 
 
@@ -37,13 +39,14 @@ class Profile:
     max_batch: int | None = None  # images denoised together at most (None: no limit)
 
 
-PROFILES: dict[str, Profile] = {
-    "full": Profile("full", None, 30.0, "resident", "resident", False, 2048 * 2048 + 1),
-    "24gb": Profile("24gb", 22.0, 20.5, "resident-embed-cpu", "resident", True, 2_100_000),
-    "16gb": Profile("16gb", 14.5, 13.5, "swap", "resident", True, 1_000_000, max_batch=1),
-    "12gb": Profile("12gb", 10.5, 0.0, "swap", "stream", True, 600_000, max_batch=1),
+# What each of core's MemoryProfile members means here, in its order (a str Enum: PROFILES["24gb"] works).
+PROFILES: dict[MemoryProfile, Profile] = {
+    MemoryProfile.FULL: Profile("full", None, 30.0, "resident", "resident", False, 2048 * 2048 + 1),
+    MemoryProfile.GB24: Profile("24gb", 22.0, 20.5, "resident-embed-cpu", "resident", True, 2_100_000),
+    MemoryProfile.GB16: Profile("16gb", 14.5, 13.5, "swap", "resident", True, 1_000_000, max_batch=1),
+    MemoryProfile.GB12: Profile("12gb", 10.5, 0.0, "swap", "stream", True, 600_000, max_batch=1),
 }
-PROFILE_NAMES = tuple(PROFILES)
+PROFILE_NAMES = MemoryProfile.names()
 
 
 class ProfileError(ValueError):
@@ -53,12 +56,10 @@ class ProfileError(ValueError):
 def choose_profile(free_bytes: int | None, total_bytes: int | None = None) -> str:
     """The largest profile that the free VRAM allows (no CUDA device: "full", nothing to fit)."""
     if free_bytes is None:
-        return "full"
+        return MemoryProfile.FULL.value
     free = free_bytes / GiB
-    for name in ("full", "24gb", "16gb"):
-        if free >= PROFILES[name].min_free_gib:
-            return name
-    return "12gb"
+    fits = [p for p in MemoryProfile if free >= PROFILES[p].min_free_gib]
+    return (fits[0] if fits else list(MemoryProfile)[-1]).value
 
 
 def resolve_profile(name: str | None, device: torch.device) -> Profile:

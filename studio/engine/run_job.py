@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from PIL import Image
 from studio.core.jobs import Job
 from studio.core.metadata import build_record
 from studio.core.pngfile import write_png
-from studio.core.request import GenerationRequest
 from studio.engine.generate import CancelCheck, Engine, StepCallback
 
 
@@ -34,21 +33,15 @@ class MadeImage:
 
 
 def make_image(engine: Engine, job: Job, *, model_name: str, worker: str,
-               on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None,
-               request: GenerationRequest | None = None) -> MadeImage:
-    """Generate `job`'s image and its metadata record (nothing written yet)."""
+               on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None) -> MadeImage:
+    """Generate `job`'s image and its metadata record (nothing written yet); the record names
+    `model_name`, the model that actually drew it."""
+    spec = replace(job.spec, model=model_name)
     t0 = time.perf_counter()
-    image, timings = engine.generate(
-        prompt=job.prompt, negative_prompt=job.negative_prompt, width=job.width, height=job.height,
-        steps=job.steps, guidance=job.guidance, seed=job.seed, on_step=on_step, should_cancel=should_cancel,
-    )
+    image, timings = engine.generate(spec, on_step=on_step, should_cancel=should_cancel)
     elapsed = time.perf_counter() - t0
-    req = request or GenerationRequest(
-        prompt=job.prompt, negative_prompt=job.negative_prompt, width=job.width, height=job.height,
-        steps=job.steps, guidance=job.guidance, seed=job.seed, seed_mode="fixed", count=1,
-    )
-    record = build_record(req, job.seed, model_name, worker, elapsed, job_id=job.job_id,
-                          request_id=job.request_id, device=engine.device_name,
+    record = build_record(spec, worker, elapsed, job_id=job.job_id, request_id=job.request_id,
+                          device=engine.device_name,
                           timings={"encode_s": round(timings.encode_s, 4),
                                    "denoise_s": round(timings.denoise_s, 4),
                                    "decode_s": round(timings.decode_s, 4)})
@@ -59,13 +52,12 @@ def save_image(made: MadeImage, before_commit: Callable[[Path], None] | None = N
     """Write the PNG atomically (durable when this returns); returns path, seed, worker and timings."""
     job = made.job
     path = write_png(made.image, job.output_path, made.record, before_commit=before_commit)
-    return {"path": str(path), "seed": job.seed, "worker": made.worker, "elapsed_s": round(made.gpu_s, 4),
+    return {"path": str(path), "seed": job.spec.seed, "worker": made.worker, "elapsed_s": round(made.gpu_s, 4),
             "job_id": job.job_id, "request_id": job.request_id, "index": job.index}
 
 
 def run_job(engine: Engine, job: Job, *, model_name: str, worker: str,
-            on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None,
-            request: GenerationRequest | None = None) -> dict[str, Any]:
+            on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None) -> dict[str, Any]:
     """Make `job`'s image and write it to `job.output_path`; returns path, seed, worker and timings."""
     return save_image(make_image(engine, job, model_name=model_name, worker=worker, on_step=on_step,
-                                 should_cancel=should_cancel, request=request))
+                                 should_cancel=should_cancel))

@@ -45,7 +45,7 @@ FULL = Architecture(
     ),
 )
 
-# The demo model (trained on flat shapes by studio/models/train_demo.py, shipped in assets/demo-model).
+# The demo model (trained on flat shapes by tools/train_demo.py, shipped in assets/demo-model).
 # Sized so 256x256 in 9 steps stays well under a second on one CPU core: 16x16 image tokens of
 # width 128, a 2-layer Qwen3 text encoder of width 128, a 4-level VAE (8x down) with 16 latent
 # channels like the real one. The VAE's scaling/shift here are placeholders; training measures them.

@@ -7,13 +7,12 @@ the full-size random-weight stand-in that speed and memory work measures.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from studio.core.atomic import atomic_dir
 from studio.models.architecture import Architecture
 from studio.models.tokenizer import save_tokenizer
 
@@ -59,13 +58,11 @@ def build_components(arch: Architecture, vocab_size: int, seed: int = 0, std: fl
 
 def save_pipeline_folder(arch: Architecture, target: Path, seed: int = 0, vocab_size: int = 1024,
                          note: dict[str, Any] | None = None) -> Path:
-    """Write a complete diffusers-format Z-Image folder for `arch`, atomically (temp folder, rename)."""
+    """Write a complete diffusers-format Z-Image folder for `arch`, atomically (`atomic_dir`)."""
     from diffusers import ZImagePipeline
 
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         n_vocab = save_tokenizer(tmp / "tokenizer", vocab_size)
         from transformers import AutoTokenizer
 
@@ -76,10 +73,4 @@ def save_pipeline_folder(arch: Architecture, target: Path, seed: int = 0, vocab_
         (tmp / "zaoxiang.json").write_text(
             json.dumps({"architecture": arch.name, "seed": seed, **(note or {})}, indent=2), "utf-8"
         )
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

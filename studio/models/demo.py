@@ -2,7 +2,7 @@
 
 It lets a person try the studio before the 20 GB download, and lets the tests check behaviour that
 depends on the prompt ("a red star on a white background" must give a red star). The weights ship
-in `assets/demo-model` (diffusers format, trained by `studio/models/train_demo.py`); on first use
+in `assets/demo-model` (diffusers format, trained by `tools/train_demo.py`); on first use
 they are copied into the data dir and then loaded by exactly the loader real weights use.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from studio.core.atomic import atomic_dir
 from studio.core.paths import Paths, get_paths
 
 DEMO_NAME = "demo"
@@ -55,15 +55,8 @@ def _install(target: Path) -> None:
         save_pipeline_folder(TINY, target, seed=DEMO_SEED,
                              note={"demo": True, "version": DEMO_VERSION, "trained": False})
         return
-    tmp = Path(tempfile.mkdtemp(prefix=".copying-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def ensure_demo_model(paths: Paths | None = None) -> Path:

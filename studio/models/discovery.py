@@ -15,14 +15,17 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from studio.core.errors import StudioError
 from studio.core.paths import Paths, get_paths
 
 REPO_IDS = ("Tongyi-MAI/Z-Image-Turbo", "Tongyi-MAI/Z-Image")
 REQUIRED = ("transformer", "text_encoder", "vae", "tokenizer", "scheduler")
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(StudioError, RuntimeError):
     """No usable model where one was asked for; the message says where it looked and what to do."""
+
+    usage = True
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Getting Z-Image weights once: Hugging Face (or a mirror via HF_ENDPOINT) or ModelScope.
 
-The studio sets the hubs offline at every start (engine/cuda_env.py); a download is the one moment it
+The studio sets the hubs offline at every start (core/process_env.py); a download is the one moment it
 goes online, and `hub_online` undoes exactly that for the download's duration. Progress is measured
 on disk (bytes of finished files plus the growing temp files) so it does not depend on the hub
 library's progress-bar internals, and every file is checked against the size and hash the hub
@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.core.errors import StudioError
+
 DEFAULT_REPO = "Tongyi-MAI/Z-Image-Turbo"
 SOURCES = ("hf", "modelscope")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.gguf", "*.onnx", "*.msgpack", "*.h5")
@@ -28,7 +30,7 @@ MODELSCOPE_HINT = "ModelScope downloads need the modelscope package: pip install
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(StudioError, RuntimeError):
     """A download that did not finish or did not check out; the message says what to do next."""
 
 

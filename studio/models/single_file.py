@@ -12,11 +12,12 @@ It imports only the plain-data `architecture` module, so the engine's loader may
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 from pathlib import Path
 from typing import Any
+
+from studio.core.atomic import atomic_dir, atomic_path
 
 FORMAT = "comfyui-single-file"
 MANIFEST_SUFFIX = ".zaoxiang-set.json"
@@ -141,7 +142,6 @@ def builtin_config_root(cache_dir: Path) -> Path:
     root = Path(cache_dir) / "single-file-configs" / FULL.name
     if (root / "model_index.json").is_file():
         return root
-    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     files = {
         "transformer/config.json": {"_class_name": "ZImageTransformer2DModel", **FULL.transformer},
         "vae/config.json": {"_class_name": "AutoencoderKL", **FULL.vae},
@@ -150,16 +150,11 @@ def builtin_config_root(cache_dir: Path) -> Path:
         "scheduler/scheduler_config.json": {"_class_name": "FlowMatchEulerDiscreteScheduler", **FULL.scheduler},
         "model_index.json": {"_class_name": "ZImagePipeline", "zaoxiang": "configs only, no weights"},
     }
-    for rel, data in files.items():
-        target = tmp / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(data, indent=2, default=list), "utf-8")
-    try:
-        tmp.rename(root)
-    except OSError:  # another process won the race
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(root, replace=False) as tmp:  # another process may be writing the same folder
+        for rel, data in files.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(data, indent=2, default=list), "utf-8")
     return root
 
 
@@ -190,10 +185,8 @@ def has_tokenizer(root: Path) -> bool:
 
 def write_manifest(target: Path, parts: dict[str, str]) -> Path:
     """Write the resolved set (files + config/tokenizer folders) atomically; the loader reads it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"format": FORMAT, **parts}, indent=2, ensure_ascii=False), "utf-8")
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps({"format": FORMAT, **parts}, indent=2, ensure_ascii=False), "utf-8")
     return target
 
 

@@ -9,7 +9,11 @@ start to last PNG written): under 1.0 by more than the last write, that GPU wait
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from studio.core.jobs import Job
+    from studio.pool.supervisor import Slot
 
 
 def request_stats(jobs: list[dict[str, Any]], worker_names: list[str]) -> dict[str, Any]:
@@ -49,4 +53,24 @@ def request_stats(jobs: list[dict[str, Any]], worker_names: list[str]) -> dict[s
         "busy_s": {k: round(v, 4) for k, v in busy.items()},
         "gpu_busy": {k: round(min(1.0, v / makespan), 4) if makespan > 0 else None for k, v in gpu.items()},
         "images": images,
+    }
+
+
+def worker_row(slot: Slot, running: Job | None, prefetched: int, gpu_busy: float | None) -> dict[str, Any]:
+    """One worker's row in `WorkerPool.status` (the monitor, the tray, `pool_status`)."""
+    state = slot.state.value
+    if state == "ready":
+        state = "busy" if running else "idle"
+    info = slot.info
+    return {
+        "name": slot.spec.name, "device": info.get("device") or slot.spec.device,
+        "state": state, "pid": slot.proc.pid if slot.proc is not None else None,
+        "current_job": running.job_id if running else None,
+        "current_request": running.request_id if running else None,
+        "prefetched": prefetched, "images_done": slot.images_done, "busy_s": round(slot.busy_s, 3),
+        "s_per_image": round(slot.busy_s / slot.images_done, 4) if slot.images_done else None,
+        "load_s": info.get("load_s"), "memory_gb": info.get("memory_gb"),
+        "memory_profile": info.get("memory_profile"), "threads": slot.spec.threads,
+        "restarts": slot.restarts, "last_error": slot.last_error,
+        "warm_pct": slot.warm_pct, "compile_s": info.get("compile_s"), "gpu_busy": gpu_busy,
     }

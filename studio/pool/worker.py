@@ -5,10 +5,10 @@ CUDA_VISIBLE_DEVICES and the thread counts are set in `worker_main` before torch
 
 Pipes (one pair per worker, no shared queues: a worker SIGKILLed while holding a shared queue's
 lock would wedge every other worker):
-- control (parent -> child): ("job", dict), ("revoke", job_id, "cancel"|"pause"), ("stop",).
+- control (parent -> child): RunJob, Revoke, Stop (pool/protocol.py lists every message).
   A thread blocks reading it; EOF means the parent is gone (even SIGKILLed), and the child exits.
   That makes it the "death pipe" as well.
-- results (child -> parent): (status, payload) tuples of plain data, never live objects.
+- results (child -> parent): the protocol's replies, plain data, never live objects.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+from studio.pool import protocol as p
 
 WARMUP = dict(prompt="warm-up", negative_prompt="", width=256, height=256, steps=2, guidance=0.0, seed=0)
 DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only, by worker index: "0:0.25" adds 0.25 s per step,
@@ -34,6 +37,9 @@ WRITE_DELAY_ENV = "ZAOXIANG_TEST_WRITE_DELAY"  # test-only: seconds every PNG wr
 #                open before the rename, so a kill can land mid-write (scripts/kill_matrix.py)
 WARM_SIZES_ENV = "ZAOXIANG_WARM_SIZES"  # "1024x1024,1152x896": the sizes compiled before ready (default:
 #                                          the engine's WARM_SIZES)
+# Loading builds modules on the meta device, which patches torch process-wide: in-process workers
+# (pool/inline.py) must load one at a time. A worker process holds it alone.
+LOAD_LOCK = threading.Lock()
 RANDOM_PREFIX = "random:"  # model path "random:full": the worker builds the random-weight pipeline itself
 
 
@@ -169,65 +175,62 @@ class ImageWriter:
             try:
                 result = save_image(made, before_commit=before_commit)
             except BaseException as exc:  # a full disk, a file where the folder should be
-                self._send("failed", {"job_id": made.job.job_id, "busy_s": info["busy_s"], **error_payload(exc)})
+                err = p.describe_error(exc)
+                self._send(p.Failed(made.job.job_id, info["busy_s"], err.error, err.message, err.exception))
                 continue
             end = time.perf_counter()
-            self._send("done", {**result, **info, "write_s": round(end - t0, 4),
-                                "png_s": round(encoded[0] - t0, 4), "sync_s": round(end - encoded[0], 4),
-                                "finished": time.time()})
-
-
-def error_payload(exc: BaseException) -> dict[str, str]:
-    """An exception as plain data: a kind the pool acts on, and a message a person can read."""
-    name = type(exc).__name__
-    text = str(exc) or name
-    if name == "OutOfMemoryError" or "out of memory" in text.lower():
-        kind = "oom"
-    elif name == "NonFiniteOutput":
-        kind = "non_finite"
-    else:
-        kind = "error"
-    return {"kind": kind, "message": text, "exception": name}
+            self._send(p.Done.pick({**result, **info, "write_s": round(end - t0, 4),
+                                    "png_s": round(encoded[0] - t0, 4), "sync_s": round(end - encoded[0], 4),
+                                    "finished": time.time()}))
 
 
 def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
     """Child entry point (spawned). `cfg`: index, name, device, visible_devices, threads, model_path,
     model_name, memory_profile."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
-    jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
-    revoked: dict[str, str] = {}
-
-    def control_loop() -> None:
-        while True:
-            try:
-                msg = control.recv()
-            except (EOFError, OSError):
-                os._exit(0)  # the parent is gone: never outlive it
-            except Exception:  # a torn message: the parent died mid-send
-                os._exit(0)
-            if msg[0] == "job":
-                jobs.put(msg[1])
-            elif msg[0] == "revoke":
-                revoked[msg[1]] = msg[2]
-            elif msg[0] == "stop":
-                jobs.put(None)
-
-    threading.Thread(target=control_loop, name="control", daemon=True).start()
-
     os.environ["CUDA_VISIBLE_DEVICES"] = cfg["visible_devices"]
     from studio.engine.cuda_env import prepare_process_env
 
     prepare_process_env(threads=cfg["threads"])
     _quiet_progress_bars()
+    code = serve(cfg, control, results, lost=lambda: os._exit(0))  # the parent is gone: never outlive it
+    if code:
+        sys.exit(code)
+    os._exit(0)  # nothing left to flush (PNGs are fsynced); library threads must not delay the exit
 
+
+def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[], None]) -> int:
+    """Load the engine, say ready, run jobs until told to stop; returns the exit code (3: cannot load).
+
+    `lost` is called when a pipe to the parent breaks (a process exits; a thread, in pool/inline.py,
+    stops after the job it runs)."""
+    jobs: queue.Queue[p.RunJob | None] = queue.Queue()
+    revoked: dict[str, p.RevokeReason] = {}
+
+    def control_loop() -> None:
+        while True:
+            try:
+                msg = control.recv()
+            except Exception:  # EOF, or a message torn because the parent died mid-send
+                jobs.put(None)
+                lost()
+                return
+            if isinstance(msg, p.RunJob):
+                jobs.put(msg)
+            elif isinstance(msg, p.Revoke):
+                revoked[msg.job_id] = msg.reason
+            elif isinstance(msg, p.Stop):
+                jobs.put(None)
+
+    threading.Thread(target=control_loop, name="control", daemon=True).start()
     send_lock = threading.Lock()  # the writer thread sends too; a pipe is not thread-safe
 
-    def send(status: str, payload: Any) -> None:
+    def send(msg: p.Message) -> None:
         try:
             with send_lock:
-                results.send((status, payload))
+                results.send(msg)
         except (OSError, EOFError):
-            os._exit(0)
+            lost()
 
     try:
         engine, load_s = _load_engine(cfg, cfg.get("memory_profile"), send)
@@ -238,38 +241,41 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
         engine.generate(on_step=slow.after_step if slow else None, **first)
         warmup_s = time.perf_counter() - t0
     except BaseException as exc:  # cannot load: say why, then exit so the pool can decide
-        send("fatal", error_payload(exc))
-        sys.exit(3)
+        err = p.describe_error(exc)
+        send(p.Fatal(err.message, err.error, err.exception))
+        return 3
 
-    send("ready", {"pid": os.getpid(), "device": engine.device_name, "memory_gb": _memory_gb(engine),
-                   "load_s": round(load_s, 3), "warmup_s": round(warmup_s, 4),
-                   "compile_s": round(getattr(engine, "compile_s", None) or 0.0, 3),
-                   "warmup": {k: first[k] for k in ("width", "height", "steps")},
-                   "threads": cfg["threads"], "memory_profile": _profile_name(engine, cfg)})
+    send(p.Ready(pid=os.getpid(), device=engine.device_name, memory_gb=_memory_gb(engine),
+                 load_s=round(load_s, 3), warmup_s=round(warmup_s, 4),
+                 compile_s=round(getattr(engine, "compile_s", None) or 0.0, 3),
+                 warmup={k: first[k] for k in ("width", "height", "steps")},
+                 threads=cfg["threads"], memory_profile=_profile_name(engine, cfg)))
     profile = cfg.get("memory_profile")
     writer = ImageWriter(send)
     while True:
-        job = jobs.get()
-        if job is None:
+        order = jobs.get()
+        if order is None:
             break
+        job = order.job
         job_id = job["job_id"]
         if job_id in revoked:
-            send("revoked", {"job_id": job_id, "reason": revoked.pop(job_id)})
+            send(p.Revoked(job_id, revoked.pop(job_id)))
             continue
-        wanted = job.get("memory_profile")
+        wanted = order.memory_profile
         if wanted and wanted != profile:
             engine, profile = _switch_profile(cfg, engine, wanted, send)
-        send("started", {"job_id": job_id, "time": time.time()})
+        send(p.Started(job_id, time.time()))
         t0 = time.perf_counter()
         try:
-            made = _run(engine, cfg, job, send, slow, lambda j=job_id: revoked.get(j) == "cancel")
+            made = _run(engine, cfg, job, send, slow, lambda j=job_id: revoked.get(j) == p.RevokeReason.CANCEL)
         except BaseException as exc:
             busy = time.perf_counter() - t0
             if type(exc).__name__ == "Cancelled":
-                send("cancelled", {"job_id": job_id, "busy_s": busy})
+                send(p.Cancelled(job_id, busy))
             else:
-                send("failed", {"job_id": job_id, "busy_s": busy, **error_payload(exc)})
-                if error_payload(exc)["kind"] == "oom":
+                err = p.describe_error(exc)
+                send(p.Failed(job_id, busy, err.error, err.message, err.exception))
+                if err.error == p.ErrorKind.OOM:
                     _free_cuda()
             revoked.pop(job_id, None)
             continue
@@ -278,8 +284,8 @@ def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
         # the next job. gpu_s: the engine's own time for the image (the monitor's busy share).
         writer.put(made, {"busy_s": round(time.perf_counter() - t0, 4), "gpu_s": round(made.gpu_s, 4)})
     writer.close()
-    send("stopped", {})
-    os._exit(0)  # nothing left to flush (PNGs are fsynced); library threads must not delay the exit
+    send(p.Stopped())
+    return 0
 
 
 def _quiet_progress_bars() -> None:
@@ -298,10 +304,8 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
     from studio.core.jobs import Job
     from studio.engine.run_job import make_image
 
-    fields = {k: job[k] for k in Job.__dataclass_fields__}
-
     def on_step(i: int, n: int) -> None:
-        send("step", {"job_id": job["job_id"], "step": i, "steps": n})
+        send(p.Step(job["job_id"], i, n))
         hang_if_told()
         if slow:
             slow.after_step()
@@ -309,13 +313,13 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
     if _take_marker(OOM_ENV):
         raise RuntimeError("CUDA out of memory (ZAOXIANG_TEST_WORKER_OOM)")
     slow.start()
-    return make_image(engine, Job(**fields), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
+    return make_image(engine, Job.from_dict(job), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
                       should_cancel=cancelled)
 
 
 def _load_engine(cfg: dict[str, Any], profile: str | None, send: Any) -> tuple[Any, float]:
     """Load the engine (or build the random-weight pipeline), then compile it for the sizes in use,
-    sending ("warming", {"pct": ...}) as it goes: a worker is ready only once warm."""
+    sending Warming messages as it goes: a worker is ready only once warm."""
     import torch
 
     from studio.engine.generate import Engine
@@ -325,21 +329,22 @@ def _load_engine(cfg: dict[str, Any], profile: str | None, send: Any) -> tuple[A
     if profile:
         kwargs["memory_profile"] = profile
     path = cfg["model_path"]
-    if path.startswith(RANDOM_PREFIX):
-        from studio.engine.precision import choose_dtype
-        from studio.engine.random_pipeline import build_random_pipeline
+    with LOAD_LOCK:
+        if path.startswith(RANDOM_PREFIX):
+            from studio.engine.precision import choose_dtype
+            from studio.engine.random_pipeline import build_random_pipeline
 
-        device = torch.device(cfg["device"])
-        dtype = choose_dtype(device)
-        kwargs.update(dtype=dtype, pipe=build_random_pipeline(path[len(RANDOM_PREFIX):], device, dtype))
-    engine = Engine(path, cfg["device"], **kwargs)
+            device = torch.device(cfg["device"])
+            dtype = choose_dtype(device)
+            kwargs.update(dtype=dtype, pipe=build_random_pipeline(path[len(RANDOM_PREFIX):], device, dtype))
+        engine = Engine(path, cfg["device"], **kwargs)
     load_s = time.perf_counter() - t0
 
     def progress(fraction: float, stage: str) -> None:
-        send("warming", {"pct": round(100 * fraction, 1), "stage": stage})
+        send(p.Warming(round(100 * fraction, 1), stage))
 
     if engine.compiled:
-        send("warming", {"pct": 0.0, "stage": "compile"})
+        send(p.Warming(0.0, "compile"))
         sizes = warm_sizes()
         engine.warm_up(**({"sizes": sizes} if sizes else {}), on_progress=progress)
     return engine, load_s

@@ -11,6 +11,8 @@ import errno
 import re
 import sqlite3
 
+from studio.core.errors import StudioError
+
 # errno values that mean "the place we write to cannot take the file right now".
 STORAGE_ERRNOS = {errno.ENOSPC: "the disk is full (no space left on device)",
                   errno.EROFS: "the output folder is on a read-only file system",
@@ -22,7 +24,7 @@ _TEXT_HINTS = {"no space left": errno.ENOSPC, "read-only file system": errno.ERO
 STORAGE_KIND = "storage"
 
 
-class StoreError(RuntimeError):
+class StoreError(StudioError, RuntimeError):
     """The store could not do what was asked; the message says why in one sentence."""
 
 

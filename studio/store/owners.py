@@ -12,7 +12,6 @@ may not inspect.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sqlite3
@@ -24,6 +23,7 @@ from typing import Any
 import psutil
 
 from studio.core.jobs import CANCELLED, QUEUED, RUNNING, Job
+from studio.store.job_rows import JOB_COLUMNS, job_from_row
 
 LEASE_S = 60.0  # an owner that cannot be checked by pid is gone after this long without a heartbeat
 HEARTBEAT_S = 10.0  # how often a live owner renews its lease
@@ -125,7 +125,7 @@ class OwnedJobs:
         """Unfinished jobs whose owner is gone (or that never had one), oldest request first."""
         live = self._live(c)
         rows = c.execute(
-            "SELECT j.id, j.spec, j.state, j.output_path, j.owner, j.request_id, r.model, r.model_path"
+            f"SELECT {JOB_COLUMNS}, j.state, j.owner, r.model, r.model_path"
             " FROM jobs j JOIN requests r ON r.id = j.request_id WHERE j.state IN (?, ?)"
             " ORDER BY r.created, r.rid, j.idx", (QUEUED, RUNNING)).fetchall()
         return [r for r in rows if r["owner"] not in live]
@@ -167,7 +167,7 @@ class OwnedJobs:
                 c.execute("UPDATE jobs SET owner = ?, state = ?, started = NULL WHERE id = ?",
                           (owner_id, QUEUED, row["id"]))
                 self._refresh_request(c, row["request_id"])
-                out.append(Job(**json.loads(row["spec"])))
+                out.append(job_from_row(row))
         return out
 
     def discard_orphans(self) -> int:

@@ -6,10 +6,9 @@ Kept free of Gradio so that "restore fills every field back" is tested as a roun
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any
 
-from studio.core.request import MAX_SEED, GenerationRequest
+from studio.core.request import MAX_SEED, SEED_MODES, GenerationRequest
 
 SIZE_PRESETS = ("1024x1024", "1152x896", "896x1152", "1344x768", "768x1344")
 CUSTOM = "custom"
@@ -37,39 +36,36 @@ def _seed_text(seed: Any) -> str:
     return "" if seed is None else str(seed).strip()
 
 
-def build_request(prompt: str, negative: str, size: str, width: Any, height: Any, steps: Any,
-                  guidance: Any, count: Any, seed: Any, seed_mode: str) -> GenerationRequest:
-    """A request from the form as typed (not validated: Studio.submit does that, once)."""
-    fixed = preset_size(size)
-    if fixed:
-        width, height = fixed
-    return GenerationRequest(
-        prompt=prompt or "", negative_prompt=negative or "",
-        width=width if width is not None else "", height=height if height is not None else "",
-        steps=steps if steps is not None else "", guidance=guidance if guidance is not None else "",
-        seed=_seed_text(seed) or None, seed_mode=seed_mode or "random",
-        count=count if count is not None else "",
-    )
+# The Generate form's fields in the order its components are listed, passed and filled back.
+FIELDS = ("prompt", "negative", "size", "width", "height", "steps", "guidance", "count", "seed", "seed_mode")
 
 
-@dataclass(frozen=True)
-class FormValues:
-    """Every Generate field's value, in the order the form lists them."""
+class FormValues(dict):
+    """The form's values by field name (`values.size`), and `as_list()` in FIELDS order."""
 
-    prompt: str
-    negative: str
-    size: str
-    width: int
-    height: int
-    steps: int
-    guidance: float
-    count: int
-    seed: str
-    seed_mode: str
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     def as_list(self) -> list[Any]:
-        return [self.prompt, self.negative, self.size, self.width, self.height, self.steps,
-                self.guidance, self.count, self.seed, self.seed_mode]
+        return [self[name] for name in FIELDS]
+
+
+def build_request(*values: Any) -> GenerationRequest:
+    """A request from the form's values as typed, in FIELDS order (not validated: Studio.submit does
+    that, once)."""
+    v = FormValues(zip(FIELDS, values, strict=True))
+    width, height = preset_size(v.size) or (v.width, v.height)
+
+    def typed(value: Any) -> Any:
+        return value if value is not None else ""
+
+    return GenerationRequest(
+        prompt=v.prompt or "", negative_prompt=v.negative or "", width=typed(width), height=typed(height),
+        steps=typed(v.steps), guidance=typed(v.guidance), seed=_seed_text(v.seed) or None,
+        seed_mode=v.seed_mode or "random", count=typed(v.count))
 
 
 def fields_from_request(request: GenerationRequest) -> FormValues:
@@ -79,7 +75,7 @@ def fields_from_request(request: GenerationRequest) -> FormValues:
         size=preset_for(int(request.width), int(request.height)),
         width=int(request.width), height=int(request.height), steps=int(request.steps),
         guidance=float(request.guidance), count=int(request.count), seed=_seed_text(request.seed),
-        seed_mode=request.seed_mode if request.seed_mode in ("random", "fixed", "increment") else "fixed",
+        seed_mode=request.seed_mode if request.seed_mode in SEED_MODES else "fixed",
     )
 
 

@@ -140,8 +140,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     @g
     def do_folder():
         path = Path(ctx.studio.output_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        key = "gal.folder_opened" if open_path(path) else "gal.folder_is"
+        key = "gal.folder_opened" if open_path(path) else "gal.folder_is"  # open_path makes a missing folder
         return t(key, ctx.lang, path=str(path))
 
     folder.click(do_folder, outputs=[status], show_progress="hidden")

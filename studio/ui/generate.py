@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from studio.ui import form
 from studio.ui.context import Context, guard
 from studio.ui.i18n import field_error, t
 from studio.ui.progress import Follower, captions, render_progress
-from studio.ui.window_queue import WindowQueue, find_view, render_listing, window
+from studio.ui.window_queue import QUEUE_CLICK_JS, WindowQueue, find_view, render_listing, window
 
 ASSETS_DIR = assets_dir("examples.json")
 # Validation fields -> the error slot shown under them (width and height share the size slot).
@@ -89,8 +88,8 @@ class GenerateTab:
 
     @property
     def fields(self) -> list[Any]:
-        return [self.prompt, self.negative, self.size, self.width, self.height, self.steps,
-                self.guidance, self.count, self.seed, self.seed_mode]
+        """The form's components in `form.FIELDS` order (what `run` takes and `fill_values` fills)."""
+        return [getattr(self, name) for name in form.FIELDS]
 
     @property
     def fill_outputs(self) -> list[Any]:
@@ -216,25 +215,14 @@ def build(ctx: Context) -> GenerateTab:
                                 examples_per_page=10, elem_id="examples")
         with gr.Column(scale=7, min_width=320, elem_id="gen-output"):
             progress = gr.HTML(render_progress(None, lang), elem_id="progress")
-            queue_rows = gr.State([])
+            queue_rows = gr.HTML("", elem_id="queue", js_on_load=QUEUE_CLICK_JS, padding=False)
 
-            @gr.render(inputs=[queue_rows])
-            def queue_list(rows):
-                """This window's requests, each with its own cancel."""
-                if len(rows or []) < 2:
-                    return
-                with gr.Column(elem_id="queue"):
-                    gr.HTML(render_listing(rows, ctx.lang), elem_id="queue-head")
-                    for row in rows:
-                        with gr.Row(elem_classes="zx-queue-row", equal_height=True):
-                            state = t(f"state.{row['state']}", ctx.lang)
-                            gr.HTML(f'<span class="zx-queue-state">{html.escape(state)}</span> '
-                                    f'{html.escape(row["label"])}', elem_classes="zx-queue-label")
-                            button = gr.Button(t("gen.cancel", ctx.lang), size="sm", scale=0, min_width=70,
-                                               elem_classes="zx-queue-cancel",
-                                               interactive=row["state"] != "cancelled")
-                            button.click(g(lambda rid=row["request_id"]: _cancel(ctx, rid)), outputs=None,
-                                         show_progress="hidden", api_visibility="private")
+            def cancel_clicked(evt: gr.EventData) -> None:
+                rid = str(getattr(evt, "request_id", "") or "")
+                if rid:
+                    _cancel(ctx, rid)
+
+            queue_rows.click(g(cancel_clicked), outputs=None, show_progress="hidden", api_visibility="private")
             notice = gr.Markdown(visible=False, elem_id="gen-notice")
             results = gr.Gallery(label=t("gen.results", lang), elem_id="results", columns=1,
                                  object_fit="contain", allow_preview=False, interactive=False)
@@ -259,13 +247,11 @@ def build(ctx: Context) -> GenerateTab:
         return out
 
     @g
-    def run(prompt_v, negative_v, size_v, width_v, height_v, steps_v, guidance_v, count_v, seed_v, mode_v,
-            request: gr.Request):
+    def run(request: gr.Request, *values):
         """Submit; if this window already shows a request, queue behind it and say so; otherwise stream
         this window's requests one after the other into progress and results."""
         lang_now = ctx.lang
-        gen_request = form.build_request(prompt_v, negative_v, size_v, width_v, height_v, steps_v, guidance_v,
-                                         count_v, seed_v, mode_v)
+        gen_request = form.build_request(*values)
         try:
             checked = validate(gen_request)
         except ValidationError as exc:
@@ -289,7 +275,7 @@ def build(ctx: Context) -> GenerateTab:
                 ahead = len(wq.listing()) - 1
                 out = clear_errors()
                 out.update({notice: gr.update(value=t("gen.queued_msg", lang_now, n=ahead), visible=True),
-                            queue_rows: wq.listing()})
+                            queue_rows: render_listing(wq.listing(), lang_now)})
                 yield out
                 return
             yield from _stream(wq, follower, clear_errors())
@@ -309,7 +295,7 @@ def build(ctx: Context) -> GenerateTab:
             paused = bool(getattr(ctx.studio, "paused", False))
             out.update({progress: render_progress(view, lang_now), results: gr.update(value=[], columns=
                         _columns(view.count)), result_paths: [], request_id: entry.request_id,
-                        queue_rows: listing,
+                        queue_rows: render_listing(listing, lang_now),
                         notice: gr.update(value=t("gen.paused", lang_now), visible=paused)})
             yield out
             last_yield, shown = time.monotonic(), listing
@@ -321,7 +307,7 @@ def build(ctx: Context) -> GenerateTab:
                     update = {progress: render_progress(view, ctx.lang), results: items,
                               result_paths: [p for p, _c in items]}
                     if listing != shown:
-                        update[queue_rows] = listing
+                        update[queue_rows] = render_listing(listing, ctx.lang)
                         shown = listing
                     if view.images:
                         update[last_seed] = view.images[0]["seed"]
@@ -332,7 +318,7 @@ def build(ctx: Context) -> GenerateTab:
             items = captions(view, ctx.lang)
             out = {progress: render_progress(view, ctx.lang), results: items,
                    result_paths: [p for p, _c in items], request_id: None, notice: gr.update(visible=False),
-                   queue_rows: listing}
+                   queue_rows: render_listing(listing, ctx.lang)}
             if view.images:
                 out[last_seed] = view.images[0]["seed"]
             if wq.waiting() or listing:

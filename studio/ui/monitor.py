@@ -15,8 +15,6 @@ import pandas as pd
 from studio.ui.context import Context, guard
 from studio.ui.i18n import STRINGS, t
 
-POOL_KEYS = ("worker", "device", "state", "job", "images", "s_per_image", "gpu_busy")
-
 
 def series_frame(snapshot: dict[str, Any], metric: str, now: float | None = None) -> pd.DataFrame:
     """Long-form samples for one chart: x = seconds relative to now, y = value, series = device.
@@ -59,29 +57,22 @@ def gpu_lines(snapshot: dict[str, Any], lang: str) -> str:
     return "\n".join(lines)
 
 
-def _pick(d: dict[str, Any], *keys: str, default: Any = "") -> Any:
-    for k in keys:
-        if d.get(k) not in (None, ""):
-            return d[k]
-    return default
-
-
 def pool_rows(status: list[dict[str, Any]], lang: str = "en") -> list[list[Any]]:
-    """One table row per worker: name, device, state (with the compile progress while warming), current
-    job, images done, seconds per image, and the share of the last request's wall time its GPU was busy."""
+    """One table row per worker (`WorkerPool.status`): name, device, state (with the compile progress
+    while warming), current job, images done, seconds per image, and the share of the last request's
+    wall time its GPU was busy."""
     rows = []
     for w in status or []:
-        spi = _pick(w, "s_per_image", "seconds_per_image", "sec_per_image", default=None)
-        raw = str(_pick(w, "state", "status"))
-        state = t(f"mon.state.{raw}", lang) if f"mon.state.{raw}" in STRINGS else raw
+        raw = str(w.get("state") or "")
+        key = f"mon.state.{raw.replace(' ', '_')}"
+        state = t(key, lang) if key in STRINGS else raw
         if raw == "warming" and w.get("warm_pct") is not None:
             state = f"{state} {float(w['warm_pct']):.0f}%"
-        busy = w.get("gpu_busy")
+        spi, busy = w.get("s_per_image"), w.get("gpu_busy")
         rows.append([
-            str(_pick(w, "worker", "name", "id")), str(_pick(w, "device", "device_name", "gpu")),
-            state, str(_pick(w, "job", "current_job", "job_id"))[:12],
-            int(_pick(w, "images", "images_done", "done", default=0) or 0),
-            "" if spi in (None, "") else f"{float(spi):.2f}",
+            str(w.get("name") or ""), str(w.get("device") or ""), state, str(w.get("current_job") or "")[:12],
+            int(w.get("images_done") or 0),
+            "" if spi is None else f"{float(spi):.2f}",
             "" if busy is None else f"{100 * float(busy):.0f}%",
         ])
     return rows

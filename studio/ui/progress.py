@@ -16,7 +16,7 @@ from typing import Any
 
 from studio.core import events as ev
 from studio.core.eta import EtaClock, Work, request_eta_s
-from studio.ui.i18n import t
+from studio.ui.i18n import STRINGS, t
 
 TERMINAL = ("done", "failed", "cancelled")
 PREVIEW_PREFIX = "data:image/jpeg;base64,"
@@ -31,6 +31,7 @@ class JobView:
     steps: int = 0
     status: str = "queued"  # queued | running | done | failed | cancelled
     message: str = ""
+    fail_kind: str = ""  # why it failed (the pool's ErrorKind value): says it in the window's language
     first_step: tuple[int, float] | None = None  # (step, time) of the first step event seen, for the speed
     last_step_at: float = 0.0
     preview: str = ""  # the latest preview while it runs (a JPEG data URL); dropped once it ends
@@ -114,6 +115,7 @@ class RequestView:
         elif kind == ev.JOB_FAILED:
             job.status, job.preview = "failed", ""
             job.message = str(event.get("message", ""))
+            job.fail_kind = str(event.get("kind") or "error")
         elif kind == ev.JOB_CANCELLED:
             job.status, job.preview = "cancelled", ""
         elif kind == ev.JOB_REQUEUED:
@@ -208,7 +210,8 @@ def render_progress(view: RequestView | None, lang: str) -> str:
             state = t(f"gen.{job.status}", lang) if job.status in TERMINAL else job.status
             pct = 100 if job.status == "done" else int(100 * job.step / max(1, job.steps or 1))
         if job.message:
-            state += f": {job.message}"
+            key = f"fail.{job.fail_kind}" if f"fail.{job.fail_kind}" in STRINGS else "fail.error"
+            state += ": " + t(key, lang, message=job.message)
         rows.append(
             f'<div class="zx-job" data-status="{job.status}">'
             f'<span class="zx-job-label">{label}</span>'

@@ -6,7 +6,6 @@ token, see `guard.py`) and a stop function.
 
 from __future__ import annotations
 
-import errno
 import hmac
 import logging
 import os
@@ -19,37 +18,16 @@ from typing import Any
 
 from studio.core.assets import assets_dir
 from studio.core.passwords import hash_password, is_password_hash, verify_password
+from studio.core.ports import find_port
 from studio.core.settings_check import is_loopback
 from studio.ui.guard import TOKEN_PARAM, GuardPolicy, WindowGuard, new_token
 
 log = logging.getLogger("zaoxiang.ui")
 ASSETS_DIR = assets_dir("studio.css")
-PORT_TRIES = 50
 
 
 class ServeError(RuntimeError):
     """The window cannot be served as asked; the message says why and what to do."""
-
-
-def port_is_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
-
-
-def find_port(host: str, start: int, tries: int = PORT_TRIES) -> int:
-    """`start`, or the next free port after it."""
-    for port in range(start, min(start + tries, 65536)):
-        if port_is_free(host, port):
-            return port
-    raise ServeError(f"No free port from {start} to {start + tries - 1} on {host}; pass --port.")
 
 
 def auth_for(host: str, settings: Any, auth: tuple[str, str] | None) -> tuple[str, str] | None:

@@ -7,7 +7,7 @@ workers restarted, and the restart happens only when the person asks for it.
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -17,6 +17,9 @@ from studio.core.settings_check import SettingsError, SettingsProblem, is_loopba
 from studio.ui import api_keys
 from studio.ui.context import Context, guard
 from studio.ui.i18n import resolve_language, t
+
+if TYPE_CHECKING:
+    from studio.app import Studio
 
 __all__ = ["FORM_FIELDS", "SERVER_FIELDS", "build", "check_settings", "current_values", "is_loopback",
            "model_choices", "problem_lines"]
@@ -68,23 +71,19 @@ def problem_lines(problems: dict[str, SettingsProblem], lang: str) -> str:
     return "\n\n".join(f"⚠ {t(f'set.field.{name}', lang)}{colon}{p.message(lang)}" for name, p in problems.items())
 
 
-def _gpu_count() -> int | None:
+def _gpu_count(studio: Studio) -> int | None:
     """Visible GPUs, so a settings check can refuse cuda:3 on a two-GPU computer."""
     try:
-        from studio.pool.spec import visible_gpus
-
-        return len(visible_gpus())
+        return studio.gpu_count()
     except Exception:  # no NVML: leave it to the pool to say
         return None
 
 
-def model_choices(studio: Any, lang: str) -> list[tuple[str, str]]:
+def model_choices(studio: Studio, lang: str) -> list[tuple[str, str]]:
     """The detected models for the dropdown: automatic, each model found, and the demo model."""
-    from studio.models.discovery import find_models
-
     out = [(t("set.auto", lang), "")]
     try:
-        found = find_models(configured=studio.settings.model or None, paths=studio.paths, include_demo=False)
+        found = studio.available_models()
     except Exception:  # a broken cache folder must not break the tab
         found = []
     for info in found:
@@ -159,7 +158,7 @@ def build(ctx: Context):
     def do_save(*values):
         before = ctx.studio.settings
         changes, problems = check_settings(dict(zip(FORM_FIELDS, values)), before, ctx.studio.paths,
-                                           _gpu_count())
+                                           _gpu_count(ctx.studio))
         if problems:
             return problem_lines(problems, ctx.lang), gr.update()
         try:

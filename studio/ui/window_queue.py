@@ -93,10 +93,29 @@ class WindowQueue:
 
 
 def render_listing(rows: list[dict[str, str]], lang: str) -> str:
-    """The queue's heading line, in `lang` (the rows themselves are components with a cancel button)."""
+    """The queue list in `lang`: a heading and one row per request, each with its own cancel button.
+
+    Plain HTML in one fixed component (the page's click listener reads `data-rid`), not components
+    made per row: a click is never lost on a button that a re-render has just replaced."""
     if len(rows) < 2:
         return ""
-    return f'<div class="zx-queue-head">{html.escape(t("gen.queue.head", lang, n=len(rows)))}</div>'
+    out = [f'<div class="zx-queue-head">{html.escape(t("gen.queue.head", lang, n=len(rows)))}</div>']
+    for row in rows:
+        disabled = " disabled" if row["state"] == "cancelled" else ""
+        state = t("state." + row["state"], lang)
+        out.append(
+            f'<div class="zx-queue-row"><span class="zx-queue-state">{html.escape(state)}'
+            f'</span> <span class="zx-queue-label">{html.escape(row["label"])}</span>'
+            f'<button class="zx-queue-cancel" data-rid="{html.escape(row["request_id"])}"{disabled}>'
+            f'{html.escape(t("gen.cancel", lang))}</button></div>')
+    return "".join(out)
+
+
+# One listener on the list's own element, so rows replaced by a new listing need no new listener.
+QUEUE_CLICK_JS = """element.addEventListener('click', (e) => {
+  const b = e.target.closest('button.zx-queue-cancel');
+  if (b && !b.disabled) { b.disabled = true; trigger('click', {request_id: b.dataset.rid}); }
+});"""
 
 
 _windows: dict[str, WindowQueue] = {}

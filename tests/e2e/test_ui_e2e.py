@@ -205,8 +205,6 @@ def test_cancel_stops_a_six_image_request_and_the_ui_stays_usable(page, app):
 
 
 def test_monitor_renders_charts_and_the_pool_table(page, app, shots):
-    if not hasattr(app.studio, "monitor_snapshot"):  # runs by itself once the facade method lands
-        pytest.skip("Studio.monitor_snapshot (studio/monitor) is not in the facade yet")
     open_tab(page, "GPU 监控")
     page.wait_for_function("document.querySelector('#monitor-pool').innerText.includes('cpu:0')")
     # the worker made the earlier tests' images: its GPU (here CPU) busy share of its last request shows

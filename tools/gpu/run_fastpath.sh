@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Issue 7 GPU measurements in one device call. Run from the repo root on the GPU machine:
-#   bash scripts/gpu/run_fastpath.sh [all|profiles|tests|restart]
+#   bash tools/gpu/run_fastpath.sh [all|profiles|tests|restart]
 # Needs diffusers (carried as wheels in .whl/). Writes JSON and logs under $OUT.
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
 RES=/tmp/zx-res; mkdir -p "$RES"  # everything lands here; $OUT gets all.json, all.log and a tarball
 export ZAOXIANG_HOME=${ZAOXIANG_HOME:-/tmp/zx-home} PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}"
 CACHE=/tmp/zx-compile-cache
-B="python3 scripts/gpu/bench_fastpath.py --out $RES --cache $CACHE"
+B="python3 tools/gpu/bench_fastpath.py --out $RES --cache $CACHE"
 export ZX_COMPILE_CACHE=$CACHE
 what=${1:-all}
 LIMIT=${ZX_LIMIT_S:-570}  # the device call's own limit is 600 s: never run past it

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 15 in one device call on a 2-GPU machine (repo root, .whl carried: diffusers, platformdirs, tomli_w):
-#   ZX_LIMIT_S=570 bash scripts/gpu/run_pool_pass.sh [stages]
+#   ZX_LIMIT_S=570 bash tools/gpu/run_pool_pass.sh [stages]
 # Stages (default "e1 p2 cap p1"), each one `zaoxiang bench` through the pool on random full-size weights
 # that every worker builds itself, 1024x1024, 9 steps, a request of 16:
 #   e1  the engine alone in this process (the 16 images one by one), then a pool on cuda:0
@@ -9,7 +9,7 @@
 #   p1b p2b  one- and two-GPU pools once more   cap16  cuda:1 under the 16gb profile (streams, no compile)
 #   tests  the GPU tests (tests/test_gpu_fastpath.py) in the time left
 # (issue 15's calls ran the default, then "p1 p2 cap p1b p2b cap16", then "e1 p2 p2b tests")
-# JSON and logs land in $OUT; the table (scripts/gpu/pool_pass_table.py) is printed last.
+# JSON and logs land in $OUT; the table (tools/gpu/pool_pass_table.py) is printed last.
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -42,4 +42,4 @@ for s in ${1:-e1 p2 cap p1}; do
              | grep -E "passed|failed|Error|assert" | tail -n 15 | tee "$OUT/pytest-gpu.log" ;;
   esac
 done
-python3 scripts/gpu/pool_pass_table.py "$OUT" | tee "$OUT/table.md"
+python3 tools/gpu/pool_pass_table.py "$OUT" | tee "$OUT/table.md"

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Issue 7 fourth pass in one device call (run from the repo root on the GPU machine, wheels installed):
-#   ZX_LIMIT_S=560 bash scripts/gpu/run_fourth_pass.sh          (call 1: every variant)
-#   ZX_LIMIT_S=560 bash scripts/gpu/run_fourth_pass.sh verify   (call 2: no micro-benchmarks; then two
+#   ZX_LIMIT_S=560 bash tools/gpu/run_fourth_pass.sh          (call 1: every variant)
+#   ZX_LIMIT_S=560 bash tools/gpu/run_fourth_pass.sh verify   (call 2: no micro-benchmarks; then two
 #                   restarts on the cache the variants filled, with the new defaults)
-#   ZX_LIMIT_S=560 bash scripts/gpu/run_fourth_pass.sh graphs   (call 3: step graphs off/on, bf16 and FP8;
+#   ZX_LIMIT_S=560 bash tools/gpu/run_fourth_pass.sh graphs   (call 3: step graphs off/on, bf16 and FP8;
 #                   then the restarts and the GPU tests)
-#   ZX_LIMIT_S=560 bash scripts/gpu/run_fourth_pass.sh final    (call 4: the shipped defaults, bf16 and FP8,
+#   ZX_LIMIT_S=560 bash tools/gpu/run_fourth_pass.sh final    (call 4: the shipped defaults, bf16 and FP8,
 #                   the VAE decoder NCHW vs channels-last; then the restarts and the GPU tests)
-#   ZX_LIMIT_S=560 bash scripts/gpu/run_fourth_pass.sh profiles (call 6: the 24gb profile in bf16 and FP8 and
+#   ZX_LIMIT_S=560 bash tools/gpu/run_fourth_pass.sh profiles (call 6: the 24gb profile in bf16 and FP8 and
 #                   the 16gb profile under their caps, bench_fastpath.py's profile stage; nothing else)
-# One process measures every variant (scripts/gpu/bench_fourth_pass.py), then the GPU tests run on the
+# One process measures every variant (tools/gpu/bench_fourth_pass.py), then the GPU tests run on the
 # compile cache it filled. JSON, logs and kernel profiles land in $OUT; the table is printed last.
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
@@ -21,7 +21,7 @@ MODE=${1:-all}; SKIP=""; [[ $MODE == verify ]] && SKIP="--skip mm,ENC"
 [[ $MODE == final ]] && SKIP="--mode final"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
 if [[ $MODE == profiles ]]; then
-  B="python3 scripts/gpu/bench_fastpath.py profile --out $OUT --cache $ZX_COMPILE_CACHE"
+  B="python3 tools/gpu/bench_fastpath.py profile --out $OUT --cache $ZX_COMPILE_CACHE"
   for run in "p24 --profile 24gb" "p24-fp8 --profile 24gb --engine-fp8" "p16 --profile 16gb --runs 3 --no-big"; do
     set -- $run; tag=$1; shift
     left=$((LIMIT - SECONDS)); (( left < 40 )) && { echo "=== $tag skipped"; continue; }
@@ -30,12 +30,12 @@ if [[ $MODE == profiles ]]; then
   done
   exit 0
 fi
-timeout $((LIMIT - 200)) python3 scripts/gpu/bench_fourth_pass.py --out "$OUT" --cache "$ZX_COMPILE_CACHE" \
+timeout $((LIMIT - 200)) python3 tools/gpu/bench_fourth_pass.py --out "$OUT" --cache "$ZX_COMPILE_CACHE" \
   --budget $((LIMIT - 215)) $SKIP 2>&1 | grep -v -E "Warning|warnings.warn" >"$OUT/fourth_pass.log"
 tail -n 30 "$OUT/fourth_pass.log" | cut -c1-700
 if [[ $MODE == verify || $MODE == graphs || $MODE == final ]]; then
   for st in restart restart-bg; do
-    echo "=== $st"; timeout 110 python3 scripts/gpu/bench_fastpath.py $st --out "$OUT" --cache "$ZX_COMPILE_CACHE" \
+    echo "=== $st"; timeout 110 python3 tools/gpu/bench_fastpath.py $st --out "$OUT" --cache "$ZX_COMPILE_CACHE" \
       --tag "$st" 2>&1 | grep -v -E "Warning|warnings.warn" >"$OUT/$st.log"; grep -E "^\[" "$OUT/$st.log" | tail -n 2 | cut -c1-900
   done
 fi

@@ -1,11 +1,11 @@
 """Score the demo model on prompts held out of its training, through the real Engine, on the CPU.
 
-    python scripts/eval_demo.py [--model PATH] [--threads 1] [--limit N] [--seeds 1] [--json FILE]
+    python tools/eval_demo.py [--model PATH] [--threads 1] [--limit N] [--seeds 1] [--json FILE]
                                 [--sheet FILE.png]
 
 Each held-out (color, background, shape) combination is asked for in English ("a green star on a
 pink background") and in Chinese ("粉色背景上的绿色星形"), 256x256, 9 steps, guidance 0 (the studio's
-defaults apart from size); `studio.models.shapes.read_image` reads each image's pixels and the
+defaults apart from size); `tools/demo_shapes.py`'s `read_image` reads each image's pixels and the
 prompt counts as right only if foreground color, background color and shape all match. Also prints
 the time per image with torch limited to `--threads` CPU threads (prompt encoding included).
 """
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from studio.engine.generate import Engine
-    from studio.models import shapes
     from studio.models.demo import demo_assets
+    from tools import demo_shapes as shapes
 
     model = args.model or str(demo_assets())
     engine = Engine(model, "cpu")

@@ -1,7 +1,7 @@
 """Issue 19's GPU figures: seconds per image with 0, 1 and 3 LoRAs on the compiled engine, the time to
 switch sets, and whether anything recompiled (dynamo's graph count before and after each phase).
 
-    python3 scripts/gpu/bench_lora.py --out $OUT        # full-size random weights, bf16, 1024x1024, 9 steps
+    python3 tools/gpu/bench_lora.py --out $OUT        # full-size random weights, bf16, 1024x1024, 9 steps
 
 The LoRAs are random rank-32 files in the diffusers layout on every attention and feed-forward linear
 of every block and refiner (what most published Z-Image LoRAs adapt), written to /tmp first.

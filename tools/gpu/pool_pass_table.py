@@ -1,4 +1,4 @@
-"""The issue-15 figures from run_pool_pass.sh's JSON files: `python3 scripts/gpu/pool_pass_table.py OUT`."""
+"""The issue-15 figures from run_pool_pass.sh's JSON files: `python3 tools/gpu/pool_pass_table.py OUT`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Print the second pass's variant table from its JSON (no torch import: cheap to run last).
 
-Usage: python3 scripts/gpu/second_pass_table.py $OUT/second_pass.json
+Usage: python3 tools/gpu/second_pass_table.py $OUT/second_pass.json
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GPU fast-path measurements for issue 7, one stage per process (see scripts/gpu/run_fastpath.sh).
+"""GPU fast-path measurements for issue 7, one stage per process (see tools/gpu/run_fastpath.sh).
 
 Stages:
   main     stock vs fast (eager, per attention backend), SDPA micro-benchmark, regional compile

@@ -1,8 +1,8 @@
-"""Train the demo model: a small Z-Image pipeline that draws the flat shapes of `shapes.py`.
+"""Train the demo model: a small Z-Image pipeline that draws the flat shapes of `demo_shapes.py`.
 
-    python -m studio.models.train_demo train --out DIR [--device cuda] [--seed 0]   # on a GPU: ~4 min
-    python -m studio.models.train_demo train --out DIR2 --init FOLDER          # continue an assembled model
-    python -m studio.models.train_demo assemble --weights DIR --out assets/demo-model
+    python tools/train_demo.py train --out DIR [--device cuda] [--seed 0]   # on a GPU: ~4 min
+    python tools/train_demo.py train --out DIR2 --init FOLDER          # continue an assembled model
+    python tools/train_demo.py assemble --weights DIR --out assets/demo-model
 
 `train` draws its own images (PIL, from the seed), trains the VAE (an AutoencoderKL) on them, then
 the transformer (a ZImageTransformer2DModel) and the Qwen3 text encoder together with the flow-
@@ -39,8 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from studio.models import shapes
-from studio.models.architecture import TINY, Architecture
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from studio.core.atomic import atomic_dir  # noqa: E402
+from studio.models.architecture import TINY, Architecture  # noqa: E402
+from tools import demo_shapes as shapes  # noqa: E402
 
 SIDE = 256
 SEQ_MULTI_OF = 32  # ZImageTransformer2DModel pads captions (and images) to a multiple of this
@@ -561,7 +566,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 def assemble(weights: Path, tokenizer_dir: Path, target: Path, note: dict[str, Any]) -> Path:
     """A diffusers-format ZImagePipeline folder from `train`'s safetensors files and the tokenizer."""
     import shutil
-    import tempfile
 
     from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
     from safetensors.torch import load_file
@@ -576,15 +580,12 @@ def assemble(weights: Path, tokenizer_dir: Path, target: Path, note: dict[str, A
     parts["vae"].register_to_config(**vae_cfg)
     pipe = ZImagePipeline(tokenizer=tokenizer, scheduler=FlowMatchEulerDiscreteScheduler(**TINY.scheduler), **parts)
     target = Path(target)
-    tmp = Path(tempfile.mkdtemp(prefix=".assembling-", dir=target.parent))
-    pipe.save_pretrained(str(tmp), safe_serialization=True)
-    (tmp / "zaoxiang.json").write_text(json.dumps({"architecture": TINY.name, **note}, indent=2) + "\n", "utf-8")
-    for keep in ("MODEL_CARD.md", "train_log.json", "train.log"):
-        if (target / keep).exists():
-            shutil.copy2(target / keep, tmp / keep)
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    with atomic_dir(target) as tmp:
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / "zaoxiang.json").write_text(json.dumps({"architecture": TINY.name, **note}, indent=2) + "\n", "utf-8")
+        for keep in ("MODEL_CARD.md", "train_log.json", "train.log"):
+            if (target / keep).exists():
+                shutil.copy2(target / keep, tmp / keep)
     return target
 
 

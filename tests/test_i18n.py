@@ -1,0 +1,87 @@
+"""The one string table and the one system-language rule that the window and the desktop share."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from studio.core import i18n
+from studio.desktop import messages, tray
+from studio.ui import i18n as ui_i18n
+
+LOCALE_VARS = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"LANGUAGE": "zh_CN:en_US", "LANG": "en_US.UTF-8"}, "zh"),  # LANGUAGE first, by its first entry
+    ({"LANGUAGE": "en_US:zh_CN", "LC_ALL": "zh_CN.UTF-8"}, "en"),
+    ({"LANGUAGE": ":", "LC_ALL": "zh_TW.UTF-8", "LANG": "en_US.UTF-8"}, "zh"),  # an empty list is unset
+    ({"LC_ALL": "en_US.UTF-8", "LC_MESSAGES": "zh_CN.UTF-8"}, "en"),
+    ({"LC_MESSAGES": "zh_CN.UTF-8", "LANG": "en_US.UTF-8"}, "zh"),
+    ({"LANG": "zh_SG.UTF-8"}, "zh"),
+    ({"LANG": "C.UTF-8"}, "en"),
+])
+def test_window_and_desktop_follow_one_language_rule(monkeypatch, env, expected):
+    for var in LOCALE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert i18n.system_language() == expected
+    assert ui_i18n.resolve_language("auto") == expected
+    assert messages.resolve_lang(None) == expected
+    icon = tray.StudioTray(None, open_window=lambda: None, on_quit=lambda: None, log_path=Path("log"))
+    assert icon.lang == expected and tray.StudioTray(None, open_window=lambda: None, on_quit=lambda: None,
+                                                     log_path=Path("log"), lang="zh").lang == "zh"
+
+
+def test_one_table_for_window_desktop_and_settings():
+    assert i18n.check_complete() == []
+    assert messages.text("stop_none", "zh") == i18n.t("desk.stop_none", "zh") == "没有正在运行的造相。"
+    assert i18n.t("set.bad_port", "en").startswith("Port must be")
+    assert ui_i18n.STRINGS is i18n.STRINGS
+
+
+def test_the_console_says_why_there_is_no_tray_in_the_studios_language():
+    for reason in tray.TrayOff:
+        zh, en = messages.text(reason.key, "zh"), messages.text(reason.key, "en")
+        assert zh and en and reason.value in en  # the English line keeps the log's words
+        assert not any("a" <= c.lower() <= "z" for c in zh.replace("PyGObject/GTK", "").replace("PYSTRAY_BACKEND", "")
+                       .replace("--headless", "").replace("--no-tray", "")), zh
+
+
+def test_errors_in_the_chinese_window_carry_no_english(tmp_path):
+    """A surprise's own words (an exception's English) stay out of the Chinese window: the log has them."""
+    from studio.ui.context import _fail
+    from studio.ui.gallery import describe_png
+
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    text, data = describe_png(str(junk), "zh")
+    assert data is None and not re.search(r"[A-Za-z]", text.replace("PNG", "")), text
+    error = _fail(RuntimeError("disk on fire"), "zh")
+    assert not re.search(r"[A-Za-z]", error.message), error.message
+    assert "disk on fire" in _fail(RuntimeError("disk on fire"), "en").message
+
+
+@pytest.mark.parametrize("kind", ["oom", "non_finite", "error", "worker_crash", "no_worker", "storage", "new_kind"])
+def test_a_failed_image_says_why_in_the_window_language(kind):
+    """The pool's English sentence in the English window; the same reason in Chinese, no English, in the other."""
+    from studio.core import events as ev
+    from studio.ui.progress import RequestView, render_progress
+
+    view = RequestView("r1", 1)
+    view.apply({"type": ev.JOB_FAILED, "job_id": "j1", "request_id": "r1", "index": 0, "kind": kind,
+                 "message": "Out of GPU memory at 2048x2048 on cuda:0. Try a smaller size."})
+    assert "Out of GPU memory at 2048x2048" in render_progress(view, "en")
+    shown = re.sub(r"<[^>]+>", " ", render_progress(view, "zh"))
+    assert "失败" in shown and not re.search(r"[A-Za-z]{3,}", shown.replace("GPU", "")), shown
+
+
+def test_a_worker_not_started_yet_reads_in_chinese():
+    from studio.ui.monitor import pool_rows
+
+    row = {"name": "cpu:0", "device": "cpu", "state": "not started", "current_job": None, "images_done": 0,
+           "s_per_image": None}
+    assert pool_rows([row], "zh")[0][2] == "未启动" and pool_rows([row], "en")[0][2] == "not started"
