@@ -18,7 +18,7 @@ from PIL import Image
 from studio.core.jobs import Job
 from studio.core.metadata import build_record
 from studio.core.pngfile import write_png
-from studio.engine.generate import CancelCheck, Engine, StepCallback
+from studio.engine.generate import CancelCheck, Engine, PreviewCallback, StepCallback
 
 
 @dataclass
@@ -33,12 +33,13 @@ class MadeImage:
 
 
 def make_image(engine: Engine, job: Job, *, model_name: str, worker: str,
-               on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None) -> MadeImage:
+               on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None,
+               on_preview: PreviewCallback | None = None) -> MadeImage:
     """Generate `job`'s image and its metadata record (nothing written yet); the record names
     `model_name`, the model that actually drew it."""
     spec = replace(job.spec, model=model_name)
     t0 = time.perf_counter()
-    image, timings = engine.generate(spec, on_step=on_step, should_cancel=should_cancel)
+    image, timings = engine.generate(spec, on_step=on_step, should_cancel=should_cancel, on_preview=on_preview)
     elapsed = time.perf_counter() - t0
     record = build_record(spec, worker, elapsed, job_id=job.job_id, request_id=job.request_id,
                           device=engine.device_name,
