@@ -60,10 +60,14 @@ class LatentProjection:
     bias: tuple[float, float, float]
     source: str = ""
 
-    def apply(self, latents: torch.Tensor) -> torch.Tensor:
+    def tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(factors, bias) on `device`; a previewer keeps them, as a copy from the host would sync."""
+        return (torch.tensor(self.factors, device=device, dtype=torch.float32),
+                torch.tensor(self.bias, device=device, dtype=torch.float32))
+
+    def apply(self, latents: torch.Tensor, tensors: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """(B, C, h, w) model-space latents -> (B, 3, h, w) RGB in -1..1, on the latents' device."""
-        m = torch.tensor(self.factors, device=latents.device, dtype=torch.float32)
-        b = torch.tensor(self.bias, device=latents.device, dtype=torch.float32)
+        m, b = tensors if tensors is not None else self.tensors(latents.device)
         return torch.einsum("bchw,cr->brhw", latents.float(), m) + b.view(1, 3, 1, 1)
 
     def to_json(self) -> str:
@@ -306,6 +310,7 @@ class Previewer:
     on_preview: Callable[[PreviewImage], None] | None = None
     _prev: torch.Tensor | None = None
     _pending: _Pending | None = None
+    _tensors: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def method(self) -> Method:
@@ -383,7 +388,9 @@ class Previewer:
             z = z.to(self.tiny.dtype) / cfg.scaling_factor + (getattr(cfg, "shift_factor", 0.0) or 0.0)
             rgb = self.tiny.decode(z, return_dict=False)[0].float()
         else:
-            rgb = self.projection.apply(x0)
+            if x0.device not in self._tensors:  # made at calibration, before any step runs
+                self._tensors[x0.device] = self.projection.tensors(x0.device)
+            rgb = self.projection.apply(x0, self._tensors[x0.device])
         size = _fit_side(rgb.shape[-2], rgb.shape[-1], self.max_side)
         if size != tuple(rgb.shape[-2:]):
             rgb = torch.nn.functional.interpolate(rgb, size=size, mode="area")
