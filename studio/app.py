@@ -353,6 +353,10 @@ class Studio(StoreQueries):
     def queue_length(self) -> int:
         return self._pool.queue_length() if self._pool is not None else 0
 
+    def eta_s(self, request_id: str) -> float | None:
+        """Seconds until the request's last image is done (measured speeds, the queue ahead); None: unknown."""
+        return self._pool.eta_s(request_id) if self._pool is not None else None
+
     # ----------------------------------------------------------------- events
 
     def subscribe(self, handler: EventHandler) -> Callable[[], None]:

@@ -83,6 +83,39 @@ def test_cancel_stops_within_one_step_and_leaves_nothing(pool, tmp_path: Path) -
     assert all(r["state"] == "idle" for r in wait_idle(studio, 30))
 
 
+def test_previews_and_an_eta_that_counts_down(pool) -> None:
+    """Previews of each image arrive between its start and its PNG; the pool's ETA is known at
+    submit (measured speeds), comes near the real time, and falls to zero as the images finish."""
+    import base64
+    import io
+
+    from studio.core.eta import EtaClock
+
+    studio, recorder = pool
+    t0 = time.monotonic()
+    rid = studio.submit(req(3, steps=8, seed=300))
+    raw = [studio.eta_s(rid)]
+    while not recorder.of(ev.REQUEST_DONE, request_id=rid):
+        time.sleep(0.1)
+        raw.append(studio.eta_s(rid))
+    took = time.monotonic() - t0
+    assert raw[0] is not None and took / 3 <= raw[0] <= took * 3, (raw[0], took)
+    assert raw[-1] == 0.0 and max(raw[len(raw) // 2:]) < raw[0]
+    clock = EtaClock()
+    shown = [clock.show(v) for v in raw]
+    assert all(b <= a for a, b in zip(shown, shown[1:]))
+    events = [e for e in recorder.events if e.get("request_id") == rid]
+    for job_id in {e["job_id"] for e in events if e["type"] == ev.JOB_DONE}:
+        kinds = [e["type"] for e in events if e.get("job_id") == job_id]
+        previews = [e for e in events if e.get("job_id") == job_id and e["type"] == ev.PREVIEW]
+        assert previews, kinds  # 0.25 s steps: the throttle allows one every step or two
+        assert kinds.index(ev.JOB_STARTED) < kinds.index(ev.PREVIEW) and max(
+            i for i, k in enumerate(kinds) if k == ev.PREVIEW) < kinds.index(ev.JOB_DONE)
+        assert all(0 < p["step"] < p["steps"] == 8 for p in previews)
+        image = Image.open(io.BytesIO(base64.b64decode(previews[-1]["image"].split(",", 1)[1])))
+        assert image.format == "JPEG" and image.size == (previews[-1]["width"], previews[-1]["height"]) == (32, 32)
+
+
 def test_worker_sigkill_mid_request_every_image_once(pool, tmp_path: Path) -> None:
     studio, rec = pool
     victim = next(r for r in studio.pool_status() if r["name"] == "cpu:1")

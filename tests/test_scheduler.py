@@ -152,6 +152,7 @@ def test_every_message_crosses_a_pipe_whole() -> None:
 
     messages = [p.RunJob({"job_id": "j"}, "24gb"), p.Revoke("j", p.RevokeReason.PAUSE), p.Stop(),
                 p.Warming(12.5, "compile"), p.Started("j", 1.0), p.Step("j", 1, 9), p.Cancelled("j", 0.1),
+                p.Preview("j", 2, 9, 32, 32, b"\xff\xd8jpeg"),
                 p.Revoked("j", p.RevokeReason.CANCEL), p.Failed("j", 0.1, p.ErrorKind.OOM, "out of memory"),
                 p.Stopped(), p.Fatal("no model"),
                 p.Done.pick({"job_id": "j", "request_id": "r", "index": 0, "path": "/x.png", "seed": 1,
@@ -160,5 +161,6 @@ def test_every_message_crosses_a_pipe_whole() -> None:
     for msg in messages:
         assert pickle.loads(pickle.dumps(msg)) == msg
     assert p.describe_error(RuntimeError("CUDA out of memory")).error == p.ErrorKind.OOM
+    assert p.Preview("j", 2, 9, 32, 32, b"\xff\xd8").event()["image"] == "data:image/jpeg;base64,/9g="
     assert messages[-1].result() == {"job_id": "j", "request_id": "r", "index": 0, "path": "/x.png", "seed": 1,
                                      "worker": "cpu:0", "elapsed_s": 0.5, "busy_s": 0.6}

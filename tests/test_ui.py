@@ -303,3 +303,41 @@ def test_served_folders_are_only_ours(home):
 def test_gallery_captions_say_seed_in_the_window_language():
     assert records.caption({"seed": 7, "favorite": True}, "zh") == "★ 种子 7"
     assert records.caption({"seed": 7}, "en") == "Seed 7"
+
+
+def test_preview_shows_while_an_image_runs_and_goes_when_it_is_done():
+    from studio.core import events as ev
+    from studio.ui import progress
+
+    view = progress.RequestView("r", 1)
+    base = {"request_id": "r", "job_id": "a", "index": 0, "worker": "cpu:0"}
+    jpeg = progress.PREVIEW_PREFIX + "/9j/AAAA"
+    view.apply({"type": ev.STEP, **base, "step": 2, "steps": 9})
+    assert 'class="zx-preview"' not in progress.render_progress(view, "zh")
+    assert view.apply({"type": ev.PREVIEW, **base, "step": 2, "steps": 9, "image": jpeg})
+    assert not view.apply({"type": ev.PREVIEW, **base, "step": 1, "steps": 9, "image": jpeg + "old"})
+    assert not view.apply({"type": ev.PREVIEW, **base, "step": 3, "steps": 9, "image": "javascript:x"})
+    html_zh = progress.render_progress(view, "zh")
+    assert f'src="{jpeg}"' in html_zh and "第 2/9 步" in html_zh and "预览" in html_zh
+    assert "#1 preview · step 2/9" in progress.render_progress(view, "en")
+    view.apply({"type": ev.JOB_DONE, **base, "path": "/x.png", "seed": 1, "elapsed_s": 1.0})
+    assert 'class="zx-preview"' not in progress.render_progress(view, "zh")
+    assert not view.apply({"type": ev.PREVIEW, **base, "step": 8, "steps": 9, "image": jpeg})  # late
+
+
+def test_shown_eta_prefers_the_pools_estimate_and_only_counts_down():
+    from studio.core import events as ev
+    from studio.ui import progress
+
+    view = progress.RequestView("r", 2)
+    view.studio_eta_s = 20.0
+    assert view.shown_eta_s() == 20.0
+    view.studio_eta_s = 23.0  # a slower stretch: held
+    assert view.shown_eta_s() == 20.0
+    view.studio_eta_s = 12.0
+    assert view.shown_eta_s() == 12.0
+    view.apply({"type": ev.JOB_REQUEUED, "request_id": "r", "job_id": "a", "index": 0})
+    view.studio_eta_s = 30.0  # its worker died: the image starts again elsewhere
+    assert view.shown_eta_s() == 30.0
+    view.studio_eta_s = 31.0
+    assert view.shown_eta_s() == 30.0

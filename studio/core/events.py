@@ -10,6 +10,7 @@ from typing import Any
 
 JOB_STARTED = "job_started"
 STEP = "step"
+PREVIEW = "preview"  # a step's cheap look at the image: job_id, step, steps, image (a JPEG data URL)
 JOB_DONE = "job_done"
 JOB_FAILED = "job_failed"
 JOB_CANCELLED = "job_cancelled"

@@ -489,4 +489,6 @@ STRINGS: dict[str, dict[str, str]] = {
     "err.label.control_range": {"zh": "控制起止", "en": ""},
     "err.label.hires_scale": {"zh": "高清修复倍数", "en": ""},
     "err.label.hires_strength": {"zh": "高清修复重绘强度", "en": ""},
+    # live preview
+    "gen.preview": {"zh": "{label} 预览 · 第 {step}/{steps} 步", "en": "{label} preview · step {step}/{steps}"},
 }

@@ -30,6 +30,7 @@ class NonFiniteOutput(RuntimeError):
 
 
 StepCallback = Callable[[int, int], None]
+PreviewCallback = Callable[[Any], None]  # hears studio.engine.preview.PreviewImage
 ProgressCallback = Callable[[float, str], None]  # warm-up: fraction done (0..1), the stage it finished
 # Sizes compiled at start: the square default and the two common 4:3 orientations.
 WARM_SIZES = ((1024, 1024), (1152, 896), (896, 1152))
@@ -275,17 +276,19 @@ class Engine:
         return self._images_in
 
     def generate(self, spec: ImageSpec | None = None, *, on_step: StepCallback | None = None,
-                 should_cancel: CancelCheck | None = None, **fields: Any) -> tuple[Image.Image, Timings]:
+                 should_cancel: CancelCheck | None = None, on_preview: PreviewCallback | None = None,
+                 **fields: Any) -> tuple[Image.Image, Timings]:
         """Run one image; raises Cancelled or NonFiniteOutput instead of returning a bad image.
 
         Scripts may name the spec's fields instead (`prompt=..., seed=...`)."""
         spec = spec if spec is not None else ImageSpec(**fields)
-        images, timings = self.generate_batch([spec], on_step=on_step, should_cancel=should_cancel)
+        images, timings = self.generate_batch([spec], on_step=on_step, should_cancel=should_cancel,
+                                              on_preview=on_preview)
         return images[0], timings
 
     def generate_batch(self, specs: Sequence[ImageSpec] | None = None, *, on_step: StepCallback | None = None,
                        should_cancel: CancelCheck | None = None, seeds: Sequence[int] = (),
-                       **fields: Any) -> tuple[list[Image.Image], Timings]:
+                       on_preview: PreviewCallback | None = None, **fields: Any) -> tuple[list[Image.Image], Timings]:
         """Several images that differ only in their seed, in one denoising batch (each the same as alone).
 
         Scripts may give one spec's fields and `seeds` instead. Tight memory profiles cap how many
@@ -304,15 +307,30 @@ class Engine:
             images: list[Image.Image] = []
             total = Timings(images=len(specs))
             for i in range(0, len(specs), limit):
-                part, t = self.generate_batch(specs[i:i + limit], on_step=on_step, should_cancel=should_cancel)
+                part, t = self.generate_batch(specs[i:i + limit], on_step=on_step, should_cancel=should_cancel,
+                                              on_preview=on_preview)
                 images += part
                 for name in ("encode_s", "denoise_s", "decode_s", "total_s"):
                     setattr(total, name, getattr(total, name) + getattr(t, name))
             return images, total
-        return self._denoise(first, [s.seed for s in specs], on_step, should_cancel)
+        return self._denoise(first, [s.seed for s in specs], on_step, should_cancel, self._previewer(on_preview))
+
+    _preview: Any = None  # studio.engine.preview.Previewer, made on the first image that asks for previews
+
+    def _previewer(self, on_preview: PreviewCallback | None) -> Any:
+        """The previewer (built once: tiny autoencoder or projection, calibrated), listening to `on_preview`."""
+        if on_preview is None:
+            return None
+        if self._preview is None:
+            from studio.core.paths import get_paths
+            from studio.engine.preview import make_previewer
+
+            self._preview = make_previewer(self.pipe, self.model_path, self.device, get_paths().models_dir)
+        self._preview.on_preview = on_preview
+        return self._preview
 
     def _denoise(self, spec: ImageSpec, seeds: list[int], on_step: StepCallback | None,
-                 should_cancel: CancelCheck | None) -> tuple[list[Image.Image], Timings]:
+                 should_cancel: CancelCheck | None, preview: Any = None) -> tuple[list[Image.Image], Timings]:
         prompt, negative_prompt, guidance, steps = spec.prompt, spec.negative_prompt, spec.guidance, spec.steps
         width, height = spec.width, spec.height
         pipe = self.pipe
@@ -323,9 +341,15 @@ class Engine:
         timings.encode_s = time.perf_counter() - t0
 
         latents = torch.cat([initial_noise(s, width, height, pipe.transformer.config.in_channels,
-                                           pipe.vae_scale_factor) for s in seeds])
+                                           pipe.vae_scale_factor) for s in seeds]).to(self.device)
+        if preview is not None:
+            from studio.engine.preview import step_sigmas
+
+            preview.begin(latents)
 
         def step_end(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            if preview is not None:  # host-side unless this step previews (no sync even then on a GPU)
+                preview.offer(i + 1, steps, kwargs["latents"], *step_sigmas(_pipe.scheduler))
             if on_step is not None:
                 on_step(i + 1, steps)
             if should_cancel is not None and should_cancel():
@@ -335,18 +359,22 @@ class Engine:
         if should_cancel is not None and should_cancel():
             raise Cancelled()
         t1 = time.perf_counter()
-        with torch.no_grad():
-            out = pipe(
-                prompt_embeds=embeds * len(seeds),
-                negative_prompt_embeds=None if negative is None else negative * len(seeds),
-                height=height,
-                width=width,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                latents=latents.to(self.device),
-                output_type="latent",
-                callback_on_step_end=step_end,
-            ).images
+        try:
+            with torch.no_grad():
+                out = pipe(
+                    prompt_embeds=embeds * len(seeds),
+                    negative_prompt_embeds=None if negative is None else negative * len(seeds),
+                    height=height,
+                    width=width,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    latents=latents,
+                    output_type="latent",
+                    callback_on_step_end=step_end,
+                ).images
+        finally:
+            if preview is not None:
+                preview.end()
         if self.step_graphs is not None and self.step_graphs.failed:
             self.drop_step_graphs()
         # No host sync between denoising and decoding (the decode queues right behind the last step):

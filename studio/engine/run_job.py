@@ -18,7 +18,7 @@ from PIL import Image
 from studio.core.jobs import Job
 from studio.core.metadata import build_record
 from studio.core.pngfile import write_png
-from studio.engine.generate import CancelCheck, Engine, StepCallback
+from studio.engine.generate import CancelCheck, Engine, PreviewCallback, StepCallback
 from studio.models import loras as lora_files
 
 
@@ -34,7 +34,8 @@ class MadeImage:
 
 
 def make_image(engine: Engine, job: Job, *, model_name: str, worker: str,
-               on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None) -> MadeImage:
+               on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None,
+               on_preview: PreviewCallback | None = None) -> MadeImage:
     """Generate `job`'s image and its metadata record (nothing written yet); the record names
     `model_name`, the model that actually drew it, and the hashes of the LoRA files it used."""
     files = [(lora_files.resolve(lora.name), lora.weight) for lora in job.spec.loras]
@@ -42,7 +43,7 @@ def make_image(engine: Engine, job: Job, *, model_name: str, worker: str,
     spec = replace(job.spec, model=model_name, loras=tuple(
         replace(lora, sha256=lora_files.content_hash(path)) for lora, (path, _w) in zip(job.spec.loras, files)))
     t0 = time.perf_counter()
-    image, timings = engine.generate(spec, on_step=on_step, should_cancel=should_cancel)
+    image, timings = engine.generate(spec, on_step=on_step, should_cancel=should_cancel, on_preview=on_preview)
     elapsed = time.perf_counter() - t0
     record = build_record(spec, worker, elapsed, job_id=job.job_id, request_id=job.request_id,
                           device=engine.device_name,

@@ -30,6 +30,8 @@ class JobEntry:
     memory_profile: str | None = None
     oom_retried: bool = False
     last_seen: float | None = None  # monotonic time of its last "started" or "step" message
+    step: int = 0  # steps done, and (step, monotonic time) of the first step heard: its live speed (ETA)
+    first_step: tuple[int, float] | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
 

@@ -18,6 +18,7 @@ from studio.core import events as ev
 from studio.core.atomic import remove_partials
 from studio.core.jobs import CANCELLED, DONE, FAILED, FINISHED_STATES, QUEUED, RUNNING, Job
 from studio.pool import protocol as p
+from studio.pool.eta import pool_eta_s
 from studio.pool.ledger import Carried, JobEntry, Ledger, oom_message
 from studio.pool.protocol import SENT, ErrorKind, Msg, RevokeReason, SlotState
 from studio.pool.scheduler import Held, JobQueue, Queued, WorkerView, job_shape, lower_profile, plan_next
@@ -59,6 +60,7 @@ class WorkerPool:
             Msg.WARMING: self._on_worker, Msg.READY: self._on_worker, Msg.FATAL: self._on_worker,
             Msg.STARTED: self._on_started, Msg.STEP: self._on_step, Msg.DONE: self._on_done,
             Msg.CANCELLED: self._on_cancelled, Msg.REVOKED: self._on_revoked, Msg.FAILED: self._on_failed,
+            Msg.PREVIEW: lambda slot, js, msg: self._books.emit(ev.PREVIEW, **self._common(slot, js), **msg.event()),
         }
 
     # ----------------------------------------------------------------- public API
@@ -150,6 +152,11 @@ class WorkerPool:
             if request_id not in self._requests and self._successor is not None:  # handed over: ask there
                 return self._successor.results(request_id)
             return [self._books.result(self._jobs[j]) for j in self._requests[request_id].job_ids]
+
+    def eta_s(self, request_id: str) -> float | None:
+        """Seconds until the request's last image is done, from measured speeds and the queue ahead."""
+        with self._lock:
+            return pool_eta_s(self._slots, self._jobs, self._queue, request_id)
 
     def request_stats(self, request_id: str) -> dict[str, Any]:
         with self._lock:
@@ -288,7 +295,8 @@ class WorkerPool:
         self._books.emit(ev.JOB_STARTED, **self._common(slot, js))
 
     def _on_step(self, slot: Slot, js: JobEntry, msg: p.Step) -> None:
-        js.last_seen = time.monotonic()
+        js.last_seen, js.step = time.monotonic(), msg.step
+        js.first_step = js.first_step or (msg.step, js.last_seen)
         self._books.emit(ev.STEP, **self._common(slot, js), step=msg.step, steps=msg.steps)
 
     def _on_done(self, slot: Slot, js: JobEntry, msg: p.Done) -> None:
@@ -390,7 +398,7 @@ class WorkerPool:
     # ----------------------------------------------------------------- dispatch
 
     def _requeue_front(self, js: JobEntry) -> None:
-        js.state, js.worker, js.started = QUEUED, None, None
+        js.state, js.worker, js.started, js.step, js.first_step = QUEUED, None, None, 0, None
         self._queue.push_front(js.job.job_id, interactive=self._requests[js.job.request_id].interactive)
         if all(s.gone for s in self._slots):
             self._fail_queue("No worker is running to take this image.")

@@ -7,6 +7,7 @@ never on a bare string. The child imports this module before torch, so it stays 
 
 from __future__ import annotations
 
+import base64
 import enum
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ class Msg(str, enum.Enum):
     FATAL = "fatal"
     STARTED = "started"
     STEP = "step"
+    PREVIEW = "preview"
     DONE = "done"
     CANCELLED = "cancelled"
     REVOKED = "revoked"
@@ -152,6 +154,24 @@ class Step(Message):
     job_id: str
     step: int
     steps: int
+
+
+@dataclass(frozen=True)
+class Preview(Message):
+    """A cheap look at the image after `step` (studio.engine.preview): a small JPEG, a few a second."""
+
+    kind: ClassVar[Msg] = Msg.PREVIEW
+    job_id: str
+    step: int
+    steps: int
+    width: int
+    height: int
+    jpeg: bytes
+
+    def event(self) -> dict[str, Any]:
+        """The PREVIEW event's own fields: events stay JSON-safe, so the JPEG goes as a data URL."""
+        return {"step": self.step, "steps": self.steps, "width": self.width, "height": self.height,
+                "image": "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")}
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,8 @@ def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[],
         first = _warm_image_args(engine)
         t0 = time.perf_counter()
         slow.start()
-        engine.generate(on_step=slow.after_step if slow else None, **first)
+        # previews on (sent nowhere): the previewer is built and calibrated before ready, not in a job
+        engine.generate(on_step=slow.after_step if slow else None, on_preview=lambda _image: None, **first)
         warmup_s = time.perf_counter() - t0
     except BaseException as exc:  # cannot load: say why, then exit so the pool can decide
         err = p.describe_error(exc)
@@ -305,11 +306,14 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
         if slow:
             slow.after_step()
 
+    def on_preview(image: Any) -> None:
+        send(p.Preview(job["job_id"], image.step, image.steps, image.width, image.height, image.jpeg))
+
     if _take_marker(OOM_ENV):
         raise RuntimeError("CUDA out of memory (ZAOXIANG_TEST_WORKER_OOM)")
     slow.start()
     return make_image(engine, Job.from_dict(job), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
-                      should_cancel=cancelled)
+                      should_cancel=cancelled, on_preview=on_preview)
 
 
 def _load_engine(cfg: dict[str, Any], profile: str | None, send: Any) -> tuple[Any, float]:

@@ -316,6 +316,7 @@ def build(ctx: Context) -> GenerateTab:
             view, lang_now = entry.view, ctx.lang
             listing = wq.listing()
             paused = bool(getattr(ctx.studio, "paused", False))
+            view.studio_eta_s = ctx.studio.eta_s(entry.request_id)  # known before its first step
             out.update({progress: render_progress(view, lang_now), results: gr.update(value=[], columns=
                         _columns(view.count)), result_paths: [], request_id: entry.request_id,
                         queue_rows: render_listing(listing, lang_now),
@@ -326,6 +327,7 @@ def build(ctx: Context) -> GenerateTab:
                 changed = follower.drain_all(wq.views, timeout=0.2)
                 listing = wq.listing()
                 if changed or listing != shown or time.monotonic() - last_yield > 2.0:
+                    view.studio_eta_s = ctx.studio.eta_s(entry.request_id)
                     items = captions(view, ctx.lang)
                     update = {progress: render_progress(view, ctx.lang), results: items,
                               result_paths: [p for p, _c in items]}

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from studio.core import events as ev
+from studio.core.eta import EtaClock, Work, request_eta_s
 from studio.ui.i18n import STRINGS, t
 
 TERMINAL = ("done", "failed", "cancelled")
+PREVIEW_PREFIX = "data:image/jpeg;base64,"
 
 
 @dataclass
@@ -32,6 +34,14 @@ class JobView:
     fail_kind: str = ""  # why it failed (the pool's ErrorKind value): says it in the window's language
     first_step: tuple[int, float] | None = None  # (step, time) of the first step event seen, for the speed
     last_step_at: float = 0.0
+    preview: str = ""  # the latest preview while it runs (a JPEG data URL); dropped once it ends
+    preview_step: int = 0
+
+    def step_s(self) -> float | None:
+        """Seconds per step measured on this image (None before two of its steps were seen)."""
+        if self.first_step is None or self.step <= self.first_step[0]:
+            return None
+        return (self.last_step_at - self.first_step[1]) / (self.step - self.first_step[0])
 
 
 @dataclass
@@ -45,6 +55,9 @@ class RequestView:
     finished: bool = False
     cancel_requested: bool = False
     last_event: float = field(default_factory=time.monotonic)
+    studio_eta_s: float | None = None  # the pool's estimate (queue ahead, measured speeds), when known
+    eta_clock: EtaClock = field(default_factory=EtaClock)
+    _setback: bool = False
 
     def _job(self, event: dict[str, Any]) -> JobView:
         job_id = str(event.get("job_id") or f"#{event.get('index', len(self.jobs))}")
@@ -82,8 +95,16 @@ class RequestView:
             job.last_step_at = time.monotonic()
             if job.first_step is None:
                 job.first_step = (job.step, job.last_step_at)
+        elif kind == ev.PREVIEW:
+            image = str(event.get("image", ""))
+            if job.status in TERMINAL or int(event.get("step", 0)) < job.preview_step \
+                    or not image.startswith(PREVIEW_PREFIX):
+                return False  # late (the image is done, or a newer preview is shown), or not a JPEG
+            job.status = "running"
+            job.preview, job.preview_step = image, int(event.get("step", 0))
         elif kind == ev.JOB_DONE:
             job.status = "done"
+            job.preview = ""
             job.step = job.steps or job.step
             self.images.append({
                 "path": str(event.get("path", "")), "seed": event.get("seed"), "worker": job.worker,
@@ -92,13 +113,15 @@ class RequestView:
             })
             self.images.sort(key=lambda im: (im["index"] is None, im["index"] or 0))
         elif kind == ev.JOB_FAILED:
-            job.status = "failed"
+            job.status, job.preview = "failed", ""
             job.message = str(event.get("message", ""))
             job.fail_kind = str(event.get("kind") or "error")
         elif kind == ev.JOB_CANCELLED:
-            job.status = "cancelled"
+            job.status, job.preview = "cancelled", ""
         elif kind == ev.JOB_REQUEUED:
-            job.status, job.step = "queued", 0
+            job.status, job.step, job.preview, job.preview_step = "queued", 0, "", 0
+            job.first_step = None
+            self._setback = True
         else:
             return False
         return True
@@ -113,21 +136,39 @@ class RequestView:
 
     def seconds_per_step(self) -> float | None:
         """The measured speed of this request's workers (None before two steps of one image were seen)."""
-        rates = [(j.last_step_at - j.first_step[1]) / (j.step - j.first_step[0]) for j in self.jobs.values()
-                 if j.first_step is not None and j.step > j.first_step[0]]
+        rates = [r for r in (j.step_s() for j in self.jobs.values()) if r is not None]
         return sum(rates) / len(rates) if rates else None
 
     def eta_s(self) -> float | None:
-        """Seconds left: the steps still to run, at the measured speed, spread over the busy workers."""
+        """Seconds left from this request's own events: its images' steps at the speed measured on them
+        (`core.eta`), for when the pool's estimate is not known."""
         per_step = self.seconds_per_step()
         if per_step is None or self.finished:
             return None
         steps = max((j.steps for j in self.jobs.values()), default=0)
         open_jobs = [j for j in self.jobs.values() if j.status in ("queued", "running")]
         unseen = max(0, self.count - len(self.images) - len(self.failed) - len(open_jobs))
-        left = sum(max(0, (j.steps or steps) - j.step) for j in open_jobs) + unseen * steps
-        workers = max(1, len({j.worker for j in open_jobs if j.status == "running"}))
-        return left * per_step / workers
+        work = [Work(0, 0, j.steps or steps, step=j.step, worker=j.worker if j.status == "running" else None,
+                     step_s=j.step_s() or per_step) for j in open_jobs]
+        work += [Work(0, 0, steps) for _ in range(unseen)]
+        workers = sorted({j.worker for j in open_jobs if j.status == "running" and j.worker}) or ["?"]
+        return request_eta_s(workers, work, lambda _w, item: per_step * item.steps)
+
+    def shown_eta_s(self) -> float | None:
+        """What the page says: the pool's estimate (else this view's own) through the count-down clock."""
+        if self.finished:
+            return None
+        estimate = self.studio_eta_s if self.studio_eta_s is not None else self.eta_s()
+        shown = self.eta_clock.show(estimate, setback=self._setback and estimate is not None)
+        if estimate is not None:
+            self._setback = False
+        return shown
+
+    @property
+    def previews(self) -> list[tuple[int, JobView]]:
+        """(index, job) of the running images that have a preview, in image order."""
+        ordered = sorted(self.jobs.values(), key=lambda j: (j.index is None, j.index or 0, j.job_id))
+        return [(n, j) for n, j in enumerate(ordered) if j.preview and j.status == "running"]
 
     def settled(self, quiet_s: float = 10.0) -> bool:
         """True when nothing more will come: the request is done, or it was cancelled and went quiet."""
@@ -146,7 +187,7 @@ def summary(view: RequestView, lang: str) -> str:
         text = t("gen.summary", lang, done=view.done_count, count=view.count)
     if view.failed:
         text += " · " + t("gen.summary.failed", lang, failed=len(view.failed))
-    eta = view.eta_s()
+    eta = view.shown_eta_s()
     if eta is not None and not view.cancel_requested:
         text += " · " + t("gen.eta", lang, seconds=max(1, round(eta)))
     return text
@@ -180,7 +221,20 @@ def render_progress(view: RequestView | None, lang: str) -> str:
         )
     status = "finished" if view.finished else "running"
     return (f'<div class="zx-progress" data-request="{html.escape(view.request_id)}" data-state="{status}">'
-            f'<div class="zx-summary">{html.escape(summary(view, lang))}</div>{"".join(rows)}</div>')
+            f'<div class="zx-summary">{html.escape(summary(view, lang))}</div>{render_previews(view, lang)}'
+            f'{"".join(rows)}</div>')
+
+
+def render_previews(view: RequestView, lang: str) -> str:
+    """The running images' latest previews (small JPEGs inline), each captioned with its step."""
+    figures = []
+    for n, job in view.previews:
+        label = f"#{(job.index if job.index is not None else n) + 1}"
+        caption = t("gen.preview", lang, label=label, step=job.preview_step, steps=job.steps)
+        figures.append(f'<figure class="zx-preview" data-step="{job.preview_step}">'
+                       f'<img src="{html.escape(job.preview)}" alt="{html.escape(caption)}">'
+                       f'<figcaption>{html.escape(caption)}</figcaption></figure>')
+    return f'<div class="zx-previews">{"".join(figures)}</div>' if figures else ""
 
 
 def captions(view: RequestView, lang: str) -> list[tuple[str, str]]:

@@ -795,3 +795,32 @@ def test_image_input_with_a_painted_mask_keeps_the_rest(page, app, shots, tmp_pa
     out = np.asarray(Image.open(io.BytesIO(made[0].read_bytes())).convert("RGB"))
     assert np.array_equal(out[~mask], np.asarray(picture)[~mask])
     assert "Denoising strength: 0.75, Mask blur: 4" in read_chunks(made[0])["parameters"]  # the sliders
+
+
+PREVIEW_SEEN_JS = """() => {
+  const img = document.querySelector('#progress .zx-preview img');
+  if (!img || !img.complete || img.naturalWidth === 0) return null;
+  return {src: img.src.slice(0, 30), width: img.naturalWidth, results: document.querySelectorAll('#results img').length,
+          state: document.querySelector('#progress .zx-progress').dataset.state,
+          text: document.querySelector('#progress').innerText};
+}"""
+
+
+def test_a_preview_appears_before_the_final_image_with_an_eta(browser, app, shots):
+    """80 steps at 256 px: the running image's preview (a JPEG the browser decoded) shows in the
+    progress box while no result is shown yet, with the ETA in Chinese; then the real image takes
+    over and the preview goes."""
+    context, page = new_window(browser, app, 1366, 768)
+    try:
+        small_request(page, "一个蓝色的圆形，黄色背景", count=1, steps=80)
+        page.click("#generate")
+        seen = page.wait_for_function(PREVIEW_SEEN_JS, timeout=120_000, polling=50).json_value()
+        assert seen["src"].startswith("data:image/jpeg;base64,") and seen["width"] > 0
+        assert seen["results"] == 0 and seen["state"] == "running", seen
+        assert "预览" in seen["text"] and "约剩" in seen["text"], seen["text"]
+        page.screenshot(path=str(shots / "ui-preview-zh.png"))
+        wait_finished(page)
+        page.locator("#results img").first.wait_for()
+        assert page.locator("#progress .zx-preview").count() == 0
+    finally:
+        context.close()
