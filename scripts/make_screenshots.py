@@ -1,4 +1,4 @@
-"""Screenshots of the Generate, History and Gallery tabs for the README, on the shipped demo model.
+"""Screenshots of every tab for the README, at 1366×768, on the shipped demo model.
 
     .venv/bin/python scripts/make_screenshots.py [--out docs/screenshots]
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN").new_page()
+            page = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN").new_page()
             page.set_default_timeout(120_000)
             page.goto(url)
             page.wait_for_selector("#prompt textarea")
@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             page.locator("#gallery img").nth(3).wait_for()
             page.wait_for_timeout(1000)
             page.screenshot(path=str(out / "gallery.png"), full_page=True)
+            page.get_by_role("tab", name="GPU 监控").first.click()
+            page.wait_for_timeout(3000)  # two samples of the monitor's timer
+            page.screenshot(path=str(out / "monitor.png"), full_page=True)
+            page.get_by_role("tab", name="设置").first.click()
+            page.locator("#settings-workers").wait_for()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(out / "settings.png"), full_page=True)
             browser.close()
     finally:
         stop()
