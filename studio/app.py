@@ -14,27 +14,25 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from studio.catalog import ModelCatalog
 from studio.core import events as ev
 from studio.core.delivery import EventDelivery, EventHandler
 from studio.core.errors import StudioClosedError, StudioError, UnknownRequestError
 from studio.core.jobs import Job, make_jobs
 from studio.core.notice import Notice, database_rebuilt
 from studio.core.paths import Paths, get_paths
-from studio.core.request import GenerationRequest, LoraCheck, ValidationError, validate
+from studio.core.request import GenerationRequest, validate
 from studio.core.settings import Settings, load_settings, save_settings
 from studio.core.workers_spec import WorkerSpecError, parse_workers_text
 from studio.models.demo import NATIVE_SIZE
-from studio.models.discovery import ModelInfo, ModelNotFoundError, find_models, resolve_model
-from studio.models.download import download_model
-from studio.models.loras import LoraInfo, find_loras, lora_dirs
-from studio.models.loras import checker as lora_checker
+from studio.models.discovery import ModelInfo, ModelNotFoundError, resolve_model
 from studio.monitor.sampler import Sampler
 from studio.pool.pool import WorkerPool
-from studio.pool.spec import not_started_status, parse_workers, visible_gpus
+from studio.pool.spec import not_started_status, parse_workers
 from studio.pool.switch import start_beside
 from studio.queries import StoreQueries
 from studio.store import ORIGINS, Store, StoreError, reconcile
@@ -43,7 +41,6 @@ from studio.store.reconcile import STALE_PART_S
 from studio.store.recorder import EventRecorder
 
 if TYPE_CHECKING:
-    from studio.models.download import Progress
     from studio.store.healing import Recovery
 
 log = logging.getLogger(__name__)
@@ -61,7 +58,7 @@ class QuitHook(Protocol):
     def running_images(self) -> int: ...
 
 
-class Studio(StoreQueries):
+class Studio(StoreQueries, ModelCatalog):
     """The studio's operations; construct once per process, `close()` when done."""
 
     def __init__(self, settings: Settings | None = None, paths: Paths | None = None,
@@ -108,31 +105,6 @@ class Studio(StoreQueries):
     @property
     def workers_spec(self) -> str:
         return self._workers_arg or self.settings.workers or "auto"
-
-    def available_models(self, include_demo: bool = False) -> list[ModelInfo]:
-        """Every model found on this computer, in the order the studio would choose them."""
-        return find_models(explicit=self._model_arg, configured=self.settings.model or None, paths=self.paths,
-                           include_demo=include_demo)
-
-    def available_loras(self) -> list[LoraInfo]:
-        """Every LoRA in this studio's `loras` folder and ComfyUI's `models/loras`, described from its header."""
-        return find_loras(lora_dirs(self.paths))
-
-    def lora_check(self) -> LoraCheck:
-        """What validation checks each LoRA of a request with: found (by name in those folders, or a
-        path), a LoRA .safetensors file, made for this studio's model."""
-        return lora_checker(self.model.path, lora_dirs(self.paths))
-
-    @staticmethod
-    def gpu_count() -> int:
-        """The GPUs this process may give workers (NVML; 0 without a driver), never importing torch."""
-        return len(visible_gpus())
-
-    @staticmethod
-    def download_model(source: str, repo: str, folder: str | None = None, revision: str = "main",
-                       configs_only: bool = False, progress: Callable[[Progress], None] | None = None) -> Path:
-        """Download a model once (resumable, checked against the hub); DownloadError says what to do next."""
-        return Path(download_model(source, repo, folder, revision, configs_only, progress=progress))
 
     # ----------------------------------------------------------------- pool lifecycle
 
@@ -263,18 +235,6 @@ class Studio(StoreQueries):
                                   model=self.model.name, model_path=str(self.model.path), owner=self._owner)
         self._pool.submit(request_id, jobs, interactive=interactive, origin=origin)
         return request_id
-
-    def _with_controlnet(self, request: GenerationRequest) -> GenerationRequest:
-        """The request with its ControlNet found and checked against the model (ValidationError if not)."""
-        if request.control is None:
-            return request
-        from studio.models.controlnets import ControlNetError, for_model
-
-        try:
-            info = for_model(request.control.model, self.model.path, self.model.is_demo)
-        except ControlNetError as exc:
-            raise ValidationError("control_model", str(exc), got=request.control.model) from None
-        return replace(request, control=replace(request.control, model=info.path))
 
     def cancel(self, request_id: str) -> bool:
         """Queued jobs are dropped, running ones stop at their next step. False if the id is unknown."""

@@ -1,0 +1,70 @@
+"""What this computer offers a Studio: models, LoRAs, ControlNets and GPUs, found without torch.
+
+A mixin of `Studio` (app.py), so the facade's callers ask `studio.available_models()` and friends
+while the facade itself stays about running requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from studio.core.request import GenerationRequest, LoraCheck, ValidationError
+from studio.models.discovery import ModelInfo, find_models
+from studio.models.download import download_model
+from studio.models.loras import LoraInfo, find_loras, lora_dirs
+from studio.models.loras import checker as lora_checker
+from studio.pool.spec import visible_gpus
+
+if TYPE_CHECKING:
+    from studio.core.paths import Paths
+    from studio.core.settings import Settings
+    from studio.models.download import Progress
+
+
+class ModelCatalog:
+    """Queries over what is installed; needs `paths`, `settings`, `model` and `_model_arg` from the Studio."""
+
+    paths: Paths
+    settings: Settings
+    model: ModelInfo
+    _model_arg: str | None
+
+    def available_models(self, include_demo: bool = False) -> list[ModelInfo]:
+        """Every model found on this computer, in the order the studio would choose them."""
+        return find_models(explicit=self._model_arg, configured=self.settings.model or None, paths=self.paths,
+                           include_demo=include_demo)
+
+    def available_loras(self) -> list[LoraInfo]:
+        """Every LoRA in this studio's `loras` folder and ComfyUI's `models/loras`, described from its header."""
+        return find_loras(lora_dirs(self.paths))
+
+    def lora_check(self) -> LoraCheck:
+        """What validation checks each LoRA of a request with: found (by name in those folders, or a
+        path), a LoRA .safetensors file, made for this studio's model."""
+        return lora_checker(self.model.path, lora_dirs(self.paths))
+
+    @staticmethod
+    def gpu_count() -> int:
+        """The GPUs this process may give workers (NVML; 0 without a driver), never importing torch."""
+        return len(visible_gpus())
+
+    @staticmethod
+    def download_model(source: str, repo: str, folder: str | None = None, revision: str = "main",
+                       configs_only: bool = False, progress: Callable[[Progress], None] | None = None) -> Path:
+        """Download a model once (resumable, checked against the hub); DownloadError says what to do next."""
+        return Path(download_model(source, repo, folder, revision, configs_only, progress=progress))
+
+    def _with_controlnet(self, request: GenerationRequest) -> GenerationRequest:
+        """The request with its ControlNet found and checked against the model (ValidationError if not)."""
+        if request.control is None:
+            return request
+        from studio.models.controlnets import ControlNetError, for_model
+
+        try:
+            info = for_model(request.control.model, self.model.path, self.model.is_demo)
+        except ControlNetError as exc:
+            raise ValidationError("control_model", str(exc), got=request.control.model) from None
+        return replace(request, control=replace(request.control, model=info.path))
