@@ -112,6 +112,8 @@ fi
 #    PyGObject for the tray icon's menu (the "tray" extra, built against this system's GTK). Where it
 #    cannot be built the studio still runs: its tray icon then opens the studio on a click, without a menu.
 gi_ok() { "$VENV/bin/python" -c 'import gi' 2>/dev/null; }
+# setuptools copies a stale build/lib into the wheel: a module moved away since (to tools/) would come back
+rm -rf "$SRC/build"
 if gi_ok || ! pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null || ! pip_install "$SRC[tray]"; then
   pip_install "$SRC"
 fi

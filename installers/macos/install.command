@@ -41,6 +41,7 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     pip_install "${ZAOXIANG_TORCH_SPEC:-torch}"
   fi
 fi
+rm -rf "$SRC/build"  # setuptools would copy a stale build/lib into the wheel
 pip_install "$SRC"
 "$VENV/bin/zaoxiang" --help >/dev/null || die "the studio did not install correctly"
 

@@ -73,6 +73,8 @@ if ($LASTEXITCODE -ne 0) {
 }
 
 # 3. The studio (a normal install: this folder may be moved or deleted afterwards).
+# setuptools would copy a stale build\lib into the wheel (modules moved away since would come back)
+Remove-Item -Recurse -Force -ErrorAction SilentlyContinue (Join-Path $Src 'build')
 Pip-Install @($Src)
 
 # 4. The no-console launcher, the icon, the uninstaller and the shortcuts.
