@@ -4,7 +4,8 @@
 # Stages:
 #   lora+imgin  issue 19's bench_lora.py on cuda:0 beside issue 20's bench_images_in.py (24gb profile) on cuda:1
 #   imginfull   bench_images_in.py under the full profile on cuda:0
-#   latency     issue 16's engine-level split bench (torchrun, 2 GPUs), then the same over PCIe (NCCL_P2P_DISABLE=1)
+#   latency     issue 16's engine-level split bench (torchrun, 2 GPUs; ZX_LATENCY_ARGS adds flags)
+#   latency-pcie  the same over PCIe (NCCL_P2P_DISABLE=1)
 #   p1 p2 p1b p2b  issue 15's pool: a request of 16 on cuda:0, then on cuda:0,1 (zaoxiang bench, random weights)
 #   split       issue 16 through the pool (see docs/benchmarks.md for its command)
 # JSON and logs land in $OUT.
@@ -33,13 +34,10 @@ for s in ${1:-lora+imgin latency}; do
     imginfull)
       timeout "$(cap 240)" python3 tools/bench_images_in.py --profile full --out "$OUT/imginfull" >"$OUT/imginfull.log" 2>&1
       show "$OUT/imginfull.log" 14 ;;
-    latency)
-      t=$(cap 330)
-      timeout "$t" torchrun --nproc-per-node 2 tools/gpu/bench_latency.py --out "$OUT/latency" ${ZX_LATENCY_ARGS:-} \
-        >"$OUT/latency.log" 2>&1; echo "rc=$?"; show "$OUT/latency.log" 30
-      t=$(cap 200)
-      NCCL_P2P_DISABLE=1 timeout "$t" torchrun --nproc-per-node 2 tools/gpu/bench_latency.py --out "$OUT/latency-pcie" \
-        ${ZX_LATENCY_PCIE_ARGS:-${ZX_LATENCY_ARGS:-}} >"$OUT/latency-pcie.log" 2>&1; echo "rc=$?"; show "$OUT/latency-pcie.log" 20 ;;
+    latency|latency-pcie)
+      p2p=""; [[ $s == latency-pcie ]] && p2p="NCCL_P2P_DISABLE=1"
+      env $p2p timeout "$(cap 400)" torchrun --nproc-per-node 2 tools/gpu/bench_latency.py --out "$OUT/$s" \
+        ${ZX_LATENCY_ARGS:-} >"$OUT/$s.log" 2>&1; echo "rc=$?"; show "$OUT/$s.log" 30 ;;
     p1|p1b) timeout "$(cap 150)" $B --workers cuda:0 >"$OUT/$s.json" 2>"$OUT/$s.err"; echo "rc=$?"; show "$OUT/$s.err" 3 ;;
     p2|p2b) timeout "$(cap 150)" $B --workers cuda:0,cuda:1 >"$OUT/$s.json" 2>"$OUT/$s.err"; echo "rc=$?"; show "$OUT/$s.err" 3 ;;
     split) timeout "$(cap 300)" bash -c "${ZX_SPLIT_CMD:?set ZX_SPLIT_CMD}" >"$OUT/split.log" 2>&1; echo "rc=$?"; show "$OUT/split.log" 30 ;;
