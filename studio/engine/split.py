@@ -16,6 +16,9 @@ seed and ends with the whole image; the first member saves it.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -71,8 +74,10 @@ def enable(transformer: Any, size: int) -> Any:
         raise RuntimeError("split needs torch.distributed initialised (one rank per device)")
     if size != torch.distributed.get_world_size():
         raise ValueError(f"split size {size} != process group size {torch.distributed.get_world_size()}")
-    for name in ("cache_dit", "cache-dit"):  # it logs every hook at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in list(logging.root.manager.loggerDict):  # it logs its plan and every choice at INFO
+        if name.startswith("cache_dit"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*all_gather_tensor.*", category=FutureWarning)  # its funcol call
     config = ParallelismConfig(ulysses_size=size)
     config.cp_plan = _plan(transformer, config)
     enable_parallelism(transformer, config)
@@ -99,3 +104,52 @@ def _plan(transformer: Any, config: Any) -> dict[str, Any]:
             plan[f"{stage}.*"] = {**plan.get(f"{stage}.*", {}),
                                   "x": _ContextParallelInput(split_dim=1, expected_dims=3, split_output=False)}
     return plan
+
+
+class Split:
+    """The split switched on per image: cache-dit's hooks and the processors' config are installed once,
+    then `active()` puts them in place for one image and takes them out again, so the same engine
+    makes its own images between split ones (the compiled blocks keep one graph for each way)."""
+
+    def __init__(self, transformer: Any, size: int) -> None:
+        modules = list(transformer.modules())
+        plain = {id(m): m.__dict__.get("forward") for m in modules}
+        self.transformer = transformer
+        self.size = size
+        self.config = enable(transformer, size)
+        self._forwards = [(m, plain[id(m)], m.__dict__["forward"]) for m in modules
+                          if m.__dict__.get("forward") is not plain[id(m)]]
+        self._procs = [proc for m in modules if getattr(getattr(m, "processor", None), "_cp_config", None) is not None
+                       for proc in (m.processor,)]
+        self.on = False
+        self._set(False)
+
+    def _set(self, on: bool) -> None:
+        for module, plain, hooked in self._forwards:
+            if on:
+                module.forward = hooked
+            elif plain is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = plain
+        for proc in self._procs:
+            proc._cp_config = proc._parallel_config = self.config if on else None
+        self.on = on
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        self._set(True)
+        try:
+            yield
+        finally:
+            self._set(False)
+
+    def close(self) -> None:
+        """Take the hooks out for good (before the group is formed again, with another mesh)."""
+        self._set(False)
+        for module, _plain, _hooked in self._forwards:
+            module.__dict__.pop("_cache_dit_hook", None)
+        for name in ("_is_parallelized", "_parallelism_config", "_cp_config", "_parallel_config",
+                     "_extra_parallel_modules"):
+            self.transformer.__dict__.pop(name, None)
+        self._forwards, self._procs = [], []
