@@ -45,15 +45,15 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
 class FusedZImageAttnProcessor:
     """Drop-in for diffusers' ZSingleStreamAttnProcessor (same arguments, same maths)."""
 
-    # Set by cache-dit's context parallelism (studio/engine/split.py): attention then exchanges the
-    # sequence shares of q/k/v with the other devices of the group around our kernel.
-    _cp_config: Any = None
-    _parallel_config: Any = None
-
     def __init__(self, kernel: str = "cudnn") -> None:
         if kernel not in KERNELS:
             raise ValueError(f"Unknown attention kernel {kernel!r}; choose one of: {', '.join(KERNELS)}.")
         self.kernel = kernel
+        # Set by cache-dit's context parallelism (studio/engine/split.py): attention then exchanges the
+        # sequence shares of q/k/v with the other devices of the group around our kernel. Instance
+        # attributes from the start: the compiled blocks' guards then see one value switch, not a new key.
+        self._cp_config: Any = None
+        self._parallel_config: Any = None
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, freqs_cis: torch.Tensor | None = None) -> torch.Tensor:

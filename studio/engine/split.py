@@ -114,6 +114,9 @@ class Split:
     def __init__(self, transformer: Any, size: int) -> None:
         modules = list(transformer.modules())
         plain = {id(m): m.__dict__.get("forward") for m in modules}
+        # each compiled block keeps a graph per way (one device, split) and per kind of block
+        cfg = torch._dynamo.config
+        cfg.recompile_limit = max(cfg.recompile_limit, 16)
         self.transformer = transformer
         self.size = size
         self.config = enable(transformer, size)
