@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from studio.engine.fused_attention import attend
+from studio.engine.step_graphs import SPLIT_MARK
 
 
 def _cudnn_op(ctx: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: Any,
@@ -137,6 +138,10 @@ class Split:
                 module.forward = plain
         for proc in self._procs:
             proc._cp_config = proc._parallel_config = self.config if on else None
+        if on:  # step graphs (studio/engine/step_graphs.py) keep the split steps apart
+            setattr(self.transformer, SPLIT_MARK, self.size)
+        else:
+            self.transformer.__dict__.pop(SPLIT_MARK, None)
         self.on = on
 
     @contextmanager

@@ -14,12 +14,14 @@ on for that image only, and lets every member agree on a cancel at each step.
 from __future__ import annotations
 
 import enum
+import os
 import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from studio.pool.speed import Shape
 
+SPLIT_GRAPHS_ENV = "ZAOXIANG_SPLIT_STEP_GRAPHS"  # "1": workers keep (bf16: make) step graphs, split ones too
 MAX_GROUP = 8  # Ulysses splits heads and the padded sequence evenly: powers of two up to here
 JOIN_TIMEOUT_S = 600.0  # a collective waits this long for a member (its first split image compiles)
 
@@ -139,7 +141,10 @@ class Membership:
                                 timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S),
                                 **({"device_id": engine.device} if cuda else {}))
         self.spec = spec
-        if engine.step_graphs is not None:  # a captured one-device step would skip the exchange
+        if engine.step_graphs is not None and not os.environ.get(SPLIT_GRAPHS_ENV):
+            # Split steps captured in CUDA graphs (their own graphs: step_graphs keys them apart) hold
+            # the group's collectives; a capture failing on one member only would leave the others
+            # waiting, so until that is measured safe they are off on a worker that splits.
             engine.step_graphs.failed = "an image split over several GPUs"
             engine.drop_step_graphs()
         self.split = split_mod.Split(engine.pipe.transformer, spec.world)

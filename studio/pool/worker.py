@@ -379,6 +379,8 @@ def _load_engine(cfg: dict[str, Any], profile: str | None, send: Any) -> tuple[A
 
     t0 = time.perf_counter()
     kwargs: dict[str, Any] = {"warm": "none"}
+    if os.environ.get("ZAOXIANG_SPLIT_STEP_GRAPHS"):  # studio/pool/group.py: split steps from CUDA graphs
+        kwargs["graph_steps"] = True
     if profile:
         kwargs["memory_profile"] = profile
     path = cfg["model_path"]

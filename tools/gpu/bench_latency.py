@@ -12,6 +12,10 @@ Variants:
   stock+cachedit  stock diffusers pipeline, cache-dit Ulysses, cache-dit's native attention
                   (what issue 16 measured: 0.644x at 1024², 0.583x at 2048²)
   ours-fp8+cachedit  as ours+cachedit with the FP8 transformer (where the GPU has FP8)
+  ...+graphs      denoising steps replayed from CUDA graphs (studio/engine/step_graphs.py), the split
+                  steps (with their collectives) in graphs of their own: no Python launch cost per step
+--profile SIZE: after a variant's timed runs, torch.profiler over one split image (rank 0) and one
+one-device image: top CUDA kernels, NCCL time, GPU busy against wall, and tokens each rank attended.
 A --limit-s guard skips what would start after the limit, so the JSON is always written.
 """
 
@@ -37,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.gpu.common import img_diff, sync  # noqa: E402
 
-VARIANTS = ("ours+cachedit", "stock+cachedit", "ours-fp8+cachedit")
+VARIANTS = ("ours+cachedit", "stock+cachedit", "ours-fp8+cachedit", "ours+cachedit+graphs",
+            "ours-fp8+cachedit+graphs")
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 SEED = 7
 
@@ -53,6 +58,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--variants", default="ours+cachedit,stock+cachedit")
     p.add_argument("--limit-s", type=float, default=390.0, help="start nothing new after this many seconds")
+    p.add_argument("--profile", type=int, default=0, metavar="SIZE",
+                   help="profile one split and one one-device image of this size per variant")
     p.add_argument("--compile-backend", default=None,
                    help="torch.compile backend for the blocks (default inductor on CUDA, eager on CPU)")
     return p.parse_args()
@@ -114,7 +121,7 @@ def timed(ctx: Ctx, fn: Any, runs: int) -> tuple[float, Any]:
 class OursVariant:
     """Our engine: fused attention and compiled blocks, then cache-dit's hooks around them."""
 
-    def __init__(self, ctx: Ctx, fp8: bool) -> None:
+    def __init__(self, ctx: Ctx, fp8: bool, graphs: bool) -> None:
         from studio.engine import fastpath, fused_attention
         from studio.engine.generate import Engine
 
@@ -126,23 +133,15 @@ class OursVariant:
         if not cuda:  # the engine keeps the fast path for CUDA; install the same processor here by hand
             fused_attention.install(pipe.transformer, "sdpa")
         self.engine = Engine(f"random-{ctx.args.arch}", ctx.device, ctx.dtype, pipe=pipe, fp8=fp8, compile=True,
-                             warm="none",
-                             compile_cache=ctx.args.cache)
+                             warm="none", compile_cache=ctx.args.cache, graph_steps=graphs)
         self.fastpath = fastpath
-        self.notes: list[str] = []
+        self.transformer = pipe.transformer
 
     def warm(self, sizes: list[int]) -> None:
         self.engine.warm_up(tuple((s, s) for s in sizes))
         if not self.engine.compiled:
             raise RuntimeError(f"compile failed: {self.engine.notes}")
 
-    def split(self) -> None:
-        from studio.engine import split
-
-        if self.engine.step_graphs is not None:  # replaying a one-device capture would skip the exchange
-            self.engine.step_graphs.failed = "split over devices"
-            self.engine.drop_step_graphs()
-        split.enable(self.engine.pipe.transformer, self.ctx.world)
 
     def image(self, size: int) -> Any:
         from studio.core.spec import ImageSpec
@@ -152,8 +151,9 @@ class OursVariant:
 
     def info(self) -> dict[str, Any]:
         e = self.engine
-        return {"attention": "fused-sdpa" if e.device.type != "cuda" else e.attention, "compiled": e.compiled, "fp8": e.fp8, "notes": e.notes,
-                "step_graphs": e.step_graphs is not None}
+        return {"attention": "fused-sdpa" if e.device.type != "cuda" else e.attention, "compiled": e.compiled,
+                "fp8": e.fp8, "notes": e.notes, "step_graphs": e.step_graphs is not None,
+                "step_graphs_failed": e.step_graphs.failed if e.step_graphs is not None else None}
 
 
 class StockVariant:
@@ -162,14 +162,10 @@ class StockVariant:
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.pipe = build_pipe(ctx)
+        self.transformer = self.pipe.transformer
 
     def warm(self, sizes: list[int]) -> None:
         pass
-
-    def split(self) -> None:
-        from studio.engine import split
-
-        split.enable(self.pipe.transformer, self.ctx.world)  # cache-dit's plan, its attention backend
 
     def image(self, size: int) -> Any:
         from studio.engine.generate import initial_noise
@@ -188,13 +184,16 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
     args = ctx.args
     ctx.log(f"{name}: building")
     if name.startswith("ours"):
-        v: Any = OursVariant(ctx, fp8="fp8" in name)
+        v: Any = OursVariant(ctx, fp8="fp8" in name, graphs="+graphs" in name)
     else:
         v = StockVariant(ctx)
     rows = [{"variant": name, "size": s} for s in sizes]
     t_build = time.perf_counter()
     v.warm(sizes)  # every rank compiles its own one-device graphs at once (no traffic)
     ctx.log(f"{name}: one-device warm-up {time.perf_counter() - t_build:.1f}s")
+    from studio.engine.split import Split
+
+    splitter = Split(v.transformer, ctx.world)  # installed, off: the one-device runs go around it
     dist.barrier()
     single: dict[int, Any] = {}
     for row in rows:
@@ -210,7 +209,8 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
             single[s] = img
             ctx.log(f"{name} {s}²: one device {secs:.3f} s/image")
         dist.barrier()
-    v.split()
+    split_on = splitter.active()
+    split_on.__enter__()
     for row in rows:
         s = row["size"]
         if "skipped" in row or not ctx.time_left():
@@ -231,8 +231,21 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
                 row.update(img_diff(img, single[s]))
             ctx.log(f"{name} {s}²: split over {ctx.world} {secs:.3f} s/image, ratio {row['ratio']}, "
                     f"PSNR {row.get('psnr_db')} dB, recompiled in timed runs: {row['split_recompiled']}")
+    profiled: dict[str, Any] | None = None
+    if args.profile and ctx.time_left(60):
+        profiled = {"variant": name, "profile_size": args.profile,
+                    "split": profile_image(ctx, lambda v=v: v.image(args.profile), v.transformer)}
+    split_on.__exit__(None, None, None)
+    if profiled is not None:
+        if ctx.rank == 0:
+            profiled["one_device"] = profile_image(ctx, lambda v=v: v.image(args.profile), v.transformer)
+        dist.barrier()
+        if ctx.rank == 0:
+            print(profile_text(profiled), flush=True)
+        rows.append(profiled)
     for row in rows:
-        row.update(v.info())
+        if "profile_size" not in row:
+            row.update(v.info())
     del v
     gc.collect()
     if ctx.device.type == "cuda":
@@ -240,10 +253,63 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def profile_image(ctx: Ctx, make: Any, transformer: Any) -> dict[str, Any]:
+    """torch.profiler over one image on this rank: kernel totals, NCCL share, GPU busy against wall,
+    and the sequence length the main blocks saw (after the split's hook, before the all-to-all)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    seen: list[int] = []
+    hook = transformer.layers[1].register_forward_pre_hook(lambda _m, a: seen.append(int(a[0].shape[1])))
+    make()  # not profiled: any lazy capture happens here
+    sync(ctx.device)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ctx.device.type == "cuda" else [])
+    t0 = time.perf_counter()
+    try:
+        with profile(activities=acts) as prof:
+            make()
+            sync(ctx.device)
+    finally:
+        hook.remove()
+    wall = time.perf_counter() - t0
+    rows, host = [], []
+    for e in prof.key_averages():
+        dev = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
+        if dev > 0:
+            rows.append((e.key, dev / 1e6, e.count))
+        host.append((e.key, e.self_cpu_time_total / 1e6, e.count))
+    host.sort(key=lambda r: -r[1])
+    rows.sort(key=lambda r: -r[1])
+    nccl = sum(t for k, t, _ in rows if "nccl" in k.lower())
+    busy = sum(t for k, t, _ in rows if "nccl" not in k.lower())
+    steps = ctx.args.steps
+    return {"wall_s": round(wall, 4), "kernels_s": round(busy, 4), "nccl_s": round(nccl, 4),
+            "gpu_busy_share": round(busy / wall, 3) if wall else None,
+            "wall_per_step_ms": round(1000 * wall / steps, 1), "kernels_per_step_ms": round(1000 * busy / steps, 1),
+            "tokens_seen": sorted(set(seen)), "calls_with_tokens": len(seen),
+            "top": [{"kernel": k[:120], "s": round(t, 4), "calls": c} for k, t, c in rows[:15]],
+            "host_top": [{"op": k[:120], "s": round(t, 4), "calls": c} for k, t, c in host[:10]]}
+
+
+def profile_text(p: dict[str, Any]) -> str:
+    out = [f"## profile {p['variant']} {p['profile_size']}²"]
+    for mode in ("split", "one_device"):
+        r = p.get(mode)
+        if not r:
+            continue
+        out.append(f"### {mode}: wall {r['wall_s']} s ({r['wall_per_step_ms']} ms/step), kernels {r['kernels_s']} s "
+                   f"({r['kernels_per_step_ms']} ms/step, busy {r['gpu_busy_share']}), NCCL {r['nccl_s']} s, "
+                   f"tokens per main block {r['tokens_seen']}")
+        out += [f"  {t['s']:8.4f} s  {t['calls']:6d}  {t['kernel']}" for t in r["top"]]
+        out += ["  host (self CPU time):"] + [f"  {t['s']:8.4f} s  {t['calls']:6d}  {t['op']}" for t in r["host_top"]]
+    return "\n".join(out)
+
+
 def table(rows: list[dict[str, Any]], world: int) -> str:
     lines = [f"| variant | size | one device s/img | split over {world} s/img | ratio | PSNR dB | "
              "recompiled (timed) | first split image s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if "profile_size" in r:
+            continue
         if "error" in r or "skipped" in r:
             lines.append(f"| {r['variant']} | {r.get('size', '')} | {r.get('error') or 'skipped: ' + r['skipped']} "
                          "| | | | | |")
@@ -252,6 +318,21 @@ def table(rows: list[dict[str, Any]], world: int) -> str:
                      f"{r.get('psnr_db')} | {r.get('one_recompiled')}/{r.get('split_recompiled')} | "
                      f"{r.get('split_first_s')} |")
     return "\n".join(lines)
+
+
+def meta(ctx: Ctx) -> dict[str, Any]:
+    args = ctx.args
+    return {"world": ctx.world, "device": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda"
+            else "cpu", "torch": torch.__version__, "arch": args.arch, "steps": args.steps, "runs": args.runs,
+            "nccl_p2p_disable": os.environ.get("NCCL_P2P_DISABLE"), "wall_s": round(time.perf_counter() - ctx.t0, 1)}
+
+
+def write(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
+    if ctx.rank != 0:
+        return
+    out = Path(ctx.args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_latency.json").write_text(json.dumps({"meta": meta(ctx), "rows": rows}, indent=2))
 
 
 def main() -> int:
@@ -275,15 +356,11 @@ def main() -> int:
             rows.append({"variant": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
             if ctx.world > 1:  # a rank may be stuck in a collective: nothing more can be trusted
                 break
+        finally:
+            write(ctx, rows)  # after every variant: a later one that hangs loses nothing before it
     if ctx.rank == 0:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        meta = {"world": ctx.world, "device": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda"
-                else "cpu", "torch": torch.__version__, "arch": args.arch, "steps": args.steps, "runs": args.runs,
-                "nccl_p2p_disable": os.environ.get("NCCL_P2P_DISABLE"), "wall_s": round(time.perf_counter() - ctx.t0, 1)}
-        (out / "bench_latency.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
         print(table(rows, ctx.world))
-        print(json.dumps(meta))
+        print(json.dumps(meta(ctx)))
     dist.destroy_process_group()
     return 0
 
