@@ -58,6 +58,9 @@ def test_split_image_matches_one_worker(split_studio, tmp_path: Path) -> None:
     made = record(split["path"])
     assert made["group"]["workers"] == ["cpu:0", "cpu:1"], made
     assert made["worker"] == "cpu:0"
+    # the next single image, asked for as soon as this one is done, is split too (the group is reused)
+    [next_] = studio.wait(studio.submit(replace(req, seed=12), out_dir=tmp_path / "split"), timeout=300)
+    assert record(next_["path"])["group"]["workers"] == ["cpu:0", "cpu:1"]
     # the same seed twice in one request: throughput mode, each image on one worker
     both = studio.wait(studio.submit(replace(req, count=2), out_dir=tmp_path / "one"), timeout=300)
     assert [r["status"] for r in both] == ["done", "done"], both

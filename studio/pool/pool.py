@@ -69,7 +69,8 @@ class WorkerPool:
         self._successor: WorkerPool | None = None  # the pool its unfinished requests were handed to
         # One image over several workers (studio/pool/group.py): only between worker processes of this
         # machine, which can join one torch.distributed group.
-        self._split_mode = SplitMode(split) if context is None and target is None else SplitMode.NEVER
+        self._split_allowed = context is None and target is None
+        self._split_mode = SplitMode(split) if self._split_allowed else SplitMode.NEVER
         self._groups, self._chooser = GroupBook(), SplitChooser()
         self._split: dict[str, SplitRun] = {}
         self._no_split: set[str] = set()  # jobs whose split failed: they run on one worker
@@ -146,6 +147,14 @@ class WorkerPool:
                 return
             self._paused = False
             self._books.emit(ev.QUEUE_RESUMED)
+            self._dispatch()
+        self._flush()
+
+    def set_split(self, mode: str) -> None:
+        """Change "one image on several GPUs" (auto/never/always) for the images handed out from now on."""
+        with self._lock:
+            if self._split_allowed:
+                self._split_mode = SplitMode(mode)
             self._dispatch()
         self._flush()
 
@@ -485,7 +494,9 @@ class WorkerPool:
         job_id = js.job.job_id
         if job_id in self._no_split or js.memory_profile or js.job.spec.has_inputs:
             return False
-        idle = [s for s in ready if not s.assigned and s.spec.device == ready[0].spec.device]
+        # idle: nothing to do but (a member's) end of a split image whose leader has already finished it
+        idle = [s for s in ready if s.spec.device == ready[0].spec.device
+                and all(self._jobs[j].state in FINISHED_STATES for j in s.assigned)]
         n = group_size(len(idle))
         if n < 2:
             return False

@@ -292,6 +292,7 @@ class Supervisor:
         gone. Its death restarts it like any other; `why` is what its death says."""
         slot.hung = why
         slot.last_error = why
+        slot.state = SlotState.RESTARTING  # nothing more is handed to it before its death is seen
         slot.proc.kill()
 
     def reap(self) -> None:
