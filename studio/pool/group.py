@@ -122,6 +122,7 @@ class Membership:
         self.engine = engine
         self.spec: GroupSpec | None = None
         self.split: Any = None
+        self._votes: Any = None  # a gloo group beside NCCL's, for the cancel vote
 
     def join(self, spec: GroupSpec) -> Any:
         """The engine's Split for `spec`'s group (joining it first, leaving any other group)."""
@@ -147,6 +148,8 @@ class Membership:
             # waiting, so until that is measured safe they are off on a worker that splits.
             engine.step_graphs.failed = "an image split over several GPUs"
             engine.drop_step_graphs()
+        # the per-step cancel vote goes host to host (gloo): on the GPU it would sync every step
+        self._votes = dist.new_group(backend="gloo") if cuda else None
         self.split = split_mod.Split(engine.pipe.transformer, spec.world)
         return self.split
 
@@ -155,8 +158,8 @@ class Membership:
         import torch
         import torch.distributed as dist
 
-        t = torch.tensor([1 if flag else 0], device=self.engine.device if self.engine.device.type == "cuda" else "cpu")
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        t = torch.tensor([1 if flag else 0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._votes)
         return bool(t.item())
 
     def leave(self) -> None:
@@ -165,7 +168,7 @@ class Membership:
             self.split.close()
             self.split = None
         if self.spec is not None:
-            self.spec = None
+            self.spec, self._votes = None, None
             import torch.distributed as dist
 
             if dist.is_initialized():
