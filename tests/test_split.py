@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.app import Studio
 from studio.core import events as ev
 from studio.core.metadata import request_from_chunks
 from studio.core.pngfile import read_chunks
 from studio.core.request import GenerationRequest
-from tests.pool_helpers import Recorder, wait_idle
+from tests.pool_helpers import running_studio
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -38,15 +37,8 @@ def record(path: str | Path) -> dict:
 @pytest.fixture
 def split_studio(home: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ZAOXIANG_SPLIT_IMAGE", "always")
-    studio = Studio(workers="cpu:2")
-    recorder = Recorder()
-    studio.subscribe(recorder)
-    studio.start()
-    try:
-        wait_idle(studio)
-        yield studio, recorder
-    finally:
-        studio.close()
+    with running_studio("cpu:2") as pair:
+        yield pair
 
 
 def test_split_image_matches_one_worker(split_studio, tmp_path: Path) -> None:
