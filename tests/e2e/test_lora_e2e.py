@@ -123,3 +123,60 @@ def test_mcp_generate_takes_loras_and_refuses_a_bad_one_in_one_line(ready):
     listed = json.loads(models.content[0].text)[0]["loras"]
     assert {x["name"]: (x["layout"], x["rank"]) for x in listed} == {
         "demo-purple": ("diffusers", 4), "ink-kohya": ("kohya", 4), "ink-toolkit": ("ai-toolkit", 4)}
+
+
+def _options(page) -> list[str]:
+    return [o.inner_text().strip() for o in page.locator("[role=option]").all() if o.is_visible()]
+
+
+def _search(page, text: str) -> list[str]:
+    """Type `text` into the picker's search box; the names it still offers."""
+    pick = page.locator("#lora-pick input").first
+    pick.click()
+    pick.fill("")
+    pick.press_sequentially(text, delay=30)  # key by key, as a person types
+    page.wait_for_timeout(500)
+    return [o.split(" ·")[0] for o in _options(page)]
+
+
+def _rows(page) -> list[str]:
+    return [r.inner_text().split("\n")[0].strip() for r in page.locator("#loras .zx-lora-row").all()]
+
+
+def test_picker_searches_as_you_type_and_gives_each_lora_a_slider(page, ready, shots):
+    """Typing filters the found LoRAs (by name, and by layout); choosing one adds a row with its own
+    strength slider; several rows, a removed one, a changed strength: the request gets exactly those."""
+    from tests.e2e.test_ui_e2e import box, fill_form, wait_finished
+
+    fill_form(page, prompt="a blue circle picker lora", count=1, steps=2, guidance="0", seed=4, mode="固定")
+    page.locator("#loras-box").first.click()
+    assert sorted(_search(page, "")) == ["demo-purple", "ink-kohya", "ink-toolkit"]
+    assert sorted(_search(page, "ink")) == ["ink-kohya", "ink-toolkit"]
+    assert _search(page, "kohya") == ["ink-kohya"]
+    page.locator("[role=option]", has_text="ink-kohya").first.click()
+    page.wait_for_function("document.querySelectorAll('#loras .zx-lora-row').length === 1")
+    assert _search(page, "purp") == ["demo-purple"]
+    page.locator("[role=option]", has_text="demo-purple").first.click()
+    _search(page, "toolkit")
+    page.locator("[role=option]", has_text="ink-toolkit").first.click()
+    page.wait_for_function("document.querySelectorAll('#loras .zx-lora-row').length === 3")
+    assert _rows(page) == ["ink-kohya", "demo-purple", "ink-toolkit"]
+
+    page.locator("#loras .zx-lora-row", has_text="ink-toolkit").locator(".zx-lora-remove").click()
+    page.wait_for_function("document.querySelectorAll('#loras .zx-lora-row').length === 2")
+    strength = page.locator("#loras .zx-lora-row", has_text="ink-kohya").locator("input[type=number]").first
+    strength.fill("0.5")
+    strength.press("Enter")
+    strength.blur()
+    page.wait_for_timeout(1000)  # the table takes the new strength; the rows are drawn again from it
+    page.wait_for_function("document.querySelectorAll('#loras .zx-lora-row').length === 2")
+    assert page.locator("#loras .zx-lora-row", has_text="ink-kohya").locator(
+        "input[type=number]").first.input_value() == "0.5"
+    page.screenshot(path=str(shots / "ui-lora-picker-zh.png"), full_page=True)
+
+    before = ready.studio.store.history_count()
+    page.click("#generate")
+    wait_finished(page)
+    assert ready.studio.store.history_count() == before + 1
+    assert _loras(ready, "a blue circle picker lora") == [("ink-kohya", 0.5), ("demo-purple", 1.0)]
+    assert box(page, "prompt").input_value() == "a blue circle picker lora"
