@@ -9,16 +9,17 @@ import base64
 import io
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.e2e import test_api_e2e
 from tests.e2e.test_api_e2e import landed, run_async
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+ready = test_api_e2e.ready  # the fixture: the module's app once its worker has loaded
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo-lora"
 # the demo LoRA as three differently named files (its diffusers, kohya and ai-toolkit copies)
@@ -36,15 +37,6 @@ def studio_home(studio_home: Path) -> Path:
     for name, file in NAMES.items():
         shutil.copyfile(ASSETS / file, folder / f"{name}.safetensors")
     return studio_home
-
-
-@pytest.fixture(scope="module")
-def ready(app):
-    deadline = time.monotonic() + 120
-    while not any(w["state"] in ("idle", "busy") for w in app.studio.pool_status()):
-        assert time.monotonic() < deadline, app.studio.pool_status()
-        time.sleep(0.2)
-    return app
 
 
 def _pixels(b64: str) -> np.ndarray:

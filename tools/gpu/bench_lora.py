@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -73,32 +74,68 @@ class Recompiles:
         return got
 
 
-def build_engine(args: argparse.Namespace, pipe, dev: torch.device):
-    """The studio's Engine on `pipe`, its blocks compiled (per --compile) and warmed for the one size measured."""
-    from studio.engine.generate import Engine
+class Bench:
+    """The studio's Engine on `pipe` (blocks compiled per --compile, warmed for the one size measured),
+    timing images and the phases that change its LoRAs into `out`."""
 
-    compile_flag = {"auto": None, "on": True, "off": False}[args.compile]
-    eng = Engine(f"random:{args.arch}", dev, dtype=pipe.transformer.dtype, pipe=pipe, warm="none", compile=compile_flag,
-                 compile_cache=args.cache)
-    if eng.compiled:
-        eng.warm_up(sizes=((args.size, args.size),))
-    return eng
+    def __init__(self, args: argparse.Namespace, pipe, dev: torch.device, out: dict) -> None:
+        from studio.engine.generate import Engine
 
+        self.args, self.dev, self.out, self.n = args, dev, out, 0
+        t0 = time.perf_counter()
+        self.eng = Engine(f"random:{args.arch}", dev, dtype=pipe.transformer.dtype, pipe=pipe, warm="none",
+                          compile={"auto": None, "on": True, "off": False}[args.compile], compile_cache=args.cache)
+        if self.eng.compiled:
+            self.eng.warm_up(sizes=((args.size, args.size),))
+        out.update(warm_s=round(time.perf_counter() - t0, 1), compiled=self.eng.compiled, notes=self.eng.notes)
+        self.rec = Recompiles()
 
-def timer(eng, args: argparse.Namespace, dev: torch.device):
-    """A function that makes one image (a new prompt and seed each time) and returns its seconds."""
-    n = [0]
-
-    def image() -> float:
-        n[0] += 1
-        sync(dev)
+    def image(self) -> float:
+        """One image (a new prompt and seed each time); its seconds."""
+        self.n += 1
+        sync(self.dev)
         t = time.perf_counter()
-        eng.generate(prompt=f"a photo of a cat number {n[0]} on a red sofa", width=args.size, height=args.size,
-                     steps=args.steps, guidance=0.0, seed=n[0])
-        sync(dev)
+        self.eng.generate(prompt=f"a photo of a cat number {self.n} on a red sofa", width=self.args.size,
+                          height=self.args.size, steps=self.args.steps, guidance=0.0, seed=self.n)
+        sync(self.dev)
         return time.perf_counter() - t
 
-    return image
+    def phase(self, tag: str, change: Callable[[], object]) -> None:
+        """`change` timed (a dict it returns is kept), then the first image after it and `--runs` more;
+        new graphs over all of it."""
+        self.rec.take()
+        t = time.perf_counter()
+        extra = change()
+        extra = extra if isinstance(extra, dict) else {}
+        set_s = time.perf_counter() - t
+        first = self.image()
+        times = sorted(self.image() for _ in range(self.args.runs))
+        self.out[tag] = {"set_s": round(set_s, 4), **extra, "first_image_s": round(first, 3),
+                         "median_s": round(times[len(times) // 2], 4), "min_s": round(times[0], 4),
+                         **self.rec.take()}
+        print(tag, self.out[tag], flush=True)
+
+    def switches(self, tag: str, changes: list[Callable[[], object]]) -> None:
+        """Each change timed with one image after it; the seconds per change and the new graphs."""
+        self.rec.take()
+        seconds = []
+        for change in changes:
+            t = time.perf_counter()
+            change()
+            seconds.append(round(time.perf_counter() - t, 4))
+            self.image()
+        self.out[tag] = {"set_s": seconds, **self.rec.take()}
+        print(tag, self.out[tag], flush=True)
+
+    def finish(self) -> int:
+        dev, out = self.dev, self.out
+        out["peak_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if dev.type == "cuda" else None
+        Path(self.args.out).mkdir(parents=True, exist_ok=True)
+        path = Path(self.args.out) / f"lora-{self.args.mode}.json"
+        path.write_text(json.dumps(out, indent=1))
+        print(json.dumps(out, indent=1))
+        print("wrote", path)
+        return 0
 
 
 def main() -> int:
@@ -123,56 +160,22 @@ def main() -> int:
     out["lora_mb"] = round(files[0].stat().st_size / 2**20, 1)
     if args.mode == "hotswap":
         return hotswap(args, pipe, dev, files, out)
-    t0 = time.perf_counter()
-    eng = build_engine(args, pipe, dev)
-    out["warm_s"] = round(time.perf_counter() - t0, 1)
-    out["compiled"] = eng.compiled
-    out["notes"] = eng.notes
-    image = timer(eng, args, dev)
-    rec = Recompiles()
+    bench = Bench(args, pipe, dev, out)
 
-    def phase(tag: str, loras: list) -> None:
-        rec.take()
-        t = time.perf_counter()
-        report = eng.set_loras(loras)
-        set_s = time.perf_counter() - t
-        first = image()
-        times = [image() for _ in range(args.runs)]
-        times.sort()
-        out[tag] = {"set_loras_s": round(set_s, 4), "loaded": report.loaded if report else [],
-                    "first_image_s": round(first, 3), "median_s": round(times[len(times) // 2], 4),
-                    "min_s": round(times[0], 4), **rec.take()}
-        print(tag, out[tag], flush=True)
+    def use(loras: list) -> Callable[[], dict]:
+        return lambda: {"loaded": getattr(bench.eng.set_loras(loras), "loaded", [])}
 
-    image()
-    phase("none", [])
-    phase("one_lora_first_load", [(files[0], 1.0)])
-    phase("one_lora", [(files[0], 0.8)])
-    phase("three_loras_load_two_more", [(f, 0.5) for f in files])
-    phase("three_loras", [(f, 0.6) for f in files])
-    phase("switch_to_one_of_three", [(files[1], 1.0)])
-    phase("switch_to_none_three_loaded", [])
-    switches = []
-    rec.take()
-    for i in range(6):
-        sets = [[(files[0], 1.0)], [(files[1], 0.5), (files[2], 0.5)], [], [(f, 0.3) for f in files]]
-        t = time.perf_counter()
-        eng.set_loras(sets[i % len(sets)])
-        switches.append(time.perf_counter() - t)
-        image()
-    out["switch_s"] = [round(s, 4) for s in switches]
-    out["switches"] = rec.take()
-    return finish(args, dev, out)
-
-
-def finish(args: argparse.Namespace, dev: torch.device, out: dict) -> int:
-    out["peak_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if dev.type == "cuda" else None
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    path = Path(args.out) / f"lora-{args.mode}.json"
-    path.write_text(json.dumps(out, indent=1))
-    print(json.dumps(out, indent=1))
-    print("wrote", path)
-    return 0
+    bench.image()
+    bench.phase("none", use([]))
+    bench.phase("one_lora_first_load", use([(files[0], 1.0)]))
+    bench.phase("one_lora", use([(files[0], 0.8)]))
+    bench.phase("three_loras_load_two_more", use([(f, 0.5) for f in files]))
+    bench.phase("three_loras", use([(f, 0.6) for f in files]))
+    bench.phase("switch_to_one_of_three", use([(files[1], 1.0)]))
+    bench.phase("switch_to_none_three_loaded", use([]))
+    sets = [[(files[0], 1.0)], [(files[1], 0.5), (files[2], 0.5)], [], [(f, 0.3) for f in files]]
+    bench.switches("switches", [use(sets[i % len(sets)]) for i in range(6)])
+    return bench.finish()
 
 
 def hotswap(args: argparse.Namespace, pipe, dev: torch.device, files: list[Path], out: dict) -> int:
@@ -196,40 +199,14 @@ def hotswap(args: argparse.Namespace, pipe, dev: torch.device, files: list[Path]
 
     pipe.enable_lora_hotswap(target_rank=args.rank)
     out["first_load_s"] = round(load(files[0], False), 4)
-    t0 = time.perf_counter()
-    eng = build_engine(args, pipe, dev)
-    out["warm_s"] = round(time.perf_counter() - t0, 1)
-    out["compiled"] = eng.compiled
-    out["notes"] = eng.notes
-    image = timer(eng, args, dev)
-    rec = Recompiles()
-
-    def phase(tag: str, change) -> None:
-        rec.take()
-        t = time.perf_counter()
-        change()
-        set_s = time.perf_counter() - t
-        first = image()
-        times = sorted(image() for _ in range(args.runs))
-        out[tag] = {"set_s": round(set_s, 4), "first_image_s": round(first, 3),
-                    "median_s": round(times[len(times) // 2], 4), "min_s": round(times[0], 4), **rec.take()}
-        print(tag, out[tag], flush=True)
-
-    image()
-    phase("slot_strength_0", lambda: strength(0.0))  # what the slot costs an image without a LoRA
-    phase("one_lora", lambda: strength(1.0))
-    phase("swap_in_second", lambda: load(files[1], True))
-    phase("swap_in_third_strength_0.6", lambda: (load(files[2], True), strength(0.6)))
-    switches = []
-    rec.take()
-    for i in range(6):
-        t = time.perf_counter()
-        load(files[i % 3], True)
-        switches.append(time.perf_counter() - t)
-        image()
-    out["swap_s"] = [round(s, 4) for s in switches]
-    out["swaps"] = rec.take()
-    return finish(args, dev, out)
+    bench = Bench(args, pipe, dev, out)
+    bench.image()
+    bench.phase("slot_strength_0", lambda: strength(0.0))  # what the slot costs an image without a LoRA
+    bench.phase("one_lora", lambda: strength(1.0))
+    bench.phase("swap_in_second", lambda: load(files[1], True))
+    bench.phase("swap_in_third_strength_0.6", lambda: [load(files[2], True), strength(0.6)])
+    bench.switches("swaps", [lambda i=i: load(files[i % 3], True) for i in range(6)])
+    return bench.finish()
 
 
 if __name__ == "__main__":
