@@ -1,7 +1,8 @@
 """Issue 19's GPU figures: seconds per image with 0, 1 and 3 LoRAs on the compiled engine, the time to
 switch sets, and whether anything recompiled (dynamo's graph count and guard failures per phase).
 
-    python3 tools/gpu/bench_lora.py --out $OUT                  # the engine's own way (LoraCache)
+    python3 tools/gpu/bench_lora.py --out $OUT                  # the engine's default (merged when compiled)
+    python3 tools/gpu/bench_lora.py --mode adapters --out $OUT  # peft adapters in the compiled blocks
     python3 tools/gpu/bench_lora.py --mode hotswap --out $OUT   # diffusers' hotswap, for comparison
     python3 tools/gpu/bench_lora.py --arch tiny --device cpu --compile on --size 128 --steps 2  # CPU smoke
 
@@ -9,9 +10,11 @@ Defaults: full-size random weights, bf16, 1024x1024, 9 steps. The LoRAs are rand
 diffusers layout on every attention and feed-forward linear of every block and refiner (what most
 published Z-Image LoRAs adapt), written to /tmp first.
 
-Two ways of keeping compiled blocks while LoRAs change. "engine" is what the studio does: every
-loaded file is its own peft adapter, all of them stay in the forward with their strengths in tensors,
-so a switch changes data only, and each newly loaded file changes the traced code once. "hotswap" is
+Three ways of keeping compiled blocks while LoRAs change. "engine" is what the studio does by default
+on a compiled engine: the active set merged into the weights (originals kept aside and copied back),
+so an image costs what it costs without LoRAs and no module changes. "adapters": every loaded file is
+its own peft adapter, all of them stay in the forward with their strengths in tensors, so a switch
+changes data only, and each newly loaded file changes the traced code once. "hotswap" is
 diffusers' `enable_lora_hotswap(target_rank=…)`: one adapter slot, filled before the blocks compile,
 whose weights are overwritten in place by each next file (one LoRA at a time; no stacking).
 """
@@ -142,7 +145,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     add_common_args(ap)
     ap.add_argument("--rank", type=int, default=32)
-    ap.add_argument("--mode", choices=("engine", "hotswap"), default="engine")
+    ap.add_argument("--mode", choices=("engine", "adapters", "hotswap"), default="engine")
     ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                     help="auto: compiled on CUDA only (the engine's default); on: also on a CPU (smoke tests "
                          "may set ZAOXIANG_COMPILE_BACKEND=eager to skip code generation)")
@@ -161,6 +164,9 @@ def main() -> int:
     if args.mode == "hotswap":
         return hotswap(args, pipe, dev, files, out)
     bench = Bench(args, pipe, dev, out)
+    if args.mode == "adapters":
+        bench.eng.lora_merge = False
+    out["lora_merge"] = bench.eng.compiled if bench.eng.lora_merge is None else bench.eng.lora_merge
 
     def use(loras: list) -> Callable[[], dict]:
         return lambda: {"loaded": getattr(bench.eng.set_loras(loras), "loaded", [])}
