@@ -57,6 +57,15 @@ class ModelCatalog:
         """Download a model once (resumable, checked against the hub); DownloadError says what to do next."""
         return Path(download_model(source, repo, folder, revision, configs_only, progress=progress))
 
+    @staticmethod
+    def download_lora(source: str, repo: str, revision: str = "main",
+                      progress: Callable[[Progress], None] | None = None) -> list[LoraInfo]:
+        """Download a LoRA repo's .safetensors files into the data dir's `loras` folder; DownloadError: one line."""
+        from studio.core.paths import get_paths
+        from studio.models.lora_download import download_lora
+
+        return download_lora(source, repo, get_paths().loras_dir, revision, progress=progress)
+
     def _with_controlnet(self, request: GenerationRequest) -> GenerationRequest:
         """The request with its ControlNet found and checked against the model (ValidationError if not)."""
         if request.control is None:

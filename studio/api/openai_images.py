@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Any
 
 import anyio
@@ -51,7 +52,7 @@ def routes(service: ApiService) -> list[Route]:
             if fmt not in RESPONSE_FORMATS:
                 raise ApiError(400, f"response_format={fmt!r}: give one of {', '.join(RESPONSE_FORMATS)}.",
                                param="response_format")
-            make = edit_request if edit else build_request
+            make = edit_request if edit else partial(build_request, check_lora=service.studio.lora_check())
             spec = await anyio.to_thread.run_sync(make, body, service.studio.default_size)
             images = await service.generate(spec, gone=request.is_disconnected)
             base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}/v1/images/files/"
