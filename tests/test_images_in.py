@@ -295,6 +295,28 @@ def test_derived_pipelines_share_the_engines_weights(engine, images_in) -> None:
     assert own and all(n.startswith(("control_", "control_noise_refiner")) for n in own)
 
 
+def test_images_in_keep_a_bf16_engine_in_bf16(demo_model_master: Path, picture) -> None:
+    """On a GPU the Engine runs in bf16: deriving the image pipelines must not cast the shared modules
+    (diffusers' `from_pipe` casts them to float32 unless told), and the init image must reach the VAE."""
+    import torch
+
+    from studio.engine.generate import Engine
+    from studio.engine.images_in import ControlInput, ImageInputs, ImagesIn
+
+    engine = Engine(demo_model_master, "cpu", torch.bfloat16, warm="off")
+    runner = ImagesIn(engine)
+    mask = Image.new("L", picture.size, 0)
+    mask.paste(255, (0, 0, SIZE // 2, SIZE // 2))
+    control = runner.controlnet(str(DEMO_CONTROLNET))
+    for inputs in (ImageInputs(init_image=picture, strength=0.5), ImageInputs(init_image=picture, mask=mask),
+                   ImageInputs(control=ControlInput(picture, str(DEMO_CONTROLNET), "map"))):
+        made = runner.run(seed=5, inputs=inputs, **{**ARGS, "steps": 2})
+        assert made.image.size == picture.size
+    kinds = {p.dtype for m in (engine.pipe.transformer, engine.pipe.vae, engine.pipe.text_encoder, control)
+             for p in m.parameters()}
+    assert kinds == {torch.bfloat16}
+
+
 def test_img2img_low_strength_stays_closer_to_the_init_image(images_in, picture) -> None:
     from studio.engine.images_in import ImageInputs, denoise_steps
 

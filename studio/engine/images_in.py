@@ -1,6 +1,6 @@
 """Images in: image-to-image, inpaint and outpaint, ControlNet and hires fix on the Engine's pipe.
 
-Every task runs through diffusers' own Z-Image pipelines made with `from_pipe` from the pipeline the
+Every task runs through diffusers' own Z-Image pipelines built from the components of the pipeline the
 Engine already holds: transformer, text encoder and VAE are the same objects (with the Engine's
 compiled blocks, FP8 linears and memory profile), never a second copy. As in text-to-image, prompts
 are encoded by the Engine (its cache and graphs), latents decoded by it (its finite checks and
@@ -180,8 +180,12 @@ class ImagesIn:
             extra: dict[str, Any] = {"controlnet": controlnet} if controlnet is not None else {}
             # Its own scheduler (same config): image-to-image moves the schedule's begin index.
             scheduler = type(self.engine.pipe.scheduler).from_config(self.engine.pipe.scheduler.config)
-            with _quiet_diffusers():  # from_pipe warns about a float32 cast it does not make here
-                pipe = cls.from_pipe(self.engine.pipe, scheduler=scheduler, **extra)
+            # Built from the Engine's components, not `from_pipe`: that casts the new pipeline, and so the
+            # shared modules in place, to float32 unless given a dtype, and to any dtype it would upcast FP8.
+            parts = {**self.engine.pipe.components, "scheduler": scheduler, **extra}
+            expected, _ = cls._get_signature_keys(cls)
+            with _quiet_diffusers():
+                pipe = cls(**{k: v for k, v in parts.items() if k in expected})
             pipe.set_progress_bar_config(disable=True)
             self._pipes[key] = pipe
         return self._pipes[key]
