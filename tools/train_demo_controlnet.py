@@ -37,14 +37,11 @@ if str(ROOT) not in sys.path:
 
 from tools import demo_shapes as shapes  # noqa: E402
 from tools.make_demo_controlnet import demo_config  # noqa: E402
+from tools.train_demo import log  # noqa: E402
 
 SIDE = 128  # training (and measuring) size: 8x8 image tokens keep a CPU step near a second
 EDGE_BLUR_PX = 2.0  # edges are compared blurred by this much: a pixel or two off still counts
 PROMPT = "a {fg} {shape} on a {bg} background"
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 # --- the measure -------------------------------------------------------------------------------

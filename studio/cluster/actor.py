@@ -6,8 +6,8 @@ worker says leaves by `poll` (a long poll, so step events come back as they happ
 no disk: the worker writes each PNG to a node-local scratch folder (in memory where /dev/shm exists),
 and `poll` hands the file's bytes back with its `done`, a reply Ray carries through its object store;
 the studio writes them into its gallery. Image inputs come the other way, beside the job that names
-them (cluster/inputs.py). When the actor dies, the worker sees EOF on its control pipe
-and exits, as it does when the pool's process dies.
+them (cluster/inputs.py). When the actor dies, the worker sees EOF on its control pipe and exits, as
+it does when the pool's process dies.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 multiprocessing context the pool uses, so Ray actors take jobs from the same queue and scheduler.
 
 Two threads per actor relay its pipes. One forwards the pool's messages to `deliver`, each awaited so
-they arrive in order, a job with the bytes of the image inputs it names that this actor lacks; EOF on the control pipe (the pool is gone or reaping) kills the actor, as EOF
-makes a local worker exit. The other long-polls the actor and writes each image's PNG bytes
+they arrive in order (a job with the bytes of the image inputs it names that this actor lacks); EOF
+on the control pipe (the pool is gone or reaping) kills the actor, as EOF makes a local worker exit. The other long-polls the actor and writes each image's PNG bytes
 atomically into the gallery before the pool hears `done`, so `done` still means a durable file. The
 sentinel reaches EOF once the actor has ended: stopped, killed, or lost with its node.
 """

@@ -5,8 +5,9 @@ Engine already holds: transformer, text encoder and VAE are the same objects (wi
 compiled blocks, FP8 linears and memory profile), never a second copy. As in text-to-image, prompts
 are encoded by the Engine (its cache and graphs), latents decoded by it (its finite checks and
 tiling), noise drawn from CPU generators seeded by the spec, so a seed means the same image on
-any device, and live previews made by the Engine's previewer (studio/engine/preview.py). After decoding, an inpaint's pixels outside the mask are pasted back from the original:
-they are kept exactly, whatever the VAE's round trip did to them.
+any device, and live previews made by the Engine's previewer (studio/engine/preview.py). After
+decoding, an inpaint's pixels outside the mask are pasted back from the original: they are kept
+exactly, whatever the VAE's round trip did to them.
 """
 
 from __future__ import annotations
