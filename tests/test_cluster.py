@@ -280,6 +280,21 @@ def test_input_shipper_sends_each_input_once_and_nodes_check_the_hash(tmp_path: 
     assert InputShipper(studio).for_job({"spec": {"init_image": "f" * 64}}) == {}  # gone here: nothing sent
 
 
+def test_a_nodes_controlnet_is_the_studios_path_where_it_exists_else_its_name(tmp_path: Path) -> None:
+    from studio.cluster.node_model import controlnet_here
+
+    here = tmp_path / "union-2.1"
+    here.mkdir()
+    job = {"job_id": "j", "spec": {"prompt": "x", "control": {"image": "ab" * 32, "model": str(here)}}}
+    assert controlnet_here(job) == job
+    for studio_path, name in (("/studio/only/Z-Image-Fun-Controlnet-Union.safetensors",
+                               "Z-Image-Fun-Controlnet-Union"), ("/studio/only/union-2.1", "union-2.1")):
+        moved = controlnet_here({**job, "spec": {**job["spec"], "control": {"image": "ab" * 32, "model": studio_path}}})
+        assert moved["spec"]["control"] == {"image": "ab" * 32, "model": name} and moved["job_id"] == "j"
+    plain = {"job_id": "k", "spec": {"prompt": "x", "control": None}}
+    assert controlnet_here(plain) is plain
+
+
 def test_cancel_stops_a_running_image(cluster, link: Link) -> None:
     _info, home = cluster
     job = _job(home, "cancelled", steps=60)

@@ -26,7 +26,7 @@ from typing import Any
 
 from studio.cluster import wire
 from studio.cluster.inputs import land
-from studio.cluster.node_model import resolve_here
+from studio.cluster.node_model import controlnet_here, resolve_here
 
 EXITED = "exited"  # poll's last item: ("exited", exit code)
 
@@ -89,6 +89,7 @@ class WorkerActor:
         if inputs:
             land(inputs)
         if wire.is_job(msg):
+            msg = wire.with_job(msg, controlnet_here(wire.job_fields(msg)))
             msg, job_id, original = wire.with_output(msg, os.path.join(self._scratch, f"{next(self._names)}.png"))
             with self._lock:
                 self._paths[job_id] = original
