@@ -3,7 +3,8 @@
 What chat front-ends (Open WebUI, LibreChat, Dify) and the `openai` package send, answered the way
 they expect: `{"created", "data": [{"b64_json" | "url", "revised_prompt"}]}` (each item also carries
 its `seed`), errors in OpenAI's shape. `url` items point at `/v1/images/files/<job id>.png`, served
-behind the same key as the call. `POST /v1/images/edits` (JSON; studio/api/edits.py) edits an image.
+behind the same key as the call. `POST /v1/images/edits` (multipart or JSON; studio/api/edits.py)
+edits an image.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from starlette.routing import Route
 
 from studio.api.edits import edit_request
 from studio.api.errors import ApiError
+from studio.api.multipart import MULTIPART, bounded, content_type, read_form
 from studio.api.service import ApiService, build_request
 
 RESPONSE_FORMATS = ("b64_json", "url")
+MULTIPART_PATHS = ("/images/edits",)  # the one route the API gate lets a multipart body through to
 STARTED = int(time.time())
 
 
@@ -46,7 +49,9 @@ def routes(service: ApiService) -> list[Route]:
 
     async def generations(request: Request, edit: bool = False) -> Response:
         try:
-            body = await _body(request)
+            if edit:
+                request = bounded(request)
+            body = await (read_form(request) if edit and content_type(request) == MULTIPART else _body(request))
             service.check_model(body.get("model"))
             fmt = body.get("response_format") or "b64_json"
             if fmt not in RESPONSE_FORMATS:

@@ -306,7 +306,7 @@ class Engine:
         if any(s.with_seed(first.seed) != first for s in specs[1:]):
             raise ValueError("a batch's images must differ only in their seed")
         if first.has_inputs:  # init image, mask, control or hires: their own pipelines, one image at a time
-            return self.images_in.run_specs(specs, on_step, should_cancel)
+            return self.images_in.run_specs(specs, on_step, should_cancel, preview=self._previewer(on_preview))
         limit = self.profile.max_batch
         if limit and len(specs) > limit:
             images: list[Image.Image] = []
