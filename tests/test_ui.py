@@ -271,6 +271,20 @@ def test_settings_checks(home):
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
 
 
+def test_settings_fields_are_named_by_their_labels():
+    """The "needs a restart" line names fields as the form does, in the window's language; every
+    setting has a label in both (a new setting without one would show its code name)."""
+    from dataclasses import fields
+
+    from studio.core.settings import Settings
+    from studio.ui.i18n import STRINGS
+    from studio.ui.settings import field_names
+
+    assert field_names(["memory_profile", "workers"], "zh") == "显存方案、GPU"
+    assert field_names(["memory_profile", "workers"], "en") == "Memory profile, GPUs"
+    assert all(f"set.field.{f.name}" in STRINGS for f in fields(Settings))
+
+
 def test_serving_beyond_loopback_needs_a_password():
     from studio.core.passwords import verify_password
     from studio.core.settings import Settings

@@ -315,7 +315,8 @@ def test_settings_save_reload_and_restart_on_request(page, app, shots):
     page.click("#settings-save")
     page.wait_for_function("document.querySelector('#settings-status').innerText.includes('设置已保存')")
     status = page.locator("#settings-status").inner_text()
-    assert "memory_profile" in status and "workers" in status
+    assert "显存方案" in status and "GPU" in status  # the fields by their labels, in Chinese
+    assert not re.search(r"memory_profile|workers|[A-Za-z]{3,}_[a-z]", status), status
     page.locator("#settings-restart").wait_for(state="visible")
     page.screenshot(path=str(shots / "ui-settings-zh.png"), full_page=True)
     pids = [w["pid"] for w in app.studio.pool_status()]
