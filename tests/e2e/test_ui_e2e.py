@@ -850,10 +850,18 @@ def _a_gallery_image(app) -> dict:
     return items[0]
 
 
-def _new_png(app, before: set) -> Path:
+def _generate_one(page, app) -> tuple[dict, str, Path]:
+    """Click Generate for one image in a fresh window; its request record, `parameters` text and PNG."""
+    from studio.core.pngfile import read_chunks
+
+    before = set(app.studio.output_dir.rglob("*.png"))
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#progress').innerText.includes('1/1 张完成')",
+                           timeout=180_000)
     made = sorted(set(app.studio.output_dir.rglob("*.png")) - before)
     assert len(made) == 1, made
-    return made[0]
+    chunks = read_chunks(made[0])
+    return json.loads(chunks["zaoxiang"])["request"], chunks["parameters"], made[0]
 
 
 def test_a_gallery_image_sent_to_img2img_is_the_init_image_of_the_next_one(browser, app, shots):
@@ -863,7 +871,6 @@ def test_a_gallery_image_sent_to_img2img_is_the_init_image_of_the_next_one(brows
     from PIL import Image
 
     from studio.core.image_inputs import InputStore
-    from studio.core.pngfile import read_chunks
 
     source = _a_gallery_image(app)
     context, page = new_window(browser, app, 1366, 768)
@@ -881,26 +888,21 @@ def test_a_gallery_image_sent_to_img2img_is_the_init_image_of_the_next_one(brows
         box(page, "prompt").fill("图生图 from the gallery")
         set_number(page, "count", 1)
         set_number(page, "steps", 3)
-        before = set(app.studio.output_dir.rglob("*.png"))
-        page.click("#generate")
-        page.wait_for_function("document.querySelector('#progress').innerText.includes('1/1 张完成')",
-                               timeout=180_000)
-        made = _new_png(app, before)
-        request = json.loads(read_chunks(made)["zaoxiang"])["request"]
+        request, parameters, _png = _generate_one(page, app)
         assert request["init_image"] and not request.get("mask") and request["strength"] == 0.75
         stored = np.asarray(InputStore(app.studio.paths.inputs_dir).open(request["init_image"]))
         assert np.array_equal(stored, np.asarray(Image.open(source["path"]).convert("RGB")))
-        assert "Denoising strength: 0.75" in read_chunks(made)["parameters"]
+        assert "Denoising strength: 0.75" in parameters
     finally:
         context.close()
 
 
 def test_the_demo_controlnet_is_chosen_in_the_panel_and_drawn_with(browser, app, shots, tmp_path):
-    """A result "used as control image", the demo ControlNet picked in the chooser, a type and a
-    start/end: the image is made through it and its PNG names the ControlNet and those settings."""
+    """A control image dropped in, the demo ControlNet picked in the chooser, a type and a start/end:
+    the image is made through it and its PNG names the ControlNet and those settings; then the
+    results' "use as control image" puts that result in as the next control image."""
     from PIL import Image
 
-    from studio.core.pngfile import read_chunks
 
     source = _a_gallery_image(app)
     control = tmp_path / "control.png"
@@ -918,16 +920,11 @@ def test_the_demo_controlnet_is_chosen_in_the_panel_and_drawn_with(browser, app,
         set_number(page, "img-control-start", 0.1)
         set_number(page, "img-control-end", 0.9)
         page.screenshot(path=str(shots / "ui-controlnet-zh.png"), full_page=True)
-        before = set(app.studio.output_dir.rglob("*.png"))
-        page.click("#generate")
-        page.wait_for_function("document.querySelector('#progress').innerText.includes('1/1 张完成')",
-                               timeout=180_000)
-        made = _new_png(app, before)
-        record = json.loads(read_chunks(made)["zaoxiang"])["request"]
+        record, parameters, _png = _generate_one(page, app)
         ctrl = record["control"]
         assert Path(ctrl["model"]).name == "demo-controlnet" and ctrl["kind"] == "map"
         assert (ctrl["start"], ctrl["end"]) == (0.1, 0.9) and ctrl["image"]
-        assert 'ControlNet 0: "Module: map, Model: demo-controlnet' in read_chunks(made)["parameters"]
+        assert 'ControlNet 0: "Module: map, Model: demo-controlnet' in parameters
 
         # the result goes back in as the control image of the next one, from the results' own button
         page.locator("#results img").first.wait_for()
