@@ -21,6 +21,7 @@ from studio.pool.spec import visible_gpus
 if TYPE_CHECKING:
     from studio.core.paths import Paths
     from studio.core.settings import Settings
+    from studio.models.controlnets import ControlNetInfo
     from studio.models.download import Progress
 
 
@@ -65,6 +66,18 @@ class ModelCatalog:
         from studio.models.lora_download import download_lora
 
         return download_lora(source, repo, get_paths().loras_dir, revision, progress=progress)
+
+    def available_controlnets(self) -> list[ControlNetInfo]:
+        """The ControlNets that fit this studio's model: its ControlNet folders, ComfyUI's, and the demo
+        one while the demo model is in use (what the window's ControlNet chooser lists)."""
+        from studio.models.controlnets import controlnet_dirs, demo_controlnet, find_controlnets, fits
+        from studio.models.controlnets import transformer_config as read_config
+
+        config = read_config(self.model.path) or {}
+        demo = demo_controlnet() if self.model.is_demo else None
+        dirs = controlnet_dirs(self.paths) + ([demo.parent] if demo else [])
+        found = find_controlnets(dirs, int(config.get("n_layers", 30)))
+        return [info for info in found if not config or fits(info, config) is None]
 
     def _with_controlnet(self, request: GenerationRequest) -> GenerationRequest:
         """The request with its ControlNet found and checked against the model (ValidationError if not)."""

@@ -503,7 +503,7 @@ def test_panel_values_become_stored_fields_and_come_back_for_history(home: Path)
     layer = Image.new("RGBA", (320, 256), (0, 0, 0, 0))
     layer.paste((255, 255, 255, 255), (100, 100, 200, 180))  # the brush strokes
     fields = image_fields({"background": picture, "layers": [layer], "composite": None}, 0.6, 8, False, "",
-                          True, 1.5, 0.3, Image.new("RGB", (64, 64), (9, 9, 9)), "map", 1.1)
+                          True, 1.5, 0.3, Image.new("RGB", (64, 64), (9, 9, 9)), "map", 1.1, "/cn/union", 0.1, 0.8)
     assert (fields["width"], fields["height"]) == (320, 256) and fields["strength"] == 0.6
     assert fields["hires"] == HiresRef(1.5, 0.3) and isinstance(fields["control"], ControlRef)
     store = InputStore()
@@ -519,5 +519,5 @@ def test_panel_values_become_stored_fields_and_come_back_for_history(home: Path)
     editor = values[0]
     assert np.array_equal(pixels(editor["background"]), pixels(picture))
     assert np.asarray(editor["layers"][0].getchannel("A"))[150, 150] == 255
-    assert values[5:8] == [True, 1.5, 0.3] and values[9:] == ["map", 1.1]
+    assert values[5:8] == [True, 1.5, 0.3] and values[9:] == ["map", 1.1, "/cn/union", 0.1, 0.8]
     assert image_fields(None, 0.6, 4, False, "", False, 2, 0.35, None, "canny", 0.75) == {}
