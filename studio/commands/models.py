@@ -85,7 +85,6 @@ def download(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from studio.app import Studio, StudioError
-    from studio.models.download import DEFAULT_REPO
 
     bars: list = []  # made on the first byte count, so an early error prints one line only
 
@@ -110,7 +109,7 @@ def download(a: argparse.Namespace) -> int:
         if a.lora:
             loras = Studio.download_lora(a.source, a.repo, a.revision, progress=show)
         else:
-            folder = Studio.download_model(a.source, a.repo or DEFAULT_REPO, a.dir, a.revision, a.configs_only,
+            folder = Studio.download_model(a.source, a.repo, a.dir, a.revision, a.configs_only,
                                            progress=show)
     except StudioError as exc:  # DownloadError: what to do next, in one sentence
         for bar in bars:
