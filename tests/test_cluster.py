@@ -230,7 +230,8 @@ def test_actor_image_lands_in_the_gallery_atomically(cluster, link: Link) -> Non
 
 def test_image_inputs_travel_with_the_job_to_the_node(cluster, link: Link) -> None:
     """Issue 23: an image-to-image job on a node whose home has never seen its init image; the bytes
-    go with the job, land in the node's inputs folder under their hash, and are sent once per actor."""
+    go with the job and land in that node's inputs folder under their hash (once per actor: the
+    shipper's own test below)."""
     import numpy as np
     from PIL import Image
 
