@@ -264,7 +264,9 @@ def _download_hf(repo: str, target_dir, revision: str, configs_only: bool, endpo
         ignore = list(WEIGHT_PATTERNS) if configs_only else None
         try:
             with _DiskWatcher(folder, temps, files, report):
-                got = snapshot_download(repo, revision=sha, cache_dir=str(cache) if cache else None,
+                # cache_dir always given: huggingface_hub reads HF_HUB_CACHE once, at import, and copies a
+                # blob it finds there into local_dir without asking the hub (or checking our endpoint).
+                got = snapshot_download(repo, revision=sha, cache_dir=str(cache or hf_cache_dir()),
                                         local_dir=str(folder) if cache is None else None, endpoint=endpoint,
                                         ignore_patterns=ignore, allow_patterns=list(allow) if allow else None, max_workers=4)
         except Exception as exc:
