@@ -137,7 +137,7 @@ class Studio(StoreQueries, ModelCatalog):
             self._delivery.start()
             self._pool = WorkerPool(specs, model_path=str(model.path), model_name=model.name,
                                     memory_profile=self.settings.memory_profile, on_event=self._on_event,
-                                    context=context)
+                                    context=context, split=self.settings.split_image)
             self._pool.start()
             self._reconcile(partial_age_s=0.0 if alone else None)
             if resume:
@@ -381,7 +381,7 @@ class Studio(StoreQueries, ModelCatalog):
             if "workers" in changed:
                 self._workers_arg = None
             running = self._pool is not None
-        restart = ("model", "workers", "memory_profile", "fast_path")
+        restart = ("model", "workers", "memory_profile", "fast_path", "split_image")
         return [n for n in changed if n in restart] if running else []
 
     def restart_pool(self) -> None:
@@ -398,7 +398,8 @@ class Studio(StoreQueries, ModelCatalog):
             return self.start()
         model = resolve_model(self._model_arg, self.settings.model or None, self.paths)
         new = WorkerPool(parse_workers(self.workers_spec), model_path=str(model.path), model_name=model.name,
-                         memory_profile=self.settings.memory_profile, on_event=self._on_event)
+                         memory_profile=self.settings.memory_profile, on_event=self._on_event,
+                         split=self.settings.split_image)
         start_beside(new)  # PoolStartError: the old pool was never touched
         with self._lock:
             same_model = str(model.path) == str(self.model.path)

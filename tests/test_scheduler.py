@@ -154,7 +154,9 @@ def test_every_message_crosses_a_pipe_whole() -> None:
                 p.Warming(12.5, "compile"), p.Started("j", 1.0), p.Step("j", 1, 9), p.Cancelled("j", 0.1),
                 p.Preview("j", 2, 9, 32, 32, b"\xff\xd8jpeg"),
                 p.Revoked("j", p.RevokeReason.CANCEL), p.Failed("j", 0.1, p.ErrorKind.OOM, "out of memory"),
-                p.Stopped(), p.Fatal("no model"),
+                p.Stopped(), p.Fatal("no model"), p.Helped("j", 0.4, ok=False),
+                p.RunJob({"job_id": "j"}, None, {"group_id": 1, "port": 29500, "rank": 1, "world": 2,
+                                                 "members": ["cuda:0", "cuda:1"], "devices": ["cuda", "cuda"]}),
                 p.Done.pick({"job_id": "j", "request_id": "r", "index": 0, "path": "/x.png", "seed": 1,
                              "worker": "cpu:0", "elapsed_s": 0.5, "busy_s": 0.6, "finished": 2.0, "extra": 1})]
     assert {m.kind for m in messages} == set(p.Msg) - {p.Msg.READY}

@@ -26,6 +26,7 @@ from studio.core.paths import Paths, get_paths
 from studio.core.settings_check import (
     LANGUAGES,
     MEMORY_PROFILES,
+    SPLIT_MODES,
     SettingsError,
     SettingsProblem,
     field_kinds,
@@ -37,7 +38,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["LANGUAGES", "MEMORY_PROFILES", "Settings", "SettingsError", "load_settings", "save_settings",
+__all__ = ["LANGUAGES", "MEMORY_PROFILES", "SPLIT_MODES", "Settings", "SettingsError", "load_settings", "save_settings",
            "check_settings_values"]
 
 log = logging.getLogger("zaoxiang.settings")
@@ -56,6 +57,7 @@ class Settings:
     auth_user: str = ""
     auth_password: str = ""  # a `passwords.hash_password` hash, never the password itself
     fast_path: bool = True
+    split_image: str = "auto"  # one image on several GPUs: auto | never | always (studio/pool/group.py)
 
     def with_changes(self, **changes: Any) -> Settings:
         return replace(self, **changes)

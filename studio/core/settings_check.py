@@ -22,6 +22,7 @@ from studio.core.spec import MemoryProfile
 from studio.core.workers_spec import WorkerSpecError, parse_workers_text
 
 MEMORY_PROFILES = ("auto", *MemoryProfile.names())
+SPLIT_MODES = ("auto", "never", "always")  # one image on several GPUs (the pool's group.SplitMode)
 LANGUAGES = ("auto", *LANGS)
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -190,6 +191,8 @@ def settings_problems(values: dict[str, Any], *, saving: bool, home: Path | None
         add(workers_problem(get("workers"), gpu_count))
     if isinstance(get("memory_profile"), str) and get("memory_profile") not in MEMORY_PROFILES:
         add(_problem("memory_profile", "set.bad_profile"))
+    if isinstance(get("split_image"), str) and get("split_image") not in SPLIT_MODES:
+        add(_problem("split_image", "set.bad_split"))
     if isinstance(get("language"), str) and get("language") not in LANGUAGES:
         add(_problem("language", "set.bad.language"))
     port = get("port")

@@ -491,6 +491,13 @@ STRINGS: dict[str, dict[str, str]] = {
     "err.label.hires_strength": {"zh": "高清修复重绘强度", "en": ""},
     # live preview
     "gen.preview": {"zh": "{label} 预览 · 第 {step}/{steps} 步", "en": "{label} preview · step {step}/{steps}"},
+    # one image on several GPUs (issue 16)
+    "set.split": {"zh": "单张图多卡合算", "en": "One image on several GPUs"},
+    "set.split.auto": {"zh": "自动（按实测速度）", "en": "Automatic (by measured speed)"},
+    "set.split.never": {"zh": "从不", "en": "Never"},
+    "set.split.always": {"zh": "总是", "en": "Always"},
+    "set.field.split_image": {"zh": "单张图多卡合算", "en": "One image on several GPUs"},
+    "set.bad_split": {"zh": "只能是自动、从不或总是。", "en": "Choose automatic, never or always."},
     # images in, from the window (issue 20): the ControlNet chooser and "send to"
     "img.controlnet": {"zh": "ControlNet 模型", "en": "ControlNet model"},
     "img.controlnet.auto": {"zh": "自动（当前模型的默认 ControlNet）", "en": "Automatic (the model's default ControlNet)"},

@@ -49,6 +49,11 @@ class FusedZImageAttnProcessor:
         if kernel not in KERNELS:
             raise ValueError(f"Unknown attention kernel {kernel!r}; choose one of: {', '.join(KERNELS)}.")
         self.kernel = kernel
+        # Set by cache-dit's context parallelism (studio/engine/split.py): attention then exchanges the
+        # sequence shares of q/k/v with the other devices of the group around our kernel. Instance
+        # attributes from the start: the compiled blocks' guards then see one value switch, not a new key.
+        self._cp_config: Any = None
+        self._parallel_config: Any = None
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, freqs_cis: torch.Tensor | None = None) -> torch.Tensor:
@@ -65,8 +70,13 @@ class FusedZImageAttnProcessor:
         mask = attention_mask
         if mask is not None and mask.ndim == 2:
             mask = mask[:, None, None, :]
-        out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, self.kernel)
-        out = attn.to_out[0](out.transpose(1, 2).flatten(2, 3).to(v.dtype))
+        if self._cp_config is not None:
+            from studio.engine.split import ulysses_attend
+
+            out = ulysses_attend(q, k, v, mask, self.kernel, self._cp_config)
+        else:
+            out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, self.kernel).transpose(1, 2)
+        out = attn.to_out[0](out.flatten(2, 3).to(v.dtype))
         if len(attn.to_out) > 1:
             out = attn.to_out[1](out)
         return out

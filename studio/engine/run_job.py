@@ -35,9 +35,10 @@ class MadeImage:
 
 def make_image(engine: Engine, job: Job, *, model_name: str, worker: str,
                on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None,
-               on_preview: PreviewCallback | None = None) -> MadeImage:
+               on_preview: PreviewCallback | None = None, group: dict[str, Any] | None = None) -> MadeImage:
     """Generate `job`'s image and its metadata record (nothing written yet); the record names
-    `model_name`, the model that actually drew it, and the hashes of the LoRA files it used."""
+    `model_name`, the model that actually drew it, and the hashes of the LoRA files it used;
+    `group` (workers, devices) when several GPUs made it together."""
     files = [(lora_files.resolve(lora.name), lora.weight) for lora in job.spec.loras]
     engine.set_loras(files)  # the same set as the last image costs nothing
     spec = replace(job.spec, model=model_name, loras=tuple(
@@ -49,7 +50,8 @@ def make_image(engine: Engine, job: Job, *, model_name: str, worker: str,
                           device=engine.device_name,
                           timings={"encode_s": round(timings.encode_s, 4),
                                    "denoise_s": round(timings.denoise_s, 4),
-                                   "decode_s": round(timings.decode_s, 4)})
+                                   "decode_s": round(timings.decode_s, 4)},
+                          **({"group": group} if group else {}))
     return MadeImage(job, image, record, worker, elapsed)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 SEQ_MULTI_OF = 32  # diffusers' Z-Image pads captions and images to multiples of this
+SPLIT_MARK = "_zx_split"  # set on the transformer while a split is active: its group size
 
 
 def padded_length(n: int) -> int:
@@ -100,7 +101,9 @@ class StepGraphs:
         shapes = {tuple(xi.shape) for xi in x}
         if len(lengths) != 1 or len(shapes) != 1:
             return None  # items that pad differently: the transformer builds an attention mask
-        return (len(x), shapes.pop(), lengths.pop(), x[0].dtype, cap[0].dtype, tuple(t.shape))
+        # a split step (studio/engine/split.py) holds the group's collectives: a graph of its own
+        split = getattr(self.transformer, SPLIT_MARK, None)
+        return (len(x), shapes.pop(), lengths.pop(), x[0].dtype, cap[0].dtype, tuple(t.shape), split)
 
     def forward(self, x: Any, t: Any, cap_feats: Any, return_dict: bool = True, **kwargs: Any) -> Any:
         usable = self.failed is None and self.enabled() and not torch.is_grad_enabled()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from studio.core import events as ev
@@ -19,6 +20,7 @@ from studio.core.atomic import remove_partials
 from studio.core.jobs import CANCELLED, DONE, FAILED, FINISHED_STATES, QUEUED, RUNNING, Job
 from studio.pool import protocol as p
 from studio.pool.eta import pool_eta_s
+from studio.pool.group import GroupBook, GroupSpec, SplitChooser, SplitMode, group_size
 from studio.pool.ledger import Carried, JobEntry, Ledger, oom_message
 from studio.pool.protocol import SENT, ErrorKind, Msg, RevokeReason, SlotState
 from studio.pool.scheduler import Held, JobQueue, Queued, WorkerView, job_shape, lower_profile, plan_next
@@ -27,6 +29,16 @@ from studio.pool.stats import worker_row
 from studio.pool.supervisor import Slot, Supervisor
 
 MAX_KILLS = 2  # a job that took down this many workers is failed, not retried again
+GROUP_BROKE = "stopped: its group lost a member"  # why the pool kills the rest of a broken group
+
+
+@dataclass
+class SplitRun:
+    """A job split over a group: its members (slot indices, leader first) and who has not reported yet."""
+
+    group_id: int
+    members: list[int]
+    pending: set[int] = field(default_factory=set)
 
 
 class WorkerPool:
@@ -35,7 +47,7 @@ class WorkerPool:
 
     def __init__(self, specs: list[WorkerSpec], *, model_path: str, model_name: str,
                  memory_profile: str | None = None, on_event: Callable[[ev.Event], None] | None = None,
-                 context: Any = None, target: Callable[..., None] | None = None) -> None:
+                 context: Any = None, target: Callable[..., None] | None = None, split: str = "never") -> None:
         if not specs:
             raise ValueError("A pool needs at least one worker.")
         # "full,24gb": one profile per worker, in order (the bench caps one card to show a measured split)
@@ -55,11 +67,19 @@ class WorkerPool:
         self._paused = False
         self._started = False
         self._successor: WorkerPool | None = None  # the pool its unfinished requests were handed to
+        # One image over several workers (studio/pool/group.py): only between worker processes of this
+        # machine, which can join one torch.distributed group.
+        self._split_allowed = context is None and target is None
+        self._split_mode = SplitMode(split) if self._split_allowed else SplitMode.NEVER
+        self._groups, self._chooser = GroupBook(), SplitChooser()
+        self._split: dict[str, SplitRun] = {}
+        self._no_split: set[str] = set()  # jobs whose split failed: they run on one worker
         self._thread = threading.Thread(target=self._loop, name="worker-pool", daemon=True)
         self._handlers: dict[Msg, Callable[[Slot, Any, Any], None]] = {
             Msg.WARMING: self._on_worker, Msg.READY: self._on_worker, Msg.FATAL: self._on_worker,
             Msg.STARTED: self._on_started, Msg.STEP: self._on_step, Msg.DONE: self._on_done,
             Msg.CANCELLED: self._on_cancelled, Msg.REVOKED: self._on_revoked, Msg.FAILED: self._on_failed,
+            Msg.HELPED: self._on_helped,
             Msg.PREVIEW: lambda slot, js, msg: self._books.emit(ev.PREVIEW, **self._common(slot, js), **msg.event()),
         }
 
@@ -100,7 +120,8 @@ class WorkerPool:
                     self._queue.remove(job_id)
                     self._books.finish(js, CANCELLED, None, ev.JOB_CANCELLED, reason="cancelled")
                 elif js.state in (SENT, RUNNING) and js.worker is not None:
-                    self._sup.send(self._slots[js.worker], p.Revoke(job_id, RevokeReason.CANCEL))
+                    for i in self._split[job_id].pending if job_id in self._split else [js.worker]:
+                        self._sup.send(self._slots[i], p.Revoke(job_id, RevokeReason.CANCEL))
             self._check_request(request_id)
         self._flush()
         return True
@@ -113,8 +134,8 @@ class WorkerPool:
                 return
             self._paused = True
             for slot in self._slots:
-                for job_id in slot.assigned:
-                    if self._jobs[job_id].state == SENT:
+                for job_id in slot.assigned:  # a split image runs on: its members start it together
+                    if self._jobs[job_id].state == SENT and job_id not in self._split:
                         self._sup.send(slot, p.Revoke(job_id, RevokeReason.PAUSE))
             if not quiet:
                 self._books.emit(ev.QUEUE_PAUSED)
@@ -126,6 +147,14 @@ class WorkerPool:
                 return
             self._paused = False
             self._books.emit(ev.QUEUE_RESUMED)
+            self._dispatch()
+        self._flush()
+
+    def set_split(self, mode: str) -> None:
+        """Change "one image on several GPUs" (auto/never/always) for the images handed out from now on."""
+        with self._lock:
+            if self._split_allowed:
+                self._split_mode = SplitMode(mode)
             self._dispatch()
         self._flush()
 
@@ -305,12 +334,18 @@ class WorkerPool:
         slot.images_done += 1
         slot.busy_s += js.busy_s
         slot.failures = 0
-        slot.speed.observe(job_shape(js.job), js.busy_s)
+        run = self._split.get(js.job.job_id)
+        if run is not None:  # its time is the group's, not this worker's own speed
+            self._chooser.observe(run.group_id, job_shape(js.job), len(run.members), js.busy_s)
+            self._member_reported(slot, js)
+        else:
+            slot.speed.observe(job_shape(js.job), js.busy_s)
         result = msg.result()
         self._books.finish(js, DONE, result, ev.JOB_DONE, **result)
 
     def _on_cancelled(self, slot: Slot, js: JobEntry, msg: p.Cancelled) -> None:
         self._release(slot, js)
+        self._member_reported(slot, js)
         js.busy_s = msg.busy_s
         slot.busy_s += js.busy_s
         self._books.finish(js, CANCELLED, None, ev.JOB_CANCELLED, **self._common(slot, js),
@@ -334,6 +369,9 @@ class WorkerPool:
         js.busy_s = msg.busy_s
         slot.busy_s += js.busy_s
         job, common = js.job, self._common(slot, js)
+        if job.job_id in self._split:  # the group failed it: one worker makes it instead
+            self._split_fault(js, slot, died=False)
+            return
         if msg.error != ErrorKind.OOM:
             self._books.finish(js, FAILED, None, ev.JOB_FAILED, **common, kind=msg.error.value, message=msg.message,
                                 exception=msg.exception)
@@ -355,13 +393,21 @@ class WorkerPool:
         if death is None:
             return
         name = slot.spec.name
+        for job_id in [j for j in slot.assigned if j in self._split]:
+            js = self._jobs[job_id]
+            if self._split[job_id].members[0] == i:
+                self._split_fault(js, slot, died=True)  # the leader: the job goes back (to one worker)
+            else:
+                self._member_reported(slot, js)
+                self._release(slot, js)
+                self._abandon_split(js)
         running = [j for j in slot.assigned if self._jobs[j].state == RUNNING]
         for job_id in running:  # its half-written PNG: nobody else writes it until the job is handed out again
             remove_partials(self._jobs[job_id].job.output_path)
         for job_id in reversed(slot.assigned):  # reversed: the front of the queue keeps their order
             js = self._jobs[job_id]
             common = self._common(slot, js)
-            if js.state == RUNNING:
+            if js.state == RUNNING and slot.hung != GROUP_BROKE:  # stopped by the pool, not by this job
                 js.kills += 1
             js.state, js.worker, js.started = QUEUED, None, None
             if self._requests[js.job.request_id].cancelled:
@@ -423,6 +469,8 @@ class WorkerPool:
             ready = [s for s in self._slots if s.state == SlotState.READY and s.control is not None]
             if not ready:
                 return
+            if self._dispatch_split(ready):
+                continue
             queued = [Queued(job_shape(self._jobs[j].job), self._jobs[j].memory_profile) for j in self._queue.head()]
             planned = plan_next(queued, [self._view(s) for s in ready], now)
             if planned is None:
@@ -435,6 +483,90 @@ class WorkerPool:
             if js.memory_profile:
                 best.profile = js.memory_profile  # the worker reloads under it before this job
             self._sup.send(best, p.RunJob(js.job.to_dict(), js.memory_profile))
+
+    # ----------------------------------------------------------------- one image over several workers
+
+    def _dispatch_split(self, ready: list[Slot]) -> bool:
+        """Hand the only queued image to a group of idle workers, when the setting and the speeds say so."""
+        if self._split_mode == SplitMode.NEVER or len(self._queue) != 1:
+            return False
+        js = self._jobs[self._queue.head(1)[0]]
+        job_id = js.job.job_id
+        if job_id in self._no_split or js.memory_profile or js.job.spec.has_inputs:
+            return False
+        # idle: nothing to do but (a member's) end of a split image whose leader has already finished it
+        idle = [s for s in ready if s.spec.device == ready[0].spec.device
+                and all(self._jobs[j].state in FINISHED_STATES for j in s.assigned)]
+        n = group_size(len(idle))
+        if n < 2:
+            return False
+        members = idle[:n]
+        shape = job_shape(js.job)
+        if not self._chooser.want(self._split_mode, shape, n, min(s.speed.estimate(shape) for s in members)):
+            return False
+        idx = [self._slots.index(s) for s in members]
+        group_id, port = self._groups.form(tuple(idx))
+        names, devices = tuple(s.spec.name for s in members), tuple(s.spec.device for s in members)
+        self._queue.pop(0)
+        js.state, js.worker = SENT, idx[0]
+        self._split[job_id] = SplitRun(group_id, idx, set(idx))
+        for rank, slot in enumerate(members):
+            slot.assigned.append(job_id)
+            spec = GroupSpec(group_id, port, rank, n, names, devices)
+            self._sup.send(slot, p.RunJob(js.job.to_dict(), None, spec.to_dict()))
+        return True
+
+    def _on_helped(self, slot: Slot, js: JobEntry, msg: p.Helped) -> None:
+        """A member's part of a split image is over; one that failed takes its group down with it."""
+        self._release(slot, js)
+        slot.busy_s += msg.busy_s
+        if js.job.job_id in self._split:
+            self._member_reported(slot, js)
+            if not msg.ok:
+                self._abandon_split(js)
+
+    def _member_reported(self, slot: Slot, js: JobEntry) -> None:
+        run = self._split.get(js.job.job_id)
+        if run is None:
+            return
+        run.pending.discard(self._slots.index(slot))
+        if not run.pending:
+            del self._split[js.job.job_id]
+
+    def _abandon_split(self, js: JobEntry) -> None:
+        """A member other than the leader is gone or failed: its collectives would hang the leader, so
+        the leader goes too (its own death or failure then requeues the image); the group is formed anew."""
+        self._groups.broken()
+        run = self._split.get(js.job.job_id)
+        if run is not None and run.members[0] in run.pending and js.state not in FINISHED_STATES:
+            leader = self._slots[run.members[0]]
+            if leader.proc is not None and not leader.hung:
+                self._sup.kill_member(leader, GROUP_BROKE)
+
+    def _split_fault(self, js: JobEntry, leader: Slot, *, died: bool) -> None:
+        """The leader of a split image failed (`died`: its process ended): the other members that have
+        not finished are stopped (they may wait in a collective for ever), and the image goes back to
+        the front of the queue to be made on one worker; the group is formed anew."""
+        self._groups.broken()
+        job_id = js.job.job_id
+        run = self._split.pop(job_id, None)
+        for i in run.members if run is not None else []:
+            slot = self._slots[i]
+            if slot is leader:
+                continue
+            if job_id in slot.assigned:
+                slot.assigned.remove(job_id)
+            if i in run.pending and slot.proc is not None and not slot.hung:
+                self._sup.kill_member(slot, GROUP_BROKE)
+        self._no_split.add(job_id)
+        if died:
+            return  # the death's own bookkeeping requeues it (and counts the kill)
+        common = self._common(leader, js)
+        if self._requests[js.job.request_id].cancelled:
+            self._books.finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason="cancelled")
+            return
+        self._requeue_front(js)
+        self._books.emit(ev.JOB_REQUEUED, **common, reason="split_failed")
 
     # ----------------------------------------------------------------- bookkeeping and events
 

@@ -16,7 +16,10 @@ SENT = "sent"  # a job state of the pool's own, beside core's: handed to a worke
 
 
 class Msg(str, enum.Enum):
-    """Every kind of message. Parent to worker: JOB, REVOKE, STOP. Worker to parent: the rest."""
+    """Every kind of message. Parent to worker: JOB, REVOKE, STOP. Worker to parent: the rest.
+
+    A job split over a group (studio/pool/group.py) goes to every member; the first (rank 0) answers
+    as for any job, each other member only with HELPED when its part is over."""
 
     JOB = "job"
     REVOKE = "revoke"
@@ -32,6 +35,7 @@ class Msg(str, enum.Enum):
     REVOKED = "revoked"
     FAILED = "failed"
     STOPPED = "stopped"
+    HELPED = "helped"
 
 
 class SlotState(str, enum.Enum):
@@ -88,6 +92,7 @@ class RunJob(Message):
     kind: ClassVar[Msg] = Msg.JOB
     job: dict[str, Any]
     memory_profile: str | None = None
+    group: dict[str, Any] | None = None  # a GroupSpec: this image is split over several workers
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,16 @@ class Failed(Message):
     error: ErrorKind
     message: str
     exception: str = ""
+
+
+@dataclass(frozen=True)
+class Helped(Message):
+    """A member other than the first is done with its part of a split image (`ok`: without an error)."""
+
+    kind: ClassVar[Msg] = Msg.HELPED
+    job_id: str
+    busy_s: float
+    ok: bool = True
 
 
 @dataclass(frozen=True)

@@ -287,6 +287,14 @@ class Supervisor:
         slot.last_error = slot.hung
         slot.proc.kill()
 
+    def kill_member(self, slot: Slot, why: str) -> None:
+        """Kill a worker whose group broke mid-image: it may wait in a collective for a member that is
+        gone. Its death restarts it like any other; `why` is what its death says."""
+        slot.hung = why
+        slot.last_error = why
+        slot.state = SlotState.RESTARTING  # nothing more is handed to it before its death is seen
+        slot.proc.kill()
+
     def reap(self) -> None:
         """Whatever is still alive: EOF, join, SIGTERM, then SIGKILL."""
         self._finalizer()

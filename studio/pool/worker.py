@@ -251,17 +251,28 @@ def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[],
                  warmup_step_s=clock.steady_s(), warmup_tail_s=round(timings.encode_s + timings.decode_s, 4)))
     profile = cfg.get("memory_profile")
     writer = ImageWriter(send)
+    member: Any = None  # studio.pool.group.Membership, made on the first split job
     while True:
         order = jobs.get()
         if order is None:
             break
         job = order.job
         job_id = job["job_id"]
+        if order.group is not None:  # every member runs it, even revoked: a cancel is agreed at a step
+            if member is None:
+                from studio.pool.group import Membership
+
+                member = Membership(engine)
+            _run_split(engine, cfg, order, member, send, writer, slow, revoked)
+            continue
         if job_id in revoked:
             send(p.Revoked(job_id, revoked.pop(job_id)))
             continue
         wanted = order.memory_profile
         if wanted and wanted != profile:
+            if member is not None:
+                member.leave()
+                member = None
             engine, profile = _switch_profile(cfg, engine, wanted, send)
         send(p.Started(job_id, time.time()))
         t0 = time.perf_counter()
@@ -299,12 +310,14 @@ def _quiet_progress_bars() -> None:
 
 
 def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow: Slowdown,
-         cancelled: Any) -> Any:
+         cancelled: Any, group: Any = None) -> Any:
+    """Make the job's image; `send` None (a split image's other members): no step or preview messages."""
     from studio.core.jobs import Job
     from studio.engine.run_job import make_image
 
     def on_step(i: int, n: int) -> None:
-        send(p.Step(job["job_id"], i, n))
+        if send is not None:
+            send(p.Step(job["job_id"], i, n))
         hang_if_told()
         if slow:
             slow.after_step()
@@ -315,8 +328,49 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
     if _take_marker(OOM_ENV):
         raise RuntimeError("CUDA out of memory (ZAOXIANG_TEST_WORKER_OOM)")
     slow.start()
+    made_by = None if group is None else {"workers": list(group.members), "devices": list(group.devices)}
     return make_image(engine, Job.from_dict(job), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
-                      should_cancel=cancelled, on_preview=on_preview)
+                      should_cancel=cancelled, on_preview=on_preview if send is not None else None, group=made_by)
+
+
+def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, send: Any, writer: ImageWriter,
+               slow: Slowdown, revoked: dict[str, p.RevokeReason]) -> None:
+    """This worker's part of a split image: the first member reports it like any job (and saves it),
+    the others say HELPED. A failure other than an agreed cancel leaves the group: its collectives
+    cannot be trusted any more, and the pool forms a new one for the next split."""
+    from studio.pool.group import GroupSpec
+
+    spec = GroupSpec.from_dict(order.group or {})
+    job_id = order.job["job_id"]
+    leader = spec.rank == 0
+    if leader:
+        send(p.Started(job_id, time.time()))
+    t0 = time.perf_counter()
+    try:
+        split = member.join(spec)
+        with split.active():
+            made = _run(engine, cfg, order.job, send if leader else None, slow,
+                        lambda: member.agree(revoked.get(job_id) == p.RevokeReason.CANCEL), group=spec)
+    except BaseException as exc:
+        busy = time.perf_counter() - t0
+        revoked.pop(job_id, None)
+        stopped = type(exc).__name__ == "Cancelled"
+        if not stopped:
+            member.leave()
+        if not leader:
+            send(p.Helped(job_id, round(busy, 4), ok=stopped))
+        elif stopped:
+            send(p.Cancelled(job_id, busy))
+        else:
+            err = p.describe_error(exc)
+            send(p.Failed(job_id, busy, err.error, err.message, err.exception))
+        return
+    revoked.pop(job_id, None)
+    busy = round(time.perf_counter() - t0, 4)
+    if leader:
+        writer.put(made, {"busy_s": busy, "gpu_s": round(made.gpu_s, 4)})
+    else:
+        send(p.Helped(job_id, busy))
 
 
 def _load_engine(cfg: dict[str, Any], profile: str | None, send: Any) -> tuple[Any, float]:
@@ -328,6 +382,8 @@ def _load_engine(cfg: dict[str, Any], profile: str | None, send: Any) -> tuple[A
 
     t0 = time.perf_counter()
     kwargs: dict[str, Any] = {"warm": "none"}
+    if os.environ.get("ZAOXIANG_SPLIT_STEP_GRAPHS"):  # studio/pool/group.py: split steps from CUDA graphs
+        kwargs["graph_steps"] = True
     if profile:
         kwargs["memory_profile"] = profile
     path = cfg["model_path"]

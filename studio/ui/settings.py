@@ -13,7 +13,14 @@ import gradio as gr
 
 from studio.core.errors import StudioError
 from studio.core.passwords import hash_password
-from studio.core.settings import LANGUAGES, MEMORY_PROFILES, Settings, check_settings_values, load_settings
+from studio.core.settings import (
+    LANGUAGES,
+    MEMORY_PROFILES,
+    SPLIT_MODES,
+    Settings,
+    check_settings_values,
+    load_settings,
+)
 from studio.core.settings_check import SettingsError, SettingsProblem, is_loopback
 from studio.ui import api_keys
 from studio.ui.context import Context, guard
@@ -26,7 +33,7 @@ __all__ = ["FORM_FIELDS", "SERVER_FIELDS", "build", "check_settings", "current_v
            "is_loopback", "model_choices", "problem_lines"]
 
 FORM_FIELDS = ("model", "memory_profile", "workers", "output_dir", "language", "host", "port",
-               "auth_user", "auth_password")
+               "auth_user", "auth_password", "split_image")
 SERVER_FIELDS = ("host", "port", "auth_user", "auth_password")
 
 
@@ -106,6 +113,10 @@ def memory_choices(lang: str) -> list[tuple[str, str]]:
             for p in MEMORY_PROFILES]
 
 
+def split_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(f"set.split.{m}", lang), m) for m in SPLIT_MODES]
+
+
 def current_values(settings: Settings) -> list[Any]:
     """The form's values; the password box is always empty (the page never holds a secret)."""
     return ["" if name == "auth_password" else getattr(settings, name) for name in FORM_FIELDS]
@@ -154,6 +165,9 @@ def build(ctx: Context):
             ctx.localize(memory, lambda l_: {"choices": memory_choices(l_)})
             workers = ctx.label(gr.Textbox(value=s.workers, label=t("set.workers", lang), elem_id="settings-workers"),
                                 "set.workers")
+            split = ctx.label(gr.Dropdown(choices=split_choices(lang), value=s.split_image, label=t("set.split", lang),
+                                          elem_id="settings-split"), "set.split")
+            ctx.localize(split, lambda l_: {"choices": split_choices(l_)})
         output = ctx.label(gr.Textbox(value=s.output_dir, label=t("set.output", lang), elem_id="settings-output",
                                       placeholder=str(ctx.studio.paths.gallery_dir)), "set.output")
         language = gr.Radio(choices=[(t("set.lang.auto", lang), "auto"), ("中文", "zh"), ("English", "en")],
@@ -181,7 +195,7 @@ def build(ctx: Context):
         status = gr.Markdown(elem_id="settings-status")
         _trash(ctx)
         api_keys.build(ctx)  # Settings → API (issue 21)
-    inputs = [model, memory, workers, output, language, host, port, user, password]
+    inputs = [model, memory, workers, output, language, host, port, user, password, split]
 
     detected.change(g(lambda v: v if v is not None else gr.update()), inputs=[detected], outputs=[model],
                     show_progress="hidden")

@@ -1,0 +1,163 @@
+"""One image over several devices: Ulysses sequence parallelism from cache-dit, on our fast path.
+
+cache-dit (pinned 1.5.3) registers a context-parallel plan for `ZImageTransformer2DModel`: hooks
+split the token sequence before the first block of each stage, split the RoPE table for every
+block, and gather the sequence again before the final layer. Between them each attention call
+exchanges q/k/v by all-to-all (every device then holds the whole sequence for a share of the
+heads), attends, and exchanges the output back. cache-dit does that exchange inside its own
+attention backends; our processor (studio/engine/fused_attention.py) is not one of them, so the
+small adapter here hands cache-dit's Ulysses template our attention op instead. The hooks wrap the
+compiled blocks from the outside, so the blocks compile once for the split shapes (sequence
+length dynamic) and the all-to-all (functional collectives) is traced into the same graph.
+
+Which devices made an image is the group's business: every member runs the same job with the same
+seed and ends with the whole image; the first member saves it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from studio.engine.fused_attention import attend
+from studio.engine.step_graphs import SPLIT_MARK
+
+
+def _cudnn_op(ctx: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: Any,
+              dropout_p: float, is_causal: bool, scale: Any, enable_gqa: bool, return_lse: bool,
+              _save_ctx: bool = True, _cp_config: Any = None) -> torch.Tensor:
+    """cache-dit's forward-op signature over our attention (BSHD in and out, BHSD views inside)."""
+    return attend(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), None, "cudnn").transpose(1, 2)
+
+
+def _sdpa_op(ctx: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: Any,
+             dropout_p: float, is_causal: bool, scale: Any, enable_gqa: bool, return_lse: bool,
+             _save_ctx: bool = True, _cp_config: Any = None) -> torch.Tensor:
+    return attend(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), None, "sdpa").transpose(1, 2)
+
+
+def _no_backward(*_args: Any, **_kwargs: Any) -> None:
+    raise NotImplementedError("split attention is inference only")
+
+
+_OPS = {"cudnn": _cudnn_op, "sdpa": _sdpa_op}
+
+
+def ulysses_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, kernel: str,
+                   cp_config: Any) -> torch.Tensor:
+    """Attention over this device's share of the sequence (B, S/n, H, D) -> (B, S/n, H, D).
+
+    A padding mask only comes with a batch of unequal prompts, which one split image never is."""
+    if mask is not None:
+        raise ValueError("split attention takes no padding mask (one image, one prompt)")
+    from cache_dit.attention.backends.register import _context_parallel_attention
+
+    return _context_parallel_attention(q, k, v, None, 0.0, False, None, False, False, None,
+                                       forward_op=_OPS[kernel], backward_op=_no_backward, _cp_config=cp_config)
+
+
+def enable(transformer: Any, size: int) -> Any:
+    """Run `transformer` Ulysses-split over the `size` ranks of the default process group.
+
+    Install the fused processor and compile the blocks first: the hooks must wrap the compiled
+    forwards, and cache-dit hands its config to the processors it finds. Returns the config.
+    """
+    import logging
+
+    from cache_dit import ParallelismConfig
+    from cache_dit.distributed import enable_parallelism
+
+    if not torch.distributed.is_initialized():
+        raise RuntimeError("split needs torch.distributed initialised (one rank per device)")
+    if size != torch.distributed.get_world_size():
+        raise ValueError(f"split size {size} != process group size {torch.distributed.get_world_size()}")
+    for name in list(logging.root.manager.loggerDict):  # it logs its plan and every choice at INFO
+        if name.startswith("cache_dit"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*all_gather_tensor.*", category=FutureWarning)  # its funcol call
+    config = ParallelismConfig(ulysses_size=size)
+    config.cp_plan = _plan(transformer, config)
+    enable_parallelism(transformer, config)
+    return getattr(transformer, "_cp_config", None)
+
+
+def _plan(transformer: Any, config: Any) -> dict[str, Any]:
+    """cache-dit's registered Z-Image plan, fixed for one-layer refiners (the tiny test architecture).
+
+    The plan keys the refiner's first block for its input split and its last block for the output
+    gather; with one layer both are "noise_refiner.0" and the gather overwrites the split, so the
+    refiner would attend over the whole sequence with half a RoPE table. There the split moves to
+    the "noise_refiner.*" entry (which matches only that one block).
+    """
+    from cache_dit.distributed.core import _ContextParallelInput
+    from cache_dit.distributed.transformers.dispatch import _ensure_cp_planners_activated
+    from cache_dit.distributed.transformers.register import ContextParallelismPlannerRegister
+
+    _ensure_cp_planners_activated()
+    plan = ContextParallelismPlannerRegister.get_planner(transformer)().apply(
+        transformer=transformer, parallelism_config=config)
+    for stage in ("noise_refiner", "context_refiner"):
+        if len(getattr(transformer, stage)) == 1:
+            plan[f"{stage}.*"] = {**plan.get(f"{stage}.*", {}),
+                                  "x": _ContextParallelInput(split_dim=1, expected_dims=3, split_output=False)}
+    return plan
+
+
+class Split:
+    """The split switched on per image: cache-dit's hooks and the processors' config are installed once,
+    then `active()` puts them in place for one image and takes them out again, so the same engine
+    makes its own images between split ones (the compiled blocks keep one graph for each way)."""
+
+    def __init__(self, transformer: Any, size: int) -> None:
+        modules = list(transformer.modules())
+        plain = {id(m): m.__dict__.get("forward") for m in modules}
+        # each compiled block keeps a graph per way (one device, split) and per kind of block
+        cfg = torch._dynamo.config
+        cfg.recompile_limit = max(cfg.recompile_limit, 16)
+        self.transformer = transformer
+        self.size = size
+        self.config = enable(transformer, size)
+        self._forwards = [(m, plain[id(m)], m.__dict__["forward"]) for m in modules
+                          if m.__dict__.get("forward") is not plain[id(m)]]
+        self._procs = [proc for m in modules if getattr(getattr(m, "processor", None), "_cp_config", None) is not None
+                       for proc in (m.processor,)]
+        self.on = False
+        self._set(False)
+
+    def _set(self, on: bool) -> None:
+        for module, plain, hooked in self._forwards:
+            if on:
+                module.forward = hooked
+            elif plain is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = plain
+        for proc in self._procs:
+            proc._cp_config = proc._parallel_config = self.config if on else None
+        if on:  # step graphs (studio/engine/step_graphs.py) keep the split steps apart
+            setattr(self.transformer, SPLIT_MARK, self.size)
+        else:
+            self.transformer.__dict__.pop(SPLIT_MARK, None)
+        self.on = on
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        self._set(True)
+        try:
+            yield
+        finally:
+            self._set(False)
+
+    def close(self) -> None:
+        """Take the hooks out for good (before the group is formed again, with another mesh)."""
+        self._set(False)
+        for module, _plain, _hooked in self._forwards:
+            module.__dict__.pop("_cache_dit_hook", None)
+        for name in ("_is_parallelized", "_parallelism_config", "_cp_config", "_parallel_config",
+                     "_extra_parallel_modules"):
+            self.transformer.__dict__.pop(name, None)
+        self._forwards, self._procs = [], []

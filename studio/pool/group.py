@@ -1,0 +1,178 @@
+"""One image over several workers: when the pool forms a group, and how a worker joins and leaves one.
+
+Pool side (no torch; the pool calls it under its lock): `GroupBook` picks the members and keeps one
+group id per set of members, so workers that split again reuse their process group, and a fault
+(a member died, a collective failed) makes the next split form a fresh one. `SplitChooser` is the
+"auto" setting: a size splits when its measured split time beats one worker's, and is tried split
+once (after one unmeasured image that pays for the compile) to find out.
+
+Worker side: `Membership` joins torch.distributed lazily, on the first split job it gets (gloo on
+CPU, NCCL on CUDA; rank 0 hosts the rendezvous on a port the pool chose), turns the engine's split
+on for that image only, and lets every member agree on a cancel at each step.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from studio.pool.speed import Shape
+
+SPLIT_GRAPHS_ENV = "ZAOXIANG_SPLIT_STEP_GRAPHS"  # "1": workers keep (bf16: make) step graphs, split ones too
+MAX_GROUP = 8  # Ulysses splits heads and the padded sequence evenly: powers of two up to here
+JOIN_TIMEOUT_S = 600.0  # a collective waits this long for a member (its first split image compiles)
+
+
+class SplitMode(str, enum.Enum):
+    """The setting "one image on several GPUs"."""
+
+    AUTO = "auto"
+    NEVER = "never"
+    ALWAYS = "always"
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """What each member of a group is told with its job: where to meet, who it is, who the others are."""
+
+    group_id: int
+    port: int
+    rank: int
+    world: int
+    members: tuple[str, ...]  # worker names, rank order
+    devices: tuple[str, ...]
+    addr: str = "127.0.0.1"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupSpec:
+        return cls(**{**data, "members": tuple(data["members"]), "devices": tuple(data["devices"])})
+
+
+def group_size(idle: int) -> int:
+    """How many idle workers one image takes: the largest power of two up to MAX_GROUP (0: too few)."""
+    n = 1
+    while n * 2 <= min(idle, MAX_GROUP):
+        n *= 2
+    return n if n >= 2 else 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _key(shape: Shape) -> tuple[int, int, int]:
+    return (shape.width, shape.height, shape.steps)
+
+
+@dataclass
+class SplitChooser:
+    """Measured split seconds per (size, steps, members); "auto" splits where that beats one worker."""
+
+    split_s: dict[tuple[int, int, int, int], float] = field(default_factory=dict)
+    warmed: set[tuple[int, tuple[int, int, int]]] = field(default_factory=set)  # (group id, shape) compiled
+
+    def want(self, mode: SplitMode, shape: Shape, members: int, single_s: float) -> bool:
+        if mode == SplitMode.NEVER:
+            return False
+        if mode == SplitMode.ALWAYS:
+            return True
+        known = self.split_s.get((*_key(shape), members))
+        return known is None or known < single_s
+
+    def observe(self, group_id: int, shape: Shape, members: int, seconds: float) -> None:
+        """A split image's time; the first of a shape in a group compiled its graphs and is not kept."""
+        if (group_id, _key(shape)) not in self.warmed:
+            self.warmed.add((group_id, _key(shape)))
+            return
+        key = (*_key(shape), members)
+        old = self.split_s.get(key)
+        self.split_s[key] = seconds if old is None else old + 0.4 * (seconds - old)
+
+
+@dataclass
+class GroupBook:
+    """The pool's current group: its members (slot indices) and id; a new set or a fault makes a new one."""
+
+    members: tuple[int, ...] = ()
+    group_id: int = 0
+    port: int = 0
+
+    def form(self, members: tuple[int, ...]) -> tuple[int, int]:
+        """(group id, port) for these members: the same as last time unless they changed or it broke."""
+        if members != self.members or not self.group_id:
+            self.members, self.group_id, self.port = members, self.group_id + 1, free_port()
+        return self.group_id, self.port
+
+    def broken(self) -> None:
+        self.members = ()
+
+
+class Membership:
+    """A worker's side of its group: the process group and the engine's split, made on first use."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.spec: GroupSpec | None = None
+        self.split: Any = None
+        self._votes: Any = None  # a gloo group beside NCCL's, for the cancel vote
+
+    def join(self, spec: GroupSpec) -> Any:
+        """The engine's Split for `spec`'s group (joining it first, leaving any other group)."""
+        if self.spec is not None and self.spec.group_id == spec.group_id and self.split is not None:
+            return self.split
+        self.leave()
+        import datetime
+
+        import torch.distributed as dist
+
+        from studio.engine import split as split_mod
+
+        engine = self.engine
+        cuda = engine.device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://{spec.addr}:{spec.port}",
+                                rank=spec.rank, world_size=spec.world,
+                                timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S),
+                                **({"device_id": engine.device} if cuda else {}))
+        self.spec = spec
+        if engine.step_graphs is not None and not os.environ.get(SPLIT_GRAPHS_ENV):
+            # Split steps captured in CUDA graphs (their own graphs: step_graphs keys them apart) hold
+            # the group's collectives; a capture failing on one member only would leave the others
+            # waiting, so until that is measured safe they are off on a worker that splits.
+            engine.step_graphs.failed = "an image split over several GPUs"
+            engine.drop_step_graphs()
+        # the per-step cancel vote goes host to host (gloo): on the GPU it would sync every step
+        self._votes = dist.new_group(backend="gloo") if cuda else None
+        self.split = split_mod.Split(engine.pipe.transformer, spec.world)
+        return self.split
+
+    def agree(self, flag: bool) -> bool:
+        """True on every member when any member says True (a cancel must stop all of them at one step)."""
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([1 if flag else 0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._votes)
+        return bool(t.item())
+
+    def leave(self) -> None:
+        """Tear the group down (after a fault, or to join another); the engine is whole again."""
+        if self.split is not None:
+            self.split.close()
+            self.split = None
+        if self.spec is not None:
+            self.spec, self._votes = None, None
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                try:
+                    dist.destroy_process_group()
+                except Exception:  # noqa: BLE001 - a peer already gone: nothing left to close cleanly
+                    pass

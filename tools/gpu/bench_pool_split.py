@@ -1,0 +1,143 @@
+"""Latency mode through the pool (issue 16): one image split over the workers against one worker, and a
+request of many images (throughput mode, which a split must never slow down).
+
+    python tools/gpu/bench_pool_split.py --workers cuda:0,cuda:1 --random-weights full --out $OUT
+    NCCL_P2P_DISABLE=1 python tools/gpu/bench_pool_split.py --workers cuda:0,cuda:1 --random-weights full \\
+        --batch 0 --out $OUT/pcie                                     # PCIe stand-in: the split part only
+    python tools/gpu/bench_pool_split.py --workers cpu:2 --model demo --sizes 256 --batch 4 --runs 1  # CPU check
+
+One Studio in a throw-away home, workers warm for every size before ready. Per size: single images
+with the setting at "never" (one worker), then at "always" (the first split image compiles the split
+graphs and is reported apart), same seeds, PSNR between the two. Then a request of `--batch` images
+at the first size with "never" and with "auto" (the default; it must not split a request of many).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tools.gpu.common import img_diff  # noqa: E402
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workers", default="cuda:0,cuda:1")
+    p.add_argument("--random-weights", choices=("full", "tiny"), default=None)
+    p.add_argument("--model", default=None, help="model folder or 'demo' (without --random-weights)")
+    p.add_argument("--sizes", default="1024,2048")
+    p.add_argument("--steps", type=int, default=9)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--batch", type=int, default=16, help="the throughput request's images (0: skip it)")
+    p.add_argument("--out", default=os.environ.get("OUT", "/tmp/zx-out"))
+    p.add_argument("--step-graphs", action="store_true",
+                   help="workers replay steps from CUDA graphs, split steps too (ZAOXIANG_SPLIT_STEP_GRAPHS)")
+    return p.parse_args()
+
+
+def main() -> int:
+    a = parse()
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    os.environ["ZAOXIANG_WARM_SIZES"] = ",".join(f"{s}x{s}" for s in sizes)
+    if a.step_graphs:
+        os.environ["ZAOXIANG_SPLIT_STEP_GRAPHS"] = "1"
+    from studio.app import Studio
+    from studio.bench.pool import _model, _wait_ready
+    from studio.bench.run import BenchOptions
+    from studio.core.metadata import request_from_chunks
+    from studio.core.paths import Paths
+    from studio.core.pngfile import read_chunks
+    from studio.core.request import GenerationRequest
+    from studio.core.settings import Settings
+
+    info = _model(BenchOptions(random_weights=a.random_weights, model=a.model))
+    result: dict[str, Any] = {"workers": a.workers, "steps": a.steps, "runs": a.runs,
+                              "nccl_p2p_disable": os.environ.get("NCCL_P2P_DISABLE"), "step_graphs": a.step_graphs,
+                              "singles": [], "batch": []}
+    with tempfile.TemporaryDirectory(prefix="zx-split-bench-") as tmp:
+        root = Path(tmp)
+        paths = Paths(root / "config", root / "data", root / "cache", root / "logs", root / "run")
+        studio = Studio(settings=Settings(split_image="never"), paths=paths, model=info.path, workers=a.workers)
+        studio._model = info
+        t0 = time.perf_counter()
+        studio.start()
+        try:
+            _wait_ready(studio.pool_status, timeout=1200)
+            result["ready_s"] = round(time.perf_counter() - t0, 1)
+            pool = studio._pool
+            out = root / "images"
+
+            def one(size: int, seed: int) -> tuple[float, dict[str, Any]]:
+                req = GenerationRequest(prompt="a lighthouse on a cliff at dawn, oil painting", width=size,
+                                        height=size, steps=a.steps, guidance=0.0, seed=seed, seed_mode="fixed")
+                t1 = time.perf_counter()
+                [res] = studio.wait(studio.submit(req, origin="api", out_dir=out), timeout=1200)
+                took = time.perf_counter() - t1
+                if res.get("status") != "done":
+                    raise RuntimeError(f"image failed: {res}")
+                record = request_from_chunks(read_chunks(res["path"]))[1]
+                return took, {**res, "group": (record.get("group") or {}).get("workers")}
+
+            for size in sizes:
+                row: dict[str, Any] = {"size": size}
+                imgs = {}
+                for mode in ("never", "always"):
+                    pool.set_split(mode)
+                    first, res = one(size, 100)  # never: warm already; always: compiles the split graphs
+                    times, last = [], res
+                    for i in range(a.runs):
+                        took, last = one(size, 100 + i)
+                        times.append(took)
+                    row[mode] = {"first_s": round(first, 3), "median_s": round(statistics.median(times), 4),
+                                 "all": [round(x, 4) for x in times], "made_by": last["group"] or [last["worker"]]}
+                    imgs[mode] = res["path"]
+                from PIL import Image
+
+                row.update(img_diff(Image.open(imgs["always"]).convert("RGB"), Image.open(imgs["never"]).convert("RGB")))
+                row["ratio"] = round(row["always"]["median_s"] / row["never"]["median_s"], 3)
+                result["singles"].append(row)
+                print(json.dumps(row), flush=True)
+            if a.batch:
+                for mode in ("never", "auto"):
+                    pool.set_split(mode)
+                    req = GenerationRequest(prompt="a red fox in snow, photo", width=sizes[0], height=sizes[0],
+                                            steps=a.steps, guidance=0.0, seed=1, seed_mode="increment")
+                    t1 = time.perf_counter()
+                    made = studio.wait(studio.submit(replace(req, count=a.batch), origin="api", out_dir=out),
+                                       timeout=1200)
+                    took = time.perf_counter() - t1
+                    groups = sum(1 for r in made if "group" in request_from_chunks(read_chunks(r["path"]))[1])
+                    row = {"mode": mode, "images": a.batch, "s": round(took, 3),
+                           "images_per_min": round(60 * a.batch / took, 2), "split_images": groups}
+                    result["batch"].append(row)
+                    print(json.dumps(row), flush=True)
+            result["status"] = studio.pool_status()
+        finally:
+            studio.close()
+    target = Path(a.out)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "bench_pool_split.json").write_text(json.dumps(result, indent=2, default=str))
+    print("| size | one worker s | split s | ratio | PSNR dB | first split image s | made by |")
+    print("|---|---|---|---|---|---|---|")
+    for r in result["singles"]:
+        print(f"| {r['size']}² | {r['never']['median_s']} | {r['always']['median_s']} | {r['ratio']} | {r['psnr_db']} "
+              f"| {r['always']['first_s']} | {', '.join(r['always']['made_by'])} |")
+    for r in result["batch"]:
+        print(f"batch of {r['images']} ({r['mode']}): {r['s']} s, {r['images_per_min']} images/min, "
+              f"split images: {r['split_images']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
