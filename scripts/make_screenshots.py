@@ -4,7 +4,7 @@
 
 Runs the real studio (one CPU worker, a throw-away home) and the real app in headless Chromium
 (/usr/bin/chromium), in Chinese, and asks for two "白色背景上的红色星形" and two "a blue ring on a
-yellow background" at the demo model's defaults.
+yellow background" at the demo model's defaults, then sends a Gallery image to img2img (the image panel).
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             page.locator("#gallery img").nth(3).wait_for()
             page.wait_for_timeout(1000)
             page.screenshot(path=str(out / "gallery.png"), full_page=True)
+            # a Gallery image sent to img2img: the Generate tab's image panel with the ControlNet chooser
+            page.locator("#gallery img").first.click()
+            page.wait_for_selector("#gallery-viewer #viewer-image img")
+            page.click("#viewer-send-img2img")
+            page.locator("#image-editor canvas").first.wait_for(state="visible")
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(out / "image-input.png"), full_page=True)
             page.get_by_role("tab", name="GPU 监控").first.click()
             page.wait_for_timeout(3000)  # two samples of the monitor's timer
             page.screenshot(path=str(out / "monitor.png"), full_page=True)

@@ -65,13 +65,13 @@ def control_kinds(lang: str) -> list[tuple[str, str]]:
     return [(t(f"img.kind.{kind}", lang), kind) for kind in CONTROL_KINDS]
 
 
-def controlnet_choices(ctx: Any) -> list[tuple[str, str]]:
+def controlnet_choices(ctx: Any, lang: str) -> list[tuple[str, str]]:
     """Automatic (the studio's default ControlNet), then each ControlNet found for the model in use."""
     try:
         found = ctx.studio.available_controlnets()
     except Exception:  # an unreadable folder must not break the tab: automatic still works
         found = []
-    return [(t("img.controlnet.auto", ctx.lang), "")] + [(info.name, info.path) for info in found]
+    return [(t("img.controlnet.auto", lang), "")] + [(info.name, info.path) for info in found]
 
 
 def build_panel(ctx: Any) -> ImagePanel:
@@ -103,10 +103,10 @@ def build_panel(ctx: Any) -> ImagePanel:
                                                sources=("upload", "clipboard"), elem_id="img-control", height=200),
                                       "img.control")
             with gr.Column():
-                control_model = ctx.label(gr.Dropdown(controlnet_choices(ctx), value="", label=t("img.controlnet", lang),
+                control_model = ctx.label(gr.Dropdown(controlnet_choices(ctx, lang), value="", label=t("img.controlnet", lang),
                                                       allow_custom_value=True, elem_id="img-controlnet"),
                                           "img.controlnet")
-                ctx.localize(control_model, lambda l_: {"choices": controlnet_choices(ctx)})
+                ctx.localize(control_model, lambda l_: {"choices": controlnet_choices(ctx, l_)})
                 control_type = ctx.label(gr.Dropdown(control_kinds(lang), value="canny",
                                                      label=t("img.control_type", lang), elem_id="img-control-type"),
                                          "img.control_type")
@@ -120,7 +120,7 @@ def build_panel(ctx: Any) -> ImagePanel:
                     control_end = ctx.label(gr.Slider(0.0, 1.0, value=1.0, step=0.05, label=t("img.control_end", lang),
                                                       elem_id="img-control-end"), "img.control_end")
     # ControlNets put in a folder while the studio runs show up when the list is opened
-    control_model.focus(lambda: gr.update(choices=controlnet_choices(ctx)), outputs=[control_model],
+    control_model.focus(lambda: gr.update(choices=controlnet_choices(ctx, ctx.lang)), outputs=[control_model],
                         show_progress="hidden")
     return ImagePanel(editor, strength, mask_blur, invert, outpaint, hires, hires_scale, hires_strength,
                       control_image, control_type, control_scale, control_model, control_start, control_end, box)

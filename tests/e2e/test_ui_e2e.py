@@ -883,6 +883,13 @@ def test_a_gallery_image_sent_to_img2img_is_the_init_image_of_the_next_one(brows
         page.click("#viewer-send-img2img")
         page.locator("#image-editor canvas").first.wait_for(state="visible")  # the panel unfolded, in Generate
         assert box(page, "prompt").is_visible()
+        toast = page.locator('[data-testid="toast-body"]').first
+        toast.wait_for()
+        assert "已放入图像输入" in toast.inner_text()
+        prompts = [r["request"]["prompt"] for r in app.studio.history(limit=500)]
+        shown = {w for line in page.evaluate(VISIBLE_TEXT_JS).splitlines()
+                 for w in english_words(line.partition("\t@")[0], prompts)}
+        assert not shown, f"English in the Chinese window after a send (the toast's title too): {shown}"
         page.wait_for_timeout(1500)  # the editor draws the image
         page.screenshot(path=str(shots / "ui-send-img2img-zh.png"), full_page=True)
         box(page, "prompt").fill("图生图 from the gallery")
