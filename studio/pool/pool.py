@@ -490,6 +490,8 @@ class WorkerPool:
         """Hand the only queued image to a group of idle workers, when the setting and the speeds say so."""
         if self._split_mode == SplitMode.NEVER or len(self._queue) != 1:
             return False
+        if self._split_mode == SplitMode.AUTO and ready[0].spec.device == "cpu":
+            return False  # CPU workers share the machine's cores and memory: only "always" splits them
         js = self._jobs[self._queue.head(1)[0]]
         job_id = js.job.job_id
         if job_id in self._no_split or js.memory_profile or js.job.spec.has_inputs:
