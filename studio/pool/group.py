@@ -77,7 +77,7 @@ class SplitChooser:
     """Measured split seconds per (size, steps, members); "auto" splits where that beats one worker."""
 
     split_s: dict[tuple[int, int, int, int], float] = field(default_factory=dict)
-    warmed: set[tuple[int, tuple[int, int, int]]] = field(default_factory=set)  # (group id, shape) compiled
+    warmed: set[int] = field(default_factory=set)  # groups whose split graphs are compiled (any size)
 
     def want(self, mode: SplitMode, shape: Shape, members: int, single_s: float) -> bool:
         if mode == SplitMode.NEVER:
@@ -88,9 +88,10 @@ class SplitChooser:
         return known is None or known < single_s
 
     def observe(self, group_id: int, shape: Shape, members: int, seconds: float) -> None:
-        """A split image's time; the first of a shape in a group compiled its graphs and is not kept."""
-        if (group_id, _key(shape)) not in self.warmed:
-            self.warmed.add((group_id, _key(shape)))
+        """A split image's time; a group's first one compiled its graphs (unless it was warmed) and is
+        not kept. One compile serves every size: the sequence length is dynamic."""
+        if group_id not in self.warmed:
+            self.warmed.add(group_id)
             return
         key = (*_key(shape), members)
         old = self.split_s.get(key)
