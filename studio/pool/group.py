@@ -24,6 +24,7 @@ from studio.pool.speed import Shape
 SPLIT_GRAPHS_ENV = "ZAOXIANG_SPLIT_STEP_GRAPHS"  # "1": workers keep (bf16: make) step graphs, split ones too
 MAX_GROUP = 8  # Ulysses splits heads and the padded sequence evenly: powers of two up to here
 JOIN_TIMEOUT_S = 600.0  # a collective waits this long for a member (its first split image compiles)
+RENDEZVOUS_S = 60.0  # members meet within this, else joining fails (and the pool makes the image alone)
 
 
 class SplitMode(str, enum.Enum):
@@ -132,16 +133,21 @@ class Membership:
         self.leave()
         import datetime
 
+        import torch
         import torch.distributed as dist
 
         from studio.engine import split as split_mod
 
         engine = self.engine
         cuda = engine.device.type == "cuda"
-        dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://{spec.addr}:{spec.port}",
-                                rank=spec.rank, world_size=spec.world,
-                                timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S),
-                                **({"device_id": engine.device} if cuda else {}))
+        store = dist.TCPStore(spec.addr, spec.port, spec.world, spec.rank == 0,
+                              timeout=datetime.timedelta(seconds=RENDEZVOUS_S))
+        device = {}
+        if cuda:  # NCCL binds to an indexed device ("cuda" alone is the worker's only visible GPU)
+            index = engine.device.index if engine.device.index is not None else torch.cuda.current_device()
+            device = {"device_id": torch.device("cuda", index)}
+        dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=spec.rank, world_size=spec.world,
+                                timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S), **device)
         self.spec = spec
         if engine.step_graphs is not None and not os.environ.get(SPLIT_GRAPHS_ENV):
             # Split steps captured in CUDA graphs (their own graphs: step_graphs keys them apart) hold

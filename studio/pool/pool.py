@@ -9,6 +9,7 @@ the lock and dispatch; events are emitted in order, outside the lock, through on
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,9 @@ from studio.pool.supervisor import Slot, Supervisor
 MAX_KILLS = 2  # a job that took down this many workers is failed, not retried again
 GROUP_BROKE = "stopped: its group lost a member"  # why the pool kills the rest of a broken group
 MAX_SPLIT_FAULTS = 3  # groups that broke (a split image or a group warm-up): then this pool stops splitting
+GROUP_GRACE_S = 90.0  # a member of a broken group that says nothing for this long is stopped (it may wait
+#                       in a collective for ever); one that reports in time keeps running (group.RENDEZVOUS_S)
+log = logging.getLogger("zaoxiang.pool")
 
 
 @dataclass
@@ -78,6 +82,8 @@ class WorkerPool:
         self._warming: dict[int, int] = {}  # slot index -> the group it is compiling the split for
         self._warm_reported: set[int] = set()  # of those, the ones done (waiting for the others)
         self._broken_groups: set[int] = set()
+        self._suspects: dict[int, float] = {}  # slot index -> when it is stopped unless it reports first
+        self._split_log: list[str] = []  # why recent splits did not happen or failed (split_status)
         self._thread = threading.Thread(target=self._loop, name="worker-pool", daemon=True)
         self._handlers: dict[Msg, Callable[[Slot, Any, Any], None]] = {
             Msg.WARMING: self._on_worker, Msg.READY: self._on_worker, Msg.FATAL: self._on_worker,
@@ -272,6 +278,7 @@ class WorkerPool:
                 if self._sup.closing and sup.all_gone:
                     return
                 due = [d for d in (self._stall(s)[0] for s in self._slots) if d is not None]
+                due += list(self._suspects.values())
             spoke, ended = sup.wait(due)
             with self._lock:
                 for i in spoke:
@@ -283,6 +290,12 @@ class WorkerPool:
                     deadline, limit = self._stall(slot)
                     if deadline is not None and deadline <= now:
                         sup.kill_hung(slot, limit)
+                for i, deadline in list(self._suspects.items()):
+                    slot = self._slots[i]
+                    if deadline <= now:
+                        del self._suspects[i]
+                        if slot.proc is not None and not slot.hung:
+                            sup.kill_member(slot, GROUP_BROKE)
                 sup.respawn_due(now)
                 self._dispatch()
             self._flush()
@@ -292,6 +305,8 @@ class WorkerPool:
         for msg in self._sup.drain(i):
             handler = self._handlers.get(msg.kind)  # none for STOPPED: the process's end says the rest
             job_id = getattr(msg, "job_id", None)
+            if msg.kind in (Msg.HELPED, Msg.DONE, Msg.FAILED, Msg.CANCELLED):
+                self._suspects.pop(i, None)  # it answered: not stuck in a broken group's collective
             if msg.kind == Msg.HELPED and i in self._warming and job_id == p.warm_id(self._warming[i]):
                 self._on_group_warmed(i, msg)
                 continue
@@ -377,6 +392,7 @@ class WorkerPool:
         slot.busy_s += js.busy_s
         job, common = js.job, self._common(slot, js)
         if job.job_id in self._split:  # the group failed it: one worker makes it instead
+            self._split_note(f"split image failed on {slot.spec.name}, made on one worker instead: {msg.message}")
             self._split_fault(js, slot, died=False)
             return
         if msg.error != ErrorKind.OOM:
@@ -400,10 +416,13 @@ class WorkerPool:
         if death is None:
             return
         name = slot.spec.name
+        self._suspects.pop(i, None)
         if i in self._warming:
+            self._split_note(f"{name} died while its group compiled the split")
             self._group_fault(self._warming.pop(i))
         for job_id in [j for j in slot.assigned if j in self._split]:
             js = self._jobs[job_id]
+            self._split_note(f"{name} died during a split image ({death.how})")
             if self._split[job_id].members[0] == i:
                 self._split_fault(js, slot, died=True)  # the leader: the job goes back (to one worker)
             else:
@@ -476,8 +495,8 @@ class WorkerPool:
         self._warm_group()
         now = time.time()
         while len(self._queue):
-            ready = [s for i, s in enumerate(self._slots)
-                     if s.state == SlotState.READY and s.control is not None and i not in self._warming]
+            ready = [s for i, s in enumerate(self._slots) if s.state == SlotState.READY and s.control is not None
+                     and i not in self._warming and i not in self._suspects]
             if not ready:
                 return
             if self._dispatch_split():
@@ -529,7 +548,7 @@ class WorkerPool:
         first ones of a kind, as many as a group takes, so that one group (one compiled split) serves
         the pool's life; a group of other members would compile its own."""
         ready = [s for i, s in enumerate(self._slots) if s.state == SlotState.READY and s.control is not None
-                 and i not in self._warming]
+                 and i not in self._warming and i not in self._suspects]
         if not ready or (self._split_mode == SplitMode.AUTO and ready[0].spec.device == "cpu"):
             return []  # CPU workers share the machine's cores and memory: only "always" splits them
         kind = [s for s in self._slots if s.spec.device == ready[0].spec.device and not s.gone]
@@ -563,6 +582,7 @@ class WorkerPool:
         group_id = self._warming[i]
         if not msg.ok:
             self._warming.pop(i)
+            self._split_note(f"group warm-up failed on {self._slots[i].spec.name}: {msg.message}")
             self._group_fault(group_id)
             return
         self._warm_reported.add(i)
@@ -585,8 +605,25 @@ class WorkerPool:
                 if j in self._warm_reported:  # done with its part: it waits in no collective
                     self._warm_reported.discard(j)
                 elif slot.proc is not None and not slot.hung:
-                    self._sup.kill_member(slot, GROUP_BROKE)
+                    self._suspect(j)
         self._note_split_fault(group_id)
+
+    def _suspect(self, i: int) -> None:
+        """A member of a broken group: no new work until it reports, stopped if it does not in time."""
+        self._suspects.setdefault(i, time.monotonic() + GROUP_GRACE_S)
+
+    def _split_note(self, text: str) -> None:
+        log.warning("one image on several GPUs: %s", text)
+        self._split_log = [*self._split_log[-9:], f"{time.strftime('%H:%M:%S')} {text}"]
+
+    def split_status(self) -> dict[str, Any]:
+        """The setting in force, the group, and why recent splits failed (the bench prints it)."""
+        with self._lock:
+            return {"mode": self._split_mode.value, "allowed": self._split_allowed,
+                    "group": list(self._groups.members), "group_id": self._groups.group_id,
+                    "warmed": sorted(self._chooser.warmed), "broken_groups": sorted(self._broken_groups),
+                    "split_s": {f"{w}x{h}x{s}@{n}": round(t, 4) for (w, h, s, n), t in self._chooser.split_s.items()},
+                    "log": list(self._split_log)}
 
     def _note_split_fault(self, group_id: int | None) -> None:
         self._groups.broken()
@@ -599,6 +636,8 @@ class WorkerPool:
         """A member's part of a split image is over; one that failed takes its group down with it."""
         self._release(slot, js)
         slot.busy_s += msg.busy_s
+        if not msg.ok:
+            self._split_note(f"{slot.spec.name} failed its part of a split image: {msg.message}")
         if js.job.job_id in self._split:
             self._member_reported(slot, js)
             if not msg.ok:
@@ -620,7 +659,7 @@ class WorkerPool:
         if run is not None and run.members[0] in run.pending and js.state not in FINISHED_STATES:
             leader = self._slots[run.members[0]]
             if leader.proc is not None and not leader.hung:
-                self._sup.kill_member(leader, GROUP_BROKE)
+                self._suspect(run.members[0])  # its own failure (or death) will requeue the image
 
     def _split_fault(self, js: JobEntry, leader: Slot, *, died: bool) -> None:
         """The leader of a split image failed (`died`: its process ended): the other members that have
@@ -636,7 +675,7 @@ class WorkerPool:
             if job_id in slot.assigned:
                 slot.assigned.remove(job_id)
             if i in run.pending and slot.proc is not None and not slot.hung:
-                self._sup.kill_member(slot, GROUP_BROKE)
+                self._suspect(i)
         self._no_split.add(job_id)
         if died:
             return  # the death's own bookkeeping requeues it (and counts the kill)

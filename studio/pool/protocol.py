@@ -253,6 +253,7 @@ class Helped(Message):
     job_id: str
     busy_s: float
     ok: bool = True
+    message: str = ""  # why not, when not ok
 
 
 @dataclass(frozen=True)

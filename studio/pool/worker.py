@@ -343,9 +343,10 @@ def _warm_group(engine: Any, order: p.WarmGroup, member: Any, send: Any) -> None
     try:
         with member.join(spec).active():
             engine.generate(**{**_warm_image_args(engine), "prompt": "warm-up 预热"})
-    except BaseException:  # the pool forms the group again when it needs one
+    except BaseException as exc:  # the pool forms the group again when it needs one
         member.leave()
-        send(p.Helped(p.warm_id(spec.group_id), round(time.perf_counter() - t0, 4), ok=False))
+        send(p.Helped(p.warm_id(spec.group_id), round(time.perf_counter() - t0, 4), ok=False,
+                      message=f"{type(exc).__name__}: {exc}"[:300]))
         return
     send(p.Helped(p.warm_id(spec.group_id), round(time.perf_counter() - t0, 4)))
 
@@ -375,7 +376,7 @@ def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, s
         if not stopped:
             member.leave()
         if not leader:
-            send(p.Helped(job_id, round(busy, 4), ok=stopped))
+            send(p.Helped(job_id, round(busy, 4), ok=stopped, message="" if stopped else f"{type(exc).__name__}: {exc}"[:300]))
         elif stopped:
             send(p.Cancelled(job_id, busy))
         else:
