@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from studio.core.request import GenerationRequest, LoraCheck, ValidationError
 from studio.models.discovery import ModelInfo, find_models
-from studio.models.download import download_model
+from studio.models.download import DEFAULT_REPO, download_model
 from studio.models.loras import LoraInfo, find_loras, lora_dirs
 from studio.models.loras import checker as lora_checker
 from studio.pool.spec import visible_gpus
@@ -21,6 +21,7 @@ from studio.pool.spec import visible_gpus
 if TYPE_CHECKING:
     from studio.core.paths import Paths
     from studio.core.settings import Settings
+    from studio.models.controlnets import ControlNetInfo
     from studio.models.download import Progress
 
 
@@ -52,10 +53,31 @@ class ModelCatalog:
         return len(visible_gpus())
 
     @staticmethod
-    def download_model(source: str, repo: str, folder: str | None = None, revision: str = "main",
+    def download_model(source: str, repo: str | None, folder: str | None = None, revision: str = "main",
                        configs_only: bool = False, progress: Callable[[Progress], None] | None = None) -> Path:
         """Download a model once (resumable, checked against the hub); DownloadError says what to do next."""
-        return Path(download_model(source, repo, folder, revision, configs_only, progress=progress))
+        return Path(download_model(source, repo or DEFAULT_REPO, folder, revision, configs_only, progress=progress))
+
+    @staticmethod
+    def download_lora(source: str, repo: str, revision: str = "main",
+                      progress: Callable[[Progress], None] | None = None) -> list[LoraInfo]:
+        """Download a LoRA repo's .safetensors files into the data dir's `loras` folder; DownloadError: one line."""
+        from studio.core.paths import get_paths
+        from studio.models.lora_download import download_lora
+
+        return download_lora(source, repo, get_paths().loras_dir, revision, progress=progress)
+
+    def available_controlnets(self) -> list[ControlNetInfo]:
+        """The ControlNets that fit this studio's model: its ControlNet folders, ComfyUI's, and the demo
+        one while the demo model is in use (what the window's ControlNet chooser lists)."""
+        from studio.models.controlnets import controlnet_dirs, demo_controlnet, find_controlnets, fits
+        from studio.models.controlnets import transformer_config as read_config
+
+        config = read_config(self.model.path) or {}
+        demo = demo_controlnet() if self.model.is_demo else None
+        dirs = controlnet_dirs(self.paths) + ([demo.parent] if demo else [])
+        found = find_controlnets(dirs, int(config.get("n_layers", 30)))
+        return [info for info in found if not config or fits(info, config) is None]
 
     def _with_controlnet(self, request: GenerationRequest) -> GenerationRequest:
         """The request with its ControlNet found and checked against the model (ValidationError if not)."""

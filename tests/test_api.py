@@ -118,3 +118,78 @@ def test_no_ready_worker_is_503_and_a_full_queue_429(home):
         assert full.value.status == 429
     finally:
         studio.close()
+
+
+def test_multipart_only_on_the_edits_route_and_only_with_a_bearer_header(tmp_path):
+    from starlette.datastructures import Headers
+
+    local = ApiAccess(KeyStore(tmp_path), loopback_only=True)
+    form = {"content-type": "multipart/form-data; boundary=x"}
+    assert local.check("POST", Headers({**form, "authorization": "Bearer sk-anything"}), multipart=True) is None
+    with pytest.raises(ApiError) as headerless:  # what a web page's <form> would send
+        local.check("POST", Headers(form), multipart=True)
+    assert headerless.value.status == 401
+    with pytest.raises(ApiError) as elsewhere:
+        local.check("POST", Headers({**form, "authorization": "Bearer x"}))
+    assert elsewhere.value.status == 415
+    with pytest.raises(ApiError) as urlencoded:
+        local.check("POST", Headers({"content-type": "application/x-www-form-urlencoded", "authorization": "Bearer x"}),
+                    multipart=True)
+    assert urlencoded.value.status == 415
+
+
+def _request(body: bytes, content_type: str, chunk: int = 1 << 16, length: bool = True):
+    from starlette.requests import Request
+
+    parts = [body[i:i + chunk] for i in range(0, len(body), chunk)] or [b""]
+    messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
+    headers = [(b"content-type", content_type.encode())]
+    if length:
+        headers.append((b"content-length", str(len(body)).encode()))
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    return Request({"type": "http", "method": "POST", "path": "/v1/images/edits", "headers": headers,
+                    "query_string": b""}, receive)
+
+
+def _multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    import httpx
+
+    req = httpx.Request("POST", "http://127.0.0.1/", data=fields, files=[(n, ("f.png", d, "image/png"))
+                                                                        for n, d in files])
+    return req.read(), req.headers["content-type"]
+
+
+def test_multipart_edit_reads_like_the_json_form():
+    import anyio
+
+    from studio.api.multipart import read_form
+
+    body, ctype = _multipart({"prompt": "猫", "n": "2", "seed": "7", "strength": "0.4", "steps": "many",
+                              "size": "256x256"}, [("image[]", b"\x89PNG one"), ("image[]", b"two"), ("mask", b"m")])
+    got = anyio.run(read_form, _request(body, ctype, chunk=50))
+    assert got == {"prompt": "猫", "n": 2, "seed": 7, "strength": 0.4, "steps": "many", "size": "256x256",
+                   "image": [b"\x89PNG one", b"two"], "mask": b"m"}
+    with pytest.raises(ApiError) as broken:
+        anyio.run(read_form, _request(b"--nope\r\n garbage", "multipart/form-data; boundary=zz"))
+    assert broken.value.status == 400 and broken.value.code == "invalid_multipart"
+
+
+def test_edit_bodies_are_limited_before_and_while_they_are_read():
+    import anyio
+
+    from studio.api.multipart import bounded, read_form
+
+    body, ctype = _multipart({"prompt": "x"}, [("image", bytes(5000))])
+    with pytest.raises(ApiError) as declared:  # refused from the header: nothing read
+        bounded(_request(body, ctype), limit=4000)
+    assert declared.value.status == 413 and declared.value.code == "body_too_large"
+    unread = _request(body, ctype, chunk=1000, length=False)  # chunked: no length to go by
+    limited = bounded(unread, limit=4000)
+    with pytest.raises(ApiError) as streamed:
+        anyio.run(read_form, limited)
+    assert streamed.value.status == 413
+    assert limited.receive.seen <= 4000 + 1000  # stopped at the chunk that crossed the limit
+    assert anyio.run(read_form, bounded(_request(body, ctype), limit=len(body)))["image"] == bytes(5000)

@@ -1,6 +1,7 @@
 """Workers on other machines through Ray: a real local Ray cluster (a head without CPUs for work and
 two one-CPU nodes, all on 127.0.0.1), started once for the module, running the real worker loop on
-the demo model.
+the demo model. Each node has a studio home of its own (as another machine would: no shared data
+folder), so image inputs must travel with their jobs.
 
 Ray's addresses stay on loopback: Ray turns "127.0.0.1" into the machine's network address unless
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (read when ray is imported), which the fixture sets first.
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +109,15 @@ def test_cli_workers_ray_without_a_cluster_fails_with_one_line(home: Path) -> No
 
 # ----------------------------------------------------------------- one local cluster for the module
 
+def node_homes(home: Path) -> list[Path]:
+    """The nodes' own ZAOXIANG_HOMEs, beside the studio's `home`."""
+    return [home.parent / f"node-{i}" for i in range(2)]
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, demo_model_master: Path):
-    """A head (no CPUs: nothing runs there) and two one-CPU nodes; this process is the driver."""
+    """A head (no CPUs: nothing runs there) and two one-CPU nodes, each with its own home; this
+    process is the driver."""
     if importlib.util.find_spec("ray") is None:
         pytest.skip("ray is not installed (the cluster extra)")
     with pytest.MonkeyPatch.context() as mp:
@@ -126,8 +134,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, demo_model_master: Path):
         ray_cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
                                                                     **loopback})
         try:
-            for _ in range(2):
+            for node_home in node_homes(home):  # a node's processes inherit the environment it starts in
+                mp.setenv("ZAOXIANG_HOME", str(node_home))
                 ray_cluster.add_node(num_cpus=1, **loopback)
+            mp.setenv("ZAOXIANG_HOME", str(home))
             ray_cluster.wait_for_nodes()
             info = connect(ray_cluster.address)
             yield info, home
@@ -216,6 +226,74 @@ def test_actor_image_lands_in_the_gallery_atomically(cluster, link: Link) -> Non
 
     with Image.open(target) as im:
         assert im.size == (256, 256)
+
+
+def test_image_inputs_travel_with_the_job_to_the_node(cluster, link: Link) -> None:
+    """Issue 23: an image-to-image job on a node whose home has never seen its init image; the bytes
+    go with the job and land in that node's inputs folder under their hash (once per actor: the
+    shipper's own test below)."""
+    import numpy as np
+    from PIL import Image
+
+    from studio.core.image_inputs import InputStore
+
+    _info, home = cluster
+    picture = Image.new("RGB", (256, 256), (30, 40, 220))
+    picture.paste((230, 200, 20), (0, 0, 128, 256))
+    digest = InputStore().put_image(picture).sha256  # in the studio's home only
+    stores = [InputStore(root=h / "data" / "inputs") for h in node_homes(home)]
+    assert InputStore().path(digest) is not None and not any(s.path(digest) for s in stores)
+    spec = ImageSpec(prompt="a red star", width=256, height=256, steps=4, seed=3, model="demo",
+                     init_image=digest, strength=0.3)
+    made = []
+    for name, job_spec in (("img2img-remote", spec), ("img2img-again", spec),
+                           ("txt2img-same-seed", replace(spec, init_image=None, strength=None))):
+        job = Job(job_id=name, request_id="r-" + name, index=0, spec=job_spec,
+                  output_path=str(home / "gallery" / f"{name}.png")).to_dict()
+        link.control.send(wire.job(job))
+        done = link.next("done")
+        assert done["job_id"] == name and not [p for s, p in link.seen if s == "failed"], link.seen
+        made.append(np.asarray(Image.open(done["path"]).convert("RGB"), dtype=np.int16))
+    landed = [s.path(digest) for s in stores if s.path(digest)]
+    assert len(landed) == 1 and landed[0].read_bytes() == InputStore().path(digest).read_bytes()
+    assert np.array_equal(made[0], made[1])  # the same job twice: the same pixels
+    given = np.asarray(picture, dtype=np.int16)
+    assert np.abs(made[0] - given).mean() < np.abs(made[2] - given).mean()  # drawn from the init image
+    assert "Denoising strength: 0.3" in read_chunks(home / "gallery" / "img2img-remote.png")["parameters"]
+
+
+def test_input_shipper_sends_each_input_once_and_nodes_check_the_hash(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from studio.cluster.inputs import InputShipper, job_inputs, land
+    from studio.core.image_inputs import InputStore
+
+    studio, node = InputStore(root=tmp_path / "studio"), InputStore(root=tmp_path / "node")
+    image = studio.put_image(Image.new("RGB", (32, 32), (1, 2, 3))).sha256
+    mask = studio.put_image(Image.new("L", (32, 32), 255)).sha256
+    job = {"spec": {"init_image": image, "mask": mask, "control": {"image": image}}}
+    assert job_inputs(job) == [image, mask, image] and job_inputs({"spec": {"prompt": "x"}}) == []
+    shipper = InputShipper(studio)
+    first = shipper.for_job(job)
+    assert set(first) == {image, mask} and shipper.for_job(job) == {}
+    assert land({**first, "0" * 64: first[image]}, node) == ["0" * 64]  # bytes that are not what they claim
+    assert node.path(image).read_bytes() == studio.path(image).read_bytes() and node.path("0" * 64) is None
+    assert InputShipper(studio).for_job({"spec": {"init_image": "f" * 64}}) == {}  # gone here: nothing sent
+
+
+def test_a_nodes_controlnet_is_the_studios_path_where_it_exists_else_its_name(tmp_path: Path) -> None:
+    from studio.cluster.node_model import controlnet_here
+
+    here = tmp_path / "union-2.1"
+    here.mkdir()
+    job = {"job_id": "j", "spec": {"prompt": "x", "control": {"image": "ab" * 32, "model": str(here)}}}
+    assert controlnet_here(job) == job
+    for studio_path, name in (("/studio/only/Z-Image-Fun-Controlnet-Union.safetensors",
+                               "Z-Image-Fun-Controlnet-Union"), ("/studio/only/union-2.1", "union-2.1")):
+        moved = controlnet_here({**job, "spec": {**job["spec"], "control": {"image": "ab" * 32, "model": studio_path}}})
+        assert moved["spec"]["control"] == {"image": "ab" * 32, "model": name} and moved["job_id"] == "j"
+    plain = {"job_id": "k", "spec": {"prompt": "x", "control": None}}
+    assert controlnet_here(plain) is plain
 
 
 def test_cancel_stops_a_running_image(cluster, link: Link) -> None:

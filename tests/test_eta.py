@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from studio.core.eta import EtaClock, Work, finish_times, request_eta_s
 
 
@@ -73,3 +75,50 @@ def test_eta_decreases_over_a_real_run(demo_model_master: Path) -> None:
     assert not rises, (rises, [round(v, 3) for v in shown])
     assert all(v > 0 for v in shown[:-1]), shown  # never "done" while steps remain
     assert shown[-1] == 0.0
+
+
+def test_the_warm_up_seeds_speed_by_a_steady_step_not_its_one_time_costs() -> None:
+    """The warm-up's whole time holds the first step's set-up and the previewer's build: priced by
+    cost it made a bigger image look minutes long. A steady step scales with size, encode + decode
+    with pixels; the first real image then counts as measured."""
+    from studio.pool.speed import Size, SpeedModel, StepClock, job_cost
+
+    warm, big = Size(256, 256, 2), Size(512, 512, 9)
+    speed = SpeedModel()
+    speed.seed_warmup(warm, seconds=6.0, step_s=0.5, tail_s=1.0)
+    assert speed.estimate(warm) == 2.0  # two steps and the tail, not the 6 s
+    per_step_big = 0.5 * (job_cost(big) / big.steps) / (job_cost(warm) / warm.steps)  # by tokens
+    assert speed.estimate(big) == pytest.approx(9 * per_step_big + 4.0)  # 4x the pixels: 4x the tail
+    assert speed.jobs_seen == 0 and speed.seconds_per_image() is None  # a seed is not a measured image
+    speed.observe(big, 20.0)
+    assert speed.jobs_seen == 1 and speed.estimate(big) == 20.0
+    old = SpeedModel()
+    old.seed_warmup(warm, seconds=6.0)  # a worker that timed no steady step: its whole time, as before
+    assert old.estimate(warm) == 6.0
+
+    synced: list[int] = []
+    clock = StepClock(sync=lambda: synced.append(1))
+    for i in range(3):
+        time.sleep(0.3 if i == 1 else 0.05)  # the first step's gap from the second is the slow one here
+        clock(i + 1, 3)
+    steady = clock.steady_s()
+    assert synced == [1, 1, 1] and steady is not None and 0.04 <= steady < 0.3
+    assert StepClock().steady_s() is None
+
+
+def test_the_first_eta_of_a_fresh_worker_is_near_the_real_time(home: Path) -> None:
+    """A fresh CPU worker on the demo model, its first request at the demo's own size with 20 steps:
+    the ETA given before any step is within 2x of how long the image really takes. Seeded from the
+    warm-up's whole time (its first step's set-up, the previewer's build) it was 4-20x."""
+    from studio.core.request import GenerationRequest
+    from tests.pool_helpers import running_studio
+
+    with running_studio("cpu:1") as (studio, _recorder):
+        rid = studio.submit(GenerationRequest("a red star on a white background", width=256, height=256, steps=20,
+                                              seed=1), origin="ui", interactive=True)
+        t0 = time.monotonic()
+        eta = studio.eta_s(rid)
+        [result] = studio.wait(rid, timeout=300)
+        real = time.monotonic() - t0
+    assert result["status"] == "done"
+    assert eta is not None and real / 2 <= eta <= real * 2, (round(eta, 2), round(real, 2))

@@ -375,6 +375,7 @@ def test_compiled_blocks_keep_their_graphs_when_sets_and_strengths_change(
     monkeypatch.setenv("ZAOXIANG_COMPILE_BACKEND", "eager")
     torch._dynamo.reset()
     compiled = Engine(demo_model_master, "cpu", compile=True, warm="none", compile_cache=tmp_path / "cc")
+    compiled.lora_merge = False  # peft adapters in the compiled blocks (merging is the compiled default)
     compiled.warm_up(sizes=((128, 128),))
     assert compiled.compiled and compiled.wait_warm()
     other = _write(tmp_path / "other.safetensors", _random_lora(11))
@@ -388,6 +389,38 @@ def test_compiled_blocks_keep_their_graphs_when_sets_and_strengths_change(
         got = _images(compiled, PROMPTS[:1], quick=True)
         engine.set_loras(chosen)
         assert _max_diff(got, _images(engine, PROMPTS[:1], quick=True)) <= SAME_IMAGE_MAX_DIFF, chosen
+    assert counters["stats"]["unique_graphs"] == graphs
+    engine.set_loras([])
+
+
+def test_merged_loras_match_adapters_trace_nothing_new_and_leave_the_weights_bit_for_bit(
+        engine, demo_model_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merge mode (the compiled engine's default): each set gives the adapter engine's pixels; neither a
+    new file nor a switch traces new code; with no LoRA the weights are the originals, bit for bit."""
+    from torch._dynamo.utils import counters
+
+    from studio.engine.generate import Engine
+
+    monkeypatch.setenv("ZAOXIANG_COMPILE_BACKEND", "eager")
+    torch._dynamo.reset()
+    merged = Engine(demo_model_master, "cpu", compile=True, warm="none", compile_cache=tmp_path / "cc")
+    merged.warm_up(sizes=((128, 128),))
+    assert merged.compiled and merged.wait_warm()
+    original = {k: v.clone() for k, v in merged.pipe.transformer.state_dict().items()}
+    _images(merged, PROMPTS[:1], quick=True)
+    graphs = counters["stats"]["unique_graphs"]
+    other = _write(tmp_path / "other.safetensors", _random_lora(11))
+    for chosen in ([(FILES["diffusers"], 1.0)], [(FILES["kohya"], 0.5)], [(FILES["diffusers"], 0.3), (other, -1.0)],
+                   [], [(other, 1.0)], [(FILES["diffusers"], 0.0)]):
+        merged.set_loras(chosen)
+        got = _images(merged, PROMPTS[:1], quick=True)
+        engine.set_loras(chosen)
+        assert _max_diff(got, _images(engine, PROMPTS[:1], quick=True)) <= SAME_IMAGE_MAX_DIFF, chosen
+        if not any(s for _f, s in chosen):  # no LoRA, or strength 0: the original weights exactly
+            now = merged.pipe.transformer.state_dict()
+            assert all(torch.equal(now[k], v) for k, v in original.items()), chosen
+    assert merged._loras.merge and not getattr(merged.pipe.transformer, "peft_config", None)
+    assert set(merged.pipe.transformer.state_dict()) == set(original)  # no module was added
     assert counters["stats"]["unique_graphs"] == graphs
     engine.set_loras([])
 

@@ -135,3 +135,14 @@ def test_loras_in_every_form_and_in_the_prompt_become_one_list() -> None:
         assert caught.value.field == "loras"
     with pytest.raises(ValidationError, match="Prompt is required"):
         validate(GenerationRequest(prompt="<lora:a:1>"))  # a tag alone describes no image
+
+
+def test_from_dict_reads_lora_dicts_of_other_writers():
+    """API bodies say `strength`, later versions may add keys: read both; a LoRA without a name is one line."""
+    from studio.core.errors import StudioError
+
+    req = GenerationRequest.from_dict({"prompt": "x", "loras": [{"name": "a", "strength": 0.5, "later": 1}]})
+    assert [(x.name, x.weight) for x in req.loras] == [("a", 0.5)]
+    with pytest.raises(ValidationError) as err:
+        GenerationRequest.from_dict({"prompt": "x", "loras": [{"strength": 0.5}]})
+    assert isinstance(err.value, StudioError) and err.value.usage and err.value.field == "loras"

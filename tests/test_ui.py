@@ -271,6 +271,43 @@ def test_settings_checks(home):
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
 
 
+def test_settings_fields_are_named_by_their_labels():
+    """The "needs a restart" line names fields as the form does, in the window's language; every
+    setting has a label in both (a new setting without one would show its code name)."""
+    from dataclasses import fields
+
+    from studio.core.settings import Settings
+    from studio.ui.i18n import STRINGS
+    from studio.ui.settings import field_names
+
+    assert field_names(["memory_profile", "workers"], "zh") == "显存方案、GPU"
+    assert field_names(["memory_profile", "workers"], "en") == "Memory profile, GPUs"
+    assert all(f"set.field.{f.name}" in STRINGS for f in fields(Settings))
+
+
+def test_an_image_sent_to_the_panel_lands_where_it_was_sent(tmp_path):
+    """img2img: the editor's image at the default strength; inpaint: the same at full strength (the
+    mask is painted next); control: the control image only. The panel opens each time."""
+    import gradio as gr
+    import numpy as np
+    from PIL import Image
+
+    from studio.core.request import DEFAULT_STRENGTH
+    from studio.ui.image_panel import send_values
+
+    path = tmp_path / "made.png"
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(path)
+    box, editor, strength, control = send_values(str(path), "img2img", "zh")
+    assert box["open"] is True and strength == DEFAULT_STRENGTH and control == gr.update()
+    assert editor["layers"] == [] and np.asarray(editor["background"])[0, 0].tolist() == [10, 200, 30]
+    _box, editor, strength, _control = send_values(str(path), "inpaint", "en")
+    assert strength == 1.0 and editor["background"].size == (64, 48)
+    _box, editor, strength, control = send_values(str(path), "control", "zh")
+    assert editor == gr.update() and strength == gr.update() and control.size == (64, 48)
+    with pytest.raises(gr.Error, match="请先选择一张图像"):
+        send_values(None, "img2img", "zh")
+
+
 def test_serving_beyond_loopback_needs_a_password():
     from studio.core.passwords import verify_password
     from studio.core.settings import Settings

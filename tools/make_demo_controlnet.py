@@ -1,6 +1,9 @@
-"""Write the demo ControlNet: a tiny ZImageControlNetModel for the demo model's architecture.
+"""A random demo ControlNet: a tiny ZImageControlNetModel for the demo model's architecture.
 
-    python tools/make_demo_controlnet.py --out assets/demo-controlnet
+    python tools/make_demo_controlnet.py --out /tmp/random-demo-controlnet
+
+The shipped `assets/demo-controlnet` is trained from this config (`demo_config`) by
+tools/train_demo_controlnet.py; this random one is what it replaced.
 
 It has the layout of the published Z-Image-Turbo-Fun-Controlnet-Union 2.x (control noise refiner,
 33 control input channels: the control latents, the inpaint mask and the masked image) scaled to
@@ -95,7 +98,7 @@ def write(out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "assets" / "demo-controlnet")
+    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     folder = write(args.out)
     print(f"wrote {folder} ({sum(f.stat().st_size for f in folder.iterdir())} bytes)")

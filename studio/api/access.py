@@ -7,7 +7,10 @@ Origins; what is left here is what the APIs need on top:
   either way, while any other word is ignored where no key is needed (the `openai` package
   insists on sending one);
 - a POST must say `Content-Type: application/json`, which a web page can only send after a CORS
-  preflight that the guard's same-origin rule fails (so no form-post CSRF, even keyless);
+  preflight that the guard's same-origin rule fails (so no form-post CSRF, even keyless); the routes
+  that take multipart (`/v1/images/edits`, as the `openai` package sends it) take it only with an
+  `Authorization: Bearer` header, which no HTML form can send and `fetch` sends only after that
+  same preflight (on loopback without keys any word will do, as for JSON);
 - each key gets `rate_per_min` calls a minute.
 """
 
@@ -42,11 +45,18 @@ class ApiAccess:
         """For the guard's `api_key_check`: an active key lets gradio_client call the named endpoints."""
         return self.keys.verify(plain) is not None
 
-    def check(self, method: str, headers: Headers, reads_body: bool = True) -> str | None:
-        """The calling key's id (None: keyless loopback call); raises ApiError to refuse."""
+    def check(self, method: str, headers: Headers, reads_body: bool = True, multipart: bool = False) -> str | None:
+        """The calling key's id (None: keyless loopback call); raises ApiError to refuse.
+
+        `multipart`: the route also takes multipart/form-data, from callers that send a bearer key."""
         if method in BODY_METHODS and reads_body:
             ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-            if ctype != "application/json":
+            if multipart and ctype == "multipart/form-data":
+                if bearer(headers) is None:
+                    raise ApiError(401, "A multipart body needs an 'Authorization: Bearer <key>' header (on this "
+                                        "machine without keys any word will do, e.g. the openai package's api_key).",
+                                   code="missing_api_key")
+            elif ctype != "application/json":
                 raise ApiError(415, f"Send the body as JSON (Content-Type: application/json), not {ctype or 'nothing'!r}.",
                                code="unsupported_media_type")
         plain = bearer(headers)
@@ -70,16 +80,21 @@ class ApiAccess:
 class ApiGate:
     """ASGI wrapper applying `ApiAccess` in front of one API app (the OpenAI routes, the MCP app)."""
 
-    def __init__(self, app: ASGIApp, access: ApiAccess, bodyless: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: ASGIApp, access: ApiAccess, bodyless: tuple[str, ...] = (),
+                 multipart: tuple[str, ...] = ()) -> None:
         self.app = app
         self.access = access
         self.bodyless = bodyless  # paths that never read the body (so its type does not matter)
+        self.multipart = multipart  # paths (below the mount) that also take multipart/form-data
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            path, root = scope["path"], scope.get("root_path", "")
+            below = path[len(root):] if root and path.startswith(root) else path
             try:
                 key_id = self.access.check(scope["method"], Headers(scope=scope),
-                                           reads_body=scope["path"] not in self.bodyless)
+                                           reads_body=scope["path"] not in self.bodyless,
+                                           multipart=below in self.multipart)
             except ApiError as exc:
                 await exc.response()(scope, receive, send)
                 return

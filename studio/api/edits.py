@@ -1,11 +1,11 @@
-"""`POST /v1/images/edits` as JSON: an image (and optionally a mask) in, edited images out.
+"""`POST /v1/images/edits`: an image (and optionally a mask) in, edited images out.
 
-OpenAI's JSON form of edits (what gpt-image clients send beside multipart): `images` as
-`[{"image_url": "data:image/png;base64,…"}]` or a plain `image` data URL / base64 string, an optional
-`mask` the same way, plus the generation fields. The mask follows OpenAI's rule: where it is
-transparent is what gets repainted (a mask without transparency: white repaints). Without a mask the
-call is image-to-image at `strength` (studio extension, default 0.75). Multipart bodies stay refused by
-the API gate (JSON only: a web page cannot post it cross-site without a preflight).
+Both of OpenAI's forms: multipart, as the `openai` package's `images.edit` sends it (files `image` or
+`image[]` and `mask`, read by studio/api/multipart.py), and JSON, as gpt-image clients send it:
+`images` as `[{"image_url": "data:image/png;base64,…"}]` or a plain `image` data URL / base64 string,
+an optional `mask` the same way, plus the generation fields. The mask follows OpenAI's rule: where it
+is transparent is what gets repainted (a mask without transparency: white repaints). Without a mask
+the call is image-to-image at `strength` (studio extension, default 0.75).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from studio.core.request import GenerationRequest, ValidationError, validate
 
 
 def _data(value: Any, param: str) -> bytes | None:
-    """The bytes of a data URL, a base64 string or `{"image_url": …}`; None when absent."""
+    """The bytes of an uploaded file, a data URL, a base64 string or `{"image_url": …}`; None when absent."""
     if isinstance(value, list):
         value = value[0] if value else None
+    if isinstance(value, bytes):
+        return value or None
     if isinstance(value, dict):
         value = value.get("image_url") or value.get("b64_json")
         if isinstance(value, dict):

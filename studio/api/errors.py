@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-         404: "not_found_error", 409: "cancelled", 415: "invalid_request_error", 429: "rate_limit_error",
-         501: "not_implemented", 503: "service_unavailable"}
+         404: "not_found_error", 409: "cancelled", 413: "invalid_request_error", 415: "invalid_request_error",
+         429: "rate_limit_error", 501: "not_implemented", 503: "service_unavailable"}
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ImageContent, TextContent
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from studio.api.errors import ApiError
 from studio.api.service import ApiService, build_request
@@ -27,6 +27,13 @@ INSTRUCTIONS = ("造相 Z-Image Studio: local text-to-image with Z-Image. `gener
                 "(Chinese or English) and returns them with their file paths and seeds; the same seed and "
                 "prompt give the same image again. `list_history` and `get_image` read past results.")
 MAX_INLINE_IMAGES = 8  # more images are returned as paths only: agents' context windows are small
+
+
+class LoraArg(BaseModel):
+    """One LoRA of a `generate` call (its range is checked by the studio, which answers in one line)."""
+
+    name: str = Field(description="A LoRA's name (list_models lists them) or the path of its .safetensors file.")
+    strength: float = Field(1.0, description="-2 to 2; 1 is full strength, 0 turns it off.")
 
 
 def _text(data: Any) -> TextContent:
@@ -57,12 +64,15 @@ def build_server(service: ApiService,
         negative_prompt: str = "",
         steps: Annotated[int | None, Field(description="Sampling steps; none: the model's default.")] = None,
         guidance: Annotated[float | None, Field(description="Guidance scale; none: the model's default.")] = None,
+        loras: Annotated[list[LoraArg] | None, Field(
+            description="LoRAs to apply, each with a strength; `<lora:name:0.8>` in the prompt works too.")] = None,
     ) -> list[TextContent | ImageContent]:
         """Generate images; returns the PNGs plus a JSON list of their paths and seeds."""
         body = {"prompt": prompt, "n": n, "size": size, "seed": seed, "negative_prompt": negative_prompt,
-                "steps": steps, "guidance": guidance}
+                "steps": steps, "guidance": guidance, "loras": [x.model_dump() for x in loras or ()]}
         try:
-            images = await service.generate(build_request(body, studio.default_size), ready_wait_s=ready_wait_s)
+            request = build_request(body, studio.default_size, check_lora=studio.lora_check())
+            images = await service.generate(request, ready_wait_s=ready_wait_s)
         except ApiError as exc:
             raise ToolError(exc.message) from None
         listing = {"images": [{"path": im.path, "seed": im.seed, "index": im.index} for im in images]}
@@ -97,10 +107,12 @@ def build_server(service: ApiService,
 
     @mcp.tool()
     def list_models() -> list[TextContent]:
-        """The model this studio draws with (one at a time; Settings changes it)."""
+        """The model this studio draws with (one at a time; Settings changes it) and the LoRAs found for it."""
         m = studio.model
+        loras = [{"name": i.name, "layout": i.layout.value, "rank": i.rank, "base_model": i.base_model}
+                 for i in studio.available_loras()]
         return [_text([{"id": m.name, "source": m.source, "format": m.format, "path": str(m.path),
-                        "default_size": "x".join(map(str, studio.default_size))}])]
+                        "default_size": "x".join(map(str, studio.default_size)), "loras": loras}])]
 
     @mcp.tool()
     def studio_status() -> list[TextContent]:

@@ -39,7 +39,7 @@ def build_api(studio: Any, host: str) -> ApiMount:
     keys = KeyStore(studio.paths.config_dir)
     access = ApiAccess(keys, loopback_only=is_loopback(host))
     service = ApiService(studio, keys)
-    v1 = ApiGate(Router(openai_images.routes(service)), access)
+    v1 = ApiGate(Router(openai_images.routes(service)), access, multipart=openai_images.MULTIPART_PATHS)
     mcp_app, lifespan = mcp_server.http_app(mcp_server.build_server(service))
     gated_mcp = ApiGate(mcp_app, access)
     routes: list[BaseRoute] = [Mount("/v1", app=v1), Route("/mcp", gated_mcp), Route("/mcp/", gated_mcp)]

@@ -3,13 +3,15 @@
 What chat front-ends (Open WebUI, LibreChat, Dify) and the `openai` package send, answered the way
 they expect: `{"created", "data": [{"b64_json" | "url", "revised_prompt"}]}` (each item also carries
 its `seed`), errors in OpenAI's shape. `url` items point at `/v1/images/files/<job id>.png`, served
-behind the same key as the call. `POST /v1/images/edits` (JSON; studio/api/edits.py) edits an image.
+behind the same key as the call. `POST /v1/images/edits` (multipart or JSON; studio/api/edits.py)
+edits an image.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Any
 
 import anyio
@@ -19,9 +21,11 @@ from starlette.routing import Route
 
 from studio.api.edits import edit_request
 from studio.api.errors import ApiError
+from studio.api.multipart import MULTIPART, bounded, content_type, read_form
 from studio.api.service import ApiService, build_request
 
 RESPONSE_FORMATS = ("b64_json", "url")
+MULTIPART_PATHS = ("/images/edits",)  # the one route the API gate lets a multipart body through to
 STARTED = int(time.time())
 
 
@@ -45,13 +49,15 @@ def routes(service: ApiService) -> list[Route]:
 
     async def generations(request: Request, edit: bool = False) -> Response:
         try:
-            body = await _body(request)
+            if edit:
+                request = bounded(request)
+            body = await (read_form(request) if edit and content_type(request) == MULTIPART else _body(request))
             service.check_model(body.get("model"))
             fmt = body.get("response_format") or "b64_json"
             if fmt not in RESPONSE_FORMATS:
                 raise ApiError(400, f"response_format={fmt!r}: give one of {', '.join(RESPONSE_FORMATS)}.",
                                param="response_format")
-            make = edit_request if edit else build_request
+            make = edit_request if edit else partial(build_request, check_lora=service.studio.lora_check())
             spec = await anyio.to_thread.run_sync(make, body, service.studio.default_size)
             images = await service.generate(spec, gone=request.is_disconnected)
             base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}/v1/images/files/"

@@ -29,6 +29,7 @@ from studio.core.request import (
     MIN_SIZE,
     SIZE_STEP,
     GenerationRequest,
+    LoraCheck,
     ValidationError,
     validate,
 )
@@ -67,9 +68,19 @@ def parse_size(value: Any, default: tuple[int, int]) -> tuple[int, int]:
     return w, h
 
 
-def build_request(body: dict[str, Any], default_size: tuple[int, int]) -> GenerationRequest:
+def invalid(exc: ValidationError) -> ApiError:
+    """A request field refused by validation as a 400 naming the field (by its API name) and why."""
+    name = API_FIELD.get(exc.field, exc.field)
+    return ApiError(400, f"{name}: {exc.message}", param=name)
+
+
+def build_request(body: dict[str, Any], default_size: tuple[int, int],
+                  check_lora: LoraCheck | None = None) -> GenerationRequest:
     """An OpenAI-style body (prompt, n, size, and the extra fields seed / negative_prompt / steps /
-    guidance) as a validated GenerationRequest; ApiError 400 naming the first bad field."""
+    guidance / loras) as a validated GenerationRequest; ApiError 400 naming the first bad field.
+
+    `loras`: [{"name", "strength"}] (or "NAME:STRENGTH" strings), added to any `<lora:…>` in the
+    prompt; `check_lora` (the studio's) checks each file, so a missing or unfit LoRA is a 400 too."""
     n = body.get("n", 1)
     if n is None:
         n = 1
@@ -77,7 +88,7 @@ def build_request(body: dict[str, Any], default_size: tuple[int, int]) -> Genera
         raise ApiError(400, f"n={n!r}: give a whole number of images from 1 to {MAX_COUNT}.", param="n")
     width, height = parse_size(body.get("size"), default_size)
     values: dict[str, Any] = {"prompt": body.get("prompt"), "width": width, "height": height, "count": n}
-    for name in ("negative_prompt", "steps", "guidance"):
+    for name in ("negative_prompt", "steps", "guidance", "loras"):
         if body.get(name) is not None:
             values[name] = body[name]
     if body.get("seed") is not None:
@@ -86,10 +97,9 @@ def build_request(body: dict[str, Any], default_size: tuple[int, int]) -> Genera
     if not isinstance(values["prompt"], str):
         raise ApiError(400, "prompt is required: a text describing the image.", param="prompt")
     try:
-        return validate(GenerationRequest(**values))
+        return validate(GenerationRequest(**values), check_lora=check_lora)
     except ValidationError as exc:
-        name = API_FIELD.get(exc.field, exc.field)
-        raise ApiError(400, f"{name}: {exc.message}", param=name) from None
+        raise invalid(exc) from None
 
 
 class ApiService:
@@ -157,8 +167,11 @@ class ApiService:
 
         unsubscribe = self.studio.subscribe(on_event)
         try:
-            await anyio.to_thread.run_sync(lambda: self.studio.submit(
-                request, origin="api", interactive=False, request_id=request_id))
+            try:
+                await anyio.to_thread.run_sync(lambda: self.studio.submit(
+                    request, origin="api", interactive=False, request_id=request_id))
+            except ValidationError as exc:  # the studio's own checks (a LoRA's file) not made before
+                raise invalid(exc) from None
             while not finished.is_set():
                 try:
                     await asyncio.wait_for(finished.wait(), 1.0)

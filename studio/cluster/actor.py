@@ -5,8 +5,9 @@ The actor holds the worker's two pipes as the pool would. Jobs arrive by `delive
 worker says leaves by `poll` (a long poll, so step events come back as they happen). Machines share
 no disk: the worker writes each PNG to a node-local scratch folder (in memory where /dev/shm exists),
 and `poll` hands the file's bytes back with its `done`, a reply Ray carries through its object store;
-the studio writes them into its gallery. When the actor dies, the worker sees EOF on its control pipe
-and exits, as it does when the pool's process dies.
+the studio writes them into its gallery. Image inputs come the other way, beside the job that names
+them (cluster/inputs.py). When the actor dies, the worker sees EOF on its control pipe and exits, as
+it does when the pool's process dies.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.cluster import wire
-from studio.cluster.node_model import resolve_here
+from studio.cluster.inputs import land
+from studio.cluster.node_model import controlnet_here, resolve_here
 
 EXITED = "exited"  # poll's last item: ("exited", exit code)
 
@@ -79,11 +81,15 @@ class WorkerActor:
         return {"host": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
                 "pid": os.getpid(), "worker_pid": self._proc.pid if self._proc is not None else None}
 
-    def deliver(self, msg: Any) -> None:
-        """One message from the pool to the worker (a job is pointed at the scratch folder first)."""
+    def deliver(self, msg: Any, inputs: dict[str, bytes] | None = None) -> None:
+        """One message from the pool to the worker (a job is pointed at the scratch folder first);
+        `inputs`: image inputs the job reads, by hash, put into this node's inputs folder before it."""
         if self._control is None:
             return
+        if inputs:
+            land(inputs)
         if wire.is_job(msg):
+            msg = wire.with_job(msg, controlnet_here(wire.job_fields(msg)))
             msg, job_id, original = wire.with_output(msg, os.path.join(self._scratch, f"{next(self._names)}.png"))
             with self._lock:
                 self._paths[job_id] = original

@@ -2,8 +2,8 @@
 multiprocessing context the pool uses, so Ray actors take jobs from the same queue and scheduler.
 
 Two threads per actor relay its pipes. One forwards the pool's messages to `deliver`, each awaited so
-they arrive in order; EOF on the control pipe (the pool is gone or reaping) kills the actor, as EOF
-makes a local worker exit. The other long-polls the actor and writes each image's PNG bytes
+they arrive in order (a job with the bytes of the image inputs it names that this actor lacks); EOF
+on the control pipe (the pool is gone or reaping) kills the actor, as EOF makes a local worker exit. The other long-polls the actor and writes each image's PNG bytes
 atomically into the gallery before the pool hears `done`, so `done` still means a durable file. The
 sentinel reaches EOF once the actor has ended: stopped, killed, or lost with its node.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 from studio.cluster import wire
 from studio.cluster.actor import EXITED, Relayed, WorkerActor
+from studio.cluster.inputs import InputShipper
 from studio.cluster.placement import ActorPlace
 from studio.core.atomic import atomic_path
 
@@ -53,6 +54,7 @@ class ActorProcess:
         self.exitcode: int | None = None
         self.pid: int | None = None  # the worker process on its node, once ready
         self.actor: Any = None
+        self._inputs = InputShipper()
         self._uplink = threading.Thread(target=self._poll_loop, name=f"ray-up-{place.name}", daemon=True)
 
     def start(self) -> None:
@@ -94,8 +96,9 @@ class ActorProcess:
                 msg = self._control.recv()
             except Exception:  # EOF: the pool closed its end
                 break
+            inputs = self._inputs.for_job(wire.job_fields(msg)) if wire.is_job(msg) else None
             try:
-                ray.get(self.actor.deliver.remote(msg))
+                ray.get(self.actor.deliver.remote(msg, inputs or None))
             except ray.exceptions.RayError:  # the actor is gone: the uplink tells the pool
                 return
         self.kill()

@@ -40,6 +40,16 @@ def is_job(msg: Any) -> bool:
     return isinstance(msg, p.RunJob)
 
 
+def job_fields(msg: p.RunJob) -> dict[str, Any]:
+    """The job a job message carries, as plain data."""
+    return msg.job
+
+
+def with_job(msg: p.RunJob, job: dict[str, Any]) -> p.RunJob:
+    """The job message carrying `job` instead."""
+    return replace(msg, job=job)
+
+
 def with_output(msg: p.RunJob, path: str) -> tuple[p.RunJob, str, str]:
     """The job message writing to `path` instead; (message, job id, the studio's path)."""
     fields = dict(msg.job)

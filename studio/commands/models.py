@@ -7,10 +7,11 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from studio.commands import EXIT_ERROR, EXIT_OK
+from studio.commands import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
     from studio.models.download import Progress
+    from studio.models.loras import LoraInfo
 
 NAME = "models"
 
@@ -21,10 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ml = msub.add_parser("list", help="show every model found, its format, size and whether it is complete")
     ml.add_argument("--model", default=None)
     ml.add_argument("--json", action="store_true")
-    md = msub.add_parser("download", help="download Z-Image weights once (resumable, checked against the hub)")
+    md = msub.add_parser("download", help="download Z-Image weights or a LoRA repo once (resumable, checked "
+                                          "against the hub)")
     md.add_argument("--source", choices=("hf", "modelscope"), default="hf",
                     help="hf: Hugging Face (HF_ENDPOINT picks a mirror); modelscope: for mainland China")
-    md.add_argument("--repo", default="Tongyi-MAI/Z-Image-Turbo")
+    md.add_argument("--repo", default=None, help="owner/name (default Tongyi-MAI/Z-Image-Turbo; with --lora: required)")
+    md.add_argument("--lora", action="store_true",
+                    help="the repo is a LoRA: its .safetensors files go into the data dir's loras folder")
     md.add_argument("--revision", default="main")
     md.add_argument("--dir", default=None, help="a folder to download into instead of the hub's cache")
     md.add_argument("--configs-only", action="store_true",
@@ -65,10 +69,16 @@ def list_models(model: str | None, as_json: bool) -> int:
               "`zaoxiang models download` fetches the real one (see README: 'Getting the real model').")
     print(f"LoRAs ({len(loras)}):")  # name, layout, rank, base model
     for info in loras:
-        qkv = " fused-qkv" if info.fused_qkv else ""
-        print(f"  {info.name:28} {info.layout.value + qkv:20} rank {info.rank:<4} "
-              f"{info.base_model or 'unknown base'}  {_size(info.size_bytes)}")
-        print(f"    {info.path}")
+        _print_lora(info)
+    return EXIT_OK
+
+
+def _print_lora(info: LoraInfo) -> None:
+    """Name, layout, rank, base model and size on one line, the path on the next."""
+    qkv = " fused-qkv" if info.fused_qkv else ""
+    print(f"  {info.name:28} {info.layout.value + qkv:20} rank {info.rank:<4} "
+          f"{info.base_model or 'unknown base'}  {_size(info.size_bytes)}")
+    print(f"    {info.path}")
 
 
 def download(a: argparse.Namespace) -> int:
@@ -91,8 +101,16 @@ def download(a: argparse.Namespace) -> int:
         bar.n = p.done_bytes
         bar.refresh()
 
+    if a.lora and (not a.repo or a.dir or a.configs_only):
+        print("zaoxiang: models download --lora needs --repo OWNER/NAME (a LoRA repo) and takes neither --dir "
+              "nor --configs-only: LoRAs go into the data dir's loras folder.", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        folder = Studio.download_model(a.source, a.repo, a.dir, a.revision, a.configs_only, progress=show)
+        if a.lora:
+            loras = Studio.download_lora(a.source, a.repo, a.revision, progress=show)
+        else:
+            folder = Studio.download_model(a.source, a.repo, a.dir, a.revision, a.configs_only,
+                                           progress=show)
     except StudioError as exc:  # DownloadError: what to do next, in one sentence
         for bar in bars:
             bar.close()
@@ -100,6 +118,10 @@ def download(a: argparse.Namespace) -> int:
         return EXIT_ERROR
     for bar in bars:
         bar.close()
+    if a.lora:
+        for info in loras:
+            _print_lora(info)
+        return EXIT_OK
     print(folder)
     if a.dir:
         print(f"Use it with --model {folder} (or set `model` in settings).", file=sys.stderr)

@@ -20,6 +20,7 @@ from PIL import Image
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # mode: (PNG color type, bytes a pixel)
 BAND_ROWS = 64  # the fewest rows worth a thread of their own
+MAX_THREADS = 16  # a 1024-row image is 16 bands; ZAOXIANG_PNG_THREADS overrides (benchmarks)
 ADLER_BASE = 65521
 _executor: ThreadPoolExecutor | None = None
 
@@ -31,7 +32,8 @@ def supported(image: Image.Image) -> bool:
 def _threads() -> ThreadPoolExecutor:
     global _executor
     if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)),
+        wanted = int(os.environ.get("ZAOXIANG_PNG_THREADS") or MAX_THREADS)
+        _executor = ThreadPoolExecutor(max_workers=max(1, min(wanted, os.cpu_count() or 1)),
                                        thread_name_prefix="png-deflate")
     return _executor
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from studio.core.errors import StudioError
 from studio.core.image_inputs import InputStore
 from studio.core.lora_text import LoraError, check_strength, parse_lora_arg, parse_prompt
 from studio.core.spec import ControlRef, HiresRef, ImageSpec, LoraRef, refs
@@ -36,7 +37,7 @@ MIN_HIRES_SCALE, MAX_HIRES_SCALE, DEFAULT_HIRES_STRENGTH = 1.0, 4.0, 0.35
 IMAGE_FIELDS = ("init_image", "strength", "mask", "mask_blur", "control", "hires")
 
 
-class ValidationError(ValueError):
+class ValidationError(StudioError, ValueError):
     """A bad field: `field` names it, the message says what is allowed in one sentence.
 
     `kind` (range, whole, number, finite, text) and `got` (the value as given) let a window say the
@@ -48,6 +49,8 @@ class ValidationError(ValueError):
         self.message = message
         self.kind = kind
         self.got = got
+
+    usage = True  # the person's input was wrong: the CLI exits with usage status
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,19 @@ class GenerationRequest:
         names = {f.name for f in fields(cls)}
         values = refs({k: v for k, v in data.items() if k in names})
         if isinstance(values.get("loras"), (list, tuple)):  # as JSON writes them (dicts); checked by validate
-            values["loras"] = tuple(LoraRef(**x) if isinstance(x, dict) else x for x in values["loras"])
+            values["loras"] = tuple(_lora_ref(x) for x in values["loras"])
         return cls(**values)
+
+
+def _lora_ref(value: Any) -> Any:
+    """A LoRA as JSON writes it (a dict, `strength` accepted for `weight`), keys of later versions ignored."""
+    if not isinstance(value, dict):
+        return value
+    known = {f.name for f in fields(LoraRef)}
+    data = {("weight" if k == "strength" else k): v for k, v in value.items()}
+    if "name" not in data:
+        raise ValidationError("loras", "Each LoRA needs a name.", "text", value)
+    return LoraRef(**{k: v for k, v in data.items() if k in known})
 
 
 def _as_int(name: str, value: Any, label: str) -> int:

@@ -244,6 +244,9 @@ class Engine:
             return None
 
     _loras: Any = None  # studio.engine.lora.LoraCache, made on the first set_loras with a LoRA in it
+    # LoRAs merged into the weights (no per-image cost, no recompile; studio/engine/lora.py) or as peft
+    # adapters; None: merged where the blocks are compiled. Set before the first set_loras.
+    lora_merge: bool | None = None
 
     def set_loras(self, loras: Sequence[tuple[str | Path, float]]) -> Any:
         """Make these (LoRA file, strength) pairs the ones the next images use; [] turns LoRAs off.
@@ -257,9 +260,11 @@ class Engine:
                 return None
             from studio.engine.lora import LoraCache
 
-            self._loras = LoraCache(self.pipe, stable_graphs=self.compiled)
+            merge = self.compiled if self.lora_merge is None else bool(self.lora_merge)
+            self._loras = LoraCache(self.pipe, stable_graphs=self.compiled and not merge, merge=merge)
         report = self._loras.apply(loras)
-        if self.step_graphs is not None and self._loras.loaded:  # captured kernels would skip the adapters
+        if self.step_graphs is not None and self._loras.loaded and not self._loras.merge:
+            # captured kernels would skip the adapters (merged weights are read in place: they stay)
             self.step_graphs.failed = "LoRAs in use"
             self.drop_step_graphs()
         return report
@@ -301,7 +306,7 @@ class Engine:
         if any(s.with_seed(first.seed) != first for s in specs[1:]):
             raise ValueError("a batch's images must differ only in their seed")
         if first.has_inputs:  # init image, mask, control or hires: their own pipelines, one image at a time
-            return self.images_in.run_specs(specs, on_step, should_cancel)
+            return self.images_in.run_specs(specs, on_step, should_cancel, preview=self._previewer(on_preview))
         limit = self.profile.max_batch
         if limit and len(specs) > limit:
             images: list[Image.Image] = []

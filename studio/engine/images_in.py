@@ -1,12 +1,13 @@
 """Images in: image-to-image, inpaint and outpaint, ControlNet and hires fix on the Engine's pipe.
 
-Every task runs through diffusers' own Z-Image pipelines made with `from_pipe` from the pipeline the
+Every task runs through diffusers' own Z-Image pipelines built from the components of the pipeline the
 Engine already holds: transformer, text encoder and VAE are the same objects (with the Engine's
 compiled blocks, FP8 linears and memory profile), never a second copy. As in text-to-image, prompts
 are encoded by the Engine (its cache and graphs), latents decoded by it (its finite checks and
-tiling), and noise drawn from CPU generators seeded by the spec, so a seed means the same image on
-any device. After decoding, an inpaint's pixels outside the mask are pasted back from the original:
-they are kept exactly, whatever the VAE's round trip did to them.
+tiling), noise drawn from CPU generators seeded by the spec, so a seed means the same image on
+any device, and live previews made by the Engine's previewer (studio/engine/preview.py). After
+decoding, an inpaint's pixels outside the mask are pasted back from the original: they are kept
+exactly, whatever the VAE's round trip did to them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from studio.core.image_inputs import InputStore, Note, fit_image, fit_mask, past
 from studio.core.spec import ImageSpec
 from studio.engine.control_maps import control_map
 from studio.engine.generate import CancelCheck, Cancelled, Engine, StepCallback, Timings, initial_noise
+from studio.engine.preview import Previewer, step_sigmas
 from studio.models import controlnets
 
 
@@ -179,8 +181,12 @@ class ImagesIn:
             extra: dict[str, Any] = {"controlnet": controlnet} if controlnet is not None else {}
             # Its own scheduler (same config): image-to-image moves the schedule's begin index.
             scheduler = type(self.engine.pipe.scheduler).from_config(self.engine.pipe.scheduler.config)
-            with _quiet_diffusers():  # from_pipe warns about a float32 cast it does not make here
-                pipe = cls.from_pipe(self.engine.pipe, scheduler=scheduler, **extra)
+            # Built from the Engine's components, not `from_pipe`: that casts the new pipeline, and so the
+            # shared modules in place, to float32 unless given a dtype, and to any dtype it would upcast FP8.
+            parts = {**self.engine.pipe.components, "scheduler": scheduler, **extra}
+            expected, _ = cls._get_signature_keys(cls)
+            with _quiet_diffusers():
+                pipe = cls(**{k: v for k, v in parts.items() if k in expected})
             pipe.set_progress_bar_config(disable=True)
             self._pipes[key] = pipe
         return self._pipes[key]
@@ -225,15 +231,16 @@ class ImagesIn:
     # --- running -----------------------------------------------------------------------------
 
     def run_specs(self, specs: list[ImageSpec], on_step: StepCallback | None = None,
-                  should_cancel: CancelCheck | None = None,
-                  store: InputStore | None = None) -> tuple[list[Image.Image], Timings]:
+                  should_cancel: CancelCheck | None = None, store: InputStore | None = None,
+                  preview: Previewer | None = None) -> tuple[list[Image.Image], Timings]:
         """Make each spec's image from its stored inputs (the Engine's `generate_batch` for such specs)."""
         store = store or InputStore()
         images, total = [], Timings(images=len(specs))
         for spec in specs:
             made = self.run(prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=spec.width,
                             height=spec.height, steps=spec.steps, guidance=spec.guidance, seed=spec.seed,
-                            inputs=inputs_for(spec, store), on_step=on_step, should_cancel=should_cancel)
+                            inputs=inputs_for(spec, store), on_step=on_step, should_cancel=should_cancel,
+                            preview=preview)
             images.append(made.image)
             _add(total, made.timings)
             total.total_s += made.timings.total_s
@@ -241,8 +248,10 @@ class ImagesIn:
 
     def run(self, *, prompt: str, negative_prompt: str = "", width: int, height: int, steps: int,
             guidance: float, seed: int, inputs: ImageInputs, on_step: StepCallback | None = None,
-            should_cancel: CancelCheck | None = None) -> Made:
-        """Make one image from `inputs`; raises Cancelled, NonFiniteOutput or ImagesInError."""
+            should_cancel: CancelCheck | None = None, preview: Previewer | None = None) -> Made:
+        """Make one image from `inputs`; raises Cancelled, NonFiniteOutput or ImagesInError.
+
+        `preview`: the Engine's previewer, fed each denoising pass's steps (as text-to-image feeds it)."""
         task = inputs.task
         notes: list[Note] = []
         init = mask = control = None
@@ -265,11 +274,12 @@ class ImagesIn:
         if task is Task.TEXT:
             image, t = self.engine.generate(prompt=prompt, negative_prompt=negative_prompt, width=width,
                                             height=height, steps=steps, guidance=guidance, seed=seed,
-                                            on_step=progress.callback(0), should_cancel=should_cancel)
+                                            on_step=progress.callback(0), should_cancel=should_cancel,
+                                            on_preview=preview.on_preview if preview is not None else None)
         else:
             image, t = self._denoise(task, prompt, negative_prompt, width, height, steps, guidance, seed,
                                      init=init, mask=mask, control=control, inputs=inputs,
-                                     on_step=progress.callback(0), should_cancel=should_cancel)
+                                     on_step=progress.callback(0), should_cancel=should_cancel, preview=preview)
         _add(total, t)
         if init is not None and mask is not None:
             image = paste_back(init, image, mask, inputs.mask_blur)
@@ -277,7 +287,7 @@ class ImagesIn:
             big = upscale(image, hires.scale, hires.upscaler, self.engine.device)
             image, t = self._denoise(Task.IMG2IMG, prompt, negative_prompt, big.width, big.height, steps, guidance,
                                      seed, init=big, strength=hires.strength, on_step=progress.callback(first),
-                                     should_cancel=should_cancel)
+                                     should_cancel=should_cancel, preview=preview)
             _add(total, t)
         total.total_s = time.perf_counter() - t0
         return Made(image, total, notes, task)
@@ -286,8 +296,13 @@ class ImagesIn:
                  guidance: float, seed: int, *, init: Image.Image | None = None, mask: Image.Image | None = None,
                  control: Image.Image | None = None, inputs: ImageInputs | None = None,
                  strength: float | None = None, on_step: StepCallback | None = None,
-                 should_cancel: CancelCheck | None = None) -> tuple[Image.Image, Timings]:
-        """One denoising run of `task` through its derived pipeline, decoded by the Engine."""
+                 should_cancel: CancelCheck | None = None,
+                 preview: Previewer | None = None) -> tuple[Image.Image, Timings]:
+        """One denoising run of `task` through its derived pipeline, decoded by the Engine.
+
+        Previews: text-like tasks start the previewer from their initial noise; image-to-image and
+        inpaint noise the init image inside the pipeline, so theirs starts from the first step's
+        latents (each later step then has the two points its x0 estimate needs)."""
         from studio.engine.memory import use_tiling
 
         engine = self.engine
@@ -318,10 +333,21 @@ class ImagesIn:
             if task is Task.CONTROL_INPAINT:
                 kwargs.update(image=init, mask_image=mask)
         window = _ControlWindow(cn, ctrl.start, ctrl.end, total) if ctrl is not None else None
+        started = False
+        if preview is not None and "latents" in kwargs:
+            preview.begin(kwargs["latents"])
+            started = True
 
         def step_end(_pipe: Any, i: int, _t: Any, kw: dict[str, Any]) -> dict[str, Any]:
+            nonlocal started
             if window is not None:
                 window.step = i + 1
+            if preview is not None:
+                if started:
+                    preview.offer(i + 1, total, kw["latents"], *step_sigmas(_pipe.scheduler))
+                else:
+                    preview.begin(kw["latents"])
+                    started = True
             if on_step is not None:
                 on_step(i + 1, total)
             if should_cancel is not None and should_cancel():
@@ -340,6 +366,8 @@ class ImagesIn:
         finally:
             if window is not None:
                 window.close()
+            if preview is not None:
+                preview.end()
         timings.denoise_s = time.perf_counter() - t1
         t2 = time.perf_counter()
         image = engine.decode_many(out, width, height, latents_ok=torch.isfinite(out).all())[0]

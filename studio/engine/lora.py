@@ -10,6 +10,14 @@ shape: a LoRA is loaded whole or not at all, never half (the "LoRA has no effect
 `LoraCache.apply` makes a list of (file, strength) the active set: a file already loaded (same
 content hash) costs nothing, a new one is loaded once; a changed set or strength is only
 `set_adapters`. Strength 0 and files not in the set are switched off, not computed.
+
+Merge mode (`merge=True`, what compiled engines use): no peft layers at all. The active set's updates
+(strength x B·A, summed per linear, in float32) are added into the linears' weights, whose originals
+are kept aside the first time a linear changes and copied back before the next set is merged. So an
+image costs what it costs without LoRAs (the adapter path's extra reads and writes of every
+activation are gone), the compiled blocks never see a new module (nothing recompiles, not even for
+a new file), a captured CUDA graph still reads the same weight storage, and turning LoRAs off gives
+back the original weights bit for bit.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ class Loaded:
     name: str  # the adapter name inside peft
     info: LoraInfo
     load_s: float
+    pairs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None  # merge mode: module -> (A, B) on device
 
 
 @dataclass
@@ -155,6 +164,19 @@ def check_fit(transformer: Any, sd: dict[str, torch.Tensor], info: LoraInfo) -> 
                         f"layer of this model, e.g. {', '.join(_original(unmatched[:3]))}; nothing was loaded.")
 
 
+def _keep(weight: torch.Tensor) -> torch.Tensor:
+    """A copy of `weight` to restore it from: on its GPU while plenty is free there, else in (pinned) host memory."""
+    if weight.is_cuda:
+        free, _total = torch.cuda.mem_get_info(weight.device)
+        if free > 2 * weight.numel() * weight.element_size() + (4 << 30):
+            return weight.detach().clone()
+        try:
+            return weight.detach().to("cpu").pin_memory()
+        except RuntimeError:  # no pinned memory to be had: a plain copy restores as exactly, only slower
+            return weight.detach().to("cpu")
+    return weight.detach().clone()
+
+
 def _original(keys: list[str]) -> list[str]:
     return [k.removeprefix("transformer.") for k in keys]
 
@@ -177,9 +199,13 @@ def _allow_recompiles(loaded: int) -> None:
 class LoraCache:
     """The adapters loaded into one pipeline's transformer, by file content, and the active set."""
 
-    def __init__(self, pipe: Any, max_cached: int = MAX_CACHED, *, stable_graphs: bool = False) -> None:
+    def __init__(self, pipe: Any, max_cached: int = MAX_CACHED, *, stable_graphs: bool = False,
+                 merge: bool = False) -> None:
         self.pipe = pipe
         self.max_cached = max_cached
+        self.merge = merge
+        self._originals: dict[str, torch.Tensor] = {}  # merge mode: module -> its weight before any merge
+        self._merged: set[str] = set()  # merge mode: modules whose weight holds a merged update now
         # Compiled blocks: keep every loaded adapter in the forward with its strength in a tensor (0 when
         # unused), so a new set or strength changes data, not the code dynamo traced (no recompile).
         self.stable_graphs = stable_graphs
@@ -241,6 +267,12 @@ class LoraCache:
                             "nothing was loaded.") from exc
         check_fit(self.transformer, sd, info)
         dtype = next(self.transformer.parameters()).dtype
+        if self.merge:
+            device = next(self.transformer.parameters()).device
+            pairs = {m.group(1): (sd[k].to(device, dtype), sd[k[: -len("A.weight")] + "B.weight"].to(device, dtype))
+                     for k in sd if (m := re.match(r"transformer\.(.+)\.lora_A\.weight$", k))}
+            self.loaded[key] = Loaded(name, info, time.perf_counter() - t0, pairs)
+            return
         sd = {k: v.to(dtype) for k, v in sd.items()}
         before = list(self.active)
         try:
@@ -267,11 +299,17 @@ class LoraCache:
         self._activate(before, force=True)
 
     def _drop(self, name: str) -> None:
+        if self.merge:
+            return  # nothing was put into the model: forgetting the Loaded entry is all
         if name in getattr(self.transformer, "peft_config", {}):
             self.pipe.delete_adapters([name])
 
     def _activate(self, active: list[tuple[str, float]], force: bool = False) -> None:
         if not force and active == self.active:
+            return
+        if self.merge:
+            self._merge(active)
+            self.active = list(active)
             return
         if not getattr(self.transformer, "peft_config", None):
             self.active = list(active)
@@ -284,6 +322,26 @@ class LoraCache:
         else:
             self.pipe.disable_lora()
         self.active = list(active)
+
+    @torch.no_grad()
+    def _merge(self, active: list[tuple[str, float]]) -> None:
+        """Put the original weights back where a set was merged, then add this set's updates."""
+        modules = dict(self.transformer.named_modules())
+        for module in self._merged:
+            modules[module].weight.copy_(self._originals[module], non_blocking=True)
+        self._merged = set()
+        by_name = {entry.name: entry for entry in self.loaded.values()}
+        targets: dict[str, list[tuple[torch.Tensor, torch.Tensor, float]]] = {}
+        for name, strength in active:
+            for module, (down, up) in (by_name[name].pairs or {}).items():
+                targets.setdefault(module, []).append((down, up, strength))
+        for module, parts in targets.items():
+            weight = modules[module].weight
+            if module not in self._originals:
+                self._originals[module] = _keep(weight)
+            update = sum(strength * (up.float() @ down.float()) for down, up, strength in parts)
+            weight.copy_((weight.float() + update).to(weight.dtype))
+            self._merged.add(module)
 
     def _set_scalings(self, strengths: dict[str, float]) -> None:
         """Every loaded adapter active, its strength written into a 0-dim tensor in place (the stable mode)."""

@@ -175,13 +175,13 @@ def _stored_projections(model_path: str | Path | None) -> list[Path]:
 
 def tiny_vae_folders(models_dir: Path | None = None) -> list[Path]:
     """Where a TAEF1 may already be: the studio's models folder, then the Hugging Face cache."""
-    from studio.models.discovery import _hf_snapshots, hf_cache_dirs
+    from studio.models.discovery import hf_cache_dirs, hf_snapshots
 
     out = []
     if models_dir is not None and models_dir.is_dir():
         out += [p for p in sorted(models_dir.iterdir()) if "taef1" in p.name.lower() and p.is_dir()]
     for cache in hf_cache_dirs():
-        out += _hf_snapshots(cache, TINY_VAE_REPO)
+        out += hf_snapshots(cache, TINY_VAE_REPO)
     return [p for p in out if (p / "config.json").is_file()]
 
 

@@ -106,7 +106,8 @@ def modelscope_cache_dirs() -> list[Path]:
     return out
 
 
-def _hf_snapshots(cache: Path, repo_id: str) -> list[Path]:
+def hf_snapshots(cache: Path, repo_id: str) -> list[Path]:
+    """Snapshot folders of `repo_id` in one Hugging Face cache, the one `refs/main` names first."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     snaps = repo / "snapshots"
     if not snaps.is_dir():
@@ -252,7 +253,7 @@ def _diffusers_found(paths: Paths) -> list[ModelInfo]:
     found = []
     for repo_id in REPO_IDS:
         for cache in hf_cache_dirs():
-            for snap in _hf_snapshots(cache, repo_id):
+            for snap in hf_snapshots(cache, repo_id):
                 found.append(inspect_folder(snap, "huggingface", repo_id))
         for cache in modelscope_cache_dirs():
             for folder in _modelscope_folders(cache, repo_id):

@@ -84,8 +84,12 @@ def hub_online() -> Iterator[None]:
             constants.HF_HUB_OFFLINE = old
 
 
-def wanted(path: str, configs_only: bool) -> bool:
-    return not (configs_only and any(fnmatch.fnmatch(path.rsplit("/", 1)[-1], p) for p in WEIGHT_PATTERNS))
+def wanted(path: str, configs_only: bool, allow: tuple[str, ...] | None = None) -> bool:
+    """Whether `path` is fetched: no weights under `configs_only`; only names matching `allow` where given."""
+    name = path.rsplit("/", 1)[-1]
+    if allow is not None and not any(fnmatch.fnmatch(name, p) for p in allow):
+        return False
+    return not (configs_only and any(fnmatch.fnmatch(name, p) for p in WEIGHT_PATTERNS))
 
 
 def hf_cache_dir() -> Path:
@@ -211,14 +215,25 @@ class _DiskWatcher:
         self._thread.join(timeout=5)
 
 
+def list_files(source: str, repo: str, revision: str = "main", endpoint: str | None = None) -> list[RemoteFile]:
+    """The files of `repo` at `revision` with their published sizes and hashes (DownloadError if it cannot)."""
+    if source not in SOURCES:
+        raise DownloadError(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
+    if source == "modelscope":
+        return _modelscope_list(repo, None if revision == "main" else revision, False, None)
+    with hub_online():
+        return _hf_list(repo, revision, _endpoint(endpoint))[1]
+
+
 def download_model(source: str = "hf", repo: str = DEFAULT_REPO, target_dir: str | Path | None = None,
                    revision: str = "main", configs_only: bool = False, endpoint: str | None = None,
-                   progress: ProgressCallback | None = None) -> Path:
+                   progress: ProgressCallback | None = None, allow: tuple[str, ...] | None = None) -> Path:
     """Download `repo` once (resuming what is there), check it, and return the model folder.
 
     `target_dir` None means the hub's cache (Hugging Face: HF_HUB_CACHE/HF_HOME; ModelScope:
     MODELSCOPE_CACHE), where discovery finds it. `configs_only` fetches configs, tokenizer and
-    scheduler (a few MB): what ComfyUI single files need besides their weights. `progress` is called
+    scheduler (a few MB): what ComfyUI single files need besides their weights. `allow` (file-name
+    patterns) fetches only the matching files (a LoRA repo: its .safetensors). `progress` is called
     from a background thread as well as this one (the Settings tab passes a thread-safe callback).
     """
     report = progress or (lambda p: None)
@@ -226,19 +241,19 @@ def download_model(source: str = "hf", repo: str = DEFAULT_REPO, target_dir: str
         raise DownloadError(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
     report(Progress("listing", 0, 0, 0, f"Listing {repo}"))
     if source == "modelscope":
-        return _download_modelscope(repo, target_dir, revision, configs_only, report)
-    return _download_hf(repo, target_dir, revision, configs_only, _endpoint(endpoint), report)
+        return _download_modelscope(repo, target_dir, revision, configs_only, report, allow)
+    return _download_hf(repo, target_dir, revision, configs_only, _endpoint(endpoint), report, allow)
 
 
 def _download_hf(repo: str, target_dir, revision: str, configs_only: bool, endpoint: str,
-                 report: ProgressCallback) -> Path:
+                 report: ProgressCallback, allow: tuple[str, ...] | None = None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()  # ours is measured on disk; theirs would draw a second set of bars
     with hub_online():
         sha, files = _hf_list(repo, revision, endpoint)
-        files = [f for f in files if wanted(f.path, configs_only)]
+        files = [f for f in files if wanted(f.path, configs_only, allow)]
         if target_dir is None:
             cache = hf_cache_dir()
             storage = cache / ("models--" + repo.replace("/", "--"))
@@ -249,9 +264,11 @@ def _download_hf(repo: str, target_dir, revision: str, configs_only: bool, endpo
         ignore = list(WEIGHT_PATTERNS) if configs_only else None
         try:
             with _DiskWatcher(folder, temps, files, report):
-                got = snapshot_download(repo, revision=sha, cache_dir=str(cache) if cache else None,
+                # cache_dir always given: huggingface_hub reads HF_HUB_CACHE once, at import, and copies a
+                # blob it finds there into local_dir without asking the hub (or checking our endpoint).
+                got = snapshot_download(repo, revision=sha, cache_dir=str(cache or hf_cache_dir()),
                                         local_dir=str(folder) if cache is None else None, endpoint=endpoint,
-                                        ignore_patterns=ignore, max_workers=4)
+                                        ignore_patterns=ignore, allow_patterns=list(allow) if allow else None, max_workers=4)
         except Exception as exc:
             raise DownloadError(_explain(exc, repo, endpoint)) from exc
         if cache is not None:  # snapshot_download stores refs/<revision> only for names, not for a sha
@@ -276,23 +293,30 @@ def _check(folder: Path, files: list[RemoteFile], report: ProgressCallback) -> P
     return folder
 
 
-def _download_modelscope(repo: str, target_dir, revision: str, configs_only: bool,
-                         report: ProgressCallback) -> Path:
+def _modelscope_list(repo: str, revision: str | None, configs_only: bool,
+                     allow: tuple[str, ...] | None) -> list[RemoteFile]:
     try:
         from modelscope.hub.api import HubApi
-        from modelscope.hub.snapshot_download import snapshot_download
     except ImportError as exc:
         raise DownloadError(MODELSCOPE_HINT) from exc
-    from studio.models.discovery import modelscope_cache_dirs
-
-    revision = None if revision == "main" else revision
     files: list[RemoteFile] = []
     try:
         for f in HubApi().get_model_files(repo, revision=revision or "master", recursive=True):
-            if f.get("Type") != "tree" and wanted(f["Path"], configs_only):
+            if f.get("Type") != "tree" and wanted(f["Path"], configs_only, allow):
                 files.append(RemoteFile(f["Path"], int(f.get("Size", 0)), f.get("Sha256") or None, None))
     except Exception as exc:
         raise DownloadError(f"Could not list {repo} on ModelScope: {type(exc).__name__}: {exc}") from exc
+    return files
+
+
+def _download_modelscope(repo: str, target_dir, revision: str, configs_only: bool,
+                         report: ProgressCallback, allow: tuple[str, ...] | None = None) -> Path:
+    files = _modelscope_list(repo, None if revision == "main" else revision, configs_only, allow)
+    from modelscope.hub.snapshot_download import snapshot_download
+
+    from studio.models.discovery import modelscope_cache_dirs
+
+    revision = None if revision == "main" else revision
     cache = modelscope_cache_dirs()[0] if target_dir is None else None
     org, name = repo.split("/")
     folder = Path(target_dir).expanduser().resolve() if target_dir else cache / "models" / org / name
@@ -300,7 +324,8 @@ def _download_modelscope(repo: str, target_dir, revision: str, configs_only: boo
         with _DiskWatcher(folder, [folder.parent], files, report):
             got = snapshot_download(repo, revision=revision, cache_dir=str(cache) if cache else None,
                                     local_dir=str(folder) if target_dir else None,
-                                    ignore_patterns=list(WEIGHT_PATTERNS) if configs_only else None)
+                                    ignore_patterns=list(WEIGHT_PATTERNS) if configs_only else None,
+                                    allow_patterns=list(allow) if allow else None)
     except Exception as exc:
         raise DownloadError(f"Could not download {repo} from ModelScope: {type(exc).__name__}: {exc}") from exc
     return _check(Path(got), files, report)

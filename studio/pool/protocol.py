@@ -136,7 +136,8 @@ class Warming(Message):
 
 @dataclass(frozen=True)
 class Ready(Message):
-    """Loaded and warm; `warmup` (width, height, steps) and `warmup_s` seed the speed model."""
+    """Loaded and warm; `warmup` (width, height, steps) with its steady step and encode + decode
+    seconds seed the speed model (`warmup_s`, the whole image, also holds one-time costs)."""
 
     kind: ClassVar[Msg] = Msg.READY
     pid: int
@@ -148,6 +149,8 @@ class Ready(Message):
     warmup: dict[str, int]
     threads: int
     memory_profile: str
+    warmup_step_s: float | None = None  # one steady step of the warm-up (pool/speed.py's StepClock)
+    warmup_tail_s: float = 0.0  # the warm-up's encode + decode
 
 
 @dataclass(frozen=True)

@@ -183,8 +183,8 @@ class Supervisor:
                 slot.state = SlotState.WARMING
         elif isinstance(msg, Ready):
             slot.state, slot.info, slot.warm_pct, slot.profile = SlotState.READY, msg.payload(), None, msg.memory_profile
-            if not slot.speed.per_key:
-                slot.speed.observe(Size(**msg.warmup), msg.warmup_s, seed=True)
+            if slot.speed.per_cost is None:
+                slot.speed.seed_warmup(Size(**msg.warmup), msg.warmup_s, msg.warmup_step_s, msg.warmup_tail_s)
         else:
             slot.fatal, slot.last_error = msg.payload(), msg.message
 

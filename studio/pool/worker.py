@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from studio.pool import protocol as p
+from studio.pool.speed import StepClock
 
 WARMUP = dict(prompt="warm-up", negative_prompt="", width=256, height=256, steps=2, guidance=0.0, seed=0)
 DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only, by worker index: "0:0.25" adds 0.25 s per step,
@@ -231,10 +232,11 @@ def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[],
         engine, load_s = _load_engine(cfg, cfg.get("memory_profile"), send)
         slow = slowdown_for(cfg["index"])
         first = _warm_image_args(engine)
+        clock = StepClock(_device_sync(engine), slow.after_step if slow else None)
         t0 = time.perf_counter()
         slow.start()
         # previews on (sent nowhere): the previewer is built and calibrated before ready, not in a job
-        engine.generate(on_step=slow.after_step if slow else None, on_preview=lambda _image: None, **first)
+        _image, timings = engine.generate(on_step=clock, on_preview=lambda _image: None, **first)
         warmup_s = time.perf_counter() - t0
     except BaseException as exc:  # cannot load: say why, then exit so the pool can decide
         err = p.describe_error(exc)
@@ -245,7 +247,8 @@ def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[],
                  load_s=round(load_s, 3), warmup_s=round(warmup_s, 4),
                  compile_s=round(getattr(engine, "compile_s", None) or 0.0, 3),
                  warmup={k: first[k] for k in ("width", "height", "steps")},
-                 threads=cfg["threads"], memory_profile=_profile_name(engine, cfg)))
+                 threads=cfg["threads"], memory_profile=_profile_name(engine, cfg),
+                 warmup_step_s=clock.steady_s(), warmup_tail_s=round(timings.encode_s + timings.decode_s, 4)))
     profile = cfg.get("memory_profile")
     writer = ImageWriter(send)
     member: Any = None  # studio.pool.group.Membership, made on the first split job
@@ -424,6 +427,16 @@ def _load_engine(cfg: dict[str, Any], profile: str | None, send: Any) -> tuple[A
         sizes = warm_sizes()
         engine.warm_up(**({"sizes": sizes} if sizes else {}), on_progress=progress)
     return engine, load_s
+
+
+def _device_sync(engine: Any) -> Callable[[], None] | None:
+    """What waits for the engine's GPU (None on the CPU, where a step is done when its callback runs)."""
+    device = getattr(engine, "device", None)
+    if getattr(device, "type", "cpu") != "cuda":
+        return None
+    import torch
+
+    return lambda: torch.cuda.synchronize(device)
 
 
 def _warm_image_args(engine: Any) -> dict[str, Any]:

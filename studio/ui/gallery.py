@@ -21,6 +21,7 @@ from studio.ui import records
 from studio.ui.context import Context, guard
 from studio.ui.generate import GenerateTab, fill_values, read_png_request
 from studio.ui.i18n import t
+from studio.ui.image_panel import send_buttons, wire_send
 
 PER_PAGE = 48
 HIDDEN = "hidden"  # in the page but not shown: the viewer's parts keep their ids for scripts and tests
@@ -111,6 +112,8 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
                                 "gal.favorite", "value")
                 delete = ctx.label(gr.Button(t("gal.delete", lang), size="sm", variant="stop",
                                              elem_id="gallery-delete"), "gal.delete", "value")
+            with gr.Row():
+                send = send_buttons(ctx, "viewer")
     gallery = ctx.label(gr.Gallery(label=t("gal.gallery", lang), elem_id="gallery", columns=6, height=520,
                                    object_fit="cover", allow_preview=False, interactive=False, fit_columns=False),
                         "gal.gallery")
@@ -210,7 +213,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
 
     def _image(items, index):
         if index is None or index >= len(items):
-            raise gr.Error(t("gal.select_first", ctx.lang), print_exception=False)
+            raise gr.Error(t("gal.select_first", ctx.lang), title=t("err.title", ctx.lang), print_exception=False)
         return items[index]
 
     @g
@@ -225,13 +228,15 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     def do_use_seed(items, index):
         image = _image(items, index)
         if image.get("seed") is None:
-            raise gr.Error(t("gal.no_seed", ctx.lang), print_exception=False)
+            raise gr.Error(t("gal.no_seed", ctx.lang), title=t("err.title", ctx.lang), print_exception=False)
         unfold = [gr.update(open=True)] if gen.more is not None else []
         return [int(image["seed"]), "fixed", *unfold, gr.Tabs(selected="generate")]
 
     use_seed.click(do_use_seed, inputs=[items_state, selected],
                    outputs=[gen.seed, gen.seed_mode, *([gen.more] if gen.more is not None else []), ctx.tabs],
                    show_progress="hidden")
+
+    wire_send(ctx, gen.panel, send, lambda items, index: _image(items, index)["path"], [items_state, selected])
 
     @g
     def do_favorite(page, items, index, text, favs):
@@ -262,7 +267,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
         try:
             image_id = ctx.studio.undo_delete()
         except StudioError:  # the trash was emptied, or a new file took the name
-            raise gr.Error(t("gal.undo_failed", ctx.lang), print_exception=False) from None
+            raise gr.Error(t("gal.undo_failed", ctx.lang), title=t("err.title", ctx.lang), print_exception=False) from None
         done = t("gal.restored", ctx.lang) if image_id is not None else t("gal.nothing_to_undo", ctx.lang)
         return (*load(page, text, favs), done, gr.update(visible=ctx.studio.can_undo_delete()))
 

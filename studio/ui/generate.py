@@ -26,7 +26,7 @@ from studio.core.request import (
 from studio.ui import form, lora_picker
 from studio.ui.context import Context, guard
 from studio.ui.i18n import field_error, t
-from studio.ui.image_panel import build_panel, image_fields, panel_values
+from studio.ui.image_panel import build_panel, image_fields, panel_values, send_buttons, wire_send
 from studio.ui.progress import Follower, captions, render_progress
 from studio.ui.window_queue import QUEUE_CLICK_JS, WindowQueue, find_view, render_listing, window
 
@@ -240,6 +240,8 @@ def build(ctx: Context) -> GenerateTab:
 
             queue_rows.click(g(cancel_clicked), outputs=None, show_progress="hidden", api_visibility="private")
             notice = gr.Markdown(visible=False, elem_id="gen-notice")
+            with gr.Row(equal_height=True, elem_id="results-send"):  # acts on the result clicked last, else the first
+                result_send = send_buttons(ctx, "results")
             results = gr.Gallery(label=t("gen.results", lang), elem_id="results", columns=1,
                                  object_fit="contain", allow_preview=False, interactive=False)
             ctx.label(results, "gen.results")
@@ -380,7 +382,7 @@ def build(ctx: Context) -> GenerateTab:
     @g
     def reuse_seed(last):
         if last is None:
-            gr.Info(t("gen.no_last_seed", ctx.lang))
+            gr.Info(t("gen.no_last_seed", ctx.lang), title=t("toast.info", ctx.lang))
             return gr.update()
         return str(last)
 
@@ -391,10 +393,24 @@ def build(ctx: Context) -> GenerateTab:
         if not paths or evt.index is None or evt.index >= len(paths):
             return [gr.update()] * len(tab.fill_outputs)
         values = fill_values(read_png_request(paths[evt.index]))
-        gr.Info(t("gen.restored", ctx.lang))
+        gr.Info(t("gen.restored", ctx.lang), title=t("toast.info", ctx.lang))
         return values
 
     results.select(restore_result, inputs=[result_paths], outputs=tab.fill_outputs, show_progress="hidden")
+    picked = gr.State(None)  # the result clicked last
+
+    @g
+    def pick_result(evt: gr.SelectData):
+        return evt.index
+
+    results.select(pick_result, inputs=None, outputs=[picked], show_progress="hidden")
+
+    def picked_result(paths: list[str], index: int | None) -> str | None:
+        if not paths:
+            return None
+        return paths[index] if isinstance(index, int) and 0 <= index < len(paths) else paths[0]
+
+    wire_send(ctx, panel, result_send, picked_result, [result_paths, picked])
     ctx.localize(progress, lambda lang_: {"value": render_progress(None, lang_)})
 
     def generate_api(prompt: str, negative_prompt: str = "", width: int = start_w, height: int = start_h,

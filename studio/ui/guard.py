@@ -108,7 +108,10 @@ class GuardPolicy:
 
 
 def _refuse(status: int, message: str) -> Response:
-    return JSONResponse({"detail": message}, status_code=status)
+    """`detail` for Gradio's page, `error` in OpenAI's shape so API clients print the reason too."""
+    kind = "authentication_error" if status == 401 else "permission_error"
+    return JSONResponse({"detail": message, "error": {"message": message, "type": kind, "param": None,
+                                                      "code": "refused"}}, status_code=status)
 
 
 class WindowGuard:

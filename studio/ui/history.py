@@ -10,6 +10,7 @@ from studio.ui import records
 from studio.ui.context import Context, guard
 from studio.ui.generate import GenerateTab, fill_values
 from studio.ui.i18n import t
+from studio.ui.image_panel import send_buttons, wire_send
 
 PAGE = 50
 
@@ -50,6 +51,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
                             "value")
             delete = ctx.label(gr.Button(t("hist.delete", lang), variant="stop", elem_id="history-delete"),
                                "hist.delete", "value")
+            send = send_buttons(ctx, "history")
     status = gr.Markdown(elem_id="history-status")
     rows_state = gr.State([])
     selected = gr.State(None)  # index into rows_state
@@ -84,7 +86,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
 
     def _require(rows, row):
         if row is None or row >= len(rows):
-            raise gr.Error(t("hist.none", ctx.lang), print_exception=False)
+            raise gr.Error(t("hist.none", ctx.lang), title=t("err.title", ctx.lang), print_exception=False)
         return rows[row]
 
     @g
@@ -104,7 +106,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
         if index is None and len(images) == 1:
             index = 0
         if index is None or index >= len(images):
-            raise gr.Error(t("gal.select_first", ctx.lang), print_exception=False)
+            raise gr.Error(t("gal.select_first", ctx.lang), title=t("err.title", ctx.lang), print_exception=False)
         return images[index]
 
     @g
@@ -119,6 +121,9 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
         image = _image(rows, row, index)
         ctx.studio.delete_image(image["image_id"])
         return (*load(query, fav_only)[:5], t("gal.deleted", ctx.lang))
+
+    wire_send(ctx, gen.panel, send, lambda rows, row, index: _image(rows, row, index)["path"],
+              [rows_state, selected, selected_image])
 
     for button, fn in ((fav, do_favorite), (delete, do_delete)):
         button.click(fn, inputs=[search, favorites, rows_state, selected, selected_image], outputs=load_outputs,

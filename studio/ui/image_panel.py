@@ -1,14 +1,18 @@
 """The Generate tab's image inputs (issue 20): an image with a painted mask, outpaint, hires fix, ControlNet.
 
 One folded panel under the form. The image editor's background is the init image and what is painted
-on its layer is the mask (white = repaint; "invert" repaints the rest). `image_fields` turns the
-panel's values into request fields through `core/image_args.py`, so the window stores and checks its
-inputs exactly as the CLI and the API do.
+on its layer is the mask (white = repaint; "invert" repaints the rest). The ControlNet part lists the
+ControlNets found for the model in use (`Studio.available_controlnets`), with the control type, scale
+and the start/end of the steps it acts on. `image_fields` turns the panel's values into request
+fields through `core/image_args.py`, so the window stores and checks its inputs exactly as the CLI and
+the API do. `send_buttons` + `wire_send` put an image of the results, the Gallery viewer or History
+into the panel ("send to img2img / inpaint", "use as control image") and open it.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +26,10 @@ from studio.core.spec import ControlRef, HiresRef
 from studio.ui.i18n import t
 
 PANEL_FIELDS = ("editor", "strength", "mask_blur", "invert", "outpaint", "hires", "hires_scale",
-                "hires_strength", "control_image", "control_type", "control_scale")
+                "hires_strength", "control_image", "control_type", "control_scale", "control_model",
+                "control_start", "control_end")
+SEND_TARGETS = ("img2img", "inpaint", "control")  # where an image can be sent: init image, init + mask, control
+DEFAULT_CONTROL_SCALE = 0.75
 
 
 @dataclass
@@ -38,10 +45,33 @@ class ImagePanel:
     control_image: Any
     control_type: Any
     control_scale: Any
+    control_model: Any
+    control_start: Any
+    control_end: Any
+    box: Any = None  # the accordion, opened when an image is sent to the panel
 
     @property
     def inputs(self) -> list[Any]:
         return [getattr(self, name) for name in PANEL_FIELDS]
+
+    @property
+    def send_outputs(self) -> list[Any]:
+        """What sending an image updates (see `send_values`)."""
+        return [self.box, self.editor, self.strength, self.control_image]
+
+
+def control_kinds(lang: str) -> list[tuple[str, str]]:
+    """The control types in words of `lang` (the request keeps core's names)."""
+    return [(t(f"img.kind.{kind}", lang), kind) for kind in CONTROL_KINDS]
+
+
+def controlnet_choices(ctx: Any) -> list[tuple[str, str]]:
+    """Automatic (the studio's default ControlNet), then each ControlNet found for the model in use."""
+    try:
+        found = ctx.studio.available_controlnets()
+    except Exception:  # an unreadable folder must not break the tab: automatic still works
+        found = []
+    return [(t("img.controlnet.auto", ctx.lang), "")] + [(info.name, info.path) for info in found]
 
 
 def build_panel(ctx: Any) -> ImagePanel:
@@ -73,14 +103,27 @@ def build_panel(ctx: Any) -> ImagePanel:
                                                sources=("upload", "clipboard"), elem_id="img-control", height=200),
                                       "img.control")
             with gr.Column():
-                control_type = ctx.label(gr.Dropdown(list(CONTROL_KINDS), value="canny",
+                control_model = ctx.label(gr.Dropdown(controlnet_choices(ctx), value="", label=t("img.controlnet", lang),
+                                                      allow_custom_value=True, elem_id="img-controlnet"),
+                                          "img.controlnet")
+                ctx.localize(control_model, lambda l_: {"choices": controlnet_choices(ctx)})
+                control_type = ctx.label(gr.Dropdown(control_kinds(lang), value="canny",
                                                      label=t("img.control_type", lang), elem_id="img-control-type"),
                                          "img.control_type")
-                control_scale = ctx.label(gr.Slider(0.0, 2.0, value=0.75, step=0.05,
+                ctx.localize(control_type, lambda l_: {"choices": control_kinds(l_)})
+                control_scale = ctx.label(gr.Slider(0.0, 2.0, value=DEFAULT_CONTROL_SCALE, step=0.05,
                                                     label=t("img.control_scale", lang), elem_id="img-control-scale"),
                                           "img.control_scale")
+                with gr.Row():
+                    control_start = ctx.label(gr.Slider(0.0, 1.0, value=0.0, step=0.05,
+                                                        label=t("img.control_start", lang), elem_id="img-control-start"), "img.control_start")
+                    control_end = ctx.label(gr.Slider(0.0, 1.0, value=1.0, step=0.05, label=t("img.control_end", lang),
+                                                      elem_id="img-control-end"), "img.control_end")
+    # ControlNets put in a folder while the studio runs show up when the list is opened
+    control_model.focus(lambda: gr.update(choices=controlnet_choices(ctx)), outputs=[control_model],
+                        show_progress="hidden")
     return ImagePanel(editor, strength, mask_blur, invert, outpaint, hires, hires_scale, hires_strength,
-                      control_image, control_type, control_scale)
+                      control_image, control_type, control_scale, control_model, control_start, control_end, box)
 
 
 def _png(image: Image.Image) -> bytes:
@@ -106,7 +149,8 @@ def painted_mask(layers: list[Any], size: tuple[int, int], invert: bool) -> Imag
 
 def image_fields(editor: Any, strength: float, mask_blur: float, invert: bool, outpaint: str, hires: bool,
                  hires_scale: float, hires_strength: float, control_image: Any, control_type: str,
-                 control_scale: float) -> dict[str, Any]:
+                 control_scale: float, control_model: str | None = "", control_start: float = 0.0,
+                 control_end: float = 1.0) -> dict[str, Any]:
     """Request fields from the panel's values (inputs stored by hash; InputImageError for a bad one)."""
     editor = editor or {}
     background = editor.get("background") if isinstance(editor, dict) else None
@@ -126,7 +170,8 @@ def image_fields(editor: Any, strength: float, mask_blur: float, invert: bool, o
         fields.update(strength=strength, mask_blur=int(mask_blur or 0))
     if stored.control_image:
         fields["control"] = ControlRef(image=stored.control_image, kind=control_type or "canny",
-                                       scale=control_scale)
+                                       scale=control_scale, start=control_start, end=control_end,
+                                       model=control_model or "")
     if hires:
         fields["hires"] = HiresRef(scale=hires_scale, strength=hires_strength)
     return fields
@@ -159,4 +204,52 @@ def panel_values(request: Any) -> list[Any]:
     return [editor, request.strength if request.strength is not None else DEFAULT_STRENGTH,
             request.mask_blur or 0, False, "", h is not None, h.scale if h else 2.0,
             h.strength if h else DEFAULT_HIRES_STRENGTH, opened(c.image) if c else None,
-            c.kind if c else "canny", c.scale if c else 0.75]
+            c.kind if c else "canny", c.scale if c else DEFAULT_CONTROL_SCALE, c.model if c else "",
+            c.start if c else 0.0, c.end if c else 1.0]
+
+
+# --- sending an image into the panel ------------------------------------------------------------
+
+
+def send_values(path: str | None, target: str, lang: str) -> list[Any]:
+    """Updates for `ImagePanel.send_outputs` that put the image at `path` into the panel as `target`
+    (img2img: the init image; inpaint: the same, ready to paint, full strength; control: the control
+    image) and open it."""
+    if not path:
+        raise gr.Error(t("img.send.none", lang), title=t("err.title", lang), print_exception=False)
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
+    if target == "control":
+        return [gr.update(open=True), gr.update(), gr.update(), image]
+    editor = {"background": image, "layers": [], "composite": image}
+    strength = 1.0 if target == "inpaint" else DEFAULT_STRENGTH
+    return [gr.update(open=True), editor, strength, gr.update()]
+
+
+def send_buttons(ctx: Any, prefix: str) -> dict[str, Any]:
+    """One small button per target ("send to img2img", "send to inpaint", "use as control image"),
+    with ids `<prefix>-send-<target>`, in the current row."""
+    return {target: ctx.label(gr.Button(t(f"img.send.{target}", ctx.lang), size="sm", min_width=80,
+                                        elem_id=f"{prefix}-send-{target}"), f"img.send.{target}", "value")
+            for target in SEND_TARGETS}
+
+
+def wire_send(ctx: Any, panel: ImagePanel, buttons: dict[str, Any], pick: Callable[..., str | None],
+              inputs: list[Any]) -> None:
+    """Clicking a send button: `pick(*inputs)` names the image (None: nothing chosen), the panel takes
+    it and the Generate tab opens; the hint says what to do next in the window's language."""
+    from studio.ui.context import guard
+
+    g = guard(ctx)
+
+    def handler(target: str) -> Callable[..., list[Any]]:
+        @g
+        def send(*values: Any) -> list[Any]:
+            updates = send_values(pick(*values), target, ctx.lang)
+            gr.Info(t(f"img.sent.{target}", ctx.lang), title=t("toast.info", ctx.lang))
+            return [*updates, gr.Tabs(selected="generate")]
+        return send
+
+    for target, button in buttons.items():
+        button.click(handler(target), inputs=inputs, outputs=[*panel.send_outputs, ctx.tabs],
+                     show_progress="hidden")

@@ -24,13 +24,13 @@ from studio.core.settings import (
 from studio.core.settings_check import SettingsError, SettingsProblem, is_loopback
 from studio.ui import api_keys
 from studio.ui.context import Context, guard
-from studio.ui.i18n import resolve_language, t
+from studio.ui.i18n import STRINGS, resolve_language, t
 
 if TYPE_CHECKING:
     from studio.app import Studio
 
-__all__ = ["FORM_FIELDS", "SERVER_FIELDS", "build", "check_settings", "current_values", "is_loopback",
-           "model_choices", "problem_lines"]
+__all__ = ["FORM_FIELDS", "SERVER_FIELDS", "build", "check_settings", "current_values", "field_names",
+           "is_loopback", "model_choices", "problem_lines"]
 
 FORM_FIELDS = ("model", "memory_profile", "workers", "output_dir", "language", "host", "port",
                "auth_user", "auth_password", "split_image")
@@ -77,6 +77,12 @@ def problem_lines(problems: dict[str, SettingsProblem], lang: str) -> str:
     """One line per bad field, naming the field."""
     colon = "：" if lang == "zh" else ": "
     return "\n\n".join(f"⚠ {t(f'set.field.{name}', lang)}{colon}{p.message(lang)}" for name, p in problems.items())
+
+
+def field_names(names: list[str], lang: str) -> str:
+    """Settings fields as a person reads them in `lang` (their labels, never the code names)."""
+    labels = [t(f"set.field.{n}", lang) if f"set.field.{n}" in STRINGS else n for n in names]
+    return ("、" if lang == "zh" else ", ").join(labels)
 
 
 def _gpu_count(studio: Studio) -> int | None:
@@ -212,7 +218,7 @@ def build(ctx: Context):
             return t("set.unchanged", ctx.lang), gr.update()
         lines = [t("set.saved", ctx.lang)]
         if restart_needed:
-            lines.append(t("set.needs_restart", ctx.lang, names=", ".join(restart_needed)))
+            lines.append(t("set.needs_restart", ctx.lang, names=field_names(restart_needed, ctx.lang)))
         if any(name in SERVER_FIELDS for name in changed):
             lines.append(t("set.needs_server", ctx.lang))
         return "\n\n".join(lines), gr.update(visible=bool(restart_needed))

@@ -103,13 +103,20 @@ def test_requests_from_web_pages_are_refused_even_without_a_key(ready):
     """No key on loopback must not mean any web page may draw: foreign Host/Origin and form posts fail."""
     url = f"{ready.base}/v1/images/generations"
     body = {"prompt": "a page must not draw this"}
-    assert httpx.post(url, json=body, headers={"Origin": "http://evil.example"}).status_code == 403
-    assert httpx.post(url, json=body, headers={"Host": "evil.example"}).status_code == 403
+    for headers in ({"Origin": "http://evil.example"}, {"Host": "evil.example"}):
+        refused = httpx.post(url, json=body, headers=headers)
+        # in OpenAI's error shape, so an API client prints the reason rather than a bare 403
+        assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
+        assert refused.json()["error"]["message"] in ("Cross-origin request refused.", "Host not allowed.")
     form = httpx.post(url, content=b"prompt=x", headers={"Content-Type": "text/plain"})
     assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
     assert httpx.post(f"{ready.base}/mcp", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
-    edits = httpx.post(f"{ready.base}/v1/images/edits", files={"image": b"png"}, data={"prompt": "x"})
-    assert edits.status_code == 415 and edits.json()["error"]["code"] == "unsupported_media_type"
+    # A <form> can post multipart but cannot add a bearer header; only the edits route takes multipart.
+    page_form = {"prompt": "a page must not draw this"}
+    edits = httpx.post(f"{ready.base}/v1/images/edits", files={"image": b"png"}, data=page_form)
+    assert edits.status_code == 401 and edits.json()["error"]["code"] == "missing_api_key"
+    elsewhere = httpx.post(url, files={"image": b"png"}, data=page_form, headers={"Authorization": "Bearer x"})
+    assert elsewhere.status_code == 415 and elsewhere.json()["error"]["code"] == "unsupported_media_type"
     assert landed(ready, "a page must not draw this") == []
 
 
@@ -141,6 +148,57 @@ def test_json_edits_repaint_only_where_the_openai_mask_is_transparent(ready):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "image"
     assert "not an image" in bad.json()["error"]["message"]
     assert landed(ready, "never drawn edit") == []
+
+
+def test_openai_client_edits_with_a_mask_keeping_the_pixels_outside_it(ready, tmp_path):
+    """Issue 20: `client.images.edit(image=..., mask=...)` posts multipart; the hole is repainted, the
+    rest comes back identical. Bad files and oversized bodies are refused before anything is queued."""
+    import io
+    import socket
+
+    import numpy as np
+    import openai
+    from PIL import Image
+
+    from studio.api.multipart import EDIT_BODY_MAX_BYTES
+
+    picture = Image.new("RGB", (256, 256), (230, 230, 230))
+    picture.paste((200, 30, 30), (48, 48, 208, 208))
+    mask = Image.new("RGBA", (256, 256), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (64, 96, 192, 160))  # OpenAI's rule: the transparent hole is repainted
+    picture.save(tmp_path / "picture.png")
+    mask.save(tmp_path / "mask.png")
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key="local", max_retries=0, timeout=300)
+    with open(tmp_path / "picture.png", "rb") as image, open(tmp_path / "mask.png", "rb") as mask_file:
+        made = client.images.edit(image=image, mask=mask_file, prompt="openai multipart edit", n=1, size="256x256",
+                                  response_format="b64_json", extra_body={"seed": 3, "steps": 2})
+    out = np.asarray(Image.open(io.BytesIO(base64.b64decode(made.data[0].b64_json))).convert("RGB"))
+    hole = np.zeros((256, 256), bool)
+    hole[96:160, 64:192] = True
+    before = np.asarray(picture)
+    assert out.shape == (256, 256, 3) and np.array_equal(out[~hole], before[~hole])
+    assert np.abs(out[hole].astype(int) - before[hole]).mean() > 5  # the inside was repainted
+    (row,) = landed(ready, "openai multipart edit")
+    assert (row["origin"], row["state"]) == ("api", "done")
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.images.edit(image=("notes.png", b"not a picture at all", "image/png"), prompt="never drawn multipart")
+    assert bad.value.body["param"] == "image" and "not an image" in bad.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as strength:
+        with open(tmp_path / "picture.png", "rb") as image:
+            client.images.edit(image=image, prompt="never drawn multipart", extra_body={"strength": 1.5})
+    assert strength.value.body["param"] == "strength"
+
+    # A body declared over the limit is answered 413 from its headers: the server reads none of it.
+    with socket.create_connection(("127.0.0.1", ready.port), timeout=30) as sock:
+        sock.sendall((f"POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1:{ready.port}\r\n"
+                      "Authorization: Bearer local\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                      f"Content-Length: {EDIT_BODY_MAX_BYTES + 1}\r\n\r\n").encode())
+        answer = b""
+        while b"body_too_large" not in answer and (chunk := sock.recv(65536)):  # headers and body may part
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413") and b"body_too_large" in answer
+    assert landed(ready, "never drawn multipart") == []
 
 
 def test_mcp_client_lists_the_tools_and_generates(ready):
@@ -278,6 +336,9 @@ def test_beyond_loopback_every_api_call_needs_a_live_key(lan, ready, keys):
         refused = httpx.post(f"{lan}/v1/images/generations", json=body, headers=headers)
         assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
         assert httpx.post(f"{lan}/mcp", json=mcp_list, headers={**headers, **mcp_headers}).status_code == 401
+        multipart = httpx.post(f"{lan}/v1/images/edits", files={"image": b"png"}, data={"prompt": "lan never"},
+                               headers=headers)
+        assert multipart.status_code == 401
     auth = {"Authorization": f"Bearer {key}"}
     assert httpx.get(f"{lan}/v1/models", headers=auth).status_code == 200
     assert httpx.post(f"{lan}/mcp", json=mcp_list, headers={**auth, **mcp_headers}).status_code == 200

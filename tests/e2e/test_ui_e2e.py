@@ -315,7 +315,8 @@ def test_settings_save_reload_and_restart_on_request(page, app, shots):
     page.click("#settings-save")
     page.wait_for_function("document.querySelector('#settings-status').innerText.includes('设置已保存')")
     status = page.locator("#settings-status").inner_text()
-    assert "memory_profile" in status and "workers" in status
+    assert "显存方案" in status and "GPU" in status  # the fields by their labels, in Chinese
+    assert not re.search(r"memory_profile|workers|[A-Za-z]{3,}_[a-z]", status), status
     page.locator("#settings-restart").wait_for(state="visible")
     page.screenshot(path=str(shots / "ui-settings-zh.png"), full_page=True)
     pids = [w["pid"] for w in app.studio.pool_status()]
@@ -659,7 +660,12 @@ def _only_chinese(page, app) -> None:
             time.sleep(0.5)
         if tab == "生成":
             page.locator("#gen-more").first.click()
+            page.locator("#image-panel").first.click()  # the image panel and its ControlNet chooser too
+            page.locator("#img-controlnet").first.wait_for(state="visible")
             time.sleep(0.5)
+        if tab == "图库" and page.locator("#gallery img").count():
+            page.locator("#gallery img").first.click()  # the viewer with its send buttons
+            page.wait_for_selector("#gallery-viewer #viewer-image img")
         for line in page.evaluate(VISIBLE_TEXT_JS).splitlines():
             text, _, where = line.partition("\t@")
             words = english_words(text, prompts)
@@ -677,6 +683,9 @@ def _only_english(page, prompts: list[str]) -> None:
         if tab == "Settings":
             page.locator("#settings-api").click()
             time.sleep(0.5)
+        if tab == "Generate" and not page.locator("#img-controlnet").first.is_visible():
+            page.locator("#image-panel").first.click()
+            page.locator("#img-controlnet").first.wait_for(state="visible")
         text = page.evaluate(VISIBLE_TEXT_JS)
         for prompt in sorted(prompts, key=len, reverse=True):
             text = text.replace(prompt, " ")
@@ -822,5 +831,106 @@ def test_a_preview_appears_before_the_final_image_with_an_eta(browser, app, shot
         wait_finished(page)
         page.locator("#results img").first.wait_for()
         assert page.locator("#progress .zx-preview").count() == 0
+    finally:
+        context.close()
+
+
+# ---------------------------------------------------------------- images in, from the window (issue 20)
+
+
+def _a_gallery_image(app) -> dict:
+    """The newest Gallery image (one is made first when a test runs alone)."""
+    items = app.studio.gallery()["items"]
+    if not items:
+        from studio.core.request import GenerationRequest
+
+        rid = app.studio.submit(GenerationRequest("一个红色的星星 a red star", width=256, height=256, steps=2, seed=5))
+        app.studio.wait(rid, timeout=180)
+        items = app.studio.gallery()["items"]
+    return items[0]
+
+
+def _generate_one(page, app) -> tuple[dict, str, Path]:
+    """Click Generate for one image in a fresh window; its request record, `parameters` text and PNG."""
+    from studio.core.pngfile import read_chunks
+
+    before = set(app.studio.output_dir.rglob("*.png"))
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#progress').innerText.includes('1/1 张完成')",
+                           timeout=180_000)
+    made = sorted(set(app.studio.output_dir.rglob("*.png")) - before)
+    assert len(made) == 1, made
+    chunks = read_chunks(made[0])
+    return json.loads(chunks["zaoxiang"])["request"], chunks["parameters"], made[0]
+
+
+def test_a_gallery_image_sent_to_img2img_is_the_init_image_of_the_next_one(browser, app, shots):
+    """Gallery viewer → "send to img2img": the Generate tab opens with the image panel unfolded and the
+    image in its editor; Generate makes an image whose stored init image is that picture."""
+    import numpy as np
+    from PIL import Image
+
+    from studio.core.image_inputs import InputStore
+
+    source = _a_gallery_image(app)
+    context, page = new_window(browser, app, 1366, 768)
+    try:
+        open_tab(page, "图库")
+        page.locator("#gallery img").first.wait_for()
+        page.locator("#gallery img").first.click()
+        page.wait_for_selector("#gallery-viewer #viewer-image img")
+        assert Path(source["path"]).name in page.evaluate(VIEWER_SRC_JS)
+        page.click("#viewer-send-img2img")
+        page.locator("#image-editor canvas").first.wait_for(state="visible")  # the panel unfolded, in Generate
+        assert box(page, "prompt").is_visible()
+        page.wait_for_timeout(1500)  # the editor draws the image
+        page.screenshot(path=str(shots / "ui-send-img2img-zh.png"), full_page=True)
+        box(page, "prompt").fill("图生图 from the gallery")
+        set_number(page, "count", 1)
+        set_number(page, "steps", 3)
+        request, parameters, _png = _generate_one(page, app)
+        assert request["init_image"] and not request.get("mask") and request["strength"] == 0.75
+        stored = np.asarray(InputStore(app.studio.paths.inputs_dir).open(request["init_image"]))
+        assert np.array_equal(stored, np.asarray(Image.open(source["path"]).convert("RGB")))
+        assert "Denoising strength: 0.75" in parameters
+    finally:
+        context.close()
+
+
+def test_the_demo_controlnet_is_chosen_in_the_panel_and_drawn_with(browser, app, shots, tmp_path):
+    """A control image dropped in, the demo ControlNet picked in the chooser, a type and a start/end:
+    the image is made through it and its PNG names the ControlNet and those settings; then the
+    results' "use as control image" puts that result in as the next control image."""
+    from PIL import Image
+
+
+    source = _a_gallery_image(app)
+    control = tmp_path / "control.png"
+    Image.open(source["path"]).convert("RGB").save(control)
+    context, page = new_window(browser, app, 1366, 768)
+    try:
+        small_request(page, "一个蓝色的圆 a blue circle", count=1, steps=4)
+        page.locator("#image-panel").first.click()
+        page.locator("#img-control input[type=file]").set_input_files(str(control))
+        page.locator("#img-control img").first.wait_for()
+        page.locator("#img-controlnet input").first.click()
+        page.get_by_role("option", name="demo-controlnet").click()
+        page.locator("#img-control-type input").first.click()
+        page.get_by_role("option", name="已是控制图（不预处理）").click()
+        set_number(page, "img-control-start", 0.1)
+        set_number(page, "img-control-end", 0.9)
+        page.screenshot(path=str(shots / "ui-controlnet-zh.png"), full_page=True)
+        record, parameters, _png = _generate_one(page, app)
+        ctrl = record["control"]
+        assert Path(ctrl["model"]).name == "demo-controlnet" and ctrl["kind"] == "map"
+        assert (ctrl["start"], ctrl["end"]) == (0.1, 0.9) and ctrl["image"]
+        assert 'ControlNet 0: "Module: map, Model: demo-controlnet' in parameters
+
+        # the result goes back in as the control image of the next one, from the results' own button
+        page.locator("#results img").first.wait_for()
+        src_js = "document.querySelector('#img-control img')?.getAttribute('src') || ''"
+        uploaded = page.evaluate(src_js)
+        page.click("#results-send-control")
+        page.wait_for_function(f"{src_js} !== {json.dumps(uploaded)} && {src_js} !== ''")
     finally:
         context.close()
