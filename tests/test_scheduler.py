@@ -157,6 +157,8 @@ def test_every_message_crosses_a_pipe_whole() -> None:
                 p.Stopped(), p.Fatal("no model"), p.Helped("j", 0.4, ok=False),
                 p.RunJob({"job_id": "j"}, None, {"group_id": 1, "port": 29500, "rank": 1, "world": 2,
                                                  "members": ["cuda:0", "cuda:1"], "devices": ["cuda", "cuda"]}),
+                p.WarmGroup({"group_id": 1, "port": 29500, "rank": 0, "world": 2, "members": ["cuda:0", "cuda:1"],
+                             "devices": ["cuda", "cuda"]}),
                 p.Done.pick({"job_id": "j", "request_id": "r", "index": 0, "path": "/x.png", "seed": 1,
                              "worker": "cpu:0", "elapsed_s": 0.5, "busy_s": 0.6, "finished": 2.0, "extra": 1})]
     assert {m.kind for m in messages} == set(p.Msg) - {p.Msg.READY}

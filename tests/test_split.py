@@ -18,7 +18,7 @@ from studio.core import events as ev
 from studio.core.metadata import request_from_chunks
 from studio.core.pngfile import read_chunks
 from studio.core.request import GenerationRequest
-from tests.pool_helpers import running_studio
+from tests.pool_helpers import running_studio, wait_idle
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -82,6 +82,7 @@ def test_member_killed_during_split_image(split_studio, tmp_path: Path, monkeypa
     with sqlite3.connect(studio.store.path) as db:
         rows_db = db.execute("SELECT job_id, path FROM images WHERE request_id = ?", (rid,)).fetchall()
     assert rows_db == [(result["job_id"], result["path"])]  # one row
-    # the group is formed again: the next single image is split once more
+    # the group is formed again: once both workers are back, the next single image is split once more
+    wait_idle(studio)
     again = studio.wait(studio.submit(replace(req, steps=3), out_dir=out), timeout=400)
     assert again[0]["status"] == "done" and record(again[0]["path"])["group"]["workers"] == ["cpu:0", "cpu:1"]

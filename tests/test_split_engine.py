@@ -65,8 +65,14 @@ def _member(rank: int, port: int, out: str) -> None:
     alone = np.asarray(engine.generate(spec)[0])  # off again: the one-device path, unchanged
     with s.active():
         second = np.asarray(engine.generate(spec)[0])
-    result = {"graphs_after": counters["stats"]["unique_graphs"] - graphs, "seen": sorted(set(seen)),
-              "one": one.tolist(), "split": first.tolist(), "split2": second.tolist(), "alone": alone.tolist()}
+    graphs_after = counters["stats"]["unique_graphs"] - graphs
+    for m in pipe.transformer.modules():  # the overlapped exchange: the same attention, another order
+        if isinstance(getattr(m, "processor", None), fused_attention.FusedZImageAttnProcessor):
+            m.processor.overlap = True
+    with s.active():
+        overlapped = np.asarray(engine.generate(spec)[0])
+    result = {"graphs_after": graphs_after, "seen": sorted(set(seen)), "one": one.tolist(), "split": first.tolist(),
+              "split2": second.tolist(), "alone": alone.tolist(), "overlapped": overlapped.tolist()}
     Path(out, f"{rank}.json").write_text(json.dumps(result))
     s.close()
     dist.destroy_process_group()
@@ -82,7 +88,7 @@ def test_split_engine_matches_one_device(tmp_path: Path) -> None:
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     one = np.array(r0["one"], dtype=np.uint8)
     for r in (r0, r1):
-        for key in ("split", "split2", "alone"):
+        for key in ("split", "split2", "alone", "overlapped"):
             assert _psnr(np.array(r[key], dtype=np.uint8), one) >= 40.0, key
         assert r["graphs_after"] == 0  # no recompile when the split goes off and on again
     # each process attended over half the tokens of each stage (the one-device run would see all of them)

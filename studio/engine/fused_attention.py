@@ -54,9 +54,16 @@ class FusedZImageAttnProcessor:
         # attributes from the start: the compiled blocks' guards then see one value switch, not a new key.
         self._cp_config: Any = None
         self._parallel_config: Any = None
+        self.overlap = False  # split: start each of q/k/v's exchange as soon as it is projected
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, freqs_cis: torch.Tensor | None = None) -> torch.Tensor:
+        if self._cp_config is not None and self.overlap and attention_mask is None:
+            from studio.engine.split import ulysses_overlapped
+
+            out = ulysses_overlapped(attn, hidden_states, freqs_cis, self.kernel, self._cp_config)
+            out = attn.to_out[0](out.flatten(2, 3).to(hidden_states.dtype))
+            return attn.to_out[1](out) if len(attn.to_out) > 1 else out
         q = attn.to_q(hidden_states).unflatten(-1, (attn.heads, -1))
         k = attn.to_k(hidden_states).unflatten(-1, (attn.heads, -1))
         v = attn.to_v(hidden_states).unflatten(-1, (attn.heads, -1))

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from studio.engine.fused_attention import attend
+from studio.engine.fused_attention import apply_rope, attend, real_freqs
 from studio.engine.step_graphs import SPLIT_MARK
 
 
@@ -58,6 +58,30 @@ def ulysses_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torc
 
     return _context_parallel_attention(q, k, v, None, 0.0, False, None, False, False, None,
                                        forward_op=_OPS[kernel], backward_op=_no_backward, _cp_config=cp_config)
+
+
+def _heads(proj: Any, norm: Any, hidden: torch.Tensor, heads: int, freqs: torch.Tensor | None) -> torch.Tensor:
+    x = proj(hidden).unflatten(-1, (heads, -1))
+    if norm is not None:
+        x = norm(x)
+    return x if freqs is None else apply_rope(x, freqs)
+
+
+def ulysses_overlapped(attn: Any, hidden: torch.Tensor, freqs_cis: torch.Tensor | None, kernel: str,
+                       cp_config: Any) -> torch.Tensor:
+    """The fused processor's attention with each exchange started as soon as its tensor is projected,
+    so q's all-to-all runs while k and v are computed (cache-dit's async Ulysses does the same for the
+    stock processor); returns this device's share (B, S/n, H, D)."""
+    from cache_dit.distributed.core import _All2AllComm
+
+    comm = _All2AllComm(cp_config)
+    freqs = None if freqs_cis is None else real_freqs(freqs_cis)
+    q_wait = comm.send_q(_heads(attn.to_q, attn.norm_q, hidden, attn.heads, freqs))
+    k_wait = comm.send_k(_heads(attn.to_k, attn.norm_k, hidden, attn.heads, freqs))
+    v_wait = comm.send_v(_heads(attn.to_v, None, hidden, attn.heads, None))
+    q, k, v = q_wait.wait(), k_wait.wait(), v_wait.wait()
+    out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), None, kernel).transpose(1, 2)
+    return comm.send_o(out).wait()
 
 
 def enable(transformer: Any, size: int) -> Any:
@@ -112,7 +136,7 @@ class Split:
     then `active()` puts them in place for one image and takes them out again, so the same engine
     makes its own images between split ones (the compiled blocks keep one graph for each way)."""
 
-    def __init__(self, transformer: Any, size: int) -> None:
+    def __init__(self, transformer: Any, size: int, overlap: bool = False) -> None:
         modules = list(transformer.modules())
         plain = {id(m): m.__dict__.get("forward") for m in modules}
         # each compiled block keeps a graph per way (one device, split) and per kind of block
@@ -125,6 +149,9 @@ class Split:
                           if m.__dict__.get("forward") is not plain[id(m)]]
         self._procs = [proc for m in modules if getattr(getattr(m, "processor", None), "_cp_config", None) is not None
                        for proc in (m.processor,)]
+        for proc in self._procs:
+            if hasattr(proc, "overlap"):  # ours (studio/engine/fused_attention.py), not diffusers' own
+                proc.overlap = overlap
         self.on = False
         self._set(False)
 

@@ -24,6 +24,7 @@ from studio.pool.speed import Shape
 SPLIT_GRAPHS_ENV = "ZAOXIANG_SPLIT_STEP_GRAPHS"  # "1": workers keep (bf16: make) step graphs, split ones too
 MAX_GROUP = 8  # Ulysses splits heads and the padded sequence evenly: powers of two up to here
 JOIN_TIMEOUT_S = 600.0  # a collective waits this long for a member (its first split image compiles)
+RENDEZVOUS_S = 60.0  # members meet within this, else joining fails (and the pool makes the image alone)
 
 
 class SplitMode(str, enum.Enum):
@@ -77,7 +78,7 @@ class SplitChooser:
     """Measured split seconds per (size, steps, members); "auto" splits where that beats one worker."""
 
     split_s: dict[tuple[int, int, int, int], float] = field(default_factory=dict)
-    warmed: set[tuple[int, tuple[int, int, int]]] = field(default_factory=set)  # (group id, shape) compiled
+    warmed: set[int] = field(default_factory=set)  # groups whose split graphs are compiled (any size)
 
     def want(self, mode: SplitMode, shape: Shape, members: int, single_s: float) -> bool:
         if mode == SplitMode.NEVER:
@@ -88,9 +89,10 @@ class SplitChooser:
         return known is None or known < single_s
 
     def observe(self, group_id: int, shape: Shape, members: int, seconds: float) -> None:
-        """A split image's time; the first of a shape in a group compiled its graphs and is not kept."""
-        if (group_id, _key(shape)) not in self.warmed:
-            self.warmed.add((group_id, _key(shape)))
+        """A split image's time; a group's first one compiled its graphs (unless it was warmed) and is
+        not kept. One compile serves every size: the sequence length is dynamic."""
+        if group_id not in self.warmed:
+            self.warmed.add(group_id)
             return
         key = (*_key(shape), members)
         old = self.split_s.get(key)
@@ -131,16 +133,21 @@ class Membership:
         self.leave()
         import datetime
 
+        import torch
         import torch.distributed as dist
 
         from studio.engine import split as split_mod
 
         engine = self.engine
         cuda = engine.device.type == "cuda"
-        dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://{spec.addr}:{spec.port}",
-                                rank=spec.rank, world_size=spec.world,
-                                timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S),
-                                **({"device_id": engine.device} if cuda else {}))
+        store = dist.TCPStore(spec.addr, spec.port, spec.world, spec.rank == 0,
+                              timeout=datetime.timedelta(seconds=RENDEZVOUS_S))
+        device = {}
+        if cuda:  # NCCL binds to an indexed device ("cuda" alone is the worker's only visible GPU)
+            index = engine.device.index if engine.device.index is not None else torch.cuda.current_device()
+            device = {"device_id": torch.device("cuda", index)}
+        dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=spec.rank, world_size=spec.world,
+                                timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S), **device)
         self.spec = spec
         if engine.step_graphs is not None and not os.environ.get(SPLIT_GRAPHS_ENV):
             # Split steps captured in CUDA graphs (their own graphs: step_graphs keys them apart) hold

@@ -16,7 +16,7 @@ SENT = "sent"  # a job state of the pool's own, beside core's: handed to a worke
 
 
 class Msg(str, enum.Enum):
-    """Every kind of message. Parent to worker: JOB, REVOKE, STOP. Worker to parent: the rest.
+    """Every kind of message. Parent to worker: JOB, REVOKE, STOP, WARM_GROUP. Worker to parent: the rest.
 
     A job split over a group (studio/pool/group.py) goes to every member; the first (rank 0) answers
     as for any job, each other member only with HELPED when its part is over."""
@@ -36,6 +36,7 @@ class Msg(str, enum.Enum):
     FAILED = "failed"
     STOPPED = "stopped"
     HELPED = "helped"
+    WARM_GROUP = "warm_group"
 
 
 class SlotState(str, enum.Enum):
@@ -100,6 +101,19 @@ class Revoke(Message):
     kind: ClassVar[Msg] = Msg.REVOKE
     job_id: str
     reason: RevokeReason
+
+
+@dataclass(frozen=True)
+class WarmGroup(Message):
+    """Join this group and compile the split path now, while idle (each member answers HELPED with
+    `job_id` = `warm_id(group)`), so a person's first split image does not wait for the compiler."""
+
+    kind: ClassVar[Msg] = Msg.WARM_GROUP
+    group: dict[str, Any]
+
+
+def warm_id(group_id: int) -> str:
+    return f"warm-group-{group_id}"
 
 
 @dataclass(frozen=True)
@@ -242,6 +256,7 @@ class Helped(Message):
     job_id: str
     busy_s: float
     ok: bool = True
+    message: str = ""  # why not, when not ok
 
 
 @dataclass(frozen=True)

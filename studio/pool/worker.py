@@ -200,7 +200,7 @@ def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[],
 
     `lost` is called when a pipe to the parent breaks (a process exits; a thread, in pool/inline.py,
     stops after the job it runs)."""
-    jobs: queue.Queue[p.RunJob | None] = queue.Queue()
+    jobs: queue.Queue[p.RunJob | p.WarmGroup | None] = queue.Queue()
     revoked: dict[str, p.RevokeReason] = {}
 
     def control_loop() -> None:
@@ -211,7 +211,7 @@ def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[],
                 jobs.put(None)
                 lost()
                 return
-            if isinstance(msg, p.RunJob):
+            if isinstance(msg, (p.RunJob, p.WarmGroup)):
                 jobs.put(msg)
             elif isinstance(msg, p.Revoke):
                 revoked[msg.job_id] = msg.reason
@@ -256,15 +256,18 @@ def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[],
         order = jobs.get()
         if order is None:
             break
-        job = order.job
-        job_id = job["job_id"]
-        if order.group is not None:  # every member runs it, even revoked: a cancel is agreed at a step
+        if isinstance(order, p.WarmGroup) or order.group is not None:
             if member is None:
                 from studio.pool.group import Membership
 
                 member = Membership(engine)
-            _run_split(engine, cfg, order, member, send, writer, slow, revoked)
+            if isinstance(order, p.WarmGroup):
+                _warm_group(engine, order, member, send)
+            else:  # every member runs it, even revoked: a cancel is agreed at a step
+                _run_split(engine, cfg, order, member, send, writer, slow, revoked)
             continue
+        job = order.job
+        job_id = job["job_id"]
         if job_id in revoked:
             send(p.Revoked(job_id, revoked.pop(job_id)))
             continue
@@ -333,6 +336,24 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
                       should_cancel=cancelled, on_preview=on_preview if send is not None else None, group=made_by)
 
 
+def _warm_group(engine: Any, order: p.WarmGroup, member: Any, send: Any) -> None:
+    """Join the group and make one small split image (not saved): the split graphs compile for every
+    size at once (the sequence length is dynamic)."""
+    from studio.pool.group import GroupSpec
+
+    spec = GroupSpec.from_dict(order.group)
+    t0 = time.perf_counter()
+    try:
+        with member.join(spec).active():
+            engine.generate(**{**_warm_image_args(engine), "prompt": "warm-up 预热"})
+    except BaseException as exc:  # the pool forms the group again when it needs one
+        member.leave()
+        send(p.Helped(p.warm_id(spec.group_id), round(time.perf_counter() - t0, 4), ok=False,
+                      message=f"{type(exc).__name__}: {exc}"[:300]))
+        return
+    send(p.Helped(p.warm_id(spec.group_id), round(time.perf_counter() - t0, 4)))
+
+
 def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, send: Any, writer: ImageWriter,
                slow: Slowdown, revoked: dict[str, p.RevokeReason]) -> None:
     """This worker's part of a split image: the first member reports it like any job (and saves it),
@@ -358,7 +379,7 @@ def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, s
         if not stopped:
             member.leave()
         if not leader:
-            send(p.Helped(job_id, round(busy, 4), ok=stopped))
+            send(p.Helped(job_id, round(busy, 4), ok=stopped, message="" if stopped else f"{type(exc).__name__}: {exc}"[:300]))
         elif stopped:
             send(p.Cancelled(job_id, busy))
         else:

@@ -12,6 +12,7 @@ Variants:
   stock+cachedit  stock diffusers pipeline, cache-dit Ulysses, cache-dit's native attention
                   (what issue 16 measured: 0.644x at 1024², 0.583x at 2048²)
   ours-fp8+cachedit  as ours+cachedit with the FP8 transformer (where the GPU has FP8)
+  ...+overlap     q's all-to-all starts before k and v are projected (studio/engine/split.py)
   ...+graphs      denoising steps replayed from CUDA graphs (studio/engine/step_graphs.py), the split
                   steps (with their collectives) in graphs of their own: no Python launch cost per step
 --profile SIZE: after a variant's timed runs, torch.profiler over one split image (rank 0) and one
@@ -42,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tools.gpu.common import img_diff, sync  # noqa: E402
 
 VARIANTS = ("ours+cachedit", "stock+cachedit", "ours-fp8+cachedit", "ours+cachedit+graphs",
-            "ours-fp8+cachedit+graphs")
+            "ours-fp8+cachedit+graphs", "ours+cachedit+overlap", "ours+cachedit+graphs+overlap",
+            "ours-fp8+cachedit+graphs+overlap")
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 SEED = 7
 
@@ -184,7 +186,7 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
     args = ctx.args
     ctx.log(f"{name}: building")
     if name.startswith("ours"):
-        v: Any = OursVariant(ctx, fp8="fp8" in name, graphs="+graphs" in name)
+        v: Any = OursVariant(ctx, fp8="-fp8" in name, graphs="+graphs" in name)
     else:
         v = StockVariant(ctx)
     rows = [{"variant": name, "size": s} for s in sizes]
@@ -193,7 +195,7 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
     ctx.log(f"{name}: one-device warm-up {time.perf_counter() - t_build:.1f}s")
     from studio.engine.split import Split
 
-    splitter = Split(v.transformer, ctx.world)  # installed, off: the one-device runs go around it
+    splitter = Split(v.transformer, ctx.world, overlap="+overlap" in name)  # off: one-device runs go around it
     dist.barrier()
     single: dict[int, Any] = {}
     for row in rows:

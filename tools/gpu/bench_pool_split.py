@@ -106,6 +106,7 @@ def main() -> int:
 
                 row.update(img_diff(Image.open(imgs["always"]).convert("RGB"), Image.open(imgs["never"]).convert("RGB")))
                 row["ratio"] = round(row["always"]["median_s"] / row["never"]["median_s"], 3)
+                row["split_status"] = pool.split_status()  # the group, and why a split failed if one did
                 result["singles"].append(row)
                 print(json.dumps(row), flush=True)
             if a.batch:
@@ -123,6 +124,7 @@ def main() -> int:
                     result["batch"].append(row)
                     print(json.dumps(row), flush=True)
             result["status"] = studio.pool_status()
+            result["split_status"] = pool.split_status()
         finally:
             studio.close()
     target = Path(a.out)
@@ -136,6 +138,11 @@ def main() -> int:
     for r in result["batch"]:
         print(f"batch of {r['images']} ({r['mode']}): {r['s']} s, {r['images_per_min']} images/min, "
               f"split images: {r['split_images']}")
+    status = result.get("split_status") or {}
+    print(f"split: mode {status.get('mode')}, group {status.get('group')}, warmed {status.get('warmed')}, "
+          f"broken {status.get('broken_groups')}, measured {status.get('split_s')}")
+    for line in status.get("log") or ["no split failed"]:
+        print(f"split log: {line}")
     return 0
 
 
