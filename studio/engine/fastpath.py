@@ -188,6 +188,7 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
                     **kwargs: Any) -> torch.Tensor:
             if not switch.ready and not getattr(_tls, "warming", False):
                 return _eager(*args, **kwargs)
+            args = _drop_full_mask(args)
             if dynamic == "mark":
                 real = isinstance(getattr(_block.attention, "processor", None), FusedZImageAttnProcessor)
                 args = _prepare_dynamic(args, kwargs, real)
@@ -197,6 +198,70 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
         block.forward = forward
         count += 1
     return count
+
+
+def _drop_full_mask(args: tuple) -> tuple:
+    """A single image's attention mask is all True: pass None, as the transformer itself does.
+
+    The ControlNet always builds a mask, even for one image; given to the shared refiner blocks it
+    would trace a second graph of them, and it sends the fused attention off its cuDNN kernel.
+    """
+    if len(args) > 1 and isinstance(args[1], torch.Tensor) and args[1].dtype == torch.bool and args[1].shape[0] == 1:
+        return (args[0], None, *args[2:])
+    return args
+
+
+def _control_core(block_forward: Callable) -> Callable:
+    """A control block's transformer part (diffusers' own block maths, given as a plain function: the
+    class is allowed in graph, so dynamo would not trace its method) and the projected hint."""
+
+    def core(block: Any, c: torch.Tensor, attn_mask: torch.Tensor | None, freqs_cis: torch.Tensor,
+             adaln_input: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        c = block_forward(block, c, attn_mask, freqs_cis, adaln_input)
+        return block.after_proj(c), c
+
+    return core
+
+
+def compile_control_blocks(controlnet: Any, switch: CompileSwitch, *, mode: str | None = None) -> int:
+    """Regionally compile a Z-Image ControlNet's control blocks; returns how many were wrapped.
+
+    A control block takes the hints made so far stacked in one tensor, runs the last through attention
+    and feed-forward, and stacks its projected hint and its result on top: the stack grows block by
+    block, so compiling the whole forward would trace one graph per depth (past dynamo's recompile
+    limit, then eager). Only the middle part is compiled: one graph for every control block, sequence
+    length dynamic as in `compile_blocks`; the unstacking and stacking around it stay eager. Blocks of
+    the older layout that are plain transformer blocks go through `compile_blocks`.
+    """
+    from diffusers.models.controlnets.controlnet_z_image import ZImageTransformerBlock
+
+    compiled = torch.compile(_control_core(ZImageTransformerBlock.forward), fullgraph=True, mode=mode,
+                             backend=_backend(), dynamic=None)
+    count = 0
+    for block in controlnet.modules():
+        if type(block).__name__ != "ZImageControlTransformerBlock" or hasattr(block, "_zx_eager"):
+            continue
+        eager = block.forward
+
+        def forward(c: torch.Tensor, x: torch.Tensor, attn_mask: torch.Tensor | None, freqs_cis: torch.Tensor,
+                    adaln_input: torch.Tensor | None = None, _eager: Callable = eager,
+                    _block: Any = block) -> torch.Tensor:
+            if not switch.ready and not getattr(_tls, "warming", False):
+                return _eager(c, x, attn_mask, freqs_cis, adaln_input)
+            if _block.block_id == 0:
+                done, c = [], _block.before_proj(c) + x
+            else:
+                done = list(torch.unbind(c))
+                c = done.pop(-1)
+            real = isinstance(getattr(_block.attention, "processor", None), FusedZImageAttnProcessor)
+            args = _prepare_dynamic(_drop_full_mask((c, attn_mask, freqs_cis, adaln_input)), {}, real)
+            hint, c = compiled(_block, *args)
+            return torch.stack([*done, hint, c])
+
+        block._zx_eager = eager
+        block.forward = forward
+        count += 1
+    return count + compile_blocks(controlnet, switch, mode=mode)
 
 
 _tls = threading.local()
