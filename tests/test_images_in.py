@@ -349,6 +349,30 @@ def test_inpaint_keeps_outside_pixels_identical_and_changes_the_inside(images_in
     assert changed > 3
 
 
+def test_inpaint_encodes_once_and_matches_diffusers_own_pipeline(engine, picture, monkeypatch) -> None:
+    """The inpaint pipeline skips diffusers' unused encode of the masked image: one VAE encode, and
+    the very pixels diffusers' own pipeline gives (same seed, same random stream)."""
+    import diffusers
+
+    from studio.engine import images_in as mod
+
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (SIZE // 4, SIZE // 4, 3 * SIZE // 4, 3 * SIZE // 4))
+    inputs = mod.ImageInputs(init_image=picture, mask=mask, strength=0.8)
+    encodes: list[int] = []
+    handle = engine.pipe.vae.encoder.register_forward_hook(lambda *_: encodes.append(1))
+    try:
+        lean = mod.ImagesIn(engine).run(seed=3, inputs=inputs, **ARGS).image
+        assert len(encodes) == 1
+        monkeypatch.setattr(mod, "_lean_inpaint", lambda: diffusers.ZImageInpaintPipeline)
+        encodes.clear()
+        stock = mod.ImagesIn(engine).run(seed=3, inputs=inputs, **ARGS).image
+        assert len(encodes) == 2
+    finally:
+        handle.remove()
+    assert np.array_equal(pixels(lean), pixels(stock))
+
+
 def test_mask_of_another_size_is_resized_in_a_run(images_in, picture) -> None:
     from studio.engine.images_in import ImageInputs
 
