@@ -122,6 +122,24 @@ def timed(device: torch.device, runs: int, fn: Any) -> dict[str, Any]:
             "graphs_warm_run": graphs1 - graphs0, "graphs_timed": counters["stats"]["unique_graphs"] - graphs1}
 
 
+def vae_encode_s(engine: Any, size: int, runs: int) -> float:
+    """Seconds of one VAE encode of a size x size image (the fixed cost image-to-image adds), median."""
+    from studio.engine.memory import use_tiling
+
+    vae, device = engine.pipe.vae, engine.device
+    vae.use_tiling = device.type == "cuda" and use_tiling(engine.profile, size, size)
+    x = torch.empty(1, 3, size, size, device=device, dtype=vae.dtype).uniform_(-1, 1)
+    times = []
+    with torch.no_grad():
+        for _ in range(runs + 1):
+            sync(device)
+            t0 = time.perf_counter()
+            vae.encode(x)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    return round(statistics.median(times[1:]), 4)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="/tmp/zx-out")
@@ -207,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     meta = {"device": device_name, "arch": args.arch, "size": size, "steps": steps, "profile": engine.profile.name,
             "cap_gib": args.cap_gib, "compiled": engine.compiled, "notes": engine.notes,
+            "vae_encode_s": vae_encode_s(engine, size, max(args.runs, 3)),
             "controlnet_flops_per_step_vs_transformer": round(control_flop_ratio(
                 dict(pipe.transformer.config), dict(controlnet.config), (size // 16) ** 2, 64), 3)}
     out = Path(args.out)
