@@ -460,6 +460,30 @@ def test_controlnet_is_not_run_outside_its_window(images_in, picture) -> None:
     assert not np.array_equal(pixels(made[0.0, 0.5]), pixels(made[0.0, 1.0]))
 
 
+def test_control_hint_stack_grows_in_one_buffer_as_diffusers_stacks() -> None:
+    """The compiled control blocks keep the growing hint stack in one buffer: same values as diffusers'
+    unbind-and-stack at every depth, the same storage throughout, a plain stack for anything else."""
+    import torch
+
+    from studio.engine.fastpath import _grow
+
+    depth, shape = 4, (1, 6, 8)
+    draws = [(torch.randn(shape), torch.randn(shape)) for _ in range(depth)]
+    want: torch.Tensor | None = None
+    got: torch.Tensor | None = None
+    for pos, (hint, c) in enumerate(draws):
+        done = list(torch.unbind(want))[:-1] if want is not None else []
+        want = torch.stack([*done, hint, c])
+        got = _grow(got, hint, c, pos, depth)
+        assert torch.equal(got, want), pos
+        if pos == 0:
+            first = got.data_ptr()
+        assert got.data_ptr() == first and got._base is not None and got._base.shape[0] == depth + 1
+    foreign = torch.randn(2, *shape)  # not a view of a chain's buffer: stacked anew, values the same
+    out = _grow(foreign, draws[0][0], draws[0][1], 1, depth)
+    assert torch.equal(out, torch.stack([foreign[0], *draws[0]]))
+
+
 def test_compiled_controlnet_blocks_trace_one_graph_and_keep_the_pixels(
         images_in, picture, demo_model_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a compiled Engine (dynamo with the eager backend: its guards and graphs, no code generation)

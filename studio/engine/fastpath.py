@@ -230,38 +230,59 @@ def compile_control_blocks(controlnet: Any, switch: CompileSwitch, *, mode: str 
     and feed-forward, and stacks its projected hint and its result on top: the stack grows block by
     block, so compiling the whole forward would trace one graph per depth (past dynamo's recompile
     limit, then eager). Only the middle part is compiled: one graph for every control block, sequence
-    length dynamic as in `compile_blocks`; the unstacking and stacking around it stay eager. Blocks of
-    the older layout that are plain transformer blocks go through `compile_blocks`.
+    length dynamic as in `compile_blocks`. The stack around it is kept in one buffer sized for the
+    whole chain of blocks (`_grow`), not copied whole at every block. Blocks of the older layout that
+    are plain transformer blocks go through `compile_blocks`.
     """
     from diffusers.models.controlnets.controlnet_z_image import ZImageTransformerBlock
 
     compiled = torch.compile(_control_core(ZImageTransformerBlock.forward), fullgraph=True, mode=mode,
                              backend=_backend(), dynamic=None)
     count = 0
-    for block in controlnet.modules():
-        if type(block).__name__ != "ZImageControlTransformerBlock" or hasattr(block, "_zx_eager"):
-            continue
-        eager = block.forward
+    for name in ("control_noise_refiner", "control_layers"):
+        chain = list(getattr(controlnet, name, None) or [])
+        for pos, block in enumerate(chain):
+            if type(block).__name__ != "ZImageControlTransformerBlock" or hasattr(block, "_zx_eager"):
+                continue
+            eager = block.forward
 
-        def forward(c: torch.Tensor, x: torch.Tensor, attn_mask: torch.Tensor | None, freqs_cis: torch.Tensor,
-                    adaln_input: torch.Tensor | None = None, _eager: Callable = eager,
-                    _block: Any = block) -> torch.Tensor:
-            if not switch.ready and not getattr(_tls, "warming", False):
-                return _eager(c, x, attn_mask, freqs_cis, adaln_input)
-            if _block.block_id == 0:
-                done, c = [], _block.before_proj(c) + x
-            else:
-                done = list(torch.unbind(c))
-                c = done.pop(-1)
-            real = isinstance(getattr(_block.attention, "processor", None), FusedZImageAttnProcessor)
-            args = _prepare_dynamic(_drop_full_mask((c, attn_mask, freqs_cis, adaln_input)), {}, real)
-            hint, c = compiled(_block, *args)
-            return torch.stack([*done, hint, c])
+            def forward(c: torch.Tensor, x: torch.Tensor, attn_mask: torch.Tensor | None, freqs_cis: torch.Tensor,
+                        adaln_input: torch.Tensor | None = None, _eager: Callable = eager, _block: Any = block,
+                        _pos: int = pos, _depth: int = len(chain)) -> torch.Tensor:
+                if not switch.ready and not getattr(_tls, "warming", False):
+                    return _eager(c, x, attn_mask, freqs_cis, adaln_input)
+                if _block.block_id == 0:  # diffusers' own test for the first block of a chain
+                    stack, c = None, _block.before_proj(c) + x
+                else:
+                    stack, c = c, c[-1]
+                real = isinstance(getattr(_block.attention, "processor", None), FusedZImageAttnProcessor)
+                args = _prepare_dynamic(_drop_full_mask((c, attn_mask, freqs_cis, adaln_input)), {}, real)
+                hint, c = compiled(_block, *args)
+                return _grow(stack, hint, c, _pos, _depth)
 
-        block._zx_eager = eager
-        block.forward = forward
-        count += 1
+            block._zx_eager = eager
+            block.forward = forward
+            count += 1
     return count + compile_blocks(controlnet, switch, mode=mode)
+
+
+def _grow(stack: torch.Tensor | None, hint: torch.Tensor, c: torch.Tensor, pos: int, depth: int) -> torch.Tensor:
+    """`stack` with its last entry replaced by `hint` and `c` put on top (diffusers' `torch.stack`).
+
+    The first block of a chain of `depth` allocates room for all of them (depth hints and the last
+    result); later blocks get views of it and write their two entries in place, instead of copying
+    the whole growing stack (15 blocks at 1024x1024: 4 GB written per step). Its last entry is the
+    block's input, already read by the compiled part. Anything else falls back to a new stack."""
+    if stack is None and pos == 0:
+        buf = hint.new_empty((depth + 1, *hint.shape))
+    else:
+        buf = stack._base if stack is not None else None
+        if (buf is None or stack.shape[0] != pos + 1 or buf.shape[0] != depth + 1 or buf.shape[1:] != stack.shape[1:]
+                or stack.data_ptr() != buf.data_ptr() or not stack.is_contiguous()):
+            return torch.stack([*(stack.unbind(0)[:-1] if stack is not None else ()), hint, c])
+    buf[pos].copy_(hint)
+    buf[pos + 1].copy_(c)
+    return buf[:pos + 2]
 
 
 _tls = threading.local()
