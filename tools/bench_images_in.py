@@ -210,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         except torch.OutOfMemoryError as exc:
             results[name] = {"error": f"out of memory: {str(exc)[:200]}"}
             torch.cuda.empty_cache()
+        except Exception as exc:  # noqa: BLE001 - one broken row must not cost the other figures
+            results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         print(name, results[name], flush=True)
     t2i = results["text2img"].get("s_per_image")
     lines = ["| task | s/image | × text-to-image | encode / denoise / decode s | graphs warm / timed | peak GiB |",

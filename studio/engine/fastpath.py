@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,7 @@ def compile_control_blocks(controlnet: Any, switch: CompileSwitch, *, mode: str 
 
     compiled = torch.compile(_control_core(ZImageTransformerBlock.forward), fullgraph=True, mode=mode,
                              backend=_backend(), dynamic=None)
+    failed: list[str] = []  # a compile error turns them all back to eager for good (never a failed image)
     count = 0
     for name in ("control_noise_refiner", "control_layers"):
         chain = list(getattr(controlnet, name, None) or [])
@@ -249,16 +251,21 @@ def compile_control_blocks(controlnet: Any, switch: CompileSwitch, *, mode: str 
             def forward(c: torch.Tensor, x: torch.Tensor, attn_mask: torch.Tensor | None, freqs_cis: torch.Tensor,
                         adaln_input: torch.Tensor | None = None, _eager: Callable = eager, _block: Any = block,
                         _pos: int = pos, _depth: int = len(chain)) -> torch.Tensor:
-                if not switch.ready and not getattr(_tls, "warming", False):
+                if failed or (not switch.ready and not getattr(_tls, "warming", False)):
                     return _eager(c, x, attn_mask, freqs_cis, adaln_input)
                 if _block.block_id == 0:  # diffusers' own test for the first block of a chain
-                    stack, c = None, _block.before_proj(c) + x
+                    stack, h = None, _block.before_proj(c) + x
                 else:
-                    stack, c = c, c[-1]
+                    stack, h = c, c[-1]
                 real = isinstance(getattr(_block.attention, "processor", None), FusedZImageAttnProcessor)
-                args = _prepare_dynamic(_drop_full_mask((c, attn_mask, freqs_cis, adaln_input)), {}, real)
-                hint, c = compiled(_block, *args)
-                return _grow(stack, hint, c, _pos, _depth)
+                args = _prepare_dynamic(_drop_full_mask((h, attn_mask, freqs_cis, adaln_input)), {}, real)
+                try:
+                    hint, h = compiled(_block, *args)
+                except Exception as exc:  # noqa: BLE001 - compile is an optimisation; nothing was written yet
+                    failed.append(f"{type(exc).__name__}: {exc}"[:300])
+                    warnings.warn(f"ControlNet blocks stay eager: compile failed: {failed[0]}", stacklevel=2)
+                    return _eager(c, x, attn_mask, freqs_cis, adaln_input)
+                return _grow(stack, hint, h, _pos, _depth)
 
             block._zx_eager = eager
             block.forward = forward
