@@ -349,6 +349,30 @@ def test_inpaint_keeps_outside_pixels_identical_and_changes_the_inside(images_in
     assert changed > 3
 
 
+def test_inpaint_encodes_once_and_matches_diffusers_own_pipeline(engine, picture, monkeypatch) -> None:
+    """The inpaint pipeline skips diffusers' unused encode of the masked image: one VAE encode, and
+    the very pixels diffusers' own pipeline gives (same seed, same random stream)."""
+    import diffusers
+
+    from studio.engine import images_in as mod
+
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (SIZE // 4, SIZE // 4, 3 * SIZE // 4, 3 * SIZE // 4))
+    inputs = mod.ImageInputs(init_image=picture, mask=mask, strength=0.8)
+    encodes: list[int] = []
+    handle = engine.pipe.vae.encoder.register_forward_hook(lambda *_: encodes.append(1))
+    try:
+        lean = mod.ImagesIn(engine).run(seed=3, inputs=inputs, **ARGS).image
+        assert len(encodes) == 1
+        monkeypatch.setattr(mod, "_lean_inpaint", lambda: diffusers.ZImageInpaintPipeline)
+        encodes.clear()
+        stock = mod.ImagesIn(engine).run(seed=3, inputs=inputs, **ARGS).image
+        assert len(encodes) == 2
+    finally:
+        handle.remove()
+    assert np.array_equal(pixels(lean), pixels(stock))
+
+
 def test_mask_of_another_size_is_resized_in_a_run(images_in, picture) -> None:
     from studio.engine.images_in import ImageInputs
 
@@ -412,6 +436,88 @@ def test_demo_controlnet_draws_along_the_control_edges(engine) -> None:
     assert effect["scenes"] == 4
     assert all(w > wo for w, wo in zip(effect["per_scene_with"], effect["per_scene_without"])), effect
     assert effect["edge_corr_with"] > effect["edge_corr_without"] + 0.15, effect
+
+
+def test_controlnet_is_not_run_outside_its_window(images_in, picture) -> None:
+    """Steps outside start/end run no ControlNet block at all (counted on its real first block), and
+    the window still changes the image: between none and all of the hints."""
+    from studio.engine.images_in import ControlInput, ImageInputs
+
+    model = images_in.controlnet(str(DEMO_CONTROLNET))
+    calls: list[int] = []
+    handle = model.control_layers[0].register_forward_hook(lambda *_: calls.append(1))
+    made = {}
+    try:
+        for start, end, runs in ((0.0, 1.0, 4), (0.0, 0.5, 2), (0.5, 1.0, 2), (0.25, 0.75, 2)):
+            calls.clear()
+            inputs = ImageInputs(control=ControlInput(image=picture, controlnet=str(DEMO_CONTROLNET), start=start,
+                                                      end=end))
+            made[start, end] = images_in.run(seed=4, inputs=inputs, **ARGS).image
+            assert len(calls) == runs, (start, end, len(calls))
+    finally:
+        handle.remove()
+    assert "forward" not in model.__dict__  # the window leaves the model as it found it
+    assert not np.array_equal(pixels(made[0.0, 0.5]), pixels(made[0.0, 1.0]))
+
+
+def test_control_hint_stack_grows_in_one_buffer_as_diffusers_stacks() -> None:
+    """The compiled control blocks keep the growing hint stack in one buffer: same values as diffusers'
+    unbind-and-stack at every depth, the same storage throughout, a plain stack for anything else."""
+    import torch
+
+    from studio.engine.fastpath import _grow
+
+    depth, shape = 4, (1, 6, 8)
+    draws = [(torch.randn(shape), torch.randn(shape)) for _ in range(depth)]
+    want: torch.Tensor | None = None
+    got: torch.Tensor | None = None
+    for pos, (hint, c) in enumerate(draws):
+        done = list(torch.unbind(want))[:-1] if want is not None else []
+        want = torch.stack([*done, hint, c])
+        got = _grow(got, hint, c, pos, depth)
+        assert torch.equal(got, want), pos
+        if pos == 0:
+            first = got.data_ptr()
+        assert got.data_ptr() == first and got._base is not None and got._base.shape[0] == depth + 1
+    foreign = torch.randn(2, *shape)  # not a view of a chain's buffer: stacked anew, values the same
+    out = _grow(foreign, draws[0][0], draws[0][1], 1, depth)
+    assert torch.equal(out, torch.stack([foreign[0], *draws[0]]))
+
+
+def test_compiled_controlnet_blocks_trace_one_graph_and_keep_the_pixels(
+        images_in, picture, demo_model_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a compiled Engine (dynamo with the eager backend: its guards and graphs, no code generation)
+    the ControlNet's blocks run compiled: one new graph for all of them, none for the transformer's
+    refiners it shares, nothing new for another size or window; the pixels are the eager ones."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from studio.engine import fastpath
+    from studio.engine.fused_attention import FusedZImageAttnProcessor
+    from studio.engine.generate import Engine
+    from studio.engine.images_in import ControlInput, ImageInputs, ImagesIn
+
+    monkeypatch.setenv("ZAOXIANG_COMPILE_BACKEND", "eager")
+    torch._dynamo.reset()
+    compiled = Engine(demo_model_master, "cpu", compile=True, warm="none", compile_cache=tmp_path / "cc")
+    # the GPU's attention (the fused processor, real-valued RoPE; torch's SDPA kernel on a CPU)
+    compiled.attention = fastpath.set_attention_backend(compiled.pipe.transformer, "fused-sdpa")
+    compiled.warm_up(sizes=((SIZE, SIZE),))
+    assert compiled.compiled and compiled.wait_warm()
+    fast = ImagesIn(compiled)
+    model = fast.controlnet(str(DEMO_CONTROLNET))
+    blocks = [*model.control_layers, *model.control_noise_refiner]
+    assert all(hasattr(b, "_zx_eager") for b in blocks)
+    assert all(isinstance(b.attention.processor, FusedZImageAttnProcessor) for b in blocks)
+    control = ControlInput(image=picture, controlnet=str(DEMO_CONTROLNET))
+    graphs = counters["stats"]["unique_graphs"]
+    got = fast.run(seed=4, inputs=ImageInputs(control=control), **ARGS).image
+    assert counters["stats"]["unique_graphs"] == graphs + 1
+    want = images_in.run(seed=4, inputs=ImageInputs(control=control), **ARGS).image
+    assert np.abs(pixels(got) - pixels(want)).max() <= 2
+    late = ControlInput(image=picture, controlnet=str(DEMO_CONTROLNET), end=0.5)
+    fast.run(seed=5, inputs=ImageInputs(control=late), **{**ARGS, "height": SIZE + 32})
+    assert counters["stats"]["unique_graphs"] == graphs + 1
 
 
 def test_controlnet_inpaint_keeps_outside_pixels(images_in, picture) -> None:

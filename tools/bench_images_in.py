@@ -8,7 +8,13 @@ device, the engine's default fast path and the chosen memory profile) and one Co
 weights of the published Fun-Controlnet-Union 2.1 layout (the demo layout with `--arch tiny`).
 Per task: seconds per image (median of `--runs` after one warm run, new seed each) and the peak
 memory allocated; the ratio to text-to-image is what issue 20 sets targets for (img2img ≈ strength ×
-text-to-image, ControlNet ≤ 1.3×). Writes `images_in.json` and a Markdown table under `--out`.
+text-to-image, ControlNet ≤ 1.3×). Per task also its encode/denoise/decode split and the graphs dynamo
+traced during it (0 once warm: nothing recompiles). ControlNet rows run with control end 1.0 and each
+of `--control-ends`, eager and/or compiled (`--controlnet-compile`); the FLOP floor (ControlNet work
+per step against the transformer's, counted from the configs) goes in the meta. Writes
+`images_in.json` and a Markdown table under `--out`.
+
+    python tools/bench_images_in.py --profile 24gb --runs 2 --controlnet-compile both --out $OUT/cn
 """
 
 from __future__ import annotations
@@ -62,26 +68,80 @@ def random_controlnet(transformer_config: dict[str, Any], device: torch.device, 
     return model.eval()
 
 
+def block_flops(tokens: int, dim: int, hidden: int, extra_linears: int = 0) -> float:
+    """One Z-Image block's multiply-adds ×2 on `tokens` tokens: q/k/v/out, the SwiGLU feed-forward,
+    `extra_linears` dim×dim projections (a control block's hint), and attention's two matmuls."""
+    return 2 * tokens * ((4 + extra_linears) * dim * dim + 3 * dim * hidden) + 4 * tokens * tokens * dim
+
+
+def control_flop_ratio(tr: dict[str, Any], cn: dict[str, Any], image_tokens: int, cap_tokens: int) -> float:
+    """ControlNet FLOPs per step over the transformer's (both without the small embedders).
+
+    The ControlNet reruns the transformer's noise and context refiners (its hints change the first),
+    its own refiner blocks on the image tokens, and one block per control layer on image + caption."""
+    dim = tr["dim"]
+    hidden = int(dim / 3 * 8)
+    unified = image_tokens + cap_tokens
+    refiners = tr["n_refiner_layers"] * (block_flops(image_tokens, dim, hidden) + block_flops(cap_tokens, dim, hidden))
+    transformer = refiners + tr["n_layers"] * block_flops(unified, dim, hidden)
+    own_refiners = len(cn["control_refiner_layers_places"]) if cn.get("add_control_noise_refiner") else 0
+    control = (refiners + own_refiners * block_flops(image_tokens, dim, hidden, 1)
+               + len(cn["control_layers_places"]) * block_flops(unified, dim, hidden, 1))
+    return control / transformer
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def timed(device: torch.device, runs: int, fn: Any) -> dict[str, Any]:
-    """One warm run, then `runs` timed ones (seeds 1..runs); seconds and peak memory."""
+    """One warm run, then `runs` timed ones (seeds 1..runs); seconds, their split, peak memory, and the
+    graphs dynamo traced in the warm run and in the timed ones (the latter should be 0)."""
+    from torch._dynamo.utils import counters
+
+    graphs0 = counters["stats"]["unique_graphs"]
+    sync(device)
+    t0 = time.perf_counter()
     fn(0)
+    sync(device)
+    warm_s = time.perf_counter() - t0  # a first image's cost, compiles included
+    graphs1 = counters["stats"]["unique_graphs"]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
+    times, parts = [], []
     for seed in range(1, runs + 1):
         sync(device)
         t0 = time.perf_counter()
-        fn(seed)
+        got = fn(seed)
         sync(device)
         times.append(time.perf_counter() - t0)
+        t = got.timings if hasattr(got, "timings") else got[1]
+        parts.append((t.encode_s, t.denoise_s, t.decode_s))
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    split = {name: round(statistics.median(p[i] for p in parts), 4) for i, name in enumerate(("encode_s", "denoise_s",
+                                                                                              "decode_s"))}
     return {"s_per_image": round(statistics.median(times), 4), "runs": [round(t, 4) for t in times],
-            "peak_gib": round(peak, 2) if peak is not None else None}
+            "peak_gib": round(peak, 2) if peak is not None else None, **split,
+            "warm_run_s": round(warm_s, 2), "graphs_warm_run": graphs1 - graphs0, "graphs_timed": counters["stats"]["unique_graphs"] - graphs1}
+
+
+def vae_encode_s(engine: Any, size: int, runs: int) -> float:
+    """Seconds of one VAE encode of a size x size image (the fixed cost image-to-image adds), median."""
+    from studio.engine.memory import use_tiling
+
+    vae, device = engine.pipe.vae, engine.device
+    vae.use_tiling = device.type == "cuda" and use_tiling(engine.profile, size, size)
+    x = torch.empty(1, 3, size, size, device=device, dtype=vae.dtype).uniform_(-1, 1)
+    times = []
+    with torch.no_grad():
+        for _ in range(runs + 1):
+            sync(device)
+            t0 = time.perf_counter()
+            vae.encode(x)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    return round(statistics.median(times[1:]), 4)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="auto", help="memory profile: auto, full, 24gb, 16gb, 12gb")
     p.add_argument("--cap-gib", type=float, default=None, help="cap the process's GPU memory (emulate a card)")
     p.add_argument("--hires-scale", type=float, default=2.0)
+    p.add_argument("--controlnet-compile", default="on", choices=("on", "off", "both"),
+                   help="the ControlNet's blocks compiled (on), eager (off), or both in turn (eager rows first)")
+    p.add_argument("--control-ends", default="0.5", help="comma list of control ends timed besides 1.0")
+    p.add_argument("--tasks", default="", help="comma list of task-name prefixes to run (default: all)")
     args = p.parse_args(argv)
 
     from studio.engine.generate import Engine
@@ -107,9 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     dtype = choose_dtype(device)
     cap_process_memory(device, args.cap_gib)
     pipe = build_random_pipeline(args.arch, device, dtype)
-    engine = Engine(f"random:{args.arch}", device, dtype, pipe=pipe, memory_profile=args.profile, warm="sync")
+    engine = Engine(f"random:{args.arch}", device, dtype, pipe=pipe, memory_profile=args.profile, warm="none")
+    engine.warm_up(sizes=((args.size, args.size),))  # the one size timed here (each task's warm run does the rest)
     images_in = ImagesIn(engine)
-    images_in.adopt_controlnet("random-union", random_controlnet(dict(pipe.transformer.config), device, dtype))
+    controlnet = random_controlnet(dict(pipe.transformer.config), device, dtype)
     size, steps = args.size, args.steps
     base = dict(prompt=PROMPT, width=size, height=size, steps=steps, guidance=0.0)
     picture, _ = engine.generate(seed=123, **base)
@@ -124,29 +189,51 @@ def main(argv: list[str] | None = None) -> int:
     for s in (0.3, 0.6, 1.0):
         tasks[f"img2img s={s}"] = run(ImageInputs(init_image=picture, strength=s))
     tasks["inpaint"] = run(ImageInputs(init_image=picture, mask=mask, mask_blur=8))
-    tasks["controlnet"] = run(ImageInputs(control=control))
-    tasks["controlnet inpaint"] = run(ImageInputs(init_image=picture, mask=mask, control=control))
+    ends = [1.0] + [float(e) for e in args.control_ends.split(",") if e.strip()]
+    modes = {"on": [True], "off": [False], "both": [False, True]}[args.controlnet_compile]
+    for compiled in modes:
+        tag = "compiled" if compiled else "eager"
+        # adopted at the task's turn: eager rows first, then the same ControlNet with compiled blocks
+        tasks[f"adopt {tag}"] = lambda _c=compiled: images_in.adopt_controlnet("random-union", controlnet, _c)
+        for end in ends:
+            ctl = ControlInput(image=picture, controlnet="random-union", kind="canny", end=end)
+            tasks[f"controlnet {tag} end={end}"] = run(ImageInputs(control=ctl))
+        tasks[f"controlnet inpaint {tag}"] = run(ImageInputs(init_image=picture, mask=mask, control=control))
     tasks[f"hires {size}->{int(size * args.hires_scale)} s=0.35"] = run(
         ImageInputs(hires=Hires(scale=args.hires_scale, strength=0.35)))
+    wanted = [w.strip() for w in args.tasks.split(",") if w.strip()]
     results: dict[str, Any] = {}
     for name, fn in tasks.items():
+        if name.startswith("adopt "):
+            fn()
+            continue
+        if wanted and name != "text2img" and not any(name.startswith(w) for w in wanted):
+            continue
         try:
             results[name] = timed(device, args.runs, fn)
         except torch.OutOfMemoryError as exc:
             results[name] = {"error": f"out of memory: {str(exc)[:200]}"}
             torch.cuda.empty_cache()
+        except Exception as exc:  # noqa: BLE001 - one broken row must not cost the other figures
+            results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         print(name, results[name], flush=True)
     t2i = results["text2img"].get("s_per_image")
-    lines = ["| task | s/image | × text-to-image | peak GiB |", "|---|---|---|---|"]
+    lines = ["| task | s/image | × text-to-image | encode / denoise / decode s | first run s | graphs first / timed "
+             "| peak GiB |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         if "error" in r:
-            lines.append(f"| {name} | {r['error'][:40]} | | |")
+            lines.append(f"| {name} | {r['error'][:60]} | | | | | |")
             continue
         ratio = f"{r['s_per_image'] / t2i:.2f}" if t2i else ""
-        lines.append(f"| {name} | {r['s_per_image']:.3f} | {ratio} | {r['peak_gib'] if r['peak_gib'] else ''} |")
+        lines.append(f"| {name} | {r['s_per_image']:.3f} | {ratio} | {r['encode_s']:.3f} / {r['denoise_s']:.3f} / "
+                     f"{r['decode_s']:.3f} | {r['warm_run_s']} | {r['graphs_warm_run']} / {r['graphs_timed']} | "
+                     f"{r['peak_gib'] if r['peak_gib'] else ''} |")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     meta = {"device": device_name, "arch": args.arch, "size": size, "steps": steps, "profile": engine.profile.name,
-            "cap_gib": args.cap_gib, "compiled": engine.compiled, "notes": engine.notes}
+            "cap_gib": args.cap_gib, "compiled": engine.compiled, "notes": engine.notes,
+            "vae_encode_s": vae_encode_s(engine, size, max(args.runs, 3)),
+            "controlnet_flops_per_step_vs_transformer": round(control_flop_ratio(
+                dict(pipe.transformer.config), dict(controlnet.config), (size // 16) ** 2, 64), 3)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "images_in.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2), "utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
                     **kwargs: Any) -> torch.Tensor:
             if not switch.ready and not getattr(_tls, "warming", False):
                 return _eager(*args, **kwargs)
+            args = _drop_full_mask(args)
             if dynamic == "mark":
                 real = isinstance(getattr(_block.attention, "processor", None), FusedZImageAttnProcessor)
                 args = _prepare_dynamic(args, kwargs, real)
@@ -197,6 +199,97 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
         block.forward = forward
         count += 1
     return count
+
+
+def _drop_full_mask(args: tuple) -> tuple:
+    """A single image's attention mask is all True: pass None, as the transformer itself does.
+
+    The ControlNet always builds a mask, even for one image; given to the shared refiner blocks it
+    would trace a second graph of them, and it sends the fused attention off its cuDNN kernel.
+    """
+    if len(args) > 1 and isinstance(args[1], torch.Tensor) and args[1].dtype == torch.bool and args[1].shape[0] == 1:
+        return (args[0], None, *args[2:])
+    return args
+
+
+def _control_core(block_forward: Callable) -> Callable:
+    """A control block's transformer part (diffusers' own block maths, given as a plain function: the
+    class is allowed in graph, so dynamo would not trace its method) and the projected hint."""
+
+    def core(block: Any, c: torch.Tensor, attn_mask: torch.Tensor | None, freqs_cis: torch.Tensor,
+             adaln_input: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        c = block_forward(block, c, attn_mask, freqs_cis, adaln_input)
+        return block.after_proj(c), c
+
+    return core
+
+
+def compile_control_blocks(controlnet: Any, switch: CompileSwitch, *, mode: str | None = None) -> int:
+    """Regionally compile a Z-Image ControlNet's control blocks; returns how many were wrapped.
+
+    A control block takes the hints made so far stacked in one tensor, runs the last through attention
+    and feed-forward, and stacks its projected hint and its result on top: the stack grows block by
+    block, so compiling the whole forward would trace one graph per depth (past dynamo's recompile
+    limit, then eager). Only the middle part is compiled: one graph for every control block, sequence
+    length dynamic as in `compile_blocks`. The stack around it is kept in one buffer sized for the
+    whole chain of blocks (`_grow`), not copied whole at every block. Blocks of the older layout that
+    are plain transformer blocks go through `compile_blocks`.
+    """
+    from diffusers.models.controlnets.controlnet_z_image import ZImageTransformerBlock
+
+    compiled = torch.compile(_control_core(ZImageTransformerBlock.forward), fullgraph=True, mode=mode,
+                             backend=_backend(), dynamic=None)
+    failed: list[str] = []  # a compile error turns them all back to eager for good (never a failed image)
+    count = 0
+    for name in ("control_noise_refiner", "control_layers"):
+        chain = list(getattr(controlnet, name, None) or [])
+        for pos, block in enumerate(chain):
+            if type(block).__name__ != "ZImageControlTransformerBlock" or hasattr(block, "_zx_eager"):
+                continue
+            eager = block.forward
+
+            def forward(c: torch.Tensor, x: torch.Tensor, attn_mask: torch.Tensor | None, freqs_cis: torch.Tensor,
+                        adaln_input: torch.Tensor | None = None, _eager: Callable = eager, _block: Any = block,
+                        _pos: int = pos, _depth: int = len(chain)) -> torch.Tensor:
+                if failed or (not switch.ready and not getattr(_tls, "warming", False)):
+                    return _eager(c, x, attn_mask, freqs_cis, adaln_input)
+                if _block.block_id == 0:  # diffusers' own test for the first block of a chain
+                    stack, h = None, _block.before_proj(c) + x
+                else:
+                    stack, h = c, c[-1]
+                real = isinstance(getattr(_block.attention, "processor", None), FusedZImageAttnProcessor)
+                args = _prepare_dynamic(_drop_full_mask((h, attn_mask, freqs_cis, adaln_input)), {}, real)
+                try:
+                    hint, h = compiled(_block, *args)
+                except Exception as exc:  # noqa: BLE001 - compile is an optimisation; nothing was written yet
+                    failed.append(f"{type(exc).__name__}: {exc}"[:300])
+                    warnings.warn(f"ControlNet blocks stay eager: compile failed: {failed[0]}", stacklevel=2)
+                    return _eager(c, x, attn_mask, freqs_cis, adaln_input)
+                return _grow(stack, hint, h, _pos, _depth)
+
+            block._zx_eager = eager
+            block.forward = forward
+            count += 1
+    return count + compile_blocks(controlnet, switch, mode=mode)
+
+
+def _grow(stack: torch.Tensor | None, hint: torch.Tensor, c: torch.Tensor, pos: int, depth: int) -> torch.Tensor:
+    """`stack` with its last entry replaced by `hint` and `c` put on top (diffusers' `torch.stack`).
+
+    The first block of a chain of `depth` allocates room for all of them (depth hints and the last
+    result); later blocks get views of it and write their two entries in place, instead of copying
+    the whole growing stack (15 blocks at 1024x1024: 4 GB written per step). Its last entry is the
+    block's input, already read by the compiled part. Anything else falls back to a new stack."""
+    if stack is None and pos == 0:
+        buf = hint.new_empty((depth + 1, *hint.shape))
+    else:
+        buf = stack._base if stack is not None else None
+        if (buf is None or stack.shape[0] != pos + 1 or buf.shape[0] != depth + 1 or buf.shape[1:] != stack.shape[1:]
+                or stack.data_ptr() != buf.data_ptr() or not stack.is_contiguous()):
+            return torch.stack([*(stack.unbind(0)[:-1] if stack is not None else ()), hint, c])
+    buf[pos].copy_(hint)
+    buf[pos + 1].copy_(c)
+    return buf[:pos + 2]
 
 
 _tls = threading.local()

@@ -12,6 +12,7 @@ exactly, whatever the VAE's round trip did to them.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,21 +141,29 @@ def _model_upscale(image: Image.Image, path: Path, device: Any) -> Image.Image:
 
 
 class _ControlWindow:
-    """Turns the ControlNet's hints off outside [start, end) of the steps (a pre-hook on its forward)."""
+    """Runs the ControlNet only on the steps in [start, end): outside, it is not called at all.
+
+    There its forward returns None, which the transformer reads as no hints: those steps are
+    text-to-image steps (FP8's step graphs included), not a ControlNet pass scaled by zero."""
 
     def __init__(self, controlnet: Any, start: float, end: float, total: int) -> None:
         self.start, self.end, self.total, self.step = start, end, max(1, total), 0
-        self.handle = controlnet.register_forward_pre_hook(self._hook, with_kwargs=True) \
-            if (start > 0 or end < 1) else None
+        self.controlnet = controlnet if (start > 0 or end < 1) else None
+        if self.controlnet is not None:
+            run = controlnet.forward
 
-    def _hook(self, _module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if not self.start <= self.step / self.total < self.end:
-            kwargs = {**kwargs, "conditioning_scale": 0.0}
-        return args, kwargs
+            def forward(*args: Any, **kwargs: Any) -> dict[int, torch.Tensor] | None:
+                return run(*args, **kwargs) if self.active else None
+
+            controlnet.forward = forward
+
+    @property
+    def active(self) -> bool:
+        return self.start <= self.step / self.total < self.end
 
     def close(self) -> None:
-        if self.handle is not None:
-            self.handle.remove()
+        if self.controlnet is not None:
+            self.controlnet.__dict__.pop("forward", None)  # back to the class's own forward
 
 
 class ImagesIn:
@@ -175,7 +184,7 @@ class ImagesIn:
         if key not in self._pipes:
             import diffusers
 
-            cls = {Task.IMG2IMG: diffusers.ZImageImg2ImgPipeline, Task.INPAINT: diffusers.ZImageInpaintPipeline,
+            cls = {Task.IMG2IMG: diffusers.ZImageImg2ImgPipeline, Task.INPAINT: _lean_inpaint(),
                    Task.CONTROL: diffusers.ZImageControlNetPipeline,
                    Task.CONTROL_INPAINT: diffusers.ZImageControlNetInpaintPipeline}[task]
             extra: dict[str, Any] = {"controlnet": controlnet} if controlnet is not None else {}
@@ -191,10 +200,28 @@ class ImagesIn:
             self._pipes[key] = pipe
         return self._pipes[key]
 
-    def adopt_controlnet(self, label: str, model: Any) -> None:
-        """Use an already built ControlNet under `label` (random weights for benchmarks)."""
+    def adopt_controlnet(self, label: str, model: Any, compile: bool | None = None) -> None:
+        """Use an already built ControlNet under `label` (random weights for benchmarks).
+
+        compile: its blocks on the Engine's fast path (None: where the Engine's blocks are compiled)."""
         self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
-        self._controlnet = (label, model.to(self.engine.device).eval())
+        self._controlnet = (label, self._fast(model.to(self.engine.device).eval(), compile))
+
+    def _fast(self, model: Any, compile: bool | None = None) -> Any:
+        """The Engine's fast path on the ControlNet's own blocks: its attention kernel, regional compile.
+
+        The refiners and embedders it shares with the transformer are already on it."""
+        from studio.engine import fastpath, fused_attention
+
+        engine = self.engine
+        blocks = [m for m in model.modules() if type(m).__name__ == "ZImageControlTransformerBlock"]
+        if engine.attention in fastpath.FUSED_ATTENTION:
+            kernel = engine.attention.split("-", 1)[1]
+            for block in blocks:
+                block.attention.set_processor(fused_attention.FusedZImageAttnProcessor(kernel))
+        if engine.compiled if compile is None else compile:
+            fastpath.compile_control_blocks(model, engine._switch)
+        return model
 
     def controlnet(self, ref: str) -> Any:
         """The ControlNet `ref` names, loaded on the Engine's device (one kept; another replaces it)."""
@@ -223,7 +250,7 @@ class ImagesIn:
             state = convert_z_image_controlnet_checkpoint_to_diffusers(load_file(info.weights), info.config)
             model.load_state_dict(state, strict=True)
             model.to(self.engine.dtype)
-        model.to(self.engine.device).eval()
+        self._fast(model.to(self.engine.device).eval())
         self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
         self._controlnet = (info.path, model)
         return model
@@ -374,6 +401,25 @@ class ImagesIn:
         timings.decode_s = time.perf_counter() - t2
         timings.total_s = time.perf_counter() - t0
         return image, timings
+
+
+@functools.cache
+def _lean_inpaint() -> type:
+    """diffusers' inpaint pipeline without the VAE encode of the masked image, which it makes and never
+    reads (only a step callback could ask for it): one full-size encode less per inpaint. Drawn after
+    the init image's latents and noise, it takes nothing from the seed's random stream they use."""
+    import diffusers
+
+    class LeanZImageInpaintPipeline(diffusers.ZImageInpaintPipeline):
+        def prepare_mask_latents(self, mask: torch.Tensor, masked_image: Any, batch_size: int, height: int,
+                                 width: int, dtype: torch.dtype, device: Any, generator: Any) -> tuple[Any, None]:
+            size = (2 * (int(height) // (self.vae_scale_factor * 2)), 2 * (int(width) // (self.vae_scale_factor * 2)))
+            mask = torch.nn.functional.interpolate(mask, size=size, mode="nearest").to(device=device, dtype=dtype)
+            if mask.shape[0] < batch_size:
+                mask = mask.repeat(batch_size // mask.shape[0], 1, 1, 1)
+            return mask, None
+
+    return LeanZImageInpaintPipeline
 
 
 class _Steps:
