@@ -3,6 +3,7 @@
 #   ZX_LIMIT_S=560 bash tools/gpu/run_session15.sh "STAGE ..."
 # Stages:
 #   lora+imgin  issue 19's bench_lora.py on cuda:0 beside issue 20's bench_images_in.py (24gb profile) on cuda:1
+#   cn+p1       bench_images_in.py (ZX_CN_ARGS) on cuda:1 beside issue 15's one-GPU pool on cuda:0
 #   imginfull   bench_images_in.py under the full profile on cuda:0
 #   latency     issue 16's engine-level split bench (torchrun, 2 GPUs; ZX_LATENCY_ARGS adds flags)
 #   latency-pcie  the same over PCIe (NCCL_P2P_DISABLE=1)
@@ -31,6 +32,11 @@ for s in ${1:-lora+imgin latency}; do
       CUDA_VISIBLE_DEVICES=1 timeout "$t" python3 tools/bench_images_in.py --profile 24gb --out "$OUT/imgin24" \
         >"$OUT/imgin24.log" 2>&1 &
       wait; echo "--- lora"; show "$OUT/lora.log"; echo "--- images in, 24gb"; show "$OUT/imgin24.log" 14 ;;
+    cn+p1)  # ZX_CN_ARGS: bench_images_in.py's flags, on cuda:1, beside the one-GPU pool on cuda:0
+      t=$(cap 240)
+      CUDA_VISIBLE_DEVICES=1 timeout "$t" python3 tools/bench_images_in.py ${ZX_CN_ARGS:-} --out "$OUT/cn" >"$OUT/cn.log" 2>&1 &
+      timeout "$t" $B --workers cuda:0 >"$OUT/p1.json" 2>"$OUT/p1.err"; echo "p1 rc=$?"; show "$OUT/p1.err" 3
+      wait; echo "--- images in"; show "$OUT/cn.log" 16 ;;
     imginfull)
       timeout "$(cap 240)" python3 tools/bench_images_in.py --profile full --out "$OUT/imginfull" >"$OUT/imginfull.log" 2>&1
       show "$OUT/imginfull.log" 14 ;;
