@@ -34,7 +34,7 @@ for s in ${1:-lora+imgin latency}; do
       wait; echo "--- lora"; show "$OUT/lora.log"; echo "--- images in, 24gb"; show "$OUT/imgin24.log" 14 ;;
     cn+p1)  # ZX_CN_ARGS: bench_images_in.py's flags, on cuda:1, beside the one-GPU pool on cuda:0
       t=$(cap 240)
-      CUDA_VISIBLE_DEVICES=1 timeout "$t" python3 tools/bench_images_in.py ${ZX_CN_ARGS:-} --out "$OUT/cn" >"$OUT/cn.log" 2>&1 &
+      eval "CUDA_VISIBLE_DEVICES=1 timeout $t python3 tools/bench_images_in.py ${ZX_CN_ARGS:-} --out $OUT/cn" >"$OUT/cn.log" 2>&1 &
       timeout "$t" $B --workers cuda:0 >"$OUT/p1.json" 2>"$OUT/p1.err"; echo "p1 rc=$?"; show "$OUT/p1.err" 3
       wait; echo "--- images in"; show "$OUT/cn.log" 16 ;;
     imginfull)
