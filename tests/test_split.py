@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -86,3 +87,33 @@ def test_member_killed_during_split_image(split_studio, tmp_path: Path, monkeypa
     wait_idle(studio)
     again = studio.wait(studio.submit(replace(req, steps=3), out_dir=out), timeout=400)
     assert again[0]["status"] == "done" and record(again[0]["path"])["group"]["workers"] == ["cpu:0", "cpu:1"]
+
+
+def test_a_group_that_cannot_form_costs_no_worker(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What GPU call 2 hit (every join failed): the image is made by one worker, nobody is killed, the
+    reason is kept, and after three broken groups the pool stops trying."""
+    import socket
+
+    from studio.pool import group
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))  # bound, not listening: rank 0 cannot host the rendezvous, rank 1 is refused
+    monkeypatch.setattr(group, "free_port", lambda: taken.getsockname()[1])
+    monkeypatch.setenv("ZAOXIANG_SPLIT_RENDEZVOUS_S", "3")
+    monkeypatch.setenv("ZAOXIANG_SPLIT_IMAGE", "always")
+    try:
+        with running_studio("cpu:2") as (studio, rec):
+            req = GenerationRequest(prompt="a blue square", width=256, height=256, steps=3, seed=4, seed_mode="fixed")
+            [made] = studio.wait(studio.submit(req, out_dir=tmp_path), timeout=300)
+            assert made["status"] == "done" and "group" not in record(made["path"])
+            deadline = time.monotonic() + 120  # idle, the pool tries to warm a group again, then gives up
+            while studio._pool.split_status()["mode"] != "never" and time.monotonic() < deadline:
+                time.sleep(0.5)
+            status = studio._pool.split_status()
+            assert status["mode"] == "never" and len(status["broken_groups"]) == 3, status
+            assert status["log"] and all("EADDRINUSE" in line or "failed" in line for line in status["log"]), status
+            time.sleep(4)  # the last member's rendezvous ends: it reports, it is not killed
+            assert not rec.of(ev.WORKER_DIED)
+            assert [r["restarts"] for r in studio.pool_status()] == [0, 0]
+    finally:
+        taken.close()

@@ -24,7 +24,8 @@ from studio.pool.speed import Shape
 SPLIT_GRAPHS_ENV = "ZAOXIANG_SPLIT_STEP_GRAPHS"  # "1": workers keep (bf16: make) step graphs, split ones too
 MAX_GROUP = 8  # Ulysses splits heads and the padded sequence evenly: powers of two up to here
 JOIN_TIMEOUT_S = 600.0  # a collective waits this long for a member (its first split image compiles)
-RENDEZVOUS_S = 60.0  # members meet within this, else joining fails (and the pool makes the image alone)
+# members meet within this, else joining fails (and the pool makes the image alone); tests shorten it
+RENDEZVOUS_S = float(os.environ.get("ZAOXIANG_SPLIT_RENDEZVOUS_S", "") or 60.0)
 
 
 class SplitMode(str, enum.Enum):

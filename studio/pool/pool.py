@@ -204,7 +204,11 @@ class WorkerPool:
     def status(self) -> list[dict[str, Any]]:
         """One row per worker, for the monitor and `pool_status`."""
         with self._lock:
-            return [worker_row(slot, self._books) for slot in self._slots]
+            rows = [worker_row(slot, self._books) for slot in self._slots]
+            for i in self._warming:  # compiling its group's split: not idle yet (ready means warm)
+                if rows[i]["state"] == "idle":
+                    rows[i]["state"] = "warming"
+            return rows
 
     def queue_length(self) -> int:
         """Jobs not started yet (waiting in the queue or prefetched by a worker)."""
