@@ -20,7 +20,7 @@ from PIL import Image
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # mode: (PNG color type, bytes a pixel)
 BAND_ROWS = 64  # the fewest rows worth a thread of their own
-MAX_THREADS = 16  # a 1024-row image is 16 bands; ZAOXIANG_PNG_THREADS overrides (benchmarks)
+MAX_THREADS = 8  # 16 measured no faster on 1024² (docs/benchmarks.md); ZAOXIANG_PNG_THREADS overrides
 ADLER_BASE = 65521
 _executor: ThreadPoolExecutor | None = None
 
