@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from studio.core import events as ev
@@ -21,32 +20,21 @@ from studio.core.atomic import remove_partials
 from studio.core.jobs import CANCELLED, DONE, FAILED, FINISHED_STATES, QUEUED, RUNNING, Job
 from studio.pool import protocol as p
 from studio.pool.eta import pool_eta_s
-from studio.pool.group import GroupBook, GroupSpec, SplitChooser, SplitMode, group_size
+from studio.pool.group import GroupBook, SplitChooser, SplitMode
 from studio.pool.ledger import Carried, JobEntry, Ledger, oom_message
 from studio.pool.protocol import SENT, ErrorKind, Msg, RevokeReason, SlotState
 from studio.pool.scheduler import Held, JobQueue, Queued, WorkerView, job_shape, lower_profile, plan_next
 from studio.pool.spec import WorkerSpec
+from studio.pool.split_dispatch import SplitDispatch, SplitRun
 from studio.pool.stats import worker_row
 from studio.pool.supervisor import Slot, Supervisor
 
 MAX_KILLS = 2  # a job that took down this many workers is failed, not retried again
 GROUP_BROKE = "stopped: its group lost a member"  # why the pool kills the rest of a broken group
-MAX_SPLIT_FAULTS = 3  # groups that broke (a split image or a group warm-up): then this pool stops splitting
-GROUP_GRACE_S = 90.0  # a member of a broken group that says nothing for this long is stopped (it may wait
-#                       in a collective for ever); one that reports in time keeps running (group.RENDEZVOUS_S)
 log = logging.getLogger("zaoxiang.pool")
 
 
-@dataclass
-class SplitRun:
-    """A job split over a group: its members (slot indices, leader first) and who has not reported yet."""
-
-    group_id: int
-    members: list[int]
-    pending: set[int] = field(default_factory=set)
-
-
-class WorkerPool:
+class WorkerPool(SplitDispatch):
     """Processes, queue and dispatcher; thread-safe. `on_event` is called from the pool's own thread;
     `context`/`target`: how workers run (pool/inline.py passes threads; the default spawns processes)."""
 
@@ -517,178 +505,6 @@ class WorkerPool:
             if js.memory_profile:
                 best.profile = js.memory_profile  # the worker reloads under it before this job
             self._sup.send(best, p.RunJob(js.job.to_dict(), js.memory_profile))
-
-    # ----------------------------------------------------------------- one image over several workers
-
-    def _dispatch_split(self) -> bool:
-        """Hand the only queued image to a group of idle workers, when the setting and the speeds say so."""
-        if self._split_mode == SplitMode.NEVER or len(self._queue) != 1:
-            return False
-        js = self._jobs[self._queue.head(1)[0]]
-        job_id = js.job.job_id
-        if job_id in self._no_split or js.memory_profile or js.job.spec.has_inputs:
-            return False
-        members = self._idle_group()
-        n = len(members)
-        if n < 2:
-            return False
-        shape = job_shape(js.job)
-        if not self._chooser.want(self._split_mode, shape, n, min(s.speed.estimate(shape) for s in members)):
-            return False
-        idx = [self._slots.index(s) for s in members]
-        group_id, port = self._groups.form(tuple(idx))
-        names, devices = tuple(s.spec.name for s in members), tuple(s.spec.device for s in members)
-        self._queue.pop(0)
-        js.state, js.worker = SENT, idx[0]
-        self._split[job_id] = SplitRun(group_id, idx, set(idx))
-        for rank, slot in enumerate(members):
-            slot.assigned.append(job_id)
-            spec = GroupSpec(group_id, port, rank, n, names, devices)
-            self._sup.send(slot, p.RunJob(js.job.to_dict(), None, spec.to_dict()))
-        return True
-
-    def _idle_group(self) -> list[Slot]:
-        """The group, when all its workers are ready and have nothing to do (else empty): always the
-        first ones of a kind, as many as a group takes, so that one group (one compiled split) serves
-        the pool's life; a group of other members would compile its own."""
-        ready = [s for i, s in enumerate(self._slots) if s.state == SlotState.READY and s.control is not None
-                 and i not in self._warming and i not in self._suspects]
-        if not ready or (self._split_mode == SplitMode.AUTO and ready[0].spec.device == "cpu"):
-            return []  # CPU workers share the machine's cores and memory: only "always" splits them
-        kind = [s for s in self._slots if s.spec.device == ready[0].spec.device and not s.gone]
-        members = kind[:group_size(len(kind))]
-        # idle: nothing to do but (a member's) end of a split image whose leader has already finished it
-        if len(members) < 2 or not all(s in ready and all(self._jobs[j].state in FINISHED_STATES for j in s.assigned)
-                                       for s in members):
-            return []
-        return members
-
-    def _warm_group(self) -> None:
-        """With nothing queued, let the idle workers form their group and compile the split path, so
-        the first split image is not the one that waits for the compiler."""
-        if self._split_mode == SplitMode.NEVER or len(self._queue) or self._warming:
-            return
-        members = self._idle_group()
-        if not members:
-            return
-        idx = [self._slots.index(s) for s in members]
-        group_id, port = self._groups.form(tuple(idx))
-        if group_id in self._chooser.warmed:
-            return
-        names, devices = tuple(s.spec.name for s in members), tuple(s.spec.device for s in members)
-        for rank, (i, slot) in enumerate(zip(idx, members)):
-            self._warming[i] = group_id
-            self._sup.send(slot, p.WarmGroup(GroupSpec(group_id, port, rank, len(idx), names, devices).to_dict()))
-
-    def _on_group_warmed(self, i: int, msg: p.Helped) -> None:
-        """A member compiled the split; the group's workers take jobs again only once all of them have
-        (one freed early would take the image alone)."""
-        group_id = self._warming[i]
-        if not msg.ok:
-            self._warming.pop(i)
-            self._split_note(f"group warm-up failed on {self._slots[i].spec.name}: {msg.message}")
-            self._group_fault(group_id)
-            return
-        self._warm_reported.add(i)
-        members = [j for j, gid in self._warming.items() if gid == group_id]
-        if all(j in self._warm_reported for j in members):
-            for j in members:
-                del self._warming[j]
-                self._warm_reported.discard(j)
-            self._chooser.warmed.add(group_id)
-
-    def _group_fault(self, group_id: int) -> None:
-        """A group warm-up failed or lost a member: the members still in it may wait in a collective
-        for ever, so they are stopped (and restart); the group is formed anew, or never again after
-        MAX_SPLIT_FAULTS."""
-        self._chooser.warmed.add(group_id)  # not warm, but never warmed again either
-        for j, gid in list(self._warming.items()):
-            if gid == group_id:
-                del self._warming[j]
-                slot = self._slots[j]
-                if j in self._warm_reported:  # done with its part: it waits in no collective
-                    self._warm_reported.discard(j)
-                elif slot.proc is not None and not slot.hung:
-                    self._suspect(j)
-        self._note_split_fault(group_id)
-
-    def _suspect(self, i: int) -> None:
-        """A member of a broken group: no new work until it reports, stopped if it does not in time."""
-        self._suspects.setdefault(i, time.monotonic() + GROUP_GRACE_S)
-
-    def _split_note(self, text: str) -> None:
-        log.warning("one image on several GPUs: %s", text)
-        self._split_log = [*self._split_log[-9:], f"{time.strftime('%H:%M:%S')} {text}"]
-
-    def split_status(self) -> dict[str, Any]:
-        """The setting in force, the group, and why recent splits failed (the bench prints it)."""
-        with self._lock:
-            return {"mode": self._split_mode.value, "allowed": self._split_allowed,
-                    "group": list(self._groups.members), "group_id": self._groups.group_id,
-                    "warmed": sorted(self._chooser.warmed), "broken_groups": sorted(self._broken_groups),
-                    "split_s": {f"{w}x{h}x{s}@{n}": round(t, 4) for (w, h, s, n), t in self._chooser.split_s.items()},
-                    "log": list(self._split_log)}
-
-    def _note_split_fault(self, group_id: int | None) -> None:
-        self._groups.broken()
-        if group_id is not None:
-            self._broken_groups.add(group_id)
-        if len(self._broken_groups) >= MAX_SPLIT_FAULTS:
-            self._split_mode = SplitMode.NEVER
-
-    def _on_helped(self, slot: Slot, js: JobEntry, msg: p.Helped) -> None:
-        """A member's part of a split image is over; one that failed takes its group down with it."""
-        self._release(slot, js)
-        slot.busy_s += msg.busy_s
-        if not msg.ok:
-            self._split_note(f"{slot.spec.name} failed its part of a split image: {msg.message}")
-        if js.job.job_id in self._split:
-            self._member_reported(slot, js)
-            if not msg.ok:
-                self._abandon_split(js)
-
-    def _member_reported(self, slot: Slot, js: JobEntry) -> None:
-        run = self._split.get(js.job.job_id)
-        if run is None:
-            return
-        run.pending.discard(self._slots.index(slot))
-        if not run.pending:
-            del self._split[js.job.job_id]
-
-    def _abandon_split(self, js: JobEntry) -> None:
-        """A member other than the leader is gone or failed: its collectives would hang the leader, so
-        the leader goes too (its own death or failure then requeues the image); the group is formed anew."""
-        run = self._split.get(js.job.job_id)
-        self._note_split_fault(None if run is None else run.group_id)
-        if run is not None and run.members[0] in run.pending and js.state not in FINISHED_STATES:
-            leader = self._slots[run.members[0]]
-            if leader.proc is not None and not leader.hung:
-                self._suspect(run.members[0])  # its own failure (or death) will requeue the image
-
-    def _split_fault(self, js: JobEntry, leader: Slot, *, died: bool) -> None:
-        """The leader of a split image failed (`died`: its process ended): the other members that have
-        not finished are stopped (they may wait in a collective for ever), and the image goes back to
-        the front of the queue to be made on one worker; the group is formed anew."""
-        job_id = js.job.job_id
-        run = self._split.pop(job_id, None)
-        self._note_split_fault(None if run is None else run.group_id)
-        for i in run.members if run is not None else []:
-            slot = self._slots[i]
-            if slot is leader:
-                continue
-            if job_id in slot.assigned:
-                slot.assigned.remove(job_id)
-            if i in run.pending and slot.proc is not None and not slot.hung:
-                self._suspect(i)
-        self._no_split.add(job_id)
-        if died:
-            return  # the death's own bookkeeping requeues it (and counts the kill)
-        common = self._common(leader, js)
-        if self._requests[js.job.request_id].cancelled:
-            self._books.finish(js, CANCELLED, None, ev.JOB_CANCELLED, **common, reason="cancelled")
-            return
-        self._requeue_front(js)
-        self._books.emit(ev.JOB_REQUEUED, **common, reason="split_failed")
 
     # ----------------------------------------------------------------- bookkeeping and events
 
