@@ -111,6 +111,8 @@ def parse_workers_text(spec: str | None) -> WorkersChoice:
             gpus.append(None)
         elif kind in ("cuda", "gpu") and num.isdigit():
             gpus.append(int(num))
+        elif part.isdigit() and gpus:  # "cuda:0,1": a bare index after a GPU names the next GPU
+            gpus.append(int(part))
         else:
             raise WorkerSpecError(f"'{raw}' is not a worker list: use auto, cpu:N, cuda:0,cuda:1 or ray.",
                                   "set.bad.workers", value=raw)
