@@ -123,7 +123,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, demo_model_master: Path):
     with pytest.MonkeyPatch.context() as mp:
         home = make_home(tmp_path_factory.mktemp("ray-home"), demo_model_master, mp)
         mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        mp.setenv(DELAY_ENV, f"1:{ACTOR_STEP_DELAY_S},2:{ACTOR_STEP_DELAY_S}")  # the studio's actors (1, 2)
+        # every worker of the studio (cpu:0 and its two actors) as slow, so the measured-speed planner
+        # gives the actors their share: a local worker many times faster may rightly take all eight
+        mp.setenv(DELAY_ENV, ",".join(f"{i}:{ACTOR_STEP_DELAY_S}" for i in range(3)))
         mp.setenv("PYTHONPATH", str(ROOT))  # the nodes' workers import this checkout's studio
         mp.delenv("RAY_ADDRESS", raising=False)
         from ray.cluster_utils import Cluster

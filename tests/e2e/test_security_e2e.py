@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PASSWORD = "s3cret-Pass-42"
 # do_save's inputs: model, memory profile, workers, output folder, language, host, port, user, password
-SAVE = ["", "12gb", "cpu:1", "", "zh", "127.0.0.1", 7860, "", ""]
+SAVE = ["", "12gb", "cpu:1", "", "zh", "127.0.0.1", 7860, "", "", "never"]  # the Settings form, in FORM_FIELDS order
 
 
 def call(base: str, api: str, data: list, headers: dict[str, str] | None = None) -> tuple[int, object]:
@@ -56,6 +56,9 @@ def saved(app) -> dict:
 
 
 def test_the_settings_call_needs_the_page_cookie_its_host_and_its_origin(app):
+    from studio.ui.settings import FORM_FIELDS
+
+    assert len(SAVE) == len(FORM_FIELDS)  # a new setting adds a value here, or every call below errs
     base, cookie = app.base, app.headers
     before = saved(app)
     forged = {
@@ -143,7 +146,7 @@ def test_a_system_folder_as_output_folder_is_refused(page, app):
     page.wait_for_function("document.querySelector('#settings-status').innerText.includes('系统文件夹')")
     box(page, "settings-output").fill("")
     for folder in ("/", "/etc", "/proc/1", str(Path.home()), str(app.studio.paths.config_dir.parent)):
-        status, result = call(app.base, "do_save", [*SAVE[:3], folder, *SAVE[4:7], "me", ""],
+        status, result = call(app.base, "do_save", [*SAVE[:3], folder, *SAVE[4:7], "me", "", SAVE[9]],
                               {**app.headers, "Origin": app.base})
         assert status == 200 and "⚠" in json.dumps(result, ensure_ascii=False), folder
     assert saved(app) == before and app.studio.settings.output_dir == ""
