@@ -1,4 +1,5 @@
-"""Balancing by measured speed: one CPU worker made twice as slow per step (test-only knob), 12 images."""
+"""Balancing by measured speed: one CPU worker made twice as slow per step (test-only knob), 24 images
+(enough that one image more or less on a side is noise, not the verdict, on two shared cores)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from studio.core.request import GenerationRequest
 from studio.pool.worker import DELAY_ENV
 from tests.homes import make_home
 from tests.pool_helpers import png_worker, wait_idle
+
+COUNT = 24
 
 
 @pytest.fixture
@@ -29,9 +32,9 @@ def slowed(tmp_path: Path, demo_model_master: Path, monkeypatch: pytest.MonkeyPa
 def test_faster_worker_takes_proportionally_more(slowed: Studio, tmp_path: Path) -> None:
     out = tmp_path / "out"
     rid = slowed.submit(GenerationRequest(prompt="蓝色的海 blue sea", width=256, height=256, steps=8, seed=1,
-                                          seed_mode="increment", count=12), out_dir=out)
+                                          seed_mode="increment", count=COUNT), out_dir=out)
     results = slowed.wait(rid, timeout=600)
-    assert [r["status"] for r in results] == ["done"] * 12
+    assert [r["status"] for r in results] == ["done"] * COUNT
     made = [png_worker(r["path"]) for r in results]
     fast, slow = made.count("cpu:0"), made.count("cpu:1")
     stats = slowed.request_stats(rid)
@@ -40,5 +43,5 @@ def test_faster_worker_takes_proportionally_more(slowed: Studio, tmp_path: Path)
     ratio = (stats["busy_s"]["cpu:1"] / slow) / (stats["busy_s"]["cpu:0"] / fast)
     assert ratio > 1.3, stats
     assert fast > slow
-    assert abs(fast - 12 * ratio / (1 + ratio)) <= 1.5, (fast, slow, ratio, stats)  # proportional split
+    assert abs(fast - COUNT * ratio / (1 + ratio)) <= COUNT / 8, (fast, slow, ratio, stats)  # proportional split
     assert stats["balance_efficiency"] >= 0.9, stats
