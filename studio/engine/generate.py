@@ -19,10 +19,7 @@ from PIL import Image
 from studio.core.spec import ImageSpec
 from studio.engine.loader import load_pipeline
 from studio.engine.precision import choose_dtype
-
-
-class Cancelled(Exception):
-    """The job was cancelled between two steps."""
+from studio.engine.steps import Cancelled, step_callback
 
 
 class NonFiniteOutput(RuntimeError):
@@ -348,18 +345,8 @@ class Engine:
         latents = torch.cat([initial_noise(s, width, height, pipe.transformer.config.in_channels,
                                            pipe.vae_scale_factor) for s in seeds]).to(self.device)
         if preview is not None:
-            from studio.engine.preview import step_sigmas
-
             preview.begin(latents)
-
-        def step_end(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            if preview is not None:  # host-side unless this step previews (no sync even then on a GPU)
-                preview.offer(i + 1, steps, kwargs["latents"], *step_sigmas(_pipe.scheduler))
-            if on_step is not None:
-                on_step(i + 1, steps)
-            if should_cancel is not None and should_cancel():
-                raise Cancelled()
-            return kwargs
+        step_end = step_callback(steps, on_step, should_cancel, preview)
 
         if should_cancel is not None and should_cancel():
             raise Cancelled()

@@ -27,8 +27,16 @@ from PIL import Image
 from studio.core.image_inputs import InputStore, Note, fit_image, fit_mask, paste_back, snap
 from studio.core.spec import ImageSpec
 from studio.engine.control_maps import control_map
-from studio.engine.generate import CancelCheck, Cancelled, Engine, StepCallback, Timings, initial_noise
-from studio.engine.preview import Previewer, step_sigmas
+from studio.engine.generate import (
+    CancelCheck,
+    Cancelled,
+    Engine,
+    StepCallback,
+    Timings,
+    initial_noise,
+    step_callback,
+)
+from studio.engine.preview import Previewer
 from studio.models import controlnets
 
 
@@ -360,26 +368,15 @@ class ImagesIn:
             if task is Task.CONTROL_INPAINT:
                 kwargs.update(image=init, mask_image=mask)
         window = _ControlWindow(cn, ctrl.start, ctrl.end, total) if ctrl is not None else None
-        started = False
-        if preview is not None and "latents" in kwargs:
+        begun = preview is not None and "latents" in kwargs
+        if begun:
             preview.begin(kwargs["latents"])
-            started = True
 
-        def step_end(_pipe: Any, i: int, _t: Any, kw: dict[str, Any]) -> dict[str, Any]:
-            nonlocal started
+        def window_step(i: int) -> None:
             if window is not None:
                 window.step = i + 1
-            if preview is not None:
-                if started:
-                    preview.offer(i + 1, total, kw["latents"], *step_sigmas(_pipe.scheduler))
-                else:
-                    preview.begin(kw["latents"])
-                    started = True
-            if on_step is not None:
-                on_step(i + 1, total)
-            if should_cancel is not None and should_cancel():
-                raise Cancelled()
-            return kw
+
+        step_end = step_callback(total, on_step, should_cancel, preview, begun=begun, before=window_step)
 
         if should_cancel is not None and should_cancel():
             raise Cancelled()
