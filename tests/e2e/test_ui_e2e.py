@@ -472,7 +472,9 @@ VISIBLE_TEXT_JS = """() => {
     if (!el || !n.textContent.trim() || ['SCRIPT', 'STYLE', 'NOSCRIPT'].includes(el.tagName)) continue;
     const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
     if (r.width === 0 || r.height === 0 || cs.visibility === 'hidden' || cs.display === 'none' ||
-        parseFloat(cs.fontSize) === 0 || parseFloat(cs.opacity) === 0 || el.closest('.sr-only')) continue;
+        parseFloat(cs.fontSize) === 0 || el.closest('.sr-only') ||
+        // an ancestor at opacity 0 hides it too (Gradio's hidden status text lives in such a wrapper)
+        !el.checkVisibility({opacityProperty: true, visibilityProperty: true})) continue;
     out.push(n.textContent.trim() + '\t@' + (el.closest('[id]')?.id || el.className.toString() + '<' +
              el.parentElement?.className.toString()));
   }
