@@ -3,8 +3,9 @@
 Pool side (no torch; the pool calls it under its lock): `GroupBook` picks the members and keeps one
 group id per set of members, so workers that split again reuse their process group, and a fault
 (a member died, a collective failed) makes the next split form a fresh one. `SplitChooser` is the
-"auto" setting: a size splits when its measured split time beats one worker's, and is tried split
-once (after one unmeasured image that pays for the compile) to find out.
+"auto" setting: a size splits when its measured split time beats one worker's; the group's warm-up,
+before its workers say ready, compiles the split and times both ways at the first warm size, and a
+size never seen is tried split once to find out.
 
 Worker side: `Membership` joins torch.distributed lazily, on the first split job it gets (gloo on
 CPU, NCCL on CUDA; rank 0 hosts the rendezvous on a port the pool chose), turns the engine's split
@@ -26,6 +27,37 @@ MAX_GROUP = 8  # Ulysses splits heads and the padded sequence evenly: powers of 
 JOIN_TIMEOUT_S = 600.0  # a collective waits this long for a member (its first split image compiles)
 # members meet within this, else joining fails (and the pool makes the image alone); tests shorten it
 RENDEZVOUS_S = float(os.environ.get("ZAOXIANG_SPLIT_RENDEZVOUS_S", "") or 60.0)
+# a start-up member said ready first and waits this long at most for the others (then says ready alone)
+HOLD_S = float(os.environ.get("ZAOXIANG_SPLIT_HOLD_S", "") or 60.0)
+SPEED_SPREAD = 1.25  # members whose warm-up steps differ more than this never pay as a group ("auto")
+CPU_AUTO_ENV = "ZAOXIANG_TEST_AUTO_CPU_GROUP"  # test-only: "1" lets "auto" group CPU workers (CI has no GPUs)
+
+
+def cpu_groups_allowed() -> bool:
+    """CPU workers share the machine's cores and memory: only "always" groups them (tests: CPU_AUTO_ENV)."""
+    return os.environ.get(CPU_AUTO_ENV) == "1"
+
+
+def kinds_differ(names: list[str | None]) -> str:
+    """Why GPUs known by name before they load (NVML) cannot pay as one group, or "" (alike, or unknown)."""
+    known = sorted({n for n in names if n})
+    return "GPUs of different kinds: " + ", ".join(known) if len(known) > 1 else ""
+
+
+def mismatch(infos: list[dict[str, Any]], *, speeds: bool = True) -> str:
+    """Why these workers (their READY payloads) cannot pay as one group, or "": a split image runs at
+    the slowest member's pace, so "auto" groups only one kind of GPU with one memory and about one speed
+(`speeds` False: CPU workers, whose steps vary with the machine's load, not with the worker)."""
+    names = sorted({str(info.get("device")) for info in infos})
+    if len(names) > 1:
+        return "GPUs of different kinds: " + ", ".join(names)
+    memory = sorted({info.get("memory_gb") for info in infos}, key=str)
+    if len(memory) > 1:
+        return "GPUs with different memory: " + ", ".join(f"{m} GiB" for m in memory)
+    steps = [info.get("warmup_step_s") for info in infos]
+    if speeds and all(isinstance(t, (int, float)) and t > 0 for t in steps) and max(steps) > SPEED_SPREAD * min(steps):
+        return f"GPUs of different speeds (warm-up steps {min(steps):.4f}-{max(steps):.4f} s)"
+    return ""
 
 
 class SplitMode(str, enum.Enum):
@@ -76,9 +108,14 @@ def _key(shape: Shape) -> tuple[int, int, int]:
 
 @dataclass
 class SplitChooser:
-    """Measured split seconds per (size, steps, members); "auto" splits where that beats one worker."""
+    """Measured split seconds per (size, steps, members); "auto" splits where that beats one worker.
+
+    Before a size's first split image, the group's warm-up (before ready) may have timed one steady
+    step both ways at that size (`step_ratio`): "auto" then follows it, so the first image a person
+    asks for is already made the faster way, and is never the one that measures."""
 
     split_s: dict[tuple[int, int, int, int], float] = field(default_factory=dict)
+    step_ratio: dict[tuple[int, int, int], float] = field(default_factory=dict)  # (w, h, members): split ÷ one
     warmed: set[int] = field(default_factory=set)  # groups whose split graphs are compiled (any size)
 
     def want(self, mode: SplitMode, shape: Shape, members: int, single_s: float) -> bool:
@@ -87,7 +124,10 @@ class SplitChooser:
         if mode == SplitMode.ALWAYS:
             return True
         known = self.split_s.get((*_key(shape), members))
-        return known is None or known < single_s
+        if known is not None:
+            return known < single_s
+        ratio = self.step_ratio.get((shape.width, shape.height, members))
+        return ratio is None or ratio < 1.0
 
     def observe(self, group_id: int, shape: Shape, members: int, seconds: float) -> None:
         """A split image's time; a group's first one compiled its graphs (unless it was warmed) and is
@@ -98,6 +138,11 @@ class SplitChooser:
         key = (*_key(shape), members)
         old = self.split_s.get(key)
         self.split_s[key] = seconds if old is None else old + 0.4 * (seconds - old)
+
+    def timed(self, width: int, height: int, members: int, split_step_s: float, single_step_s: float) -> None:
+        """The group warm-up's steady step at one size, split and on one member alone."""
+        if split_step_s > 0 and single_step_s > 0:
+            self.step_ratio[(width, height, members)] = split_step_s / single_step_s
 
 
 @dataclass

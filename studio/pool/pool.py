@@ -40,7 +40,7 @@ class WorkerPool(SplitDispatch):
 
     def __init__(self, specs: list[WorkerSpec], *, model_path: str, model_name: str,
                  memory_profile: str | None = None, on_event: Callable[[ev.Event], None] | None = None,
-                 context: Any = None, target: Callable[..., None] | None = None, split: str = "never") -> None:
+                 context: Any = None, target: Callable[..., None] | None = None, split: str = "auto") -> None:
         if not specs:
             raise ValueError("A pool needs at least one worker.")
         # "full,24gb": one profile per worker, in order (the bench caps one card to show a measured split)
@@ -68,7 +68,10 @@ class WorkerPool(SplitDispatch):
         self._split: dict[str, SplitRun] = {}
         self._no_split: set[str] = set()  # jobs whose split failed: they run on one worker
         self._warming: dict[int, int] = {}  # slot index -> the group it is compiling the split for
-        self._warm_reported: set[int] = set()  # of those, the ones done (waiting for the others)
+        self._warm_reported: dict[int, p.Helped] = {}  # of those, the ones done (waiting for the others)
+        self._held: dict[int, float] = {}  # said READY at start-up, warming on until its group has: deadline
+        self._announced: set[int] = set()  # slots that said ready (WORKER_READY) since they (re)started
+        self._no_group = ""  # why "auto" forms no group in this pool (GPUs of different kinds or speeds)
         self._broken_groups: set[int] = set()
         self._suspects: dict[int, float] = {}  # slot index -> when it is stopped unless it reports first
         self._split_log: list[str] = []  # why recent splits did not happen or failed (split_status)
@@ -193,7 +196,7 @@ class WorkerPool(SplitDispatch):
         """One row per worker, for the monitor and `pool_status`."""
         with self._lock:
             rows = [worker_row(slot, self._books) for slot in self._slots]
-            for i in self._warming:  # compiling its group's split: not idle yet (ready means warm)
+            for i in [*self._warming, *self._held]:  # its group's split not warm yet: not idle (ready means warm)
                 if rows[i]["state"] == "idle":
                     rows[i]["state"] = "warming"
             return rows
@@ -270,7 +273,7 @@ class WorkerPool(SplitDispatch):
                 if self._sup.closing and sup.all_gone:
                     return
                 due = [d for d in (self._stall(s)[0] for s in self._slots) if d is not None]
-                due += list(self._suspects.values())
+                due += list(self._suspects.values()) + list(self._held.values())
             spoke, ended = sup.wait(due)
             with self._lock:
                 for i in spoke:
@@ -324,9 +327,11 @@ class WorkerPool(SplitDispatch):
         if isinstance(msg, p.Warming):
             self._books.emit(ev.WORKER_WARMING, worker=slot.spec.name, **msg.payload())
         elif isinstance(msg, p.Ready):
-            self._books.emit(ev.WORKER_READY, worker=slot.spec.name, **slot.info)
-            if slot.restarts:
-                self._books.emit(ev.WORKER_RESTARTED, worker=slot.spec.name, restarts=slot.restarts, pid=msg.pid)
+            i = self._slots.index(slot)
+            if self._hold_for_group(i):  # it says ready once its group has warmed (split_dispatch.py)
+                self._books.emit(ev.WORKER_WARMING, worker=slot.spec.name, pct=None, stage="group")
+            else:
+                self._announce(i)
 
     def _common(self, slot: Slot, js: JobEntry) -> dict[str, Any]:
         return {"job_id": js.job.job_id, "request_id": js.job.request_id, "worker": slot.spec.name,
@@ -409,6 +414,12 @@ class WorkerPool(SplitDispatch):
             return
         name = slot.spec.name
         self._suspects.pop(i, None)
+        self._announced.discard(i)
+        self._held.pop(i, None)
+        if self._held:  # a member of the group it waited for is gone: the others say ready now
+            self._split_note(f"{name} died before its group warmed")
+            for j in list(self._held):
+                self._announce(j)
         if i in self._warming:
             self._split_note(f"{name} died while its group compiled the split")
             self._group_fault(self._warming.pop(i))
@@ -488,7 +499,7 @@ class WorkerPool(SplitDispatch):
         now = time.time()
         while len(self._queue):
             ready = [s for i, s in enumerate(self._slots) if s.state == SlotState.READY and s.control is not None
-                     and i not in self._warming and i not in self._suspects]
+                     and i not in self._warming and i not in self._suspects and i not in self._held]
             if not ready:
                 return
             if self._dispatch_split():

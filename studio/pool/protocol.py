@@ -250,13 +250,19 @@ class Failed(Message):
 
 @dataclass(frozen=True)
 class Helped(Message):
-    """A member other than the first is done with its part of a split image (`ok`: without an error)."""
+    """A member other than the first is done with its part of a split image, or any member with a group
+    warm-up (`ok`: without an error)."""
 
     kind: ClassVar[Msg] = Msg.HELPED
     job_id: str
     busy_s: float
     ok: bool = True
     message: str = ""  # why not, when not ok
+    # a group warm-up's answer: one steady step at (width, height), split and on this member alone
+    width: int = 0
+    height: int = 0
+    split_step_s: float | None = None
+    single_step_s: float | None = None
 
 
 @dataclass(frozen=True)

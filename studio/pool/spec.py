@@ -12,7 +12,8 @@ from typing import Any
 
 from studio.core.workers_spec import WorkerSpec, WorkerSpecError, parse_workers_text
 
-__all__ = ["WorkerSpec", "WorkerSpecError", "cpu_count", "not_started_status", "parse_workers", "visible_gpus"]
+__all__ = ["WorkerSpec", "WorkerSpecError", "cpu_count", "gpu_names", "not_started_status", "parse_workers",
+           "visible_gpus"]
 
 
 def cpu_count() -> int:
@@ -43,6 +44,33 @@ def visible_gpus() -> list[str]:
             pynvml.nvmlShutdown()
     except Exception:  # no driver, no library: no GPU
         return []
+
+
+def gpu_names(visible: list[str]) -> list[str | None]:
+    """NVML's model name for each CUDA_VISIBLE_DEVICES entry (an index or a UUID); None where unknown
+    (no driver, no library). An index is NVML's order, which is CUDA's under CUDA_DEVICE_ORDER=PCI_BUS_ID
+    and may differ from it otherwise: good for "are these one kind of GPU", not for naming one."""
+    if not visible:
+        return []
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no driver, no library
+        return [None] * len(visible)
+    try:
+        names: list[str | None] = []
+        for entry in visible:
+            try:
+                handle = (pynvml.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit()
+                          else pynvml.nvmlDeviceGetHandleByUUID(entry))
+                name = pynvml.nvmlDeviceGetName(handle)
+                names.append(name.decode() if isinstance(name, bytes) else str(name))
+            except Exception:
+                names.append(None)
+        return names
+    finally:
+        pynvml.nvmlShutdown()
 
 
 def parse_workers(spec: str | None, *, gpus: list[str] | None = None,

@@ -16,9 +16,18 @@ from typing import TYPE_CHECKING, Any
 from studio.core import events as ev
 from studio.core.jobs import CANCELLED, FINISHED_STATES
 from studio.pool import protocol as p
-from studio.pool.group import GroupSpec, SplitMode, group_size
+from studio.pool.group import (
+    HOLD_S,
+    GroupSpec,
+    SplitMode,
+    cpu_groups_allowed,
+    group_size,
+    kinds_differ,
+    mismatch,
+)
 from studio.pool.protocol import SENT, SlotState
 from studio.pool.scheduler import job_shape
+from studio.pool.spec import gpu_names
 
 if TYPE_CHECKING:
     from studio.pool.ledger import JobEntry
@@ -75,9 +84,9 @@ class SplitDispatch:
         first ones of a kind, as many as a group takes, so that one group (one compiled split) serves
         the pool's life; a group of other members would compile its own."""
         ready = [s for i, s in enumerate(self._slots) if s.state == SlotState.READY and s.control is not None
-                 and i not in self._warming and i not in self._suspects]
-        if not ready or (self._split_mode == SplitMode.AUTO and ready[0].spec.device == "cpu"):
-            return []  # CPU workers share the machine's cores and memory: only "always" splits them
+                 and i not in self._warming and i not in self._suspects and i not in self._held]
+        if not ready or not self._groups_here(ready[0].spec.device):
+            return []
         kind = [s for s in self._slots if s.spec.device == ready[0].spec.device and not s.gone]
         members = kind[:group_size(len(kind))]
         # idle: nothing to do but (a member's) end of a split image whose leader has already finished it
@@ -86,61 +95,149 @@ class SplitDispatch:
             return []
         return members
 
+    def _groups_here(self, device: str) -> bool:
+        """Whether the setting lets workers of this device form a group: never with "never"; with
+        "auto" not on CPU workers (they share the machine's cores) nor on GPUs that cannot pay."""
+        if self._split_mode == SplitMode.NEVER:
+            return False
+        if self._split_mode == SplitMode.AUTO:
+            return not self._no_group and (device != "cpu" or cpu_groups_allowed())
+        return True
+
+    def _start_group(self) -> list[int]:
+        """The group the pool would form first (slot indices): the first workers of the first kind."""
+        alive = [s for s in self._slots if not s.gone]
+        if not alive:
+            return []
+        kind = [i for i, s in enumerate(self._slots) if s.spec.device == alive[0].spec.device and not s.gone]
+        members = kind[:group_size(len(kind))]
+        return members if len(members) >= 2 and self._groups_here(alive[0].spec.device) else []
+
+    def _hold_for_group(self, i: int) -> bool:
+        """At a worker's READY: keep it warming until its group has warmed too (ready means warm, the
+        split included), when it is a member and no member has said ready yet (the pool's start, or
+        the whole group restarted); True when held."""
+        members = self._start_group()
+        if i not in members or any(j in self._announced for j in members):
+            return False
+        if self._split_mode == SplitMode.AUTO and self._slots[i].spec.device == "cuda":
+            self._no_group = kinds_differ(gpu_names([self._slots[j].spec.visible_devices for j in members]))
+            if self._no_group:  # known before any of them loaded: nobody waits for a group that cannot pay
+                self._split_note(f"no group: {self._no_group}")
+                return False
+        self._held[i] = time.monotonic() + HOLD_S
+        return True
+
+    def _warm_held(self) -> None:
+        """Once every member is held, they join and warm the group together (before saying ready); a
+        group that cannot form or pay, or a member not ready within HOLD_S, lets them say ready now."""
+        members = self._start_group()
+        why = ""
+        if not members or any(j not in members for j in self._held):
+            why = "the setting or the workers changed"
+        elif min(self._held.values()) <= time.monotonic():
+            why = f"not every member was ready within {HOLD_S:g} s of the first"
+        elif any(j not in self._held for j in members):
+            return  # the others are still warming up alone
+        elif self._split_mode == SplitMode.AUTO:
+            why = mismatch([self._slots[j].info for j in members], speeds=self._slots[members[0]].spec.device != "cpu")
+            if why:
+                self._no_group = why  # for this pool's life: "auto" never groups these workers
+        if why:
+            self._split_note(f"no group warm-up before ready: {why}")
+            for j in list(self._held):
+                self._announce(j)
+            return
+        self._send_warm(members)
+
     def _warm_group(self) -> None:
-        """With nothing queued, let the idle workers form their group and compile the split path, so
-        the first split image is not the one that waits for the compiler."""
+        """At start-up, the held group's warm-up; later (its group broken, a member restarted), with
+        nothing queued, the idle workers form their group and compile the split path, so the first
+        split image is not the one that waits for the compiler."""
+        if self._held:
+            self._warm_held()
+            return
         if self._split_mode == SplitMode.NEVER or len(self._queue) or self._warming:
             return
         members = self._idle_group()
-        if not members:
-            return
-        idx = [self._slots.index(s) for s in members]
+        if members:
+            self._send_warm([self._slots.index(s) for s in members])
+
+    def _send_warm(self, idx: list[int]) -> None:
         group_id, port = self._groups.form(tuple(idx))
         if group_id in self._chooser.warmed:
+            for i in idx:
+                self._announce(i)
             return
-        names, devices = tuple(s.spec.name for s in members), tuple(s.spec.device for s in members)
-        for rank, (i, slot) in enumerate(zip(idx, members)):
+        names = tuple(self._slots[i].spec.name for i in idx)
+        devices = tuple(self._slots[i].spec.device for i in idx)
+        for rank, i in enumerate(idx):
+            self._held.pop(i, None)
             self._warming[i] = group_id
-            self._sup.send(slot, p.WarmGroup(GroupSpec(group_id, port, rank, len(idx), names, devices).to_dict()))
+            self._sup.send(self._slots[i], p.WarmGroup(GroupSpec(group_id, port, rank, len(idx), names, devices).to_dict()))
 
     def _on_group_warmed(self, i: int, msg: p.Helped) -> None:
-        """A member compiled the split; the group's workers take jobs again only once all of them have
-        (one freed early would take the image alone)."""
+        """A member compiled the split; the group's workers take jobs (and say ready, at start-up) only
+        once all of them have (one freed early would take the image alone). Their timings tell "auto"
+        which way is faster at the warm-up's size."""
         group_id = self._warming[i]
         if not msg.ok:
             self._warming.pop(i)
             self._split_note(f"group warm-up failed on {self._slots[i].spec.name}: {msg.message}")
             self._group_fault(group_id)
+            self._announce(i)
             return
-        self._warm_reported.add(i)
+        self._warm_reported[i] = msg
         members = [j for j, gid in self._warming.items() if gid == group_id]
-        if all(j in self._warm_reported for j in members):
-            for j in members:
-                del self._warming[j]
-                self._warm_reported.discard(j)
-            self._chooser.warmed.add(group_id)
+        if not all(j in self._warm_reported for j in members):
+            return
+        timings = [self._warm_reported.pop(j) for j in members]
+        for j in members:
+            del self._warming[j]
+        self._chooser.warmed.add(group_id)
+        split = [t.split_step_s for t in timings if t.split_step_s]
+        single = [t.single_step_s for t in timings if t.single_step_s]
+        if len(split) == len(single) == len(members):  # the group is as fast as its slowest member
+            self._chooser.timed(timings[0].width, timings[0].height, len(members), max(split), min(single))
+            self._split_note(f"group {group_id} warm in {max(t.busy_s for t in timings):.2f} s: a step at "
+                             f"{timings[0].width}x{timings[0].height} takes {max(split):.4f} s split, "
+                             f"{min(single):.4f} s on one worker", logging.INFO)
+        for j in members:
+            self._announce(j)
+
+    def _announce(self, i: int) -> None:
+        """The worker is ready (and warm): say so once per start."""
+        self._held.pop(i, None)
+        if i in self._announced:
+            return
+        slot = self._slots[i]
+        self._announced.add(i)
+        slot.warm_pct = None
+        self._books.emit(ev.WORKER_READY, worker=slot.spec.name, **slot.info)
+        if slot.restarts:
+            self._books.emit(ev.WORKER_RESTARTED, worker=slot.spec.name, restarts=slot.restarts,
+                             pid=slot.proc.pid if slot.proc is not None else None)
 
     def _group_fault(self, group_id: int) -> None:
         """A group warm-up failed or lost a member: the members still in it may wait in a collective
-        for ever, so they are stopped (and restart); the group is formed anew, or never again after
-        MAX_SPLIT_FAULTS."""
+        for ever, so they are stopped (and restart) unless they report in time; the others say ready
+        now; the group is formed anew, or never again after MAX_SPLIT_FAULTS."""
         self._chooser.warmed.add(group_id)  # not warm, but never warmed again either
         for j, gid in list(self._warming.items()):
             if gid == group_id:
                 del self._warming[j]
                 slot = self._slots[j]
-                if j in self._warm_reported:  # done with its part: it waits in no collective
-                    self._warm_reported.discard(j)
-                elif slot.proc is not None and not slot.hung:
-                    self._suspect(j)
+                if self._warm_reported.pop(j, None) is None and slot.proc is not None and not slot.hung:
+                    self._suspect(j)  # not done with its part: it may wait in a collective
+                self._announce(j)
         self._note_split_fault(group_id)
 
     def _suspect(self, i: int) -> None:
         """A member of a broken group: no new work until it reports, stopped if it does not in time."""
         self._suspects.setdefault(i, time.monotonic() + GROUP_GRACE_S)
 
-    def _split_note(self, text: str) -> None:
-        log.warning("one image on several GPUs: %s", text)
+    def _split_note(self, text: str, level: int = logging.WARNING) -> None:
+        log.log(level, "one image on several GPUs: %s", text)
         self._split_log = [*self._split_log[-9:], f"{time.strftime('%H:%M:%S')} {text}"]
 
     def split_status(self) -> dict[str, Any]:
@@ -150,6 +247,8 @@ class SplitDispatch:
                     "group": list(self._groups.members), "group_id": self._groups.group_id,
                     "warmed": sorted(self._chooser.warmed), "broken_groups": sorted(self._broken_groups),
                     "split_s": {f"{w}x{h}x{s}@{n}": round(t, 4) for (w, h, s, n), t in self._chooser.split_s.items()},
+                    "step_ratio": {f"{w}x{h}@{n}": round(r, 4) for (w, h, n), r in self._chooser.step_ratio.items()},
+                    "no_group": self._no_group, "held": sorted(self._held),
                     "log": list(self._split_log)}
 
     def _note_split_fault(self, group_id: int | None) -> None:

@@ -336,22 +336,36 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
                       should_cancel=cancelled, on_preview=on_preview if send is not None else None, group=made_by)
 
 
+GROUP_TIMED_STEPS = 3  # the group warm-up's timed images: two steady steps after the first
+
+
 def _warm_group(engine: Any, order: p.WarmGroup, member: Any, send: Any) -> None:
-    """Join the group and make one small split image (not saved): the split graphs compile for every
-    size at once (the sequence length is dynamic)."""
+    """Join the group, make one small split image (not saved: the split graphs compile for every size
+    at once, the sequence length being dynamic), then time one steady step of the first warm size
+    split and on this worker alone, so "auto" knows the faster way before the first real image."""
     from studio.pool.group import GroupSpec
 
     spec = GroupSpec.from_dict(order.group)
+    args = {**_warm_image_args(engine), "prompt": "warm-up 预热"}
+    timed = {**args, "steps": GROUP_TIMED_STEPS}
+    split_clock, single_clock = StepClock(_device_sync(engine)), StepClock(_device_sync(engine))
     t0 = time.perf_counter()
     try:
+        send(p.Warming(0.0, "group"))
         with member.join(spec).active():
-            engine.generate(**{**_warm_image_args(engine), "prompt": "warm-up 预热"})
+            send(p.Warming(20.0, "group"))
+            engine.generate(**args)
+            send(p.Warming(70.0, "group"))
+            engine.generate(**timed, on_step=split_clock)
+        send(p.Warming(85.0, "group"))
+        engine.generate(**timed, on_step=single_clock)  # after joining: as this worker runs from now on
     except BaseException as exc:  # the pool forms the group again when it needs one
         member.leave()
         send(p.Helped(p.warm_id(spec.group_id), round(time.perf_counter() - t0, 4), ok=False,
                       message=f"{type(exc).__name__}: {exc}"[:300]))
         return
-    send(p.Helped(p.warm_id(spec.group_id), round(time.perf_counter() - t0, 4)))
+    send(p.Helped(p.warm_id(spec.group_id), round(time.perf_counter() - t0, 4), width=args["width"],
+                  height=args["height"], split_step_s=split_clock.steady_s(), single_step_s=single_clock.steady_s()))
 
 
 def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, send: Any, writer: ImageWriter,
