@@ -77,8 +77,10 @@ def test_first_image_after_ready_is_as_fast_as_a_steady_one(auto_studio, tmp_pat
         steady.append(took)
     studio._pool.set_split("auto")
     median = statistics.median(steady)
-    print(studio._pool.split_status())
-    print(f"first image after ready {first_s:.3f} s ({'split' if split else 'one worker'}), steady {steady}")
-    # issue 15's 1.1x, plus a little for a machine whose other tests load its two cores; a group
-    # warm-up (or its compile) inside the first image costs more than that (see the group's own time)
-    assert first_s <= 1.1 * median + 0.15, (first_s, steady, studio._pool.split_status())
+    status = studio._pool.split_status()
+    # issue 15's 1.1x, plus a little for a machine whose other tests load its two cores; the group's
+    # warm-up (joining and compiling are about a third of it, timing both ways the rest) inside the
+    # first image, or the first image waiting for it, would cost more than that
+    slack = 0.25
+    assert status["warm_s"]["1"] / 3 > 0.1 * median + slack, status
+    assert first_s <= 1.1 * median + slack, (first_s, steady, split, status)

@@ -71,6 +71,7 @@ class WorkerPool(SplitDispatch):
         self._warm_reported: dict[int, p.Helped] = {}  # of those, the ones done (waiting for the others)
         self._held: dict[int, float] = {}  # said READY at start-up, warming on until its group has: deadline
         self._announced: set[int] = set()  # slots that said ready (WORKER_READY) since they (re)started
+        self._warm_s: dict[int, float] = {}  # group id -> seconds its warm-up took (split_status)
         self._no_group = ""  # why "auto" forms no group in this pool (GPUs of different kinds or speeds)
         self._broken_groups: set[int] = set()
         self._suspects: dict[int, float] = {}  # slot index -> when it is stopped unless it reports first

@@ -195,11 +195,12 @@ class SplitDispatch:
         for j in members:
             del self._warming[j]
         self._chooser.warmed.add(group_id)
+        self._warm_s[group_id] = max(t.busy_s for t in timings)
         split = [t.split_step_s for t in timings if t.split_step_s]
         single = [t.single_step_s for t in timings if t.single_step_s]
         if len(split) == len(single) == len(members):  # the group is as fast as its slowest member
             self._chooser.timed(timings[0].width, timings[0].height, len(members), max(split), min(single))
-            self._split_note(f"group {group_id} warm in {max(t.busy_s for t in timings):.2f} s: a step at "
+            self._split_note(f"group {group_id} warm in {self._warm_s[group_id]:.2f} s: a step at "
                              f"{timings[0].width}x{timings[0].height} takes {max(split):.4f} s split, "
                              f"{min(single):.4f} s on one worker", logging.INFO)
         for j in members:
@@ -248,7 +249,7 @@ class SplitDispatch:
                     "warmed": sorted(self._chooser.warmed), "broken_groups": sorted(self._broken_groups),
                     "split_s": {f"{w}x{h}x{s}@{n}": round(t, 4) for (w, h, s, n), t in self._chooser.split_s.items()},
                     "step_ratio": {f"{w}x{h}@{n}": round(r, 4) for (w, h, n), r in self._chooser.step_ratio.items()},
-                    "no_group": self._no_group, "held": sorted(self._held),
+                    "warm_s": {str(g): round(t, 3) for g, t in self._warm_s.items()}, "no_group": self._no_group, "held": sorted(self._held),
                     "log": list(self._split_log)}
 
     def _note_split_fault(self, group_id: int | None) -> None:
