@@ -9,6 +9,9 @@
 #   latency-pcie  the same over PCIe (NCCL_P2P_DISABLE=1)
 #   p1 p2 p1b p2b  issue 15's pool: a request of 16 on cuda:0, then on cuda:0,1 (zaoxiang bench, random weights)
 #   split       issue 16 through the pool (see docs/benchmarks.md for its command)
+#   first first-pcie  issue 16's default "auto" on cuda:0,1: the first image after ready against the next five
+#               (bench_pool_split.py --first-after-ready; -pcie: NCCL_P2P_DISABLE=1); p2 then gives the same
+#               figure through `zaoxiang bench` (its "first single ÷ median single")
 # JSON and logs land in $OUT.
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
@@ -46,6 +49,11 @@ for s in ${1:-lora+imgin latency}; do
         ${ZX_LATENCY_ARGS:-} >"$OUT/$s.log" 2>&1; echo "rc=$?"; show "$OUT/$s.log" 30 ;;
     p1|p1b) timeout "$(cap 150)" $B --workers cuda:0 >"$OUT/$s.json" 2>"$OUT/$s.err"; echo "rc=$?"; show "$OUT/$s.err" 3 ;;
     p2|p2b) timeout "$(cap 150)" $B --workers cuda:0,cuda:1 >"$OUT/$s.json" 2>"$OUT/$s.err"; echo "rc=$?"; show "$OUT/$s.err" 3 ;;
+    first|first-pcie)
+      p2p=""; [[ $s == first-pcie ]] && p2p="NCCL_P2P_DISABLE=1"
+      env $p2p timeout "$(cap 300)" python3 tools/gpu/bench_pool_split.py --workers cuda:0,cuda:1 --random-weights full \
+        --sizes 1024 --first-after-ready --runs 5 --out "$OUT/$s" >"$OUT/$s.log" 2>&1; echo "rc=$?"
+      echo "recompiles logged: $(grep -c -i 'recompil' "$OUT/$s.log")"; show "$OUT/$s.log" 8 ;;
     split) timeout "$(cap 300)" bash -c "${ZX_SPLIT_CMD:?set ZX_SPLIT_CMD}" >"$OUT/split.log" 2>&1; echo "rc=$?"; show "$OUT/split.log" 30 ;;
   esac
 done
