@@ -78,9 +78,11 @@ def test_first_image_after_ready_is_as_fast_as_a_steady_one(auto_studio, tmp_pat
     studio._pool.set_split("auto")
     median = statistics.median(steady)
     status = studio._pool.split_status()
-    # issue 15's 1.1x, plus a little for a machine whose other tests load its two cores; the group's
-    # warm-up (joining and compiling are about a third of it, timing both ways the rest) inside the
-    # first image, or the first image waiting for it, would cost more than that
-    slack = 0.25
+    # issue 15's 1.1x (the GPU bench's figure), plus a margin for a machine whose other tests load its
+    # two cores (one image in three may take twice as long). The margin stays under what the group's
+    # warm-up would add inside the first image, or the first image waiting for it: joining and compiling
+    # alone are over a third of the warm-up, whose time this run measured (an image that waited for it
+    # took 5.3 s against 0.84 s)
+    slack = max(0.25, 0.5 * median)
     assert status["warm_s"]["1"] / 3 > 0.1 * median + slack, status
     assert first_s <= 1.1 * median + slack, (first_s, steady, split, status)

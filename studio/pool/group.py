@@ -46,8 +46,8 @@ def kinds_differ(names: list[str | None]) -> str:
 
 def mismatch(infos: list[dict[str, Any]], *, speeds: bool = True) -> str:
     """Why these workers (their READY payloads) cannot pay as one group, or "": a split image runs at
-    the slowest member's pace, so "auto" groups only one kind of GPU with one memory and about one speed
-(`speeds` False: CPU workers, whose steps vary with the machine's load, not with the worker)."""
+    the slowest member's pace, so "auto" groups only one kind of GPU with one memory and about one
+    speed (`speeds` False: CPU workers, whose steps vary with the machine's load, not with the worker)."""
     names = sorted({str(info.get("device")) for info in infos})
     if len(names) > 1:
         return "GPUs of different kinds: " + ", ".join(names)

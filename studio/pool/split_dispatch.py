@@ -249,7 +249,8 @@ class SplitDispatch:
                     "warmed": sorted(self._chooser.warmed), "broken_groups": sorted(self._broken_groups),
                     "split_s": {f"{w}x{h}x{s}@{n}": round(t, 4) for (w, h, s, n), t in self._chooser.split_s.items()},
                     "step_ratio": {f"{w}x{h}@{n}": round(r, 4) for (w, h, n), r in self._chooser.step_ratio.items()},
-                    "warm_s": {str(g): round(t, 3) for g, t in self._warm_s.items()}, "no_group": self._no_group, "held": sorted(self._held),
+                    "warm_s": {str(g): round(t, 3) for g, t in self._warm_s.items()},
+                    "no_group": self._no_group, "held": sorted(self._held),
                     "log": list(self._split_log)}
 
     def _note_split_fault(self, group_id: int | None) -> None:
