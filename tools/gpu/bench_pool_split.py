@@ -96,15 +96,7 @@ def main() -> int:
             out = root / "images"
 
             def one(size: int, seed: int) -> tuple[float, dict[str, Any]]:
-                req = GenerationRequest(prompt="a lighthouse on a cliff at dawn, oil painting", width=size,
-                                        height=size, steps=a.steps, guidance=0.0, seed=seed, seed_mode="fixed")
-                t1 = time.perf_counter()
-                [res] = studio.wait(studio.submit(req, origin="api", out_dir=out), timeout=1200)
-                took = time.perf_counter() - t1
-                if res.get("status") != "done":
-                    raise RuntimeError(f"image failed: {res}")
-                record = request_from_chunks(read_chunks(res["path"]))[1]
-                return took, {**res, "group": (record.get("group") or {}).get("workers")}
+                return timed_image(studio, "a lighthouse on a cliff at dawn, oil painting", size, a.steps, seed, out)
 
             if a.first_after_ready:
                 result["first_after_ready"] = first_after_ready(studio, sizes[0], a, out, timeline)
@@ -172,23 +164,32 @@ def main() -> int:
     return 0
 
 
-def first_after_ready(studio: Any, size: int, a: argparse.Namespace, out: Path,
-                      timeline: list[dict[str, Any]]) -> dict[str, Any]:
-    """The first single image the moment every worker is idle, then `--runs` more, all at "auto"."""
+def timed_image(studio: Any, prompt: str, size: int, steps: int, seed: int, out: Path) -> tuple[float, dict[str, Any]]:
+    """One single image, asked for now and waited for: seconds, and its result with `group` (the
+    workers that split it, None when one worker made it)."""
     from studio.core.metadata import request_from_chunks
     from studio.core.pngfile import read_chunks
     from studio.core.request import GenerationRequest
 
+    req = GenerationRequest(prompt=prompt, width=size, height=size, steps=steps, guidance=0.0, seed=seed,
+                            seed_mode="fixed")
+    t1 = time.perf_counter()
+    [res] = studio.wait(studio.submit(req, origin="api", out_dir=out), timeout=1200)
+    took = time.perf_counter() - t1
+    if res.get("status") != "done":
+        raise RuntimeError(f"image failed: {res}")
+    record = request_from_chunks(read_chunks(res["path"]))[1]
+    return took, {**res, "group": (record.get("group") or {}).get("workers")}
+
+
+def first_after_ready(studio: Any, size: int, a: argparse.Namespace, out: Path,
+                      timeline: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first single image the moment every worker is idle, then `--runs` more, all at "auto"."""
+
     def one(seed: int) -> tuple[float, list[str]]:
-        req = GenerationRequest(prompt=f"a lighthouse on a cliff at dawn, oil painting, variant {seed}", width=size,
-                                height=size, steps=a.steps, guidance=0.0, seed=seed, seed_mode="fixed")
-        t1 = time.perf_counter()
-        [res] = studio.wait(studio.submit(req, origin="api", out_dir=out), timeout=1200)
-        took = time.perf_counter() - t1
-        if res.get("status") != "done":
-            raise RuntimeError(f"image failed: {res}")
-        record = request_from_chunks(read_chunks(res["path"]))[1]
-        return took, (record.get("group") or {}).get("workers") or [res["worker"]]
+        took, res = timed_image(studio, f"a lighthouse on a cliff at dawn, oil painting, variant {seed}", size,
+                                a.steps, seed, out)
+        return took, res["group"] or [res["worker"]]
 
     first_s, first_by = one(200)
     runs = [one(201 + i) for i in range(max(1, a.runs))]
