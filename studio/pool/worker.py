@@ -26,6 +26,7 @@ from studio.pool import protocol as p
 from studio.pool.speed import StepClock
 
 WARMUP = dict(prompt="warm-up", negative_prompt="", width=256, height=256, steps=2, guidance=0.0, seed=0)
+GROUP_TIMED_STEPS = 3  # the group warm-up's timed images: two steady steps after the first
 DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only, by worker index: "0:0.25" adds 0.25 s per step,
 #                                            "1:x2" makes every step of worker 1 take twice as long
 HANG_ENV = "ZAOXIANG_TEST_WORKER_HANG"  # test-only: a file; the first job step that finds it removes it
@@ -334,9 +335,6 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
     made_by = None if group is None else {"workers": list(group.members), "devices": list(group.devices)}
     return make_image(engine, Job.from_dict(job), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
                       should_cancel=cancelled, on_preview=on_preview if send is not None else None, group=made_by)
-
-
-GROUP_TIMED_STEPS = 3  # the group warm-up's timed images: two steady steps after the first
 
 
 def _warm_group(engine: Any, order: p.WarmGroup, member: Any, send: Any) -> None:
