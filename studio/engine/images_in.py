@@ -30,6 +30,7 @@ from studio.engine.control_maps import control_map
 from studio.engine.generate import (
     CancelCheck,
     Cancelled,
+    Clock,
     Engine,
     StepCallback,
     Timings,
@@ -181,6 +182,7 @@ class ImagesIn:
         self.engine = engine
         self._pipes: dict[tuple[Task, int], Any] = {}
         self._controlnet: tuple[str, Any] | None = None
+        self.placement: Any = None  # studio.engine.memory.Placement of the loaded ControlNet
 
     # --- pipelines ---------------------------------------------------------------------------
 
@@ -212,7 +214,8 @@ class ImagesIn:
         """Use an already built ControlNet under `label` (random weights for benchmarks).
 
         compile: its blocks on the Engine's fast path (None: where the Engine's blocks are compiled)."""
-        self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
+        self._drop_controlnet()
+        self._place(model, label)
         self._controlnet = (label, self._fast(model.to(self.engine.device).eval(), compile))
 
     def _fast(self, model: Any, compile: bool | None = None) -> Any:
@@ -247,6 +250,7 @@ class ImagesIn:
             return self._controlnet[1]
         from diffusers import ZImageControlNetModel
 
+        self._drop_controlnet()  # the old one leaves the device before the new one is read
         if info.format == "diffusers":
             with _quiet_diffusers():
                 model = ZImageControlNetModel.from_pretrained(info.path, torch_dtype=self.engine.dtype)
@@ -258,10 +262,23 @@ class ImagesIn:
             state = convert_z_image_controlnet_checkpoint_to_diffusers(load_file(info.weights), info.config)
             model.load_state_dict(state, strict=True)
             model.to(self.engine.dtype)
+        self._place(model, info.name)
         self._fast(model.to(self.engine.device).eval())
-        self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
         self._controlnet = (info.path, model)
         return model
+
+    def _drop_controlnet(self) -> None:
+        """Forget the loaded ControlNet and the pipelines holding it, before another comes in."""
+        self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
+        self._controlnet = None
+        if self.engine.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _place(self, model: Any, label: str) -> None:
+        """Make room on the Engine's device for the ControlNet's own weights, before they move there."""
+        from studio.engine.memory import tensor_bytes
+
+        self.placement = self.engine.make_room(tensor_bytes(model, exclude=[self.engine.pipe.transformer]), label)
 
     # --- running -----------------------------------------------------------------------------
 
@@ -351,6 +368,9 @@ class ImagesIn:
             num_inference_steps=steps, guidance_scale=guidance, output_type="latent")
         ctrl = inputs.control if inputs is not None else None
         cn = self.controlnet(ctrl.controlnet) if ctrl is not None else None
+        if task is Task.CONTROL_INPAINT and cn.config.control_in_dim == engine.pipe.transformer.config.in_channels:
+            raise ImagesInError("This ControlNet takes no mask (the Union 1.0 layout): paint with a Union 2.0 or "
+                                "2.1 ControlNet, or drop the mask.")
         if task in (Task.IMG2IMG, Task.INPAINT):
             s = strength if strength is not None else (inputs.strength if inputs and inputs.strength is not None
                                                        else 1.0)
@@ -392,10 +412,11 @@ class ImagesIn:
                 window.close()
             if preview is not None:
                 preview.end()
-        timings.denoise_s = time.perf_counter() - t1
-        t2 = time.perf_counter()
+        # split as text-to-image does (generate.Clock): on a GPU the host clock alone would count the
+        # denoising still queued when the pipeline returns as decode time
+        clock = Clock(engine.device)
         image = engine.decode_many(out, width, height, latents_ok=torch.isfinite(out).all())[0]
-        timings.decode_s = time.perf_counter() - t2
+        timings.denoise_s, timings.decode_s = clock.split(t1)
         timings.total_s = time.perf_counter() - t0
         return image, timings
 
