@@ -4,17 +4,24 @@
     python tools/bench_images_in.py --arch tiny --device cpu --size 256 --steps 4 --runs 1   # smoke run
 
 Everything runs in one process on one Engine (random full-size Z-Image-Turbo weights built on the
-device, the engine's default fast path and the chosen memory profile) and one ControlNet with random
-weights of the published Fun-Controlnet-Union 2.1 layout (the demo layout with `--arch tiny`).
+device, the engine's default fast path and the chosen memory profile) and ControlNets with random
+weights of the published Fun-Controlnet-Union layouts (`--controlnet-layout 2.1,1.0,lite`, scaled
+down with `--arch tiny`), drawn before the Engine and kept in CPU memory until their rows, when the
+Engine makes room for them (studio/engine/memory.py) and moves them to the device.
 Per task: seconds per image (median of `--runs` after one warm run, new seed each) and the peak
-memory allocated; the ratio to text-to-image is what issue 20 sets targets for (img2img ≈ strength ×
-text-to-image, ControlNet ≤ 1.3×). Per task also its encode/denoise/decode split and the graphs dynamo
-traced during it (0 once warm: nothing recompiles). ControlNet rows run with control end 1.0 and each
-of `--control-ends`, eager and/or compiled (`--controlnet-compile`); the FLOP floor (ControlNet work
-per step against the transformer's, counted from the configs) goes in the meta. Writes
-`images_in.json` and a Markdown table under `--out`.
+memory allocated in the first run and in the timed ones; the ratio to text-to-image is what issue 20
+sets targets for (img2img ≈ strength × text-to-image, ControlNet ≤ 1.3×). Per task also its
+encode/denoise/decode split and the graphs dynamo traced during it (0 once warm: nothing
+recompiles). ControlNet rows run with control end 1.0 and each of `--control-ends`, eager and/or
+compiled (`--controlnet-compile`). `--cap-gib` caps the process's CUDA allocator (a smaller card):
+a row over it reports "out of memory" and the meta's `fits_cap` says whether every row ran within
+it; the meta also holds where the text encoder went for each ControlNet (`placements`) and the FLOP
+floor (ControlNet work per step against the transformer's, from the configs). `--host-timesteps`
+times the image pipelines with their schedule in CPU memory. Writes `images_in.json` and a
+Markdown table under `--out`; without CUDA everything runs, with no memory figures.
 
-    python tools/bench_images_in.py --profile 24gb --runs 2 --controlnet-compile both --out $OUT/cn
+    python tools/bench_images_in.py --profile 24gb --cap-gib 22 --runs 2 --controlnet-layout 2.1,1.0 \
+        --control-ends 0.5 --host-timesteps both --out $OUT/imgin-cap22
 """
 
 from __future__ import annotations
@@ -197,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default="", help="comma list of task-name prefixes to run (default: all)")
     p.add_argument("--controlnet-layout", default="2.1",
                    help=f"comma list of Fun-Controlnet-Union layouts to time in turn: {', '.join(LAYOUTS)}")
+    p.add_argument("--host-timesteps", default="off", choices=("off", "on", "both"),
+                   help="the image pipelines' schedule in CPU memory (ImagesIn.host_timesteps): off, on, or both "
+                        "(extra 'host' rows for img2img s=1.0, each ControlNet at end 1.0 and the hires fix)")
     args = p.parse_args(argv)
     layouts = [x.strip() for x in args.controlnet_layout.split(",") if x.strip()]
     if unknown := [x for x in layouts if x not in LAYOUTS]:
@@ -222,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(f"random:{args.arch}", device, dtype, pipe=pipe, memory_profile=args.profile, warm="none")
     engine.warm_up(sizes=((args.size, args.size),))  # the one size timed here (each task's warm run does the rest)
     images_in = ImagesIn(engine)
+    images_in.host_timesteps = args.host_timesteps == "on"
     size, steps = args.size, args.steps
     base = dict(prompt=PROMPT, width=size, height=size, steps=steps, guidance=0.0)
     picture, _ = engine.generate(seed=123, **base)
@@ -231,6 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     def run(inputs: ImageInputs) -> Any:
         return lambda seed: images_in.run(seed=seed, inputs=inputs, **base)
 
+    def hosted(fn: Any) -> Any:
+        """`fn` with the host schedule (the rows --host-timesteps both adds)."""
+        def go(seed: int) -> Any:
+            images_in.host_timesteps = True
+            try:
+                return fn(seed)
+            finally:
+                images_in.host_timesteps = False
+        return go
+
+    both = args.host_timesteps == "both"
     held: dict[str, Any] = {}
     placements: dict[str, Any] = {}
 
@@ -247,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks: dict[str, Any] = {"text2img": lambda seed: engine.generate(seed=seed, **base)}
     for s in (0.3, 0.6, 1.0):
         tasks[f"img2img s={s}"] = run(ImageInputs(init_image=picture, strength=s))
+    if both:
+        tasks["img2img s=1.0 host"] = hosted(tasks["img2img s=1.0"])
     tasks["inpaint"] = run(ImageInputs(init_image=picture, mask=mask, mask_blur=8))
     ends = [1.0] + [float(e) for e in args.control_ends.split(",") if e.strip()]
     modes = {"on": [True], "off": [False], "both": [False, True]}[args.controlnet_compile]
@@ -260,11 +284,15 @@ def main(argv: list[str] | None = None) -> int:
             for end in ends:
                 ctl = ControlInput(image=picture, controlnet=label, kind="canny", end=end)
                 tasks[f"controlnet{named} {tag} end={end}"] = run(ImageInputs(control=ctl))
+                if both and end == 1.0:
+                    tasks[f"controlnet{named} {tag} end={end} host"] = hosted(tasks[f"controlnet{named} {tag} end={end}"])
             if LAYOUTS[layout][1] == "33":  # 1.0 has no inpaint channels: diffusers refuses it there
                 ctl = ControlInput(image=picture, controlnet=label, kind="canny")
                 tasks[f"controlnet{named} inpaint {tag}"] = run(ImageInputs(init_image=picture, mask=mask, control=ctl))
-    tasks[f"hires {size}->{int(size * args.hires_scale)} s=0.35"] = run(
-        ImageInputs(hires=Hires(scale=args.hires_scale, strength=0.35)))
+    hires = f"hires {size}->{int(size * args.hires_scale)} s=0.35"
+    tasks[hires] = run(ImageInputs(hires=Hires(scale=args.hires_scale, strength=0.35)))
+    if both:
+        tasks[f"{hires} host"] = hosted(tasks[hires])
     wanted = [w.strip() for w in args.tasks.split(",") if w.strip()]
     results: dict[str, Any] = {}
     for name, fn in tasks.items():
@@ -300,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         not any("error" in r for r in results.values()) and max(peaks, default=0.0) <= cap
     tr = dict(pipe.transformer.config)
     meta = {"device": device_name, "arch": args.arch, "size": size, "steps": steps, "profile": engine.profile.name,
-            "cap_gib": cap, "cap_fraction": fraction, "fits_cap": fits,
+            "host_timesteps": args.host_timesteps, "cap_gib": cap, "cap_fraction": fraction, "fits_cap": fits,
             "total_gib": round(torch.cuda.get_device_properties(device).total_memory / GiB, 2)
             if device.type == "cuda" else None,
             "compiled": engine.compiled, "notes": engine.notes, "placements": placements,

@@ -178,6 +178,9 @@ class _ControlWindow:
 class ImagesIn:
     """The image-input tasks of one Engine: its derived pipelines and its one loaded ControlNet."""
 
+    # The schedule kept in CPU memory (see _host_schedule): opt-in until a GPU has measured it.
+    host_timesteps = False
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pipes: dict[tuple[Task, int], Any] = {}
@@ -190,7 +193,9 @@ class ImagesIn:
         """The pipeline for `task`, sharing every component with the Engine's (built once, kept)."""
         if task is Task.TEXT:
             return self.engine.pipe
-        key = (task, id(controlnet))
+        # not for inpaint: its loop re-noises the init latents each step through copies that sync anyway
+        host = self.host_timesteps and task is not Task.INPAINT
+        key = (task, id(controlnet), host)
         if key not in self._pipes:
             import diffusers
 
@@ -199,7 +204,13 @@ class ImagesIn:
                    Task.CONTROL_INPAINT: diffusers.ZImageControlNetInpaintPipeline}[task]
             extra: dict[str, Any] = {"controlnet": controlnet} if controlnet is not None else {}
             # Its own scheduler (same config): image-to-image moves the schedule's begin index.
-            scheduler = type(self.engine.pipe.scheduler).from_config(self.engine.pipe.scheduler.config)
+            kind = type(self.engine.pipe.scheduler)
+            if host:
+                kind = _host_schedule(kind)
+                for module in (self.engine.pipe.transformer, controlnet):
+                    if module is not None and not getattr(module, "_zx_timestep_hook", None):
+                        module._zx_timestep_hook = _timestep_to_device(module, self.engine.device)
+            scheduler = kind.from_config(self.engine.pipe.scheduler.config)
             # Built from the Engine's components, not `from_pipe`: that casts the new pipeline, and so the
             # shared modules in place, to float32 unless given a dtype, and to any dtype it would upcast FP8.
             parts = {**self.engine.pipe.components, "scheduler": scheduler, **extra}
@@ -419,6 +430,42 @@ class ImagesIn:
         timings.denoise_s, timings.decode_s = clock.split(t1)
         timings.total_s = time.perf_counter() - t0
         return image, timings
+
+
+@functools.cache
+def _host_schedule(kind: type) -> type:
+    """`kind` (a diffusers scheduler) with its timesteps and sigmas in CPU memory.
+
+    diffusers' image pipelines read `timestep[0].item()` every step (its text-to-image loop does not):
+    on a GPU schedule that is a host sync a step, and the GPU then idles while Python prepares the
+    next one. From a host schedule it is a plain read; the timestep moves to the device as the
+    transformer (or ControlNet) is called (`_timestep_to_device`)."""
+
+    class HostSchedule(kind):  # type: ignore[misc, valid-type]
+        @functools.wraps(kind.set_timesteps)  # its signature: pipelines ask it which arguments it takes
+        def set_timesteps(self, *args: Any, **kwargs: Any) -> Any:
+            if len(args) > 1:
+                args = (args[0], "cpu", *args[2:])
+            else:
+                kwargs["device"] = "cpu"
+            return super().set_timesteps(*args, **kwargs)
+
+    HostSchedule.__name__ = HostSchedule.__qualname__ = kind.__name__  # its config stays the original's
+    return HostSchedule
+
+
+def _timestep_to_device(module: torch.nn.Module, device: torch.device) -> Any:
+    """A pre-hook moving the timestep (the second argument) of `module`'s calls to `device` when it
+    comes from a host schedule: through pinned memory, so the copy queues without a sync."""
+
+    def hook(_m: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        t = args[1] if len(args) > 1 else None
+        if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or device.type == "cpu":
+            return None
+        t = t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+        return (args[0], t, *args[2:]), kwargs
+
+    return module.register_forward_pre_hook(hook, with_kwargs=True)
 
 
 @functools.cache
