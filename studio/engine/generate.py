@@ -278,6 +278,8 @@ class Engine:
         if self._memory.get("layers") is not None and not had_swap:
             # its graphs read the layers' old device memory; new prompts now stream the layers in
             self.text_graphs = None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()  # their memory pool too
             self.notes.append(f"text encoder to CPU memory: {label} (+{placement.extra_gib:.2f} GiB) would "
                               f"cross the {self.profile.name} profile's {placement.budget_gib:.1f} GiB")
         if not placement.fits:
