@@ -12,7 +12,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONTROLNET = ROOT / "assets" / "demo-controlnet"
-ARGS = dict(prompt="a red circle on a blue background 蓝色背景上的红色圆形", width=128, height=128, steps=4,
+ARGS = dict(prompt="a red circle on a blue background 蓝色背景上的红色圆形", width=128, height=128, steps=3,
             guidance=0.0)
 
 
@@ -35,7 +35,7 @@ def test_host_schedule_draws_the_same_pixels(engine) -> None:
         "inpaint": ImageInputs(init_image=picture, mask=mask, mask_blur=4),
         "control window": ImageInputs(control=ControlInput(image=picture, controlnet=cn, start=0.25, end=0.75)),
         "control inpaint": ImageInputs(init_image=picture, mask=mask, control=ControlInput(picture, cn, "canny")),
-        "hires": ImageInputs(hires=Hires(scale=1.5, strength=0.5)),
+        "hires": ImageInputs(hires=Hires(scale=1.25, strength=0.5)),
     }
     device, host = ImagesIn(engine), ImagesIn(engine)
     host.host_timesteps = True

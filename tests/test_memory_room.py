@@ -154,6 +154,33 @@ def test_union_1_0_with_a_mask_is_one_line(demo_model_master: Path) -> None:
                                                         control=ControlInput(picture, "union-1.0", "map")), **ARGS)
 
 
+def test_a_replaced_controlnet_is_let_go(demo_model_master: Path) -> None:
+    """Its pipelines and the Engine's images-in hold it no longer once another is adopted (after it ran,
+    its control window included), so its memory can go back before the next one's moves in."""
+    import gc
+    import weakref
+
+    from studio.engine.generate import Engine
+    from studio.engine.images_in import ControlInput, ImageInputs
+    from tools.bench_images_in import random_controlnet
+
+    engine = Engine(demo_model_master, "cpu", warm="off")
+    tr = dict(engine.pipe.transformer.config)
+    first = random_controlnet(tr, engine.device, engine.dtype, "2.1")
+    gone = weakref.ref(first)
+    engine.images_in.adopt_controlnet("first", first, compile=False)
+    picture = Image.new("RGB", (64, 64), (200, 40, 40))
+    small = {**ARGS, "width": 64, "height": 64, "steps": 2}
+    for end in (1.0, 0.5):
+        engine.images_in.run(seed=1, inputs=ImageInputs(control=ControlInput(picture, "first", "map", end=end)),
+                             **small)
+    del first
+    engine.images_in.adopt_controlnet("second", random_controlnet(tr, engine.device, engine.dtype, "1.0"),
+                                      compile=False)
+    gc.collect()
+    assert gone() is None
+
+
 def test_bench_images_in_runs_on_a_cpu_with_both_layouts_and_a_cap(tmp_path: Path) -> None:
     """`--cap-gib` and `--controlnet-layout` on a machine without CUDA: the rows, no crash, no peak."""
     from tools.bench_images_in import main

@@ -215,7 +215,8 @@ def planned_gib(profile: Profile, sizes: Sizes, extra_gib: float = 0.0, text_swa
     """The GPU memory one image needs under `profile`: what stays resident, `extra_gib`, and WORKING_GIB.
 
     text_swapped: whether the text encoder's layers are in CPU memory (None: as the profile has it).
-    A streamed transformer counts nothing (a group at a time), a swapped text encoder one layer."""
+    A streamed transformer and swapped text-encoder layers count nothing: the one group or layer on the
+    GPU at a time is within the working memory."""
     swapped = profile.text_encoder == "swap" if text_swapped is None else text_swapped
     transformer = sizes.transformer if profile.transformer == "resident" else 0.0
     text = sizes.text_rest + (0.0 if swapped else sizes.text_layers)
