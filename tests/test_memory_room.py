@@ -15,7 +15,16 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.engine.memory import PROFILES, GiB, LayerSwap, Sizes, plan_room, planned_gib, tensor_bytes
+from studio.engine.memory import (
+    PROFILES,
+    GiB,
+    LayerSwap,
+    Sizes,
+    device_budget,
+    plan_room,
+    planned_gib,
+    tensor_bytes,
+)
 from tools.bench_images_in import LAYOUTS, control_flop_ratio, published_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +76,8 @@ def test_24gb_moves_the_text_encoder_out_for_any_published_controlnet(full_size)
     sixteen = plan_room(PROFILES["16gb"], sizes, cn["2.1"])
     assert sixteen.text_encoder == "swap" and not sixteen.fits
     assert plan_room(PROFILES["12gb"], sizes, cn["2.1"]).fits  # its transformer streams
+    # without a GPU the profile's own budget is the plan's (on one, what the process can have there if less)
+    assert device_budget(p24, torch.device("cpu")) == 22.0 and device_budget(PROFILES["full"], torch.device("cpu")) is None
 
 
 def test_flop_ratios_of_the_published_layouts(full_size) -> None:

@@ -267,8 +267,9 @@ class Engine:
         return report
 
     def make_room(self, nbytes: int, label: str) -> Any:
-        """Plan `nbytes` more on the device (a ControlNet, before it moves there) under the memory profile,
-        moving the text encoder's layers to CPU memory where the plan needs it (studio/engine/memory.py).
+        """Plan `nbytes` more on the device (a ControlNet, before it moves there) under the memory profile
+        and what the device has free, moving the text encoder's layers to CPU memory where the plan needs
+        it (studio/engine/memory.py).
 
         Returns the `Placement`; a plan that still crosses the budget is noted, not refused."""
         from studio.engine import memory
@@ -280,11 +281,11 @@ class Engine:
             self.text_graphs = None
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # their memory pool too
-            self.notes.append(f"text encoder to CPU memory: {label} (+{placement.extra_gib:.2f} GiB) would "
-                              f"cross the {self.profile.name} profile's {placement.budget_gib:.1f} GiB")
+            self.notes.append(f"text encoder to CPU memory: {label} (+{placement.extra_gib:.2f} GiB) would cross "
+                              f"the {placement.budget_gib:.1f} GiB profile {self.profile.name} may use here")
         if not placement.fits:
-            self.notes.append(f"{label}: {placement.planned_gib:.2f} GiB planned, over the {self.profile.name} "
-                              f"profile's {placement.budget_gib:.1f} GiB")
+            self.notes.append(f"{label}: {placement.planned_gib:.2f} GiB planned, over the "
+                              f"{placement.budget_gib:.1f} GiB profile {self.profile.name} may use here")
         return placement
 
     _images_in: Any = None

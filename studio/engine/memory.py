@@ -12,15 +12,16 @@ token-embedding table), VAE 0.16 GiB; a 1024x1024 VAE decode peaks around 2 GiB 
 - 12gb: the transformer's blocks are streamed from pinned CPU memory group by group on a side
   stream (diffusers group offloading), the text encoder as in 16gb, small VAE tiles, one image at a time.
 
-A ControlNet adds its weights on top (Union 2.1: 6.2 GiB): under a profile with a budget, `make_room`
-plans the GPU with it and, where the plan crosses the budget, moves the text encoder's layers out as
-16gb does (they stay out while a ControlNet is loaded).
+A ControlNet adds its weights on top (Union 2.1: 6.2 GiB): `make_room` plans the GPU with it and,
+where the plan crosses the profile's budget (or what the card has for this process, if less), moves
+the text encoder's layers out as 16gb does (they stay out while a ControlNet is loaded).
 
 `choose_profile` and `plan_room` are pure functions, so they can be tested anywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -236,13 +237,25 @@ def plan_room(profile: Profile, sizes: Sizes, extra_gib: float) -> Placement:
     return Placement("swap" if swapped else "resident", plan, profile.budget_gib, extra_gib)
 
 
+def device_budget(profile: Profile, device: torch.device) -> float | None:
+    """The GiB a plan may use on `device`: the profile's budget, lowered on a GPU to what this process
+    can have there now (its own reservations and what is free), since auto-selection picks a profile
+    below its budget (min_free_gib) and other programs may hold part of the card."""
+    if device.type != "cuda":
+        return profile.budget_gib
+    free, _total = torch.cuda.mem_get_info(device)
+    have = (free + torch.cuda.memory_reserved(device)) / GiB
+    return have if profile.budget_gib is None else min(profile.budget_gib, have)
+
+
 def make_room(pipe: Any, state: dict[str, Any], profile: Profile, device: torch.device,
               extra_bytes: int) -> Placement:
     """Plan `extra_bytes` more on `device` (a ControlNet, before it moves there) and make the room:
     the text encoder's layers go to pinned CPU memory where `plan_room` says so (once; they stay out).
 
     `state` is `apply_profile`'s; its "layers" holds the swap once made."""
-    placement = plan_room(profile, Sizes.of(pipe), extra_bytes / GiB)
+    budget = device_budget(profile, device)
+    placement = plan_room(dataclasses.replace(profile, budget_gib=budget), Sizes.of(pipe), extra_bytes / GiB)
     if placement.text_encoder == "swap" and state.get("layers") is None:
         state["layers"] = LayerSwap(pipe.text_encoder.layers, device)
         if device.type == "cuda":
