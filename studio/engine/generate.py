@@ -266,6 +266,28 @@ class Engine:
             self.drop_step_graphs()
         return report
 
+    def make_room(self, nbytes: int, label: str) -> Any:
+        """Plan `nbytes` more on the device (a ControlNet, before it moves there) under the memory profile
+        and what the device has free, moving the text encoder's layers to CPU memory where the plan needs
+        it (studio/engine/memory.py).
+
+        Returns the `Placement`; a plan that still crosses the budget is noted, not refused."""
+        from studio.engine import memory
+
+        had_swap = self._memory.get("layers") is not None
+        placement = memory.make_room(self.pipe, self._memory, self.profile, self.device, nbytes)
+        if self._memory.get("layers") is not None and not had_swap:
+            # its graphs read the layers' old device memory; new prompts now stream the layers in
+            self.text_graphs = None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()  # their memory pool too
+            self.notes.append(f"text encoder to CPU memory: {label} (+{placement.extra_gib:.2f} GiB) would cross "
+                              f"the {placement.budget_gib:.1f} GiB profile {self.profile.name} may use here")
+        if not placement.fits:
+            self.notes.append(f"{label}: {placement.planned_gib:.2f} GiB planned, over the "
+                              f"{placement.budget_gib:.1f} GiB profile {self.profile.name} may use here")
+        return placement
+
     _images_in: Any = None
 
     @property
@@ -371,7 +393,7 @@ class Engine:
             self.drop_step_graphs()
         # No host sync between denoising and decoding (the decode queues right behind the last step):
         # the finite check of the latents is read with the pixels, and the split is timed by CUDA events.
-        clock = _Clock(self.device)
+        clock = Clock(self.device)
         latents_ok = torch.isfinite(out).all()
         images = self.decode_many(out, width, height, latents_ok=latents_ok)
         timings.denoise_s, timings.decode_s = clock.split(t1)
@@ -418,7 +440,7 @@ class Engine:
         return [Image.fromarray(a) for a in arr]
 
 
-class _Clock:
+class Clock:
     """Splits denoise from decode time without a host sync between them: CUDA events on a GPU (read
     once the decode's copy to the host has synchronised), the host clock elsewhere."""
 

@@ -13,6 +13,7 @@ exactly, whatever the VAE's round trip did to them.
 from __future__ import annotations
 
 import functools
+import gc
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from studio.engine.control_maps import control_map
 from studio.engine.generate import (
     CancelCheck,
     Cancelled,
+    Clock,
     Engine,
     StepCallback,
     Timings,
@@ -177,10 +179,14 @@ class _ControlWindow:
 class ImagesIn:
     """The image-input tasks of one Engine: its derived pipelines and its one loaded ControlNet."""
 
+    # The schedule kept in CPU memory (see _host_schedule): opt-in until a GPU has measured it.
+    host_timesteps = False
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pipes: dict[tuple[Task, int], Any] = {}
         self._controlnet: tuple[str, Any] | None = None
+        self.placement: Any = None  # studio.engine.memory.Placement of the loaded ControlNet
 
     # --- pipelines ---------------------------------------------------------------------------
 
@@ -188,7 +194,9 @@ class ImagesIn:
         """The pipeline for `task`, sharing every component with the Engine's (built once, kept)."""
         if task is Task.TEXT:
             return self.engine.pipe
-        key = (task, id(controlnet))
+        # not for inpaint: its loop re-noises the init latents each step through copies that sync anyway
+        host = self.host_timesteps and task is not Task.INPAINT
+        key = (task, id(controlnet), host)
         if key not in self._pipes:
             import diffusers
 
@@ -197,7 +205,13 @@ class ImagesIn:
                    Task.CONTROL_INPAINT: diffusers.ZImageControlNetInpaintPipeline}[task]
             extra: dict[str, Any] = {"controlnet": controlnet} if controlnet is not None else {}
             # Its own scheduler (same config): image-to-image moves the schedule's begin index.
-            scheduler = type(self.engine.pipe.scheduler).from_config(self.engine.pipe.scheduler.config)
+            kind = type(self.engine.pipe.scheduler)
+            if host:
+                kind = _host_schedule(kind)
+                for module in (self.engine.pipe.transformer, controlnet):
+                    if module is not None and not getattr(module, "_zx_timestep_hook", None):
+                        module._zx_timestep_hook = _timestep_to_device(module, self.engine.device)
+            scheduler = kind.from_config(self.engine.pipe.scheduler.config)
             # Built from the Engine's components, not `from_pipe`: that casts the new pipeline, and so the
             # shared modules in place, to float32 unless given a dtype, and to any dtype it would upcast FP8.
             parts = {**self.engine.pipe.components, "scheduler": scheduler, **extra}
@@ -212,7 +226,8 @@ class ImagesIn:
         """Use an already built ControlNet under `label` (random weights for benchmarks).
 
         compile: its blocks on the Engine's fast path (None: where the Engine's blocks are compiled)."""
-        self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
+        self._drop_controlnet()
+        self._place(model, label)
         self._controlnet = (label, self._fast(model.to(self.engine.device).eval(), compile))
 
     def _fast(self, model: Any, compile: bool | None = None) -> Any:
@@ -247,6 +262,7 @@ class ImagesIn:
             return self._controlnet[1]
         from diffusers import ZImageControlNetModel
 
+        self._drop_controlnet()  # the old one leaves the device before the new one is read
         if info.format == "diffusers":
             with _quiet_diffusers():
                 model = ZImageControlNetModel.from_pretrained(info.path, torch_dtype=self.engine.dtype)
@@ -258,10 +274,24 @@ class ImagesIn:
             state = convert_z_image_controlnet_checkpoint_to_diffusers(load_file(info.weights), info.config)
             model.load_state_dict(state, strict=True)
             model.to(self.engine.dtype)
+        self._place(model, info.name)
         self._fast(model.to(self.engine.device).eval())
-        self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
         self._controlnet = (info.path, model)
         return model
+
+    def _drop_controlnet(self) -> None:
+        """Forget the loaded ControlNet and the pipelines holding it, before another comes in."""
+        self._pipes = {k: v for k, v in self._pipes.items() if k[0] not in (Task.CONTROL, Task.CONTROL_INPAINT)}
+        self._controlnet = None
+        if self.engine.device.type == "cuda":
+            gc.collect()  # whatever still holds it in a cycle, so its memory goes back before the next one's
+            torch.cuda.empty_cache()
+
+    def _place(self, model: Any, label: str) -> None:
+        """Make room on the Engine's device for the ControlNet's own weights, before they move there."""
+        from studio.engine.memory import tensor_bytes
+
+        self.placement = self.engine.make_room(tensor_bytes(model, exclude=[self.engine.pipe.transformer]), label)
 
     # --- running -----------------------------------------------------------------------------
 
@@ -351,6 +381,9 @@ class ImagesIn:
             num_inference_steps=steps, guidance_scale=guidance, output_type="latent")
         ctrl = inputs.control if inputs is not None else None
         cn = self.controlnet(ctrl.controlnet) if ctrl is not None else None
+        if task is Task.CONTROL_INPAINT and cn.config.control_in_dim == engine.pipe.transformer.config.in_channels:
+            raise ImagesInError("This ControlNet takes no mask (the Union 1.0 layout): paint with a Union 2.0 or "
+                                "2.1 ControlNet, or drop the mask.")
         if task in (Task.IMG2IMG, Task.INPAINT):
             s = strength if strength is not None else (inputs.strength if inputs and inputs.strength is not None
                                                        else 1.0)
@@ -392,12 +425,49 @@ class ImagesIn:
                 window.close()
             if preview is not None:
                 preview.end()
-        timings.denoise_s = time.perf_counter() - t1
-        t2 = time.perf_counter()
+        # split as text-to-image does (generate.Clock): on a GPU the host clock alone would count the
+        # denoising still queued when the pipeline returns as decode time
+        clock = Clock(engine.device)
         image = engine.decode_many(out, width, height, latents_ok=torch.isfinite(out).all())[0]
-        timings.decode_s = time.perf_counter() - t2
+        timings.denoise_s, timings.decode_s = clock.split(t1)
         timings.total_s = time.perf_counter() - t0
         return image, timings
+
+
+@functools.cache
+def _host_schedule(kind: type) -> type:
+    """`kind` (a diffusers scheduler) with its timesteps and sigmas in CPU memory.
+
+    diffusers' image pipelines read `timestep[0].item()` every step (its text-to-image loop does not):
+    on a GPU schedule that is a host sync a step, and the GPU then idles while Python prepares the
+    next one. From a host schedule it is a plain read; the timestep moves to the device as the
+    transformer (or ControlNet) is called (`_timestep_to_device`)."""
+
+    class HostSchedule(kind):  # type: ignore[misc, valid-type]
+        @functools.wraps(kind.set_timesteps)  # its signature: pipelines ask it which arguments it takes
+        def set_timesteps(self, *args: Any, **kwargs: Any) -> Any:
+            if len(args) > 1:
+                args = (args[0], "cpu", *args[2:])
+            else:
+                kwargs["device"] = "cpu"
+            return super().set_timesteps(*args, **kwargs)
+
+    HostSchedule.__name__ = HostSchedule.__qualname__ = kind.__name__  # its config stays the original's
+    return HostSchedule
+
+
+def _timestep_to_device(module: torch.nn.Module, device: torch.device) -> Any:
+    """A pre-hook moving the timestep (the second argument) of `module`'s calls to `device` when it
+    comes from a host schedule: through pinned memory, so the copy queues without a sync."""
+
+    def hook(_m: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        t = args[1] if len(args) > 1 else None
+        if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or device.type == "cpu":
+            return None
+        t = t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+        return (args[0], t, *args[2:]), kwargs
+
+    return module.register_forward_pre_hook(hook, with_kwargs=True)
 
 
 @functools.cache

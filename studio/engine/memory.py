@@ -12,11 +12,17 @@ token-embedding table), VAE 0.16 GiB; a 1024x1024 VAE decode peaks around 2 GiB 
 - 12gb: the transformer's blocks are streamed from pinned CPU memory group by group on a side
   stream (diffusers group offloading), the text encoder as in 16gb, small VAE tiles, one image at a time.
 
-`choose_profile` is a pure function of the free and total VRAM so it can be tested anywhere.
+A ControlNet adds its weights on top (Union 2.1: 6.2 GiB): `make_room` plans the GPU with it and,
+where the plan crosses the profile's budget (or what the card has for this process, if less), moves
+the text encoder's layers out as 16gb does (they stay out while a ControlNet is loaded).
+
+`choose_profile` and `plan_room` are pure functions, so they can be tested anywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +31,9 @@ import torch
 from studio.core.spec import MemoryProfile
 
 GiB = 1024**3
+# What one image needs on the GPU beyond the resident weights: activations and the VAE's decode. The
+# largest measured under the 24gb profile (hires fix to 2048x2048, docs/benchmarks.md "Images in").
+WORKING_GIB = 2.6
 
 
 @dataclass(frozen=True)
@@ -158,3 +167,97 @@ def cap_process_memory(device: torch.device, budget_gib: float | None) -> float 
     index = device.index if device.index is not None else torch.cuda.current_device()
     torch.cuda.set_per_process_memory_fraction(fraction, index)
     return fraction
+
+
+def tensor_bytes(module: torch.nn.Module, exclude: Iterable[torch.nn.Module] = ()) -> int:
+    """Bytes of a module's parameters and buffers, each tensor once, leaving out those `exclude` holds."""
+    skip = {id(t) for m in exclude for t in (*m.parameters(), *m.buffers())}
+    seen: dict[int, int] = {}
+    for t in (*module.parameters(), *module.buffers()):
+        if id(t) not in skip:
+            seen[id(t)] = t.numel() * t.element_size()
+    return sum(seen.values())
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The pipeline's weights in GiB, split the way the profiles place them."""
+
+    transformer: float
+    text_layers: float  # the text encoder's decoder layers (what "swap" keeps in CPU memory)
+    text_embed: float  # its token-embedding table
+    text_rest: float  # the rest of it (final norm)
+    vae: float
+
+    @classmethod
+    def of(cls, pipe: Any) -> Sizes:
+        te = pipe.text_encoder
+        layers, embed = tensor_bytes(te.layers), tensor_bytes(te.get_input_embeddings())
+        return cls(transformer=tensor_bytes(pipe.transformer) / GiB, text_layers=layers / GiB,
+                   text_embed=embed / GiB, text_rest=(tensor_bytes(te) - layers - embed) / GiB,
+                   vae=tensor_bytes(pipe.vae) / GiB)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the text encoder's layers live with `extra_gib` more (a ControlNet) on the GPU, and the plan."""
+
+    text_encoder: str  # "resident" | "swap"
+    planned_gib: float  # resident weights + the extra + WORKING_GIB, as placed
+    budget_gib: float | None
+    extra_gib: float
+
+    @property
+    def fits(self) -> bool:
+        return self.budget_gib is None or self.planned_gib <= self.budget_gib
+
+
+def planned_gib(profile: Profile, sizes: Sizes, extra_gib: float = 0.0, text_swapped: bool | None = None) -> float:
+    """The GPU memory one image needs under `profile`: what stays resident, `extra_gib`, and WORKING_GIB.
+
+    text_swapped: whether the text encoder's layers are in CPU memory (None: as the profile has it).
+    A streamed transformer and swapped text-encoder layers count nothing: the one group or layer on the
+    GPU at a time is within the working memory."""
+    swapped = profile.text_encoder == "swap" if text_swapped is None else text_swapped
+    transformer = sizes.transformer if profile.transformer == "resident" else 0.0
+    text = sizes.text_rest + (0.0 if swapped else sizes.text_layers)
+    text += sizes.text_embed if profile.text_encoder == "resident" else 0.0
+    return transformer + text + sizes.vae + extra_gib + WORKING_GIB
+
+
+def plan_room(profile: Profile, sizes: Sizes, extra_gib: float) -> Placement:
+    """Where the text encoder's layers go when `extra_gib` more must sit on the GPU under `profile`.
+
+    They stay resident where the plan keeps within the budget (or there is none), else they move to
+    CPU memory; `fits` says whether even that is enough."""
+    swapped = profile.text_encoder == "swap"
+    plan = planned_gib(profile, sizes, extra_gib, swapped)
+    if not swapped and profile.budget_gib is not None and plan > profile.budget_gib:
+        swapped, plan = True, planned_gib(profile, sizes, extra_gib, True)
+    return Placement("swap" if swapped else "resident", plan, profile.budget_gib, extra_gib)
+
+
+def device_budget(profile: Profile, device: torch.device) -> float | None:
+    """The GiB a plan may use on `device`: the profile's budget, lowered on a GPU to what this process
+    can have there now (its own reservations and what is free), since auto-selection picks a profile
+    below its budget (min_free_gib) and other programs may hold part of the card."""
+    if device.type != "cuda":
+        return profile.budget_gib
+    free, _total = torch.cuda.mem_get_info(device)
+    have = (free + torch.cuda.memory_reserved(device)) / GiB
+    return have if profile.budget_gib is None else min(profile.budget_gib, have)
+
+
+def make_room(pipe: Any, state: dict[str, Any], profile: Profile, device: torch.device,
+              extra_bytes: int) -> Placement:
+    """Plan `extra_bytes` more on `device` (a ControlNet, before it moves there) and make the room:
+    the text encoder's layers go to pinned CPU memory where `plan_room` says so (once; they stay out).
+
+    `state` is `apply_profile`'s; its "layers" holds the swap once made."""
+    budget = device_budget(profile, device)
+    placement = plan_room(dataclasses.replace(profile, budget_gib=budget), Sizes.of(pipe), extra_bytes / GiB)
+    if placement.text_encoder == "swap" and state.get("layers") is None:
+        state["layers"] = LayerSwap(pipe.text_encoder.layers, device)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return placement
