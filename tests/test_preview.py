@@ -183,3 +183,17 @@ def test_tiny_vae_used_when_on_disk_else_flux_factors(tmp_path: Path, monkeypatc
     (models / "taef1").mkdir()
     _save_tiny(models / "taef1")
     assert pv.tiny_vae_folders(models)[0] == models / "taef1"  # the studio's own folder comes first
+
+
+def test_step_sigmas_follow_each_new_schedule():
+    """The host copy of the schedule is per schedule: a new `set_timesteps` (the next image, or
+    img2img starting part-way) is read afresh, never the last image's table."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    for steps in (9, 4):
+        sched.set_timesteps(steps)
+        sched._step_index = 0
+        for index in range(1, steps + 1):
+            sched._step_index = index
+            assert pv.step_sigmas(sched) == (float(sched.sigmas[index]), float(sched.sigmas[index - 1]))

@@ -271,10 +271,17 @@ def denoised_estimate(prev: torch.Tensor, prev_sigma: float, cur: torch.Tensor, 
 
 def step_sigmas(scheduler: Any) -> tuple[float, float]:
     """(sigma, prev_sigma) of the latents a flow-matching scheduler's step just made and of those it
-    started from; read from its host-side table by its own index (img2img starts part-way)."""
+    started from, by its own index (img2img starts part-way). `set_timesteps` leaves the table on the
+    GPU, where reading two floats would wait for the GPU every step: it is copied to the host once
+    per schedule."""
     index = int(scheduler.step_index)
     sigmas = scheduler.sigmas
-    return float(sigmas[index]), float(sigmas[index - 1])
+    cached = scheduler.__dict__.get("_zx_host_sigmas")
+    if cached is None or cached[0] is not sigmas:
+        cached = (sigmas, sigmas.detach().float().cpu().tolist())
+        scheduler.__dict__["_zx_host_sigmas"] = cached
+    host = cached[1]
+    return host[index], host[index - 1]
 
 
 def _fit_side(h: int, w: int, max_side: int) -> tuple[int, int]:
