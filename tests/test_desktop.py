@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -230,8 +231,16 @@ def test_second_launch_finds_first_and_sigkill_leaves_no_stale_lock(home: Path, 
     gone, alive = psutil.wait_procs(family, timeout=30)
     assert not alive, f"left behind: {alive}"
     assert lock_is_free(home / "run") and not (home / "run" / INFO_NAME).exists()
-    log_text = (home / "logs" / "zaoxiang.log").read_text(encoding="utf-8")
+    log_file = home / "logs" / "zaoxiang.log"
+    log_text = log_file.read_text(encoding="utf-8")
     assert "cleared a stale instance record" in log_text
+    # Three launches logged their addresses (the second its window's too), never with the token.
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    for launched in (url, url3):
+        token = launched.split("zx_token=", 1)[1]
+        assert token not in log_text and f"{launched.split('?', 1)[0]}?zx_token=…" in log_text
+    if chromium:
+        assert f"opened {url.split('?', 1)[0]}?zx_token=… in app mode" in log_text
 
 
 def test_no_display_runs_without_tray_and_says_so_once(home: Path) -> None:

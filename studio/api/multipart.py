@@ -33,33 +33,35 @@ def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(413, f"The body is over {limit / 2**20:.0f} MB, the most an edit takes (the image and "
-                         "the mask together): send smaller files.", code="body_too_large")
+EDIT_HINT = "the most an edit takes (the image and the mask together): send smaller files"
+
+
+def too_large(limit: int, hint: str = EDIT_HINT) -> ApiError:
+    return ApiError(413, f"The body is over {limit / 2**20:.0f} MB, {hint}.", code="body_too_large")
 
 
 class _Bounded:
     """A `receive` that raises 413 as soon as the body passes `limit` bytes."""
 
-    def __init__(self, receive: Receive, limit: int) -> None:
-        self.receive, self.limit, self.seen = receive, limit, 0
+    def __init__(self, receive: Receive, limit: int, hint: str) -> None:
+        self.receive, self.limit, self.hint, self.seen = receive, limit, hint, 0
 
     async def __call__(self) -> Message:
         message = await self.receive()
         if message["type"] == "http.request":
             self.seen += len(message.get("body", b""))
             if self.seen > self.limit:
-                raise too_large(self.limit)
+                raise too_large(self.limit, self.hint)
         return message
 
 
-def bounded(request: Request, limit: int = EDIT_BODY_MAX_BYTES) -> Request:
+def bounded(request: Request, limit: int = EDIT_BODY_MAX_BYTES, hint: str = EDIT_HINT) -> Request:
     """`request` whose body cannot be read past `limit` bytes; ApiError 413 at once when its
-    Content-Length already says more."""
+    Content-Length already says more. `hint` ends the message (what the limit is for)."""
     length = request.headers.get("content-length", "")
     if length.strip().isdigit() and int(length) > limit:
-        raise too_large(limit)
-    return Request(request.scope, _Bounded(request.receive, limit))
+        raise too_large(limit, hint)
+    return Request(request.scope, _Bounded(request.receive, limit, hint))
 
 
 def _typed(name: str, text: str) -> Any:

@@ -26,6 +26,8 @@ from studio.api.service import ApiService, build_request
 
 RESPONSE_FORMATS = ("b64_json", "url")
 MULTIPART_PATHS = ("/images/edits",)  # the one route the API gate lets a multipart body through to
+GENERATION_BODY_MAX_BYTES = 1 << 20  # a prompt and some numbers; no image comes in this way
+GENERATION_HINT = "the most a generation takes (it carries no images): send a shorter body"
 STARTED = int(time.time())
 
 
@@ -49,8 +51,7 @@ def routes(service: ApiService) -> list[Route]:
 
     async def generations(request: Request, edit: bool = False) -> Response:
         try:
-            if edit:
-                request = bounded(request)
+            request = bounded(request) if edit else bounded(request, GENERATION_BODY_MAX_BYTES, GENERATION_HINT)
             body = await (read_form(request) if edit and content_type(request) == MULTIPART else _body(request))
             service.check_model(body.get("model"))
             fmt = body.get("response_format") or "b64_json"

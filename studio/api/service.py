@@ -132,14 +132,19 @@ class ApiService:
 
     def admit(self, images: int) -> None:
         """429 over the queue limit, 503 while no worker can take work (clients retry both)."""
+        self.admit_to_queue(images)
+        if self.ready_workers() == 0:
+            raise ApiError(503, "No worker is ready yet (the model is loading or a worker restarts); "
+                                "try again in a few seconds.", code="no_worker_ready", retry_after_s=5)
+
+    def admit_to_queue(self, images: int) -> None:
+        """429 when `images` more would pass the queue limit (the part of `admit` callers that wait for
+        a worker, such as the window's named generate endpoint, need too)."""
         limit = self.keys.config().queue_limit
         queued = self.studio.queue_length()
         if queued + images > limit:
             raise ApiError(429, f"The studio's queue holds {queued} images (limit {limit}); try again shortly.",
                            code="queue_full", retry_after_s=5)
-        if self.ready_workers() == 0:
-            raise ApiError(503, "No worker is ready yet (the model is loading or a worker restarts); "
-                                "try again in a few seconds.", code="no_worker_ready", retry_after_s=5)
 
     # ------------------------------------------------------------------ one call
 

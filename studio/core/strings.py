@@ -30,6 +30,14 @@ STRINGS: dict[str, dict[str, str]] = {
                         "这个地址只在工作室给出的链接里带着本次启动的密钥时才能打开。",
                   "en": "Open the studio window from its tray icon, or run <code>zaoxiang</code> again. This "
                         "address opens only through the link the studio gives, which carries this launch's key."},
+    # what an API key may reach in the window's server (studio/ui/guard.py)
+    "gate.key_route": {"zh": "API 密钥只能调用 generate、cancel、history、image 这几个接口（以及 /v1 和 /mcp）；"
+                             "其他操作只能在工作室窗口里进行。",
+                       "en": "An API key calls only the generate, cancel, history and image endpoints (and /v1, "
+                             "/mcp); everything else is done in the studio window."},
+    "gate.key_rate": {"zh": "密钥 {key_id} 调用太频繁，请 {s} 秒后再试。",
+                      "en": "Key {key_id} is over its rate limit; try again in {s} s."},
+    "gate.too_large": {"zh": "请求内容超过 {mb} MB，太大了。", "en": "The request body is over {mb} MB, too large."},
     # quit (header)
     "quit.button": {"zh": "退出", "en": "Quit"},
     "quit.confirm": {"zh": "退出造相？排队中的图像会保留到下次启动。",

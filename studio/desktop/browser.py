@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from studio.core.opener import open_target, spawn
+from studio.desktop.logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +181,13 @@ def open_window(url: str, profile_dir: Path) -> Window:
         profile_dir.mkdir(parents=True, exist_ok=True)
         try:
             proc = spawn(app_command(browser, url, profile_dir))
-            log.info("opened %s in app mode with %s (pid %d)", url, browser, proc.pid)
+            log.info("opened %s in app mode with %s (pid %d)", redact(url), browser, proc.pid)
             return Window(proc, True)
         except OSError as exc:
             log.warning("could not start %s (%s); using the default browser", browser, exc)
     opened = _open_default(url)
     if not opened:
-        log.warning("no browser could open %s", url)
+        log.warning("no browser could open %s", redact(url))
     return Window(None, opened)
 
 
@@ -199,7 +200,7 @@ def _open_default(url: str) -> bool:
     try:
         return bool(webbrowser.open(url, new=1))
     except Exception as exc:
-        log.warning("webbrowser could not open %s: %s", url, exc)
+        log.warning("webbrowser could not open %s: %s", redact(url), exc)
         return False
 
 

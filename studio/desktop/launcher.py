@@ -12,7 +12,6 @@ The server comes from the UI: `serve(studio, host, port, lang=...) -> (url, stop
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from studio.core.paths import get_paths
 from studio.core.ports import find_port
 from studio.core.settings import load_settings
 from studio.desktop import browser
-from studio.desktop.logs import setup_logging
+from studio.desktop.logs import redact, setup_logging
 from studio.desktop.messages import resolve_lang, text
 from studio.desktop.single_instance import InstanceLock, wait_for_running
 
@@ -126,7 +125,7 @@ def request_quit(finish_running: bool = False) -> bool:
 def _say(message: str) -> None:
     """To the person in full; to the log file without the window's launch token (it opens the studio)."""
     print(message, flush=True)
-    log.info(re.sub(r"zx_token=[\w-]+", "zx_token=…", message))
+    log.info(redact(message))
 
 
 def _settings_for(options: DesktopOptions, paths):

@@ -1,11 +1,14 @@
 """The studio's log file: one rotating file in the log dir, so a person can send it when asking for help.
 
-The launcher sets it up once; the tray and the UI find it with `log_file()` to open it.
+The launcher sets it up once; the tray and the UI find it with `log_file()` to open it. The file is
+private to its owner (0600), and the window's launch token never reaches it (`redact`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
@@ -15,6 +18,31 @@ LOG_NAME = "zaoxiang.log"
 MAX_BYTES = 2 * 1024 * 1024
 BACKUPS = 3
 _FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"
+_TOKEN = re.compile(r"zx_token=[\w-]+")
+
+
+def redact(text: str) -> str:
+    """`text` without the window's launch token (a URL's `zx_token=...`), which opens the studio."""
+    return _TOKEN.sub("zx_token=…", text)
+
+
+class _Redacting(logging.Filter):
+    """Drops the launch token from every record bound for the file, whoever logs it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "zx_token=" in message:
+            record.msg, record.args = redact(message), None
+        return True
+
+
+class _PrivateFileHandler(RotatingFileHandler):
+    """A rotating log whose files (the current one and each rollover's) are readable by their owner only."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.chmod(self.baseFilename, 0o600)  # a file left 0644 by an older version
+        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
 
 
 def log_file(paths: Paths | None = None) -> Path:
@@ -29,7 +57,8 @@ def setup_logging(paths: Paths | None = None, level: int = logging.INFO) -> Path
     for handler in root.handlers:
         if isinstance(handler, RotatingFileHandler) and Path(handler.baseFilename) == path.resolve():
             return path
-    handler = RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+    handler = _PrivateFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+    handler.addFilter(_Redacting())
     handler.setFormatter(logging.Formatter(_FORMAT))
     handler.setLevel(level)
     root.addHandler(handler)

@@ -10,6 +10,9 @@ from typing import Any
 
 import gradio as gr
 
+from studio.api.errors import ApiError
+from studio.api.keys import KeyStore
+from studio.api.service import ApiService
 from studio.core.assets import assets_dir
 from studio.core.image_inputs import InputImageError
 from studio.core.metadata import request_from_chunks
@@ -413,12 +416,18 @@ def build(ctx: Context) -> GenerateTab:
     wire_send(ctx, panel, result_send, picked_result, [result_paths, picked])
     ctx.localize(progress, lambda lang_: {"value": render_progress(None, lang_)})
 
+    api = ApiService(ctx.studio, KeyStore(ctx.studio.paths.config_dir))
+
     def generate_api(prompt: str, negative_prompt: str = "", width: int = start_w, height: int = start_h,
                      steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, count: int = 1,
                      seed: int = -1) -> dict:
         """For gradio_client (`api_name="/generate"`): draw, wait, return each image's path and seed."""
         request = GenerationRequest(prompt, negative_prompt, width, height, steps, guidance, seed, "increment",
                                     count)  # seed -1: random
+        try:
+            api.admit_to_queue(count if isinstance(count, int) else 1)  # the queue limit of /v1 and /mcp
+        except ApiError as exc:
+            raise gr.Error(exc.message) from None
         try:
             rid = ctx.studio.submit(request, origin="api", interactive=False)
         except ValidationError as exc:

@@ -109,6 +109,24 @@ class ServedFiles:
         return self._knows(os.path.abspath(wanted)) or self._knows(str(real))
 
 
+def named_fn_indices(demo: Any) -> frozenset[int]:
+    """The fn_index of each endpoint meant for scripts, the only ones an API key may join the queue for."""
+    from studio.ui.app import NAMED_ENDPOINTS
+
+    return frozenset(fn._id for fn in demo.fns.values()
+                     if fn.api_name in NAMED_ENDPOINTS and getattr(fn.fn, "zx_endpoint", False))
+
+
+def key_wait(access: Any) -> Callable[[str], float]:
+    """The guard's rate limit for a key's Gradio calls: the same per-key budget as its /v1 and /mcp calls."""
+
+    def wait(plain: str) -> float:
+        record = access.keys.verify(plain)
+        return 0.0 if record is None else access.limiter.take(record.id, access.keys.config().rate_per_min)
+
+    return wait
+
+
 def served_folders(studio: Any) -> list[str]:
     """The only folders whose files the app serves: the output folder, the gallery, the assets."""
     folders = [Path(studio.output_dir), Path(studio.paths.gallery_dir), ASSETS_DIR]
@@ -127,7 +145,7 @@ def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple
     from starlette.middleware import Middleware
 
     from studio.api.mount import build_api, is_api_path
-    from studio.ui.app import build_app
+    from studio.ui.app import NAMED_ENDPOINTS, build_app
 
     host = host or "127.0.0.1"
     credentials = auth_for(host, studio.settings, auth)
@@ -141,7 +159,8 @@ def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple
         token=token, allowed_hosts=allowed_hosts(host), login=credentials is not None,
         file_allowed=ServedFiles(studio, [ASSETS_DIR, Path(get_upload_folder())]),
         lang=demo.zx_context.lang, cookie_name=f"zx_session_{port}",
-        api_key_check=api.access.key_ok, api_path=is_api_path,
+        api_key_check=api.access.key_ok, api_key_wait=key_wait(api.access), api_path=is_api_path,
+        key_endpoints=frozenset(NAMED_ENDPOINTS), key_fn_indices=named_fn_indices(demo),
     )
     demo.zx_guard, demo.zx_api = policy, api
     icon = ASSETS_DIR / "icon-64.png"

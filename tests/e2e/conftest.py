@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from tests.conftest import ARTIFACTS
@@ -40,11 +41,12 @@ def app(studio_home: Path):
     studio = Studio(workers="cpu:1")
     studio.start()
     url, stop = serve(studio, "127.0.0.1", 7860, lang="zh")
-    base, _, token = url.partition("/?zx_token=")  # what the page holds once it opened `url`
+    base, _, token = url.partition("/?zx_token=")
     port = int(base.rsplit(":", 1)[1])
     try:
-        yield SimpleNamespace(url=url, base=base, port=port, headers={"Cookie": f"zx_session_{port}={token}"},
-                              studio=studio, home=studio_home)
+        cookie = httpx.get(url, timeout=60).cookies[f"zx_session_{port}"]  # what the page holds once it opened `url`
+        yield SimpleNamespace(url=url, base=base, port=port, token=token, cookie=cookie,
+                              headers={"Cookie": f"zx_session_{port}={cookie}"}, studio=studio, home=studio_home)
     finally:
         stop()
         studio.close()

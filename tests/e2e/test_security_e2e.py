@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import stat
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -96,9 +98,204 @@ def test_the_launch_link_becomes_a_private_cookie(app):
     assert answer.status_code == 303 and answer.headers["location"] == "/"
     set_cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in set_cookie and "samesite=strict" in set_cookie
+    # The cookie is a session made for this opening, not the token: each opening gets its own, and
+    # neither the token as a cookie nor a cookie as the token opens anything.
+    cookie = answer.cookies[f"zx_session_{app.port}"]
+    assert cookie not in (app.token, app.cookie) and len(cookie) >= 40
+    with httpx.Client(base_url=app.base, timeout=30) as client:
+        assert client.get("/config", headers={"Cookie": f"zx_session_{app.port}={cookie}"}).status_code == 200
+        assert client.get("/config", headers=app.headers).status_code == 200  # the fixture's session lives on
+        assert client.get("/config", headers={"Cookie": f"zx_session_{app.port}={app.token}"}).status_code == 403
+        as_token = client.get(f"/?zx_token={cookie}")
+        assert as_token.status_code == 200 and "set-cookie" not in as_token.headers
+        assert "gradio_config" not in as_token.text
     with httpx.Client(timeout=30) as client:  # a wrong token sets nothing and opens nothing
         wrong = client.get(f"{app.base}/?zx_token=guess")
         assert wrong.status_code == 200 and "set-cookie" not in wrong.headers and "gradio_config" not in wrong.text
+
+
+def fn_index(app, api_name: str) -> int:
+    """The fn_index the page uses for one of its events (as the review found them, from /config)."""
+    config = httpx.get(f"{app.base}/config", headers=app.headers, timeout=30).json()
+    (index,) = [d["id"] for d in config["dependencies"] if d.get("api_name") == api_name]
+    return index
+
+
+def join(app, headers: dict[str, str], body: dict) -> httpx.Response:
+    return httpx.post(f"{app.base}/gradio_api/queue/join", json=body, headers=headers, timeout=30)
+
+
+def completed(app, headers: dict[str, str], session_hash: str) -> dict:
+    """The page's way to hear back from a joined event: its session's stream, until the event completes."""
+    with httpx.stream("GET", f"{app.base}/gradio_api/queue/data", params={"session_hash": session_hash},
+                      headers=headers, timeout=60) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("the event never completed")
+
+
+def test_an_api_key_reaches_only_the_named_endpoints(app):
+    """The review's F3: a key minted a key by fn_index. Now a key calls the named endpoints (through
+    gradio_client too) and nothing of the page's own: no key minting, no settings, at its rate limit."""
+    from gradio_client import Client
+
+    from studio.api.keys import KeyStore
+
+    keys = KeyStore(app.studio.paths.config_dir)
+    record, key = keys.create("limited-script")
+    auth = {"Authorization": f"Bearer {key}"}
+    before_keys, before_settings = {k.id for k in keys.list()}, saved(app)
+    create = fn_index(app, "on_create")
+    # The review's exact request, then the same by api_name, by another route, and with the index as text.
+    minted = join(app, auth, {"data": ["minted-by-key"], "fn_index": create, "session_hash": "sh1", "event_data": None})
+    assert minted.status_code == 403 and "generate" in minted.json()["detail"]
+    assert join(app, auth, {"data": ["minted-by-key"], "fn_index": str(create), "session_hash": "sh1"}).status_code == 403
+    assert join(app, auth, {"data": ["minted-by-key"], "session_hash": "sh1"}).status_code == 403
+    assert call(app.base, "on_create", ["minted-by-key"], auth) == (403, None)
+    assert call(app.base, "do_save", SAVE, auth) == (403, None)
+    for path in ("/gradio_api/run/generate", "/gradio_api/api/generate", "/gradio_api/call/v2/generate"):
+        body = {"data": ["minted-by-key"], "fn_index": create}
+        assert httpx.post(f"{app.base}{path}", json=body, headers=auth, timeout=30).status_code == 403, path
+    for path in ("/gradio_api/upload", "/gradio_api/cancel", "/gradio_api/reset"):
+        assert httpx.post(f"{app.base}{path}", json={}, headers=auth, timeout=30).status_code == 403, path
+    assert httpx.get(f"{app.base}/", headers=auth, timeout=30).status_code == 403
+    big = {"data": ["x" * (2 << 20)], "fn_index": fn_index(app, "generate"), "session_hash": "sh1"}
+    assert join(app, auth, big).status_code == 413
+    assert {k.id for k in keys.list()} == before_keys and saved(app) == before_settings
+    # The window's own session still mints keys this way (the positive control for the refusals above).
+    window = {**app.headers, "Origin": app.base}
+    own = join(app, window, {"data": ["minted-by-window"], "fn_index": create, "session_hash": "sh2",
+                             "event_data": None})
+    assert own.status_code == 200 and completed(app, window, "sh2")["success"]
+
+    # What a key is for: gradio_client's named endpoints.
+    client = Client(app.base, headers=auth, verbose=False, download_files=False, analytics_enabled=False)
+    out = client.predict(prompt="a key's green star", width=256, height=256, steps=2, seed=5, api_name="/generate")
+    (image,) = out["images"]
+    assert (image["status"], image["seed"]) == ("done", 5)
+    assert call(app.base, "history", ["a key's green star", False, 5], auth)[0] == 200
+
+    # Revoked, the key opens nothing, and it left no key of its own behind.
+    keys.revoke(record.id)
+    assert call(app.base, "history", ["", False, 5], auth) == (403, None)
+    assert join(app, auth, {"data": ["x"], "fn_index": create, "session_hash": "sh3"}).status_code == 403
+    assert [k.name for k in keys.list() if k.active and k.id not in before_keys] == ["minted-by-window"]
+
+
+def test_a_key_keeps_to_its_rate_and_the_queue_limit_on_gradio_routes(app):
+    from studio.api.keys import KeyStore
+    from studio.core.request import GenerationRequest
+
+    keys = KeyStore(app.studio.paths.config_dir)
+    _record, key = keys.create("rate-test")
+    auth = {"Authorization": f"Bearer {key}"}
+    old = keys.config()
+    keys.set_options(rate_per_min=2)
+    try:
+        answers = [call(app.base, "history", ["", False, 1], auth)[0] for _ in range(3)]
+        assert answers == [200, 200, 429], answers
+        refused = httpx.post(f"{app.base}/gradio_api/call/history", json={"data": ["", False, 1]}, headers=auth)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+    finally:
+        keys.set_options(rate_per_min=old.rate_per_min)
+    # A full queue refuses the named generate endpoint as it refuses /v1 and /mcp.
+    auth = {"Authorization": f"Bearer {keys.create('queue-test')[1]}"}  # a key with its whole rate left
+    keys.set_options(queue_limit=1)
+    app.studio.pause()
+    held = app.studio.submit(GenerationRequest("held for the queue limit", width=256, height=256, steps=2))
+    try:
+        status, result = call(app.base, "generate", ["over the queue limit", "", 256, 256, 2, 0.0, 1, 1], auth)
+        assert (status, result) == (200, "error")
+        assert not [r for r in app.studio.history(limit=50) if r["prompt"] == "over the queue limit"]
+    finally:
+        app.studio.cancel(held)
+        app.studio.resume()
+        keys.set_options(queue_limit=old.queue_limit)
+
+
+def test_the_pwa_icon_is_no_open_door(app):
+    """The review's F5: /pwa_icon/6000 resized an icon for 12 s on the event loop, for anyone."""
+    with httpx.Client(base_url=app.base, timeout=30) as client:
+        for path in ("/pwa_icon/6000", "/gradio_api/pwa_icon/6000"):
+            t0 = time.monotonic()
+            answer = client.get(path)
+            took = time.monotonic() - t0
+            assert answer.status_code == 403 and took < 2.0, (path, answer.status_code, took)
+        assert client.get("/favicon.ico").status_code == 200  # the page's real static files stay open
+
+
+def test_no_page_may_frame_the_studio(app, browser):
+    """The review's F6: a page on another 127.0.0.1 port framed the logged-in window. Every answer now
+    forbids frames, and Chromium shows nothing of the studio in such a page's iframe."""
+    with httpx.Client(base_url=app.base, timeout=30) as client:
+        for path, headers in (("/", app.headers), ("/config", app.headers), ("/", {}), ("/config", {}),
+                              (f"/?zx_token={app.token}", {}), ("/v1/models", {}), ("/favicon.ico", {})):
+            answer = client.get(path, headers=headers)
+            assert answer.headers["x-frame-options"] == "DENY", path
+            assert answer.headers["content-security-policy"] == "frame-ancestors 'none'", path
+    pages: dict[str, bytes] = {}
+
+    class Other(BaseHTTPRequestHandler):  # a page on another 127.0.0.1 port (a dev server, a notebook)
+        def do_GET(self) -> None:
+            body = pages.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    other = f"http://127.0.0.1:{server.server_address[1]}"
+    pages["/"] = f"<iframe id=studio src='{app.base}/'></iframe><iframe id=own src='{other}/own'></iframe>".encode()
+    pages["/own"] = b"<p id=own-text>framed fine</p>"
+    context = browser.new_context()
+    context.add_cookies([{"name": f"zx_session_{app.port}", "value": app.cookie, "url": app.base,
+                          "httpOnly": True, "sameSite": "Strict"}])
+    try:
+        page = context.new_page()
+        studio_url = f"{app.base}/"
+        with page.expect_response(lambda r: r.url == studio_url) as answered, \
+                page.expect_event("requestfailed", lambda r: r.url == studio_url) as failed:
+            page.goto(f"{other}/")
+        assert answered.value.status == 200  # the cookie went along (same site): only the headers keep it out
+        assert failed.value.failure == "net::ERR_BLOCKED_BY_RESPONSE"
+        page.frame_locator("#own").locator("#own-text").wait_for()  # a frame that may be shown is
+        framed = page.query_selector("#studio").content_frame()
+        assert framed is not None and not framed.url.startswith(app.base)
+        assert framed.query_selector("#prompt") is None
+    finally:
+        context.close()
+        server.shutdown()
+
+
+def test_an_oversized_generation_body_gets_a_clear_413(app):
+    """The review's F7: /v1/images/generations read any body whole. Now 1 MiB, as said, or as sent."""
+    from studio.api.keys import KeyStore
+
+    _record, key = KeyStore(app.studio.paths.config_dir).create("body-test")
+    url = f"{app.base}/v1/images/generations"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    body = json.dumps({"prompt": "never drawn " + "x" * (2 << 20)}).encode()
+
+    def chunks():
+        for at in range(0, len(body), 65536):
+            yield body[at:at + 65536]
+
+    for content in (body, chunks()):  # a Content-Length over the limit, then a chunked body that passes it
+        answer = httpx.post(url, content=content, headers=headers, timeout=60)
+        assert answer.status_code == 413
+        error = answer.json()["error"]
+        assert error["code"] == "body_too_large" and error["type"] == "invalid_request_error"
+        assert "1 MB" in error["message"] and "generation" in error["message"]
+    assert not [r for r in app.studio.history(limit=50) if r["prompt"].startswith("never drawn")]
 
 
 def test_the_real_page_saves_and_shows_no_password(page, app):
