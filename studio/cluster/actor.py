@@ -52,7 +52,6 @@ class WorkerActor:
         self._out: queue.Queue[Relayed | tuple[str, int]] = queue.Queue()
         self._names = count()
         self._scratch = tempfile.mkdtemp(prefix="zaoxiang-ray-", dir=scratch_root())
-        self._lock = threading.Lock()
         self._proc: Any = None
         self._control: Any = None
         found = resolve_here(cfg["model_path"], cfg["model_name"])
