@@ -403,7 +403,7 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "err.label.loras": {"zh": "LoRA", "en": ""},
     "err.loras": {"zh": "LoRA 无法使用。", "en": ""},
-    "err.loras.missing": {"zh": "找不到 LoRA「{got}」：把它的 .safetensors 文件放进 loras 文件夹，或填写文件路径。", "en": ""},
+    "err.loras.missing": {"zh": "找不到 LoRA「{got}」：把它的 .safetensors 文件放进 loras 文件夹。", "en": ""},
     "err.loras.format": {"zh": "「{got}」不是可用的 LoRA 文件：只加载 .safetensors 格式的 LoRA。", "en": ""},
     "err.loras.strength": {"zh": "LoRA 强度必须在 -2 到 2 之间（现在是 {got}）。", "en": ""},
     "err.loras.model": {"zh": "LoRA「{got}」是为别的模型训练的，不能用于当前模型。", "en": ""},
