@@ -225,8 +225,10 @@ class Studio(StoreQueries, ModelCatalog):
         """Validate (raises ValidationError), split into jobs and queue them; returns the request id.
 
         Interactive requests go ahead of bulk ones (origin "batch", "api"... with interactive=False).
+        LoRA and ControlNet paths outside their folders are taken only from the CLI (origin "cli").
         """
-        request = self._with_controlnet(validate(request, check_lora=self.lora_check()))
+        paths = origin == "cli"
+        request = self._with_controlnet(validate(request, check_lora=self.lora_check(paths)), paths)
         request_id = request_id or uuid.uuid4().hex
         jobs = make_jobs(request, request_id, Path(out_dir) if out_dir else self.output_dir, self.model.name)
         self.start()

@@ -42,10 +42,11 @@ class ModelCatalog:
         """Every LoRA in this studio's `loras` folder and ComfyUI's `models/loras`, described from its header."""
         return find_loras(lora_dirs(self.paths))
 
-    def lora_check(self) -> LoraCheck:
-        """What validation checks each LoRA of a request with: found (by name in those folders, or a
-        path), a LoRA .safetensors file, made for this studio's model."""
-        return lora_checker(self.model.path, lora_dirs(self.paths))
+    def lora_check(self, paths: bool = False) -> LoraCheck:
+        """What validation checks each LoRA of a request with: found (by name in those folders, a path
+        inside them, or with `paths`, which only the CLI passes, any path), a LoRA .safetensors file,
+        made for this studio's model."""
+        return lora_checker(self.model.path, lora_dirs(self.paths), paths=paths)
 
     @staticmethod
     def gpu_count() -> int:
@@ -79,14 +80,15 @@ class ModelCatalog:
         found = find_controlnets(dirs, int(config.get("n_layers", 30)))
         return [info for info in found if not config or fits(info, config) is None]
 
-    def _with_controlnet(self, request: GenerationRequest) -> GenerationRequest:
-        """The request with its ControlNet found and checked against the model (ValidationError if not)."""
+    def _with_controlnet(self, request: GenerationRequest, paths: bool = False) -> GenerationRequest:
+        """The request with its ControlNet found and checked against the model (ValidationError if not);
+        `paths` as for `lora_check`."""
         if request.control is None:
             return request
         from studio.models.controlnets import ControlNetError, for_model
 
         try:
-            info = for_model(request.control.model, self.model.path, self.model.is_demo)
+            info = for_model(request.control.model, self.model.path, self.model.is_demo, paths=paths)
         except ControlNetError as exc:
             raise ValidationError("control_model", str(exc), got=request.control.model) from None
         return replace(request, control=replace(request.control, model=info.path))

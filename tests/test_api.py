@@ -51,25 +51,47 @@ def test_rate_limit_per_key_refills_over_time():
     assert limiter.take("a", 0) == 0.0  # 0: no limit
 
 
-def test_keyless_loopback_and_keys_beyond_it(tmp_path):
+def test_keys_are_needed_on_loopback_too_until_the_person_turns_that_off(tmp_path):
     from starlette.datastructures import Headers
 
     keys = KeyStore(tmp_path)
     _record, plain = keys.create("k")
     json_post = {"content-type": "application/json"}
     local, lan = ApiAccess(keys, loopback_only=True), ApiAccess(keys, loopback_only=False)
-    assert local.check("POST", Headers(json_post)) is None
-    assert local.check("POST", Headers({**json_post, "authorization": "Bearer local"})) is None
-    for access, headers in ((local, {"authorization": "Bearer zx-0-forged"}), (lan, {}),
+    assert keys.config().require_key_on_loopback  # the default, written to the file with the first key
+    for access, headers in ((local, {}), (local, {"authorization": "Bearer local"}),
+                            (local, {"authorization": "Bearer zx-0-forged"}), (lan, {}),
                             (lan, {"authorization": "Bearer local"})):
         with pytest.raises(ApiError) as refused:
             access.check("POST", Headers({**json_post, **headers}))
-        assert refused.value.status == 401
+        assert refused.value.status == 401 and refused.value.code in ("missing_api_key", "invalid_api_key")
+    assert local.check("GET", Headers({"authorization": f"Bearer {plain}"})) == plain.split("-")[1]
     assert lan.check("GET", Headers({"authorization": f"Bearer {plain}"})) == plain.split("-")[1]
+    # An api.json written before the setting existed (no such field) needs keys too.
+    keys.path.write_text(json.dumps({"keys": []}))
+    assert local.key_required() and ApiAccess(KeyStore(tmp_path / "none"), loopback_only=True).key_required()
+
+    keys.set_options(require_key_on_loopback=False)  # Settings → API: the person's choice
+    assert local.check("POST", Headers(json_post)) is None
+    assert local.check("POST", Headers({**json_post, "authorization": "Bearer local"})) is None
+    with pytest.raises(ApiError) as forged:  # a wrong studio key is refused even where none is needed
+        local.check("POST", Headers({**json_post, "authorization": "Bearer zx-0-forged"}))
+    assert forged.value.status == 401
+    with pytest.raises(ApiError) as still:
+        lan.check("POST", Headers(json_post))
+    assert still.value.status == 401
     with pytest.raises(ApiError) as form:
         local.check("POST", Headers({"content-type": "application/x-www-form-urlencoded"}))
     assert form.value.status == 415
-    keys.set_options(require_key_on_loopback=True, rate_per_min=1)
+
+
+def test_rate_limit_answers_429_with_retry_after(tmp_path):
+    from starlette.datastructures import Headers
+
+    keys = KeyStore(tmp_path)
+    _record, plain = keys.create("k")
+    local = ApiAccess(keys, loopback_only=True)
+    keys.set_options(rate_per_min=1)
     with pytest.raises(ApiError):
         local.check("GET", Headers({}))
     assert local.check("GET", Headers({"authorization": f"Bearer {plain}"}))
@@ -123,7 +145,9 @@ def test_no_ready_worker_is_503_and_a_full_queue_429(home):
 def test_multipart_only_on_the_edits_route_and_only_with_a_bearer_header(tmp_path):
     from starlette.datastructures import Headers
 
-    local = ApiAccess(KeyStore(tmp_path), loopback_only=True)
+    keys = KeyStore(tmp_path)
+    keys.set_options(require_key_on_loopback=False)  # keyless loopback: still no multipart without the header
+    local = ApiAccess(keys, loopback_only=True)
     form = {"content-type": "multipart/form-data; boundary=x"}
     assert local.check("POST", Headers({**form, "authorization": "Bearer sk-anything"}), multipart=True) is None
     with pytest.raises(ApiError) as headerless:  # what a web page's <form> would send

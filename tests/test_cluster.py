@@ -221,6 +221,11 @@ def test_actor_image_lands_in_the_gallery_atomically(cluster, link: Link) -> Non
     assert done["path"] == job["output_path"] and done["worker"] == link.place.name
     target = Path(job["output_path"])
     assert target.is_file()  # written before `done` was passed on
+    # the node's `done` named its scratch file: the studio wrote only its own path, nothing there
+    import ray
+
+    scratch = Path(ray.get(link.proc.actor.where.remote())["scratch"])
+    assert scratch.is_dir() and not list(scratch.iterdir())
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".part-")]
     chunks = read_chunks(target)
     assert "a red star" in chunks["parameters"] and link.place.name in chunks["zaoxiang"]
@@ -281,6 +286,39 @@ def test_input_shipper_sends_each_input_once_and_nodes_check_the_hash(tmp_path: 
     assert land({**first, "0" * 64: first[image]}, node) == ["0" * 64]  # bytes that are not what they claim
     assert node.path(image).read_bytes() == studio.path(image).read_bytes() and node.path("0" * 64) is None
     assert InputShipper(studio).for_job({"spec": {"init_image": "f" * 64}}) == {}  # gone here: nothing sent
+
+
+def test_a_nodes_done_is_written_only_where_the_studio_sent_the_job(tmp_path: Path) -> None:
+    """Security review F8: a node's `done` naming another file (a compromised node aiming at ~/.bashrc)
+    writes the PNG where the job said when it left, and the pool hears that path; a `done` for a job
+    never sent to this actor writes nothing and is not passed on; a job's other endings let its path go."""
+    from studio.cluster.actor import Relayed
+    from studio.cluster.process import Outputs
+    from studio.pool import protocol as p
+
+    outputs = Outputs()
+    ours = tmp_path / "gallery" / "ours.png"
+    aimed = tmp_path / "home" / ".bashrc"
+    aimed.parent.mkdir()
+    aimed.write_text("# the person's own\n")
+    job = _job(tmp_path, "ours")
+    job["output_path"] = str(ours)
+    outputs.sent(wire.job(job))
+
+    def done(job_id: str) -> p.Done:
+        return p.Done(job_id, "r", 0, str(aimed), 7, "ray:node/cpu", 1.0, 1.0, time.time())
+
+    landed = outputs.land(Relayed(done("ours"), b"\x89PNG fake bytes"))
+    assert wire.done_path(landed) == ("ours", str(ours)) and ours.read_bytes() == b"\x89PNG fake bytes"
+    assert aimed.read_text() == "# the person's own\n"
+    assert outputs.land(Relayed(done("ours"), b"again")) is None  # a job lands once
+    assert outputs.land(Relayed(done("never-sent"), b"junk")) is None
+    assert aimed.read_text() == "# the person's own\n" and ours.read_bytes() == b"\x89PNG fake bytes"
+    outputs.sent(wire.job(_job(tmp_path, "fails")))
+    failed = p.Failed("fails", 0.5, p.ErrorKind.ERROR, "out of memory")
+    assert outputs.land(Relayed(failed)) is failed
+    assert outputs.land(Relayed(done("fails"), b"late")) is None
+    assert not (tmp_path / "gallery" / "fails.png").exists()
 
 
 def test_a_nodes_controlnet_is_the_studios_path_where_it_exists_else_its_name(tmp_path: Path) -> None:

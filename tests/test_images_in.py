@@ -229,6 +229,36 @@ def test_controlnets_found_in_studio_and_comfyui_folders(tmp_path: Path) -> None
         controlnets.resolve("other", dirs)
 
 
+def test_outside_the_cli_a_controlnet_path_is_taken_only_inside_its_folders(tmp_path: Path) -> None:
+    """Security review F1: a folder or file elsewhere gets the line a missing name gets, nothing read
+    from it (a folder's config.json was); names, paths inside the folders and the demo one work."""
+    import shutil
+
+    from studio.core.paths import Paths
+    from studio.models import controlnets
+
+    root = tmp_path / "h"
+    paths = Paths(root / "c", root / "d", root / "k", root / "l", root / "r")
+    shutil.copytree(DEMO_CONTROLNET, paths.controlnets_dir / "mine")
+    elsewhere = shutil.copytree(DEMO_CONTROLNET, tmp_path / "elsewhere")
+    dirs = controlnets.controlnet_dirs(paths, comfyui=[])
+
+    def named(ref: str) -> controlnets.ControlNetInfo:
+        return controlnets.resolve(ref, dirs, n_layers=4, paths=False)
+
+    assert named("mine").path == str(paths.controlnets_dir / "mine")
+    assert named(str(paths.controlnets_dir / "mine")).name == "mine"  # the absolute path a request keeps
+    assert named(str(DEMO_CONTROLNET)).name == "demo-controlnet"
+    for ref in ("/etc", "/root/nonexistent", "/etc/passwd", str(elsewhere), str(ROOT / "assets" / "demo-model"),
+                str(paths.controlnets_dir / ".." / ".." / ".." / "elsewhere"), "../elsewhere", "other"):
+        with pytest.raises(controlnets.ControlNetError) as refused:
+            named(ref)
+        assert str(refused.value) == f"No ControlNet named '{ref}' (looked in {paths.controlnets_dir}): put it there."
+    assert controlnets.resolve(str(elsewhere), dirs, n_layers=4).name == "elsewhere"  # the CLI's paths
+    with pytest.raises(controlnets.ControlNetError, match="no readable config.json"):
+        controlnets.resolve("/etc", dirs, n_layers=4)
+
+
 # --- control maps -------------------------------------------------------------------------------
 
 

@@ -146,6 +146,45 @@ def test_found_in_the_loras_folder_and_comfyui_by_name(tmp_path: Path, monkeypat
         loras.inspect(comfy / "models" / "loras" / "broken.safetensors")
 
 
+def test_outside_the_cli_a_path_is_taken_only_inside_the_lora_folders(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Security review F1: for the window and the APIs, a missing name, a file or folder elsewhere, a real
+    LoRA outside the folders and a way out of one by `..` or a link all get the one same line, with
+    nothing read from the file; names, paths inside the folders and the demo LoRAs work; the CLI's
+    checker still takes any path."""
+    from studio.core.paths import get_paths
+
+    monkeypatch.setenv("ZAOXIANG_HOME", str(tmp_path / "home"))
+    paths = get_paths()
+    paths.loras_dir.mkdir(parents=True)
+    inside = paths.loras_dir / "demo-purple.safetensors"
+    shutil.copy(FILES["diffusers"], inside)
+    outside = tmp_path / "outside" / "private.safetensors"
+    outside.parent.mkdir()
+    shutil.copy(FILES["diffusers"], outside)
+    (paths.loras_dir / "escape").symlink_to(outside.parent, target_is_directory=True)
+    dirs = loras.lora_dirs(paths, comfyui=[])
+    check = loras.checker(None, dirs)
+    assert check("demo-purple") == inside
+    assert check(str(inside)) == inside  # an absolute path the history kept: restore and rerun still work
+    assert check(str(FILES["kohya"])) == FILES["kohya"]  # the shipped demo LoRAs
+    where = str(paths.loras_dir)
+    text_encoder = ROOT / "assets" / "demo-model" / "text_encoder" / "model.safetensors"  # its keys once leaked
+    for name in ("/etc/passwd", "/etc/nonexistent_zz", "~/.bashrc", str(outside), str(outside.parent),
+                 str(text_encoder), str(paths.loras_dir / ".." / ".." / "outside" / "private.safetensors"),
+                 str(paths.loras_dir / "escape" / "private.safetensors"), "../outside/private", "pyproject.toml",
+                 "nope"):
+        with pytest.raises(LoraError) as refused:
+            check(name)
+        assert str(refused.value) == f"No LoRA named '{name}' (looked in {where}): put its .safetensors file there."
+    with pytest.raises(LoraError, match="pickle"):  # a name says nothing about any file: its refusal may be precise
+        check("old.ckpt")
+    cli = loras.checker(None, dirs, paths=True)
+    assert cli(str(outside)) == outside
+    with pytest.raises(LoraError, match="not a safetensors file"):
+        cli("/etc/passwd")
+
+
 # --- through the real Engine ---------------------------------------------------------------------
 
 

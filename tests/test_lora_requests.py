@@ -133,6 +133,49 @@ def test_a_bad_lora_is_refused_with_nothing_queued(studio, tmp_path: Path) -> No
     assert s.store.history_count() == before
 
 
+def test_outside_the_cli_only_loras_and_controlnets_in_their_folders_are_taken(studio, made, tmp_path: Path) -> None:
+    """Security review F1 through the facade, as the window ("ui") and the APIs ("api") call it: the review's
+    requests (a file elsewhere, a real LoRA outside the folders, a folder as ControlNet) get the one line a
+    missing name gets and queue nothing; the same LoRA by its path inside the folder draws, and so does
+    its History restore (which keeps that absolute path)."""
+    from studio.core.image_inputs import InputStore
+    from studio.core.spec import ControlRef
+
+    s, _home = studio
+    outside = tmp_path / "outside" / "private.safetensors"
+    outside.parent.mkdir()
+    shutil.copy(DEMO_LORA, outside)
+    where = ", ".join(str(d) for d in loras.lora_dirs(s.paths))
+    before = s.store.history_count()
+    for origin in ("ui", "api"):
+        for name in ("/etc/passwd", "/etc/nonexistent_zz", str(outside), str(outside.parent)):
+            for request in (_request(loras=(LoraRef(name),)), _request(prompt=f"{PROMPT} <lora:{name}:1>")):
+                with pytest.raises(ValidationError) as caught:
+                    s.submit(request, origin=origin)
+                assert caught.value.field == "loras"
+                assert caught.value.message == f"No LoRA named '{name}' (looked in {where}): put its .safetensors file there."
+    control = InputStore().put_image(Image.new("RGB", (256, 256), (9, 9, 9))).sha256
+    from studio.core.paths import get_paths
+
+    cn_where = str(get_paths().controlnets_dir)
+    for model in ("/etc", "/root/nonexistent", str(Path(DEMO_LORA).parents[1] / "demo-model")):
+        with pytest.raises(ValidationError) as caught:
+            s.submit(_request(control=ControlRef(control, "map", model=model)), origin="ui")
+        assert caught.value.message == f"No ControlNet named '{model}' (looked in {cn_where}): put it there."
+    assert s.store.history_count() == before
+    with pytest.raises(ValidationError, match="no readable config.json"):  # the person at the terminal may
+        s.submit(_request(control=ControlRef(control, "map", model="/etc")), origin="cli")
+
+    inside = s.paths.loras_dir / DEMO_LORA.name
+    [drawn] = s.wait(s.submit(_request(loras=(LoraRef(str(inside), 1.0),)), origin="api", out_dir=tmp_path), timeout=600)
+    assert np.array_equal(_pixels(drawn["path"]), _pixels(made["full"]))
+    [image] = [i for row in s.store.history(limit=20) for i in row["images"] if i["path"] == drawn["path"]]
+    restored = s.store.reuse(image_id=image["id"])
+    assert [x.name for x in restored.loras] == [str(inside.resolve())]
+    [again] = s.wait(s.submit(restored, origin="ui", out_dir=tmp_path / "again"), timeout=600)
+    assert np.array_equal(_pixels(again["path"]), _pixels(made["full"]))
+
+
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "studio", "generate", *args], env=cli_env(home),
                           capture_output=True, text=True, timeout=600)

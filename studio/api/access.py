@@ -2,15 +2,15 @@
 
 It sits behind the window guard, which already refused foreign Hosts (DNS rebinding) and foreign
 Origins; what is left here is what the APIs need on top:
-- bound to loopback, no key is needed unless the API settings ask for one; bound beyond it, every
-  call needs `Authorization: Bearer <key>`; a wrong or revoked studio key (`zx-...`) is refused
-  either way, while any other word is ignored where no key is needed (the `openai` package
-  insists on sending one);
+- every call needs `Authorization: Bearer <key>`, on loopback too unless the person turned that
+  off in Settings → API (bound beyond loopback always); a wrong or revoked studio key (`zx-...`)
+  is refused either way, while any other word is ignored where no key is needed (the `openai`
+  package insists on sending one);
 - a POST must say `Content-Type: application/json`, which a web page can only send after a CORS
   preflight that the guard's same-origin rule fails (so no form-post CSRF, even keyless); the routes
   that take multipart (`/v1/images/edits`, as the `openai` package sends it) take it only with an
   `Authorization: Bearer` header, which no HTML form can send and `fetch` sends only after that
-  same preflight (on loopback without keys any word will do, as for JSON);
+  same preflight (on keyless loopback any word will do, as for JSON);
 - each key gets `rate_per_min` calls a minute.
 """
 

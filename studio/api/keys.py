@@ -1,7 +1,9 @@
 """API keys: created once (the plain key shown only then), stored hashed in a 0600 file, revoked by id.
 
 The file (`api.json` in the config dir) also holds the API's own settings: whether loopback callers
-need a key too, the per-key rate limit and the queue limit. The server re-reads it when it changes,
+need a key too (yes unless the person turns it off: anything that changes state is for the person
+at the window or a key holder, and on a shared machine loopback is not just the person), the per-key
+rate limit and the queue limit. The server re-reads it when it changes,
 so `zaoxiang keys revoke` takes effect on a running studio at its next request.
 
 Hash: SHA-256 of the key, not scrypt. A key is 256 random bits, so there is nothing to guess that a
@@ -52,7 +54,7 @@ class KeyRecord:
 class ApiConfig:
     """The API's settings, kept beside the keys."""
 
-    require_key_on_loopback: bool = False
+    require_key_on_loopback: bool = True  # Settings → API may turn it off; see the module docstring
     rate_per_min: int = DEFAULT_RATE_PER_MIN  # per key; 0: no limit
     queue_limit: int = DEFAULT_QUEUE_LIMIT  # images waiting in the queue before new API calls get 429
     keys: tuple[KeyRecord, ...] = ()
@@ -99,7 +101,7 @@ class KeyStore:
             data = json.loads(self.path.read_text("utf-8"))
             keys = tuple(KeyRecord(**{k: r[k] for k in ("id", "name", "sha256", "created", "revoked") if k in r})
                          for r in data.get("keys", []))
-            return ApiConfig(require_key_on_loopback=bool(data.get("require_key_on_loopback", False)),
+            return ApiConfig(require_key_on_loopback=bool(data.get("require_key_on_loopback", True)),
                              rate_per_min=max(0, int(data.get("rate_per_min", DEFAULT_RATE_PER_MIN))),
                              queue_limit=max(1, int(data.get("queue_limit", DEFAULT_QUEUE_LIMIT))), keys=keys)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):

@@ -32,7 +32,7 @@ MAX_INLINE_IMAGES = 8  # more images are returned as paths only: agents' context
 class LoraArg(BaseModel):
     """One LoRA of a `generate` call (its range is checked by the studio, which answers in one line)."""
 
-    name: str = Field(description="A LoRA's name (list_models lists them) or the path of its .safetensors file.")
+    name: str = Field(description="A LoRA's name, as list_models lists it (paths are for the terminal only).")
     strength: float = Field(1.0, description="-2 to 2; 1 is full strength, 0 turns it off.")
 
 

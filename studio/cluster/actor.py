@@ -50,10 +50,8 @@ class WorkerActor:
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self._out: queue.Queue[Relayed | tuple[str, int]] = queue.Queue()
-        self._paths: dict[str, str] = {}  # job id -> the studio's path for its PNG
         self._names = count()
         self._scratch = tempfile.mkdtemp(prefix="zaoxiang-ray-", dir=scratch_root())
-        self._lock = threading.Lock()
         self._proc: Any = None
         self._control: Any = None
         found = resolve_here(cfg["model_path"], cfg["model_name"])
@@ -75,11 +73,12 @@ class WorkerActor:
         threading.Thread(target=self._relay, args=(results,), name="relay", daemon=True).start()
 
     def where(self) -> dict[str, Any]:
-        """This actor's host, Ray node, process and worker process (a test kills one)."""
+        """This actor's host, Ray node, process, worker process (a test kills one) and scratch folder."""
         import ray
 
         return {"host": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
-                "pid": os.getpid(), "worker_pid": self._proc.pid if self._proc is not None else None}
+                "pid": os.getpid(), "worker_pid": self._proc.pid if self._proc is not None else None,
+                "scratch": self._scratch}
 
     def deliver(self, msg: Any, inputs: dict[str, bytes] | None = None) -> None:
         """One message from the pool to the worker (a job is pointed at the scratch folder first);
@@ -90,9 +89,8 @@ class WorkerActor:
             land(inputs)
         if wire.is_job(msg):
             msg = wire.with_job(msg, controlnet_here(wire.job_fields(msg)))
-            msg, job_id, original = wire.with_output(msg, os.path.join(self._scratch, f"{next(self._names)}.png"))
-            with self._lock:
-                self._paths[job_id] = original
+            # the studio keeps where the PNG goes (cluster/process.py); its `done` names the scratch file
+            msg, _job_id, _studio_path = wire.with_output(msg, os.path.join(self._scratch, f"{next(self._names)}.png"))
         try:
             self._control.send(msg)
         except (OSError, ValueError):  # the worker is gone: the relay reports its exit
@@ -121,15 +119,13 @@ class WorkerActor:
                 self._out.put(Relayed(msg))
                 continue
             job_id, scratch = done
-            with self._lock:
-                original = self._paths.pop(job_id, scratch)
             try:
                 png = Path(scratch).read_bytes()
                 os.unlink(scratch)
             except OSError as exc:
                 self._out.put(Relayed(wire.failed(job_id, wire.busy_s(msg), exc, f"PNG lost on the node: {exc}")))
                 continue
-            self._out.put(Relayed(wire.with_path(msg, original), png))
+            self._out.put(Relayed(msg, png))
         self._proc.join(5.0)
         shutil.rmtree(self._scratch, ignore_errors=True)
         self._out.put((EXITED, self._proc.exitcode if self._proc.exitcode is not None else -9))

@@ -4,7 +4,8 @@ multiprocessing context the pool uses, so Ray actors take jobs from the same que
 Two threads per actor relay its pipes. One forwards the pool's messages to `deliver`, each awaited so
 they arrive in order (a job with the bytes of the image inputs it names that this actor lacks); EOF
 on the control pipe (the pool is gone or reaping) kills the actor, as EOF makes a local worker exit. The other long-polls the actor and writes each image's PNG bytes
-atomically into the gallery before the pool hears `done`, so `done` still means a durable file. The
+atomically into the gallery before the pool hears `done`, so `done` still means a durable file; where
+it writes is what the job said when it left (`Outputs`), never a path a node's message names. The
 sentinel reaches EOF once the actor has ended: stopped, killed, or lost with its node.
 """
 
@@ -26,6 +27,7 @@ from studio.core.atomic import atomic_path
 POLL_S = 1.0  # the long poll's wait: an idle actor costs one call a second
 KILLED = -9  # the exit code of an actor that died without saying (killed, its node gone): "signal 9"
 MAX_CONCURRENCY = 4  # calls an actor serves at once: the long poll, deliveries, `where`
+ENDED_ELSEWISE = ("cancelled", "revoked", "failed", "helped")  # a job's other last words: its path is let go
 
 _remote_class: Any = None
 _started = count()
@@ -39,6 +41,50 @@ def remote_class() -> Any:
 
         _remote_class = ray.remote(WorkerActor)
     return _remote_class
+
+
+class Outputs:
+    """Where each job sent to one actor must land, kept on the studio's side by job id.
+
+    A node's `done` names a path too, but a node is another machine: a compromised one could name
+    any file the studio's user may write (~/.bashrc). So the PNG goes only where the studio asked,
+    and a `done` for a job never sent to this actor writes nothing and is not passed on."""
+
+    def __init__(self) -> None:
+        self._paths: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def sent(self, msg: Any) -> None:
+        """Note a message on its way to the actor (a job: its output path)."""
+        if wire.is_job(msg):
+            fields = wire.job_fields(msg)
+            with self._lock:
+                self._paths[fields["job_id"]] = fields["output_path"]
+
+    def land(self, item: Relayed) -> Any | None:
+        """The message for the pool; a `done`'s PNG is in the gallery, durable, before it is passed on.
+        None: a `done` of a job this actor was never given (nothing written)."""
+        msg = item.message
+        done = wire.done_path(msg)
+        if done is None:
+            if wire.kind(msg) in ENDED_ELSEWISE:
+                with self._lock:
+                    self._paths.pop(wire.payload(msg).get("job_id", ""), None)
+            return msg
+        job_id = done[0]
+        with self._lock:
+            path = self._paths.pop(job_id, None)
+        if path is None:
+            return None
+        msg = wire.with_path(msg, path)
+        if item.png is None:
+            return msg
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(item.png)
+        except OSError as exc:  # a full disk, a file where the folder should be
+            return wire.failed(job_id, wire.busy_s(msg), exc, f"Could not write {path}: {exc}")
+        return msg
 
 
 class ActorProcess:
@@ -55,6 +101,7 @@ class ActorProcess:
         self.pid: int | None = None  # the worker process on its node, once ready
         self.actor: Any = None
         self._inputs = InputShipper()
+        self._outputs = Outputs()
         self._uplink = threading.Thread(target=self._poll_loop, name=f"ray-up-{place.name}", daemon=True)
 
     def start(self) -> None:
@@ -97,6 +144,7 @@ class ActorProcess:
             except Exception:  # EOF: the pool closed its end
                 break
             inputs = self._inputs.for_job(wire.job_fields(msg)) if wire.is_job(msg) else None
+            self._outputs.sent(msg)
             try:
                 ray.get(self.actor.deliver.remote(msg, inputs or None))
             except ray.exceptions.RayError:  # the actor is gone: the uplink tells the pool
@@ -123,28 +171,16 @@ class ActorProcess:
                         code = item[1]
                         return
                     heard = True
-                    self._results.send(self._land(item))
+                    self.pid = wire.ready_pid(item.message) or self.pid
+                    landed = self._outputs.land(item)
+                    if landed is not None:
+                        self._results.send(landed)
         except (OSError, ValueError):  # the pool closed its end of the results pipe
             pass
         finally:
             self.exitcode = code
             self._results.close()
             self._ended.close()
-
-    def _land(self, item: Relayed) -> Any:
-        """The message for the pool; a `done`'s PNG is in the gallery, durable, before it is passed on."""
-        msg = item.message
-        self.pid = wire.ready_pid(msg) or self.pid
-        done = wire.done_path(msg)
-        if done is None or item.png is None:
-            return msg
-        job_id, path = done
-        try:
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(item.png)
-        except OSError as exc:  # a full disk, a file where the folder should be
-            return wire.failed(job_id, wire.busy_s(msg), exc, f"Could not write {path}: {exc}")
-        return msg
 
 
 def _first_line(exc: BaseException) -> str:

@@ -117,7 +117,7 @@ def run(a: argparse.Namespace) -> int:
 
     studio = Studio(model=a.model, workers=a.workers)
     try:  # the LoRA files too, before any worker starts
-        request = validate(request_from_args(a, studio.default_size, images), check_lora=studio.lora_check())
+        request = validate(request_from_args(a, studio.default_size, images), check_lora=studio.lora_check(paths=True))
     except ValidationError as exc:
         studio.close()
         say(exc.message)

@@ -396,9 +396,9 @@ STRINGS: dict[str, dict[str, str]] = {
                      "en": "Quit with the window's Quit button, `zaoxiang stop` or Ctrl+C."},
     # merged from the branches that added keys beside the move
     "gen.loras": {"zh": "LoRA", "en": "LoRA"},
-    "gen.lora.pick": {"zh": "选择 LoRA（也可填写文件路径）", "en": "Choose a LoRA (or type a file path)"},
+    "gen.lora.pick": {"zh": "选择 LoRA（可输入名称搜索）", "en": "Choose a LoRA (type to search)"},
     "gen.lora.strength": {"zh": "强度", "en": "Strength"},
-    "gen.lora.name": {"zh": "LoRA 名称或路径", "en": "LoRA name or path"},
+    "gen.lora.name": {"zh": "LoRA 名称", "en": "LoRA name"},
     "gen.lora.add": {"zh": "添加", "en": "Add"},
     "gen.lora.clear": {"zh": "清空", "en": "Clear"},
     "notice.cluster_joined": {
@@ -411,7 +411,7 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "err.label.loras": {"zh": "LoRA", "en": ""},
     "err.loras": {"zh": "LoRA 无法使用。", "en": ""},
-    "err.loras.missing": {"zh": "找不到 LoRA「{got}」：把它的 .safetensors 文件放进 loras 文件夹，或填写文件路径。", "en": ""},
+    "err.loras.missing": {"zh": "找不到 LoRA「{got}」：把它的 .safetensors 文件放进 loras 文件夹。", "en": ""},
     "err.loras.format": {"zh": "「{got}」不是可用的 LoRA 文件：只加载 .safetensors 格式的 LoRA。", "en": ""},
     "err.loras.strength": {"zh": "LoRA 强度必须在 -2 到 2 之间（现在是 {got}）。", "en": ""},
     "err.loras.model": {"zh": "LoRA「{got}」是为别的模型训练的，不能用于当前模型。", "en": ""},
@@ -485,7 +485,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "err.control_scale": {"zh": "控制强度必须在 0 到 2 之间。", "en": ""},
     "err.control_range": {"zh": "控制起止必须在 0 到 1 之间，且起点早于终点。", "en": ""},
     "err.control_model": {
-        "zh": "ControlNet 不可用：请指定一个适用于当前模型的 ControlNet（名称或路径），或把它放进 ControlNet 文件夹。",
+        "zh": "ControlNet 不可用：请选择一个适用于当前模型的 ControlNet，或把它放进 ControlNet 文件夹。",
         "en": "",
     },
     "err.hires": {"zh": "高清修复须给出放大倍数和重绘强度。", "en": ""},

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.paths import Paths, get_paths
+from studio.models.loras import in_folders
 from studio.models.single_file import SingleFileError, read_header
 
 SUFFIX = ".safetensors"
@@ -198,18 +199,35 @@ def find_controlnets(dirs: list[Path] | None = None, n_layers: int = 30) -> list
     return out
 
 
-def resolve(name_or_path: str, dirs: list[Path] | None = None, n_layers: int = 30) -> ControlNetInfo:
-    """A ControlNet from a path, or by name (folder or file name without .safetensors) in its folders."""
+def resolve(name_or_path: str, dirs: list[Path] | None = None, n_layers: int = 30, *,
+            paths: bool = True) -> ControlNetInfo:
+    """A ControlNet by name (folder or file name without .safetensors) in its folders, or by path.
+
+    `paths=False` is for everyone but the person at the terminal, as for LoRAs (models/loras.py
+    `resolve`): an absolute path is taken only where its real path lies in a ControlNet folder or is
+    the demo one, a relative one is only a name, and any other path gets the line a missing name gets,
+    so nothing is read from it and the answer tells nothing about it. The worker resolves with paths."""
     text = name_or_path.strip()
     p = Path(text).expanduser()
-    if p.exists() or p.suffix.lower() in PICKLE_SUFFIXES:
+    if not paths and p.is_absolute():
+        demo = demo_controlnet()
+        roots = [*(dirs if dirs is not None else controlnet_dirs()), *([demo] if demo else [])]
+        if in_folders(p, roots) and p.exists():
+            return inspect(p, n_layers)
+        raise _missing(text, dirs, paths)
+    if paths and (p.exists() or p.suffix.lower() in PICKLE_SUFFIXES):
         return inspect(p, n_layers)
     want = text[: -len(SUFFIX)] if text.lower().endswith(SUFFIX) else text
     for info in find_controlnets(dirs, n_layers):
         if info.name.lower() == want.lower():
             return info
+    raise _missing(text, dirs, paths)
+
+
+def _missing(text: str, dirs: list[Path] | None, paths: bool) -> ControlNetError:
     where = ", ".join(str(d) for d in (dirs if dirs is not None else controlnet_dirs())) or "no folder"
-    raise ControlNetError(f"No ControlNet named '{text}' (looked in {where}): put it there or give its path.")
+    return ControlNetError(f"No ControlNet named '{text}' (looked in {where}): put it there"
+                           f"{' or give its path' if paths else ''}.")
 
 
 def transformer_config(model_path: str | Path) -> dict[str, Any] | None:
@@ -220,13 +238,14 @@ def transformer_config(model_path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def for_model(ref: str, model_path: str | Path, is_demo: bool = False) -> ControlNetInfo:
+def for_model(ref: str, model_path: str | Path, is_demo: bool = False, *, paths: bool = False) -> ControlNetInfo:
     """The ControlNet `ref` names ("" = the default: the demo one on the demo model, else the only one
-    found), checked against the model's transformer where its config can be read."""
+    found), checked against the model's transformer where its config can be read. `paths`: a path
+    outside the ControlNet folders is taken too (the CLI only; see `resolve`)."""
     config = transformer_config(model_path) or {}
     n_layers = int(config.get("n_layers", 30))
     if ref.strip():
-        info = resolve(ref, n_layers=n_layers)
+        info = resolve(ref, n_layers=n_layers, paths=paths)
     else:
         demo = demo_controlnet() if is_demo else None
         found = [inspect(demo, n_layers)] if demo else find_controlnets(controlnet_dirs(), n_layers)

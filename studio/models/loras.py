@@ -228,6 +228,25 @@ def short_hash(path: str | Path) -> str:
 
 # --- where LoRAs are ---------------------------------------------------------------------------
 
+DEMO_FOLDER = "demo-lora"  # the demo LoRAs shipped in assets/ (tools/train_demo_lora.py)
+
+
+def in_folders(path: str | Path, folders: list[Path]) -> bool:
+    """Whether `path`, with every symlink and `..` followed, is one of `folders` or lies inside one."""
+    real = os.path.realpath(path)
+    for folder in folders:
+        root = os.path.realpath(folder)
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def demo_lora_dir() -> Path | None:
+    """The demo LoRAs' folder in assets/, if present: a path into it is taken like one into `lora_dirs`."""
+    from studio.core.assets import candidate_dirs
+
+    return next((d for d in (root / DEMO_FOLDER for root in candidate_dirs()) if d.is_dir()), None)
+
 
 def lora_dirs(paths: Paths | None = None, comfyui: list[Path] | None = None) -> list[Path]:
     """Folders to look in: the studio's own `loras` folder, then every ComfyUI `models/loras` found."""
@@ -255,14 +274,26 @@ def find_loras(dirs: list[Path] | None = None) -> list[LoraInfo]:
     return out
 
 
-def resolve(name_or_path: str, dirs: list[Path] | None = None) -> Path:
-    """A LoRA file from a path, or a name (file name without .safetensors, or sub/name) in `dirs`."""
+def resolve(name_or_path: str, dirs: list[Path] | None = None, *, paths: bool = True) -> Path:
+    """A LoRA file by name (file name without .safetensors, or sub/name) in `dirs`, or by path.
+
+    `paths=False` is for everyone but the person at the terminal (the window, the APIs): an absolute
+    path is taken only where its real path lies in `dirs` or the demo LoRAs' folder, a relative one
+    is only a name, and every other path gets the very line a missing name gets, so the answer tells
+    nothing about files elsewhere. (A file the person linked into a folder is found by its name.)
+    The worker resolves with paths: it runs only specs the studio has checked."""
     text = name_or_path.strip()
     p = Path(text).expanduser()
-    _refuse_pickle(p)
-    if p.is_file():
-        return p
     dirs = dirs if dirs is not None else lora_dirs()
+    if not paths and p.is_absolute():
+        demo = demo_lora_dir()
+        if not (in_folders(p, [*dirs, *([demo] if demo else [])]) and p.is_file()):
+            raise _missing(text, dirs, paths)
+        _refuse_pickle(p)
+        return p
+    _refuse_pickle(p)
+    if paths and p.is_file():
+        return p
     want = text[: -len(SUFFIX)] if text.lower().endswith(SUFFIX) else text
     want = want.replace("\\", "/").lower()
     for d in dirs:
@@ -272,18 +303,28 @@ def resolve(name_or_path: str, dirs: list[Path] | None = None) -> Path:
             rel = f.relative_to(d).as_posix()[: -len(SUFFIX)].lower()
             if rel == want or f.name[: -len(SUFFIX)].lower() == want:
                 return f
+    raise _missing(text, dirs, paths)
+
+
+def _missing(text: str, dirs: list[Path], paths: bool) -> LoraError:
     where = ", ".join(str(d) for d in dirs) or "no LoRA folder"
+    if not paths:
+        return LoraError(f"No LoRA named '{text}' (looked in {where}): put its .safetensors file there.",
+                         "missing", text)
     if os.sep in text or "/" in text:
-        raise LoraError(f"No LoRA file at {p} (nor one named so in {where}): check the path.", "missing", text)
-    raise LoraError(f"No LoRA named '{text}' (looked in {where}): put its .safetensors file there or give its path.",
-                    "missing", text)
+        return LoraError(f"No LoRA file at {Path(text).expanduser()} (nor one named so in {where}): check the path.",
+                         "missing", text)
+    return LoraError(f"No LoRA named '{text}' (looked in {where}): put its .safetensors file there or give its path.",
+                     "missing", text)
 
 
 # --- checking a request's LoRAs before anything is queued ----------------------------------------
 
 
-def checker(model_path: str | Path | None = None, dirs: list[Path] | None = None) -> Callable[[str], Path]:
-    """A `check_lora` for `core.request.validate`: the LoRA is found (name in `dirs`, or a path), is a
+def checker(model_path: str | Path | None = None, dirs: list[Path] | None = None, *,
+            paths: bool = False) -> Callable[[str], Path]:
+    """A `check_lora` for `core.request.validate`: the LoRA is found (name in `dirs`; a path only
+    inside them, or anywhere with `paths=True`, which only the CLI asks for: see `resolve`), is a
     LoRA .safetensors file, and fits the model at `model_path` where its transformer config can be
     read (a ComfyUI single file is checked when it loads). Raises LoraError, one line."""
     config: dict[str, Any] = {}
@@ -294,7 +335,7 @@ def checker(model_path: str | Path | None = None, dirs: list[Path] | None = None
             config = {}
 
     def check(name: str) -> Path:
-        path = resolve(name, dirs)
+        path = resolve(name, dirs, paths=paths)
         reason = fits(inspect(path), config)
         if reason:
             raise LoraError(reason, "model", path.name)

@@ -79,7 +79,7 @@ def build(ctx: Context) -> tuple[Any, Any]:
     def added(rows_: Any, name: str | None) -> tuple[list[list[Any]], Any]:
         return form.add_lora(rows_, name, 1.0), gr.update(value=None)
 
-    # choosing from the list adds at once; Add is for a typed name or path
+    # choosing from the list adds at once; Add is for a typed name (a path only inside the LoRA folders)
     pick.select(added, inputs=[table, pick], outputs=[table, pick], show_progress="hidden", api_visibility="private")
     add.click(added, inputs=[table, pick], outputs=[table, pick], show_progress="hidden", api_visibility="private")
     clear.click(lambda: [], outputs=[table], show_progress="hidden", api_visibility="private")

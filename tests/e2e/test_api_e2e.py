@@ -43,6 +43,32 @@ def keys(app) -> KeyStore:
     return KeyStore(app.studio.paths.config_dir)
 
 
+@pytest.fixture(scope="module")
+def key(keys) -> str:
+    """A key for this module's calls: every API call needs one, on loopback too (F2 of the review)."""
+    return keys.create("e2e")[1]
+
+
+@pytest.fixture(scope="module")
+def auth(key) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def mcp_client(url: str, headers: dict[str, str] | None = None, statuses: list[int] | None = None):
+    """The real `mcp` Client over streamable HTTP, sending `headers` (a key) with every call; each
+    HTTP status it gets is added to `statuses` (the SDK's own error does not say it)."""
+    from mcp import Client
+    from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+    http = create_mcp_http_client(headers=headers)
+    if statuses is not None:
+        async def note(response) -> None:
+            statuses.append(response.status_code)
+
+        http.event_hooks = {**http.event_hooks, "response": [*http.event_hooks["response"], note]}
+    return Client(streamable_http_client(url, http_client=http))
+
+
 def run_async(fn):
     """`anyio.run(fn)` on a thread of its own: sync Playwright (the `page` fixture) keeps an event
     loop running on the main thread once a test of this module has used it."""
@@ -67,10 +93,10 @@ def landed(app, prompt: str) -> list[dict]:
     return [r for r in app.studio.history(limit=500) if r["prompt"] == prompt]
 
 
-def test_openai_client_generates_b64_and_url_images_and_names_a_bad_size(ready):
+def test_openai_client_generates_b64_and_url_images_and_names_a_bad_size(ready, key):
     import openai
 
-    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key="local", max_retries=0, timeout=120)
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=120)
     assert [m.id for m in client.models.list().data] == [ready.studio.model.name]
 
     first = client.images.generate(model="demo", prompt="一个红色的圆 openai b64", n=1, size="256x256",
@@ -87,7 +113,7 @@ def test_openai_client_generates_b64_and_url_images_and_names_a_bad_size(ready):
     with open(row_b64["images"][0]["path"], "rb") as fh:
         assert base64.b64decode(first.data[0].b64_json) == fh.read()
     assert first.data[0].model_dump()["seed"] == 7
-    fetched = httpx.get(second.data[0].url, timeout=30)
+    fetched = httpx.get(second.data[0].url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
     with open(row_url["images"][0]["path"], "rb") as fh:
         assert fetched.content == fh.read()
@@ -99,28 +125,33 @@ def test_openai_client_generates_b64_and_url_images_and_names_a_bad_size(ready):
     assert landed(ready, "never drawn 13x7") == []
 
 
-def test_requests_from_web_pages_are_refused_even_without_a_key(ready):
-    """No key on loopback must not mean any web page may draw: foreign Host/Origin and form posts fail."""
-    url = f"{ready.base}/v1/images/generations"
-    body = {"prompt": "a page must not draw this"}
-    for headers in ({"Origin": "http://evil.example"}, {"Host": "evil.example"}):
-        refused = httpx.post(url, json=body, headers=headers)
-        # in OpenAI's error shape, so an API client prints the reason rather than a bare 403
-        assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
-        assert refused.json()["error"]["message"] in ("Cross-origin request refused.", "Host not allowed.")
-    form = httpx.post(url, content=b"prompt=x", headers={"Content-Type": "text/plain"})
-    assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
-    assert httpx.post(f"{ready.base}/mcp", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
-    # A <form> can post multipart but cannot add a bearer header; only the edits route takes multipart.
-    page_form = {"prompt": "a page must not draw this"}
-    edits = httpx.post(f"{ready.base}/v1/images/edits", files={"image": b"png"}, data=page_form)
-    assert edits.status_code == 401 and edits.json()["error"]["code"] == "missing_api_key"
-    elsewhere = httpx.post(url, files={"image": b"png"}, data=page_form, headers={"Authorization": "Bearer x"})
-    assert elsewhere.status_code == 415 and elsewhere.json()["error"]["code"] == "unsupported_media_type"
+def test_requests_from_web_pages_are_refused_even_without_a_key(ready, keys):
+    """Foreign Host/Origin and form posts fail before any key is looked at (so also where the person
+    turned keyless loopback on)."""
+    keys.set_options(require_key_on_loopback=False)  # the weakest setting the person can choose
+    try:
+        url = f"{ready.base}/v1/images/generations"
+        body = {"prompt": "a page must not draw this"}
+        for headers in ({"Origin": "http://evil.example"}, {"Host": "evil.example"}):
+            refused = httpx.post(url, json=body, headers=headers)
+            # in OpenAI's error shape, so an API client prints the reason rather than a bare 403
+            assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
+            assert refused.json()["error"]["message"] in ("Cross-origin request refused.", "Host not allowed.")
+        form = httpx.post(url, content=b"prompt=x", headers={"Content-Type": "text/plain"})
+        assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
+        assert httpx.post(f"{ready.base}/mcp", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+        # A <form> can post multipart but cannot add a bearer header; only the edits route takes multipart.
+        page_form = {"prompt": "a page must not draw this"}
+        edits = httpx.post(f"{ready.base}/v1/images/edits", files={"image": b"png"}, data=page_form)
+        assert edits.status_code == 401 and edits.json()["error"]["code"] == "missing_api_key"
+        elsewhere = httpx.post(url, files={"image": b"png"}, data=page_form, headers={"Authorization": "Bearer x"})
+        assert elsewhere.status_code == 415 and elsewhere.json()["error"]["code"] == "unsupported_media_type"
+    finally:
+        keys.set_options(require_key_on_loopback=True)
     assert landed(ready, "a page must not draw this") == []
 
 
-def test_json_edits_repaint_only_where_the_openai_mask_is_transparent(ready):
+def test_json_edits_repaint_only_where_the_openai_mask_is_transparent(ready, auth):
     """Issue 20: /v1/images/edits with a data-URL image and an OpenAI mask (transparent = edit)."""
     import io
 
@@ -138,19 +169,20 @@ def test_json_edits_repaint_only_where_the_openai_mask_is_transparent(ready):
     mask.paste((0, 0, 0, 0), (96, 96, 160, 160))  # the hole is what gets repainted
     body = {"prompt": "api edit yellow star", "images": [{"image_url": data_url(picture)}],
             "mask": {"image_url": data_url(mask)}, "steps": 2, "seed": 5}
-    r = httpx.post(f"{ready.base}/v1/images/edits", json=body, timeout=300)
+    r = httpx.post(f"{ready.base}/v1/images/edits", json=body, headers=auth, timeout=300)
     assert r.status_code == 200, r.text
     out = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"]))).convert("RGB"))
     hole = np.zeros((256, 256), bool)
     hole[96:160, 96:160] = True
     assert out.shape == (256, 256, 3) and np.array_equal(out[~hole], np.asarray(picture)[~hole])
-    bad = httpx.post(f"{ready.base}/v1/images/edits", json={"prompt": "never drawn edit", "image": "bm90IGEgcGljdHVyZQ=="})
+    bad = httpx.post(f"{ready.base}/v1/images/edits", json={"prompt": "never drawn edit", "image": "bm90IGEgcGljdHVyZQ=="},
+                     headers=auth)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "image"
     assert "not an image" in bad.json()["error"]["message"]
     assert landed(ready, "never drawn edit") == []
 
 
-def test_openai_client_edits_with_a_mask_keeping_the_pixels_outside_it(ready, tmp_path):
+def test_openai_client_edits_with_a_mask_keeping_the_pixels_outside_it(ready, key, tmp_path):
     """Issue 20: `client.images.edit(image=..., mask=...)` posts multipart; the hole is repainted, the
     rest comes back identical. Bad files and oversized bodies are refused before anything is queued."""
     import io
@@ -168,7 +200,7 @@ def test_openai_client_edits_with_a_mask_keeping_the_pixels_outside_it(ready, tm
     mask.paste((0, 0, 0, 0), (64, 96, 192, 160))  # OpenAI's rule: the transparent hole is repainted
     picture.save(tmp_path / "picture.png")
     mask.save(tmp_path / "mask.png")
-    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key="local", max_retries=0, timeout=300)
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=300)
     with open(tmp_path / "picture.png", "rb") as image, open(tmp_path / "mask.png", "rb") as mask_file:
         made = client.images.edit(image=image, mask=mask_file, prompt="openai multipart edit", n=1, size="256x256",
                                   response_format="b64_json", extra_body={"seed": 3, "steps": 2})
@@ -192,7 +224,7 @@ def test_openai_client_edits_with_a_mask_keeping_the_pixels_outside_it(ready, tm
     # A body declared over the limit is answered 413 from its headers: the server reads none of it.
     with socket.create_connection(("127.0.0.1", ready.port), timeout=30) as sock:
         sock.sendall((f"POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1:{ready.port}\r\n"
-                      "Authorization: Bearer local\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                      f"Authorization: Bearer {key}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                       f"Content-Length: {EDIT_BODY_MAX_BYTES + 1}\r\n\r\n").encode())
         answer = b""
         while b"body_too_large" not in answer and (chunk := sock.recv(65536)):  # headers and body may part
@@ -201,19 +233,19 @@ def test_openai_client_edits_with_a_mask_keeping_the_pixels_outside_it(ready, tm
     assert landed(ready, "never drawn multipart") == []
 
 
-def test_mcp_client_lists_the_tools_and_generates(ready):
-    from mcp import Client
-
+def test_mcp_client_lists_the_tools_and_generates(ready, auth):
     async def session():
-        async with Client(f"{ready.base}/mcp") as client:
+        async with mcp_client(f"{ready.base}/mcp", auth) as client:
             tools = await client.list_tools()
             made = await client.call_tool("generate", {"prompt": "mcp green triangle", "size": "256x256",
                                                        "seed": 11, "steps": 2})
             status = await client.call_tool("studio_status", {})
             history = await client.call_tool("list_history", {"limit": 3})
-            return tools, made, status, history
+            image = await client.call_tool("get_image", {"image_id": json.loads(history.content[0].text)[0]
+                                                         ["images"][0]["id"]})
+            return tools, made, status, history, image
 
-    tools, made, status, history = run_async(session)
+    tools, made, status, history, got = run_async(session)
     assert {t.name for t in tools.tools} == TOOLS
     assert not made.is_error, made.content
     listing = json.loads(made.content[0].text)
@@ -226,6 +258,35 @@ def test_mcp_client_lists_the_tools_and_generates(ready):
     assert json.loads(history.content[0].text)[0]["prompt"] == "mcp green triangle"
     (row,) = landed(ready, "mcp green triangle")
     assert (row["origin"], row["state"], row["images"][0]["path"]) == ("api", "done", image["path"])
+    assert json.loads(got.content[0].text)["path"] == image["path"] and got.content[1].data == made.content[1].data
+
+
+def test_mcp_tools_need_a_key_on_loopback_too(ready, auth):
+    """Without a key (or with a wrong one) the MCP client cannot even list the tools, let alone read the
+    history or an image's bytes; the person may turn keyless loopback on in Settings (tested below)."""
+    async def attempt(headers: dict[str, str] | None, statuses: list[int]) -> str:
+        try:
+            async with mcp_client(f"{ready.base}/mcp", headers, statuses) as client:
+                await client.call_tool("get_image", {"image_id": 1})
+        except Exception:  # the SDK's "Server returned an error response", inside a task group
+            return "refused"
+        return "answered"
+
+    for headers in (None, {"Authorization": "Bearer local"}, {"Authorization": "Bearer zx-00000000-forged"}):
+        statuses: list[int] = []
+        assert run_async(lambda h=headers, s=statuses: attempt(h, s)) == "refused", headers
+        assert statuses and set(statuses) == {401}, (headers, statuses)
+    statuses = []
+    assert run_async(lambda: attempt(auth, statuses)) == "answered" and statuses and max(statuses) < 300
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "list_history", "arguments": {"limit": 5}}}
+    accept = {"Accept": "application/json, text/event-stream"}
+    refused = httpx.post(f"{ready.base}/mcp", json=call, headers=accept)
+    assert refused.status_code == 401 and "prompt" not in refused.text
+    allowed = httpx.post(f"{ready.base}/mcp", json=call, headers={**accept, **auth}, timeout=60)
+    assert allowed.status_code == 200, allowed.text[:300]
+    rows = json.loads(allowed.json()["result"]["content"][0]["text"])
+    assert rows and all("prompt" in row for row in rows)
 
 
 def test_gradio_client_calls_the_named_endpoint_with_a_key(ready, keys):
@@ -245,13 +306,14 @@ def test_gradio_client_calls_the_named_endpoint_with_a_key(ready, keys):
     assert landed(ready, "gradio never") == []
 
 
-def test_pause_holds_api_calls_cancel_ends_them_and_a_full_queue_says_429(ready, keys):
+def test_pause_holds_api_calls_cancel_ends_them_and_a_full_queue_says_429(ready, keys, auth):
     studio = ready.studio
     url = f"{ready.base}/v1/images/generations"
     answers: dict[str, httpx.Response] = {}
 
     def call(prompt: str) -> None:
-        answers[prompt] = httpx.post(url, json={"prompt": prompt, "size": "256x256", "steps": 2}, timeout=120)
+        answers[prompt] = httpx.post(url, json={"prompt": prompt, "size": "256x256", "steps": 2}, headers=auth,
+                                     timeout=120)
 
     keys.set_options(queue_limit=1)
     studio.pause()
@@ -264,7 +326,7 @@ def test_pause_holds_api_calls_cancel_ends_them_and_a_full_queue_says_429(ready,
             time.sleep(0.1)
         time.sleep(1.5)
         assert held.is_alive() and studio.queue_length() == 1  # waiting, not drawn, not refused
-        full = httpx.post(url, json={"prompt": "over the limit", "size": "256x256"}, timeout=30)
+        full = httpx.post(url, json={"prompt": "over the limit", "size": "256x256"}, headers=auth, timeout=30)
         assert full.status_code == 429 and full.json()["error"]["code"] == "queue_full"
         (row,) = landed(ready, "held while paused")
         assert studio.cancel(row["request_id"])
@@ -301,16 +363,29 @@ def test_settings_creates_a_key_shown_once_and_revokes_it(ready, page, keys):
     page.locator("#api-keys").get_by_text(record.id).wait_for()
     assert plain not in page.locator("#api-keys").inner_text()
 
-    keys.set_options(require_key_on_loopback=True)
+    assert keys.config().require_key_on_loopback and page.locator("#api-require input").is_checked()
+    assert httpx.get(f"{ready.base}/v1/models").status_code == 401
+    assert httpx.get(f"{ready.base}/v1/models", headers={"Authorization": f"Bearer {plain}"}).status_code == 200
+    box(page, "api-key-id").fill(record.id)
+    page.locator("#api-key-revoke").click()
+    page.locator("#api-key-shown").get_by_text(f"密钥 {record.id} 已吊销").wait_for()
+    assert httpx.get(f"{ready.base}/v1/models", headers={"Authorization": f"Bearer {plain}"}).status_code == 401
+
+    # The person may let this machine's programs in without a key: their choice, made in the window.
+    page.locator("#api-require input").uncheck()
     try:
-        assert httpx.get(f"{ready.base}/v1/models").status_code == 401
-        assert httpx.get(f"{ready.base}/v1/models", headers={"Authorization": f"Bearer {plain}"}).status_code == 200
-        box(page, "api-key-id").fill(record.id)
-        page.locator("#api-key-revoke").click()
-        page.locator("#api-key-shown").get_by_text(f"密钥 {record.id} 已吊销").wait_for()
-        assert httpx.get(f"{ready.base}/v1/models", headers={"Authorization": f"Bearer {plain}"}).status_code == 401
+        deadline = time.monotonic() + 30
+        while keys.config().require_key_on_loopback:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert httpx.get(f"{ready.base}/v1/models").status_code == 200
     finally:
-        keys.set_options(require_key_on_loopback=False)
+        page.locator("#api-require input").check()
+        deadline = time.monotonic() + 30
+        while not keys.config().require_key_on_loopback:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert httpx.get(f"{ready.base}/v1/models").status_code == 401
 
 
 @pytest.fixture(scope="module")
@@ -361,6 +436,20 @@ def test_beyond_loopback_every_api_call_needs_a_live_key(lan, ready, keys):
     assert httpx.post(f"{lan}/gradio_api/call/generate", json={"data": ["x"]}, headers=auth).status_code == 401
     assert httpx.get(image_url, headers=auth).status_code == 401
     assert len(landed(ready, "lan blue circle")) == 1
+
+
+def test_zaoxiang_keys_create_prints_a_working_key_once(ready, keys):
+    """A person without the window gets a key from the terminal: printed once on stdout, stored hashed."""
+    made = subprocess.run([sys.executable, "-m", "studio", "keys", "create", "terminal"], env=cli_env(ready.home),
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    (plain,) = made.stdout.split()
+    assert plain.startswith("zx-") and "shown only now" in made.stderr and plain not in made.stderr
+    assert plain not in keys.path.read_text() and keys.verify(plain).name == "terminal"
+    assert httpx.get(f"{ready.base}/v1/models", headers={"Authorization": f"Bearer {plain}"}).status_code == 200
+    listed = subprocess.run([sys.executable, "-m", "studio", "keys", "list"], env=cli_env(ready.home),
+                            capture_output=True, text=True, timeout=120)
+    assert "terminal" in listed.stdout and plain not in listed.stdout
 
 
 def test_zaoxiang_mcp_over_stdio_generates(ready):
