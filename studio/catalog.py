@@ -85,10 +85,14 @@ class ModelCatalog:
         `paths` as for `lora_check`."""
         if request.control is None:
             return request
-        from studio.models.controlnets import ControlNetError, for_model
+        from studio.models.controlnets import ControlNetError, for_model, takes_mask, transformer_config
 
         try:
             info = for_model(request.control.model, self.model.path, self.model.is_demo, paths=paths)
         except ControlNetError as exc:
             raise ValidationError("control_model", str(exc), got=request.control.model) from None
+        if request.mask and not takes_mask(info, transformer_config(self.model.path) or {}):
+            raise ValidationError("control_model", f"ControlNet {info.name} takes no mask (the Union 1.0 layout): "
+                                  "paint with a Union 2.0 or later ControlNet, or leave the mask out.",
+                                  kind="nomask", got=info.name)
         return replace(request, control=replace(request.control, model=info.path))

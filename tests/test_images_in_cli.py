@@ -136,6 +136,24 @@ def test_bad_image_inputs_exit_2_with_one_line_and_queue_nothing(
     assert not (home / "data" / "gallery").exists() or not any((home / "data" / "gallery").rglob("*.png"))
 
 
+def test_union_1_0_controlnet_with_a_mask_is_refused_before_queueing(home: Path, tmp_path: Path,
+                                                                     picture: Path) -> None:
+    """The 1.0 layout has no inpaint input: the request is refused at submit, not failed in the worker."""
+    cfg = json.loads((ROOT / "assets" / "demo-controlnet" / "config.json").read_text())
+    old = tmp_path / "union-1.0"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({**cfg, "control_in_dim": 16}))  # the demo model's in_channels
+    (old / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    mask = tmp_path / "mask.png"
+    Image.new("L", (256, 256), 255).save(mask)
+    p = run(home, "a cat", "--image", str(picture), "--mask", str(mask), "--control", str(picture),
+            "--controlnet", str(old), "--workers", "cpu:1")
+    assert p.returncode == 2, p.stdout + p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "takes no mask" in lines[0] and "Traceback" not in p.stderr
+    assert not (home / "data" / "gallery").exists() or not any((home / "data" / "gallery").rglob("*.png"))
+
+
 def test_controlnet_for_another_base_model_is_refused(home: Path, tmp_path: Path, picture: Path) -> None:
     cfg = json.loads((ROOT / "assets" / "demo-controlnet" / "config.json").read_text())
     big = tmp_path / "big-controlnet"

@@ -488,6 +488,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "zh": "ControlNet 不可用：请选择一个适用于当前模型的 ControlNet，或把它放进 ControlNet 文件夹。",
         "en": "",
     },
+    "err.control_model.nomask": {
+        "zh": "ControlNet {got} 不接受蒙版（Union 1.0 结构）：局部重绘请换用 Union 2.0 及以后的 ControlNet，或去掉蒙版。",
+        "en": "",
+    },
     "err.hires": {"zh": "高清修复须给出放大倍数和重绘强度。", "en": ""},
     "err.hires_scale": {"zh": "高清修复倍数必须在 1 到 4 之间，且放大后每边不超过 2048 像素。", "en": ""},
     "err.hires_strength": {"zh": "高清修复重绘强度必须在 0 到 1 之间。", "en": ""},

@@ -142,6 +142,12 @@ def fits(info: ControlNetInfo, transformer_config: dict[str, Any]) -> str | None
     return None
 
 
+def takes_mask(info: ControlNetInfo, transformer_config: dict[str, Any]) -> bool:
+    """Whether the ControlNet has an inpaint input: the 1.0 layout's control input is only the
+    control latents (as wide as the transformer's input), the later ones add the masked image and mask."""
+    return int(info.config["control_in_dim"]) != int(transformer_config.get("in_channels", 16))
+
+
 # --- where ControlNets are ---------------------------------------------------------------------
 
 
