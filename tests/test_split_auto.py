@@ -28,7 +28,7 @@ def auto_studio(tmp_path_factory: pytest.TempPathFactory, demo_model_master: Pat
     with pytest.MonkeyPatch.context() as mp:
         make_home(tmp_path_factory.mktemp("split-auto-home"), demo_model_master, mp)
         mp.setenv(CPU_AUTO_ENV, "1")
-        mp.delenv("ZAOXIANG_SPLIT_IMAGE", raising=False)
+        mp.setenv("ZAOXIANG_SPLIT_IMAGE", "auto")
         with running_studio("cpu:2") as pair:
             yield pair
 

@@ -6,14 +6,14 @@ request of many images (throughput mode, which a split must never slow down).
         --batch 0 --out $OUT/pcie                                     # PCIe stand-in: the split part only
     python tools/gpu/bench_pool_split.py --workers cpu:2 --model demo --sizes 256 --batch 4 --runs 1  # CPU check
     python tools/gpu/bench_pool_split.py --workers cuda:0,cuda:1 --random-weights full --first-after-ready \
-        --out $OUT/first                                  # "auto" at its default: the first image after ready
+        --out $OUT/first                                  # at "auto": the first image after ready
 
 One Studio in a throw-away home, workers warm for every size before ready. Per size: single images
 with the setting at "never" (one worker), then at "always" (the first split image compiles the split
 graphs and is reported apart), same seeds, PSNR between the two. Then a request of `--batch` images
-at the first size with "never" and with "auto" (the default; it must not split a request of many).
+at the first size with "never" and with "auto" (it must not split a request of many).
 
-`--first-after-ready`: the pool starts at the default "auto" (its group warms and times both ways
+`--first-after-ready`: the pool starts at "auto" (its group warms and times both ways
 before ready); the first single image at the first size, asked for the moment every worker is idle,
 against the `--runs` that follow (issue 15's target: within 1.1x), with the warm-up timeline, which
 way auto chose, and the workers' dynamo recompiles in the log (TORCH_LOGS=recompiles). On CPU add

@@ -9,7 +9,7 @@
 #   latency-pcie  the same over PCIe (NCCL_P2P_DISABLE=1)
 #   p1 p2 p1b p2b  issue 15's pool: a request of 16 on cuda:0, then on cuda:0,1 (zaoxiang bench, random weights)
 #   split       issue 16 through the pool (see docs/benchmarks.md for its command)
-#   first first-pcie  issue 16's default "auto" on cuda:0,1: the first image after ready against the next five
+#   first first-pcie  issue 16's "auto" on cuda:0,1: the first image after ready against the next five
 #               (bench_pool_split.py --first-after-ready; -pcie: NCCL_P2P_DISABLE=1); p2 then gives the same
 #               figure through `zaoxiang bench` (its "first single ÷ median single")
 # JSON and logs land in $OUT.
