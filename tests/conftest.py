@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated studio home per test, and the demo model built once per session."""
+"""Shared fixtures: an isolated studio home per test, and the demo model (and its CPU engine) built once per
+session."""
 
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ def demo_model_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo-home")
     paths = Paths(root / "config", root / "data", root / "cache", root / "logs", root / "run")
     return ensure_demo_model(paths)
+
+
+@pytest.fixture(scope="session")
+def demo_engine(demo_model_master: Path):
+    """The demo model's CPU Engine with its defaults, built once for the tests that only draw with it
+    (a test that changes an engine's weights, adapters or options builds its own)."""
+    from studio.engine.generate import Engine
+
+    return Engine(demo_model_master, "cpu")
 
 
 @pytest.fixture
