@@ -32,6 +32,17 @@ def demo_engine(demo_model_master: Path):
     return Engine(demo_model_master, "cpu")
 
 
+@pytest.fixture(scope="session")
+def tiny_random_pipe():
+    """The tiny random-weight architecture (seed 3, float32, CPU), built once for the tests that only read
+    it or put back what they change (the fused-attention test restores the native attention)."""
+    import torch
+
+    from studio.engine.random_pipeline import build_random_pipeline
+
+    return build_random_pipeline("tiny", torch.device("cpu"), torch.float32, seed=3)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_model_master: Path) -> Path:
     """A fresh ZAOXIANG_HOME with the demo model already in place (copied, not rebuilt)."""
