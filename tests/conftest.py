@@ -1,5 +1,5 @@
-"""Shared fixtures: an isolated studio home per test, and the demo model (and its CPU engine) built once per
-session."""
+"""Shared fixtures: an isolated studio home per test; the demo model, its CPU engine and the tiny
+random-weight pipeline built once per session."""
 
 from __future__ import annotations
 
