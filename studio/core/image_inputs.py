@@ -36,6 +36,8 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Problem(str, Enum):
+    """Why an input is refused: each has its zh/en line as `input.<value>` in core/strings.py."""
+
     MISSING = "missing"
     NOT_IMAGE = "not_image"
     FORMAT = "format"
@@ -63,7 +65,8 @@ class InputImageError(ValueError):
 
 @dataclass(frozen=True)
 class Note:
-    """Something the studio changed in an input and says so (a mask resized to its image)."""
+    """Something the studio changed in an input and says so (a mask resized to its image); its line is
+    `input.note.<key>` in core/strings.py."""
 
     key: str
     details: dict[str, object] = field(default_factory=dict)
