@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated studio home per test, and the demo model built once per session."""
+"""Shared fixtures: an isolated studio home per test; the demo model, its CPU engine and the tiny
+random-weight pipeline built once per session."""
 
 from __future__ import annotations
 
@@ -20,6 +21,26 @@ def demo_model_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo-home")
     paths = Paths(root / "config", root / "data", root / "cache", root / "logs", root / "run")
     return ensure_demo_model(paths)
+
+
+@pytest.fixture(scope="session")
+def demo_engine(demo_model_master: Path):
+    """The demo model's CPU Engine with its defaults, built once for the tests that only draw with it
+    (a test that changes an engine's weights, adapters or options builds its own)."""
+    from studio.engine.generate import Engine
+
+    return Engine(demo_model_master, "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_random_pipe():
+    """The tiny random-weight architecture (seed 3, float32, CPU), built once for the tests that only read
+    it or put back what they change (the fused-attention test restores the native attention)."""
+    import torch
+
+    from studio.engine.random_pipeline import build_random_pipeline
+
+    return build_random_pipeline("tiny", torch.device("cpu"), torch.float32, seed=3)
 
 
 @pytest.fixture

@@ -114,10 +114,24 @@ def test_ensure_demo_model_puts_the_trained_model_in_the_data_dir(demo_model_mas
 
 
 @pytest.fixture(scope="module")
-def engine(demo_model_master: Path):
-    from studio.engine.generate import Engine
+def engine(demo_engine):
+    return demo_engine  # the session's (tests/conftest.py): no test here changes it
 
-    return Engine(demo_model_master, "cpu")
+
+@pytest.fixture(scope="module")
+def draw(engine):
+    """`draw(prompt, seed)`: the demo's image at its own size, made once per prompt and seed for the
+    module (the engine gives the same pixels for the same seed, tests/test_engine.py checks it; the
+    red star and the example prompts come up in several tests here)."""
+    made: dict[tuple[str, int], Image.Image] = {}
+
+    def draw(prompt: str, seed: int) -> Image.Image:
+        if (prompt, seed) not in made:
+            made[prompt, seed], _ = engine.generate(prompt=prompt, width=256, height=256, steps=9, guidance=0.0,
+                                                    seed=seed)
+        return made[prompt, seed].copy()
+
+    return draw
 
 
 def _red_dominant_foreground(img: Image.Image, bg: str) -> tuple[float, float, float]:
@@ -129,23 +143,23 @@ def _red_dominant_foreground(img: Image.Image, bg: str) -> tuple[float, float, f
 
 
 @pytest.mark.parametrize("prompt", ["a red star on a white background", "白色背景上的红色星形"])
-def test_red_star_on_white_gives_red_foreground_on_white(engine, prompt: str) -> None:
+def test_red_star_on_white_gives_red_foreground_on_white(draw, prompt: str) -> None:
     """The README's promise, in both languages (the shape is checked below; held-out accuracy is
     measured by tools/eval_demo.py)."""
     for seed in (1, 2, 3):
-        img, _ = engine.generate(prompt=prompt, width=256, height=256, steps=9, guidance=0.0, seed=seed)
+        img = draw(prompt, seed)
         got = shapes.read_image(img)
         assert (got.fg, got.bg) == ("red", "white"), f"seed {seed}: {got}"
         r, g, b = _red_dominant_foreground(img, "white")
         assert r > 150 and r > g + 80 and r > b + 80, f"seed {seed}: foreground mean {(r, g, b)} is not red"
 
 
-def test_the_prompt_decides_the_colors(engine) -> None:
+def test_the_prompt_decides_the_colors(draw) -> None:
     """Same seed, other words: the colors follow the prompt, in either language."""
     for prompt, want in (("a blue circle on a yellow background", ("blue", "yellow")),
                          ("黑色背景上的黄色圆形", ("yellow", "black")),
                          ("a red circle on a blue background", ("red", "blue"))):
-        img, _ = engine.generate(prompt=prompt, width=256, height=256, steps=9, guidance=0.0, seed=1)
+        img = draw(prompt, 1)
         got = shapes.read_image(img)
         assert (got.fg, got.bg) == want, f"{prompt}: {got}"
 
@@ -157,12 +171,12 @@ def test_the_prompt_decides_the_colors(engine) -> None:
     ("粉色背景上的蓝色正方形", ("blue", "pink", "square")),
     ("a yellow ring on a purple background", ("yellow", "purple", "ring")),
 ])
-def test_the_prompt_decides_the_shape(engine, prompt: str, want: tuple[str, str, str]) -> None:
+def test_the_prompt_decides_the_shape(draw, prompt: str, want: tuple[str, str, str]) -> None:
     """Read off the pixels: the shape named (in either language) is the shape drawn, for at least
     3 of 4 seeds (the model is right on about 19 in 20 prompts, not all)."""
     reads = []
     for seed in (1, 2, 3, 4):
-        img, _ = engine.generate(prompt=prompt, width=256, height=256, steps=9, guidance=0.0, seed=seed)
+        img = draw(prompt, seed)
         got = shapes.read_image(img)
         reads.append((got.fg, got.bg, got.shape))
     assert sum(r == want for r in reads) >= 3, f"{prompt}: {reads}"
@@ -181,7 +195,7 @@ def _scene_asked(prompt: str) -> tuple[str, str, str]:
     return next(n for n in named if n != bg), bg, shape
 
 
-def test_the_demo_models_example_prompts_are_drawn_as_asked(engine) -> None:
+def test_the_demo_models_example_prompts_are_drawn_as_asked(draw) -> None:
     """The Generate tab offers these when the demo model is in use: each must come out as asked."""
     examples = json.loads((Path(__file__).resolve().parents[1] / "assets" / "examples.json").read_text("utf-8"))
     demo = examples["demo"]
@@ -190,7 +204,7 @@ def test_the_demo_models_example_prompts_are_drawn_as_asked(engine) -> None:
     for prompt in demo["zh"] + demo["en"]:
         want = _scene_asked(prompt)
         for seed in (1, 2):
-            img, _ = engine.generate(prompt=prompt, width=256, height=256, steps=9, guidance=0.0, seed=seed)
+            img = draw(prompt, seed)
             got = shapes.read_image(img)
             if (got.fg, got.bg, got.shape) != want:
                 wrong.append((prompt, seed, want, got))

@@ -16,8 +16,8 @@ ARGS = dict(prompt="a red circle on a blue background 蓝色背景上的红色�
 
 
 @pytest.fixture(scope="module")
-def engine(demo_model_master: Path) -> Engine:
-    return Engine(demo_model_master, "cpu")
+def engine(demo_engine) -> Engine:
+    return demo_engine  # the session's (tests/conftest.py): no test here changes it
 
 
 def test_demo_model_is_a_complete_diffusers_folder(demo_model_master: Path) -> None:

@@ -11,12 +11,11 @@ import pytest
 import torch
 
 from studio.engine import fastpath, fused_attention
-from studio.engine.random_pipeline import build_random_pipeline
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    return build_random_pipeline("tiny", torch.device("cpu"), torch.float32, seed=3)
+def pipe(tiny_random_pipe):
+    return tiny_random_pipe  # the session's (tests/conftest.py)
 
 
 def _forward(pipe, seed: int) -> torch.Tensor:

@@ -62,6 +62,20 @@ def test_one_table_for_window_desktop_and_settings():
     assert ui_i18n.STRINGS is i18n.STRINGS
 
 
+def test_every_input_image_problem_reads_in_both_languages():
+    """core/image_inputs.py looks its lines up in the one table: each Problem has a zh and an en line."""
+    from studio.core.image_inputs import InputImageError, Note, Problem
+
+    for problem in Problem:
+        texts = i18n.STRINGS[f"input.{problem.value}"]
+        assert texts.get("zh") and texts.get("en"), problem
+    err = InputImageError(Problem.TOO_SMALL, "dot.png", width=4, height=4, min_side=16)
+    assert str(err) == err.message("en") == "dot.png is 4×4: at least 16 pixels a side are needed."
+    assert err.message("zh") == "dot.png 为 4×4：每边至少需要 16 像素。"
+    note = Note("mask_resized", {"got": "64×64", "want": "256×256"})
+    assert note.message("zh").startswith("蒙版尺寸 64×64") and "resized to fit" in note.message("en")
+
+
 def test_the_console_says_why_there_is_no_tray_in_the_studios_language():
     for reason in tray.TrayOff:
         zh, en = messages.text(reason.key, "zh"), messages.text(reason.key, "en")

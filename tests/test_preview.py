@@ -21,8 +21,8 @@ PROMPTS = [("a red star on a white background", 1), ("a blue circle on a yellow 
 
 
 @pytest.fixture(scope="module")
-def engine(demo_model_master: Path) -> Engine:
-    return Engine(demo_model_master, "cpu")
+def engine(demo_engine) -> Engine:
+    return demo_engine  # the session's (tests/conftest.py): no test here changes it
 
 
 def run_with_previews(engine: Engine, previewer: pv.Previewer, prompt: str, seed: int, steps: int,

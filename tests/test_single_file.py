@@ -75,11 +75,11 @@ def test_discovery_reports_a_complete_comfyui_set(comfy: Path) -> None:
     assert resolve_model().format == "comfyui-single-file"  # a complete set beats the demo model
 
 
-def test_same_image_as_the_diffusers_folder(comfy: Path, demo_model_master: Path) -> None:
+def test_same_image_as_the_diffusers_folder(comfy: Path, demo_engine: Engine) -> None:
     info = resolve_model(str(comfy / "models" / "diffusion_models" / "z_image_demo_bf16.safetensors"))
     assert info.source == "explicit" and info.complete
     single = Engine(info.path, "cpu")
-    folder = Engine(demo_model_master, "cpu")
+    folder = demo_engine  # the diffusers folder's engine (tests/conftest.py)
     a, _ = single.generate(seed=1234, **ARGS)
     b, _ = folder.generate(seed=1234, **ARGS)
     a, b = np.asarray(a), np.asarray(b)

@@ -11,14 +11,13 @@ import pytest
 import torch
 
 from studio.engine import text_encode, text_graphs
-from studio.engine.random_pipeline import build_random_pipeline
 
 PROMPTS = ("a red circle", "一个蓝色的正方形，在白色背景上，很大，很清楚")
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    return build_random_pipeline("tiny", torch.device("cpu"), torch.float32, seed=3)
+def pipe(tiny_random_pipe):
+    return tiny_random_pipe  # the session's (tests/conftest.py)
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

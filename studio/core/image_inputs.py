@@ -22,6 +22,7 @@ from pathlib import Path
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
 from studio.core.atomic import atomic_path
+from studio.core.i18n import t
 from studio.core.paths import Paths, get_paths
 
 MAX_SIDE = 8192  # pixels on a side: larger inputs are refused from the header, before decoding
@@ -35,6 +36,8 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Problem(str, Enum):
+    """Why an input is refused: each has its zh/en line as `input.<value>` in core/strings.py."""
+
     MISSING = "missing"
     NOT_IMAGE = "not_image"
     FORMAT = "format"
@@ -47,33 +50,6 @@ class Problem(str, Enum):
     NEEDS_IMAGE = "needs_image"
 
 
-# One line per problem, in both languages; {name} is the file as the person gave it.
-MESSAGES: dict[Problem, dict[str, str]] = {
-    Problem.MISSING: {"en": "{name}: no such file.", "zh": "{name}：文件不存在。"},
-    Problem.NOT_IMAGE: {"en": "{name} is not an image (use a PNG, JPEG, WebP or BMP file).",
-                        "zh": "{name} 不是图片（请用 PNG、JPEG、WebP 或 BMP 文件）。"},
-    Problem.FORMAT: {"en": "{name} is a {format} image, which the studio does not read: use PNG, JPEG, WebP or BMP.",
-                     "zh": "{name} 是 {format} 格式，工作室不读取这种格式：请用 PNG、JPEG、WebP 或 BMP。"},
-    Problem.TRUNCATED: {"en": "{name} is cut short or damaged (the file ends before the image does).",
-                        "zh": "{name} 不完整或已损坏（文件在图片结束前就断了）。"},
-    Problem.TOO_LARGE: {"en": "{name} is {size}: at most {max_side} pixels a side are accepted; "
-                              "shrink it first.",
-                        "zh": "{name} 为 {size}：每边最多 {max_side} 像素，请先缩小。"},
-    Problem.TOO_SMALL: {"en": "{name} is {width}×{height}: at least {min_side} pixels a side are needed.",
-                        "zh": "{name} 为 {width}×{height}：每边至少需要 {min_side} 像素。"},
-    Problem.FILE_TOO_BIG: {"en": "{name} is {mb} MB: image files up to {max_mb} MB are accepted.",
-                           "zh": "{name} 有 {mb} MB：图片文件最大 {max_mb} MB。"},
-    Problem.NOT_STORED: {"en": "The input image {name} is no longer in the studio's inputs folder; "
-                               "give the image again.",
-                         "zh": "输入图片 {name} 已不在工作室的输入文件夹中，请重新提供图片。"},
-    Problem.OUTPAINT: {"en": "Outpaint must be four whole numbers of pixels L,R,U,D from 0 to {max} "
-                             "(got {name}).",
-                       "zh": "扩图须为四个 0 到 {max} 的整数像素值 左,右,上,下（收到 {name}）。"},
-    Problem.NEEDS_IMAGE: {"en": "A {name} needs an image to work on: give the image too.",
-                          "zh": "{name} 需要一张要处理的图片：请同时提供图片。"},
-}
-
-
 class InputImageError(ValueError):
     """An input image that cannot be used; `message(lang)` says why in one line."""
 
@@ -84,27 +60,19 @@ class InputImageError(ValueError):
         super().__init__(self.message("en"))
 
     def message(self, lang: str = "en") -> str:
-        table = MESSAGES[self.problem]
-        return table.get(lang, table["en"]).format(name=self.name, **self.details)
+        return t(f"input.{self.problem.value}", lang, name=self.name, **self.details)
 
 
 @dataclass(frozen=True)
 class Note:
-    """Something the studio changed in an input and says so (a mask resized to its image)."""
+    """Something the studio changed in an input and says so (a mask resized to its image); its line is
+    `input.note.<key>` in core/strings.py."""
 
     key: str
     details: dict[str, object] = field(default_factory=dict)
 
-    TEXT = {
-        "mask_resized": {"en": "The mask was {got}, the image {want}: the mask was resized to fit.",
-                         "zh": "蒙版尺寸 {got} 与图片 {want} 不同：已把蒙版缩放到图片尺寸。"},
-        "image_resized": {"en": "The image was {got}: resized to {want} (sides must be multiples of 16).",
-                          "zh": "图片尺寸 {got}：已缩放为 {want}（边长须为 16 的倍数）。"},
-    }
-
     def message(self, lang: str = "en") -> str:
-        table = self.TEXT[self.key]
-        return table.get(lang, table["en"]).format(**self.details)
+        return t(f"input.note.{self.key}", lang, **self.details)
 
 
 @dataclass(frozen=True)
