@@ -326,10 +326,10 @@ def _loras(app, prompt: str) -> list[tuple[str, float]]:
     return [(x.name, x.weight) for x in request.loras]
 
 
-def test_openai_route_takes_loras_in_the_body_and_in_the_prompt(ready):
+def test_openai_route_takes_loras_in_the_body_and_in_the_prompt(ready, key):
     import openai
 
-    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key="local", max_retries=0, timeout=300)
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=300)
 
     def draw(prompt: str, **extra) -> np.ndarray:
         got = client.images.generate(prompt=prompt, size="256x256", response_format="b64_json",
@@ -350,7 +350,7 @@ def test_openai_route_takes_loras_in_the_body_and_in_the_prompt(ready):
     cases = [({"loras": [{"name": "no-such-lora"}]}, "loras: No LoRA named 'no-such-lora'"),
              ({"loras": [{"name": "demo-purple", "strength": 9}]},
               "loras: LoRA strength 9 for 'demo-purple' is out of range"),
-             ({"loras": [{"name": "/tmp/old-lora.ckpt"}]}, "loras: old-lora.ckpt is a pickle file (.ckpt)")]
+             ({"loras": [{"name": "old-lora.ckpt"}]}, "loras: old-lora.ckpt is a pickle file (.ckpt)")]
     for extra, words in cases:
         with pytest.raises(openai.BadRequestError) as bad:
             client.images.generate(prompt="never drawn lora", size="256x256", extra_body=extra)
@@ -362,11 +362,9 @@ def test_openai_route_takes_loras_in_the_body_and_in_the_prompt(ready):
     assert ready.studio.store.history_count() == before  # nothing was queued
 
 
-def test_mcp_generate_takes_loras_and_refuses_a_bad_one_in_one_line(ready):
-    from mcp import Client
-
+def test_mcp_generate_takes_loras_and_refuses_a_bad_one_in_one_line(ready, auth):
     async def session():
-        async with Client(f"{ready.base}/mcp") as client:
+        async with mcp_client(f"{ready.base}/mcp", auth) as client:
             tools = await client.list_tools()
             made = await client.call_tool("generate", {
                 "prompt": "mcp lora circle", "size": "256x256", "seed": 3, "steps": 2,
@@ -392,6 +390,49 @@ def test_mcp_generate_takes_loras_and_refuses_a_bad_one_in_one_line(ready):
     listed = json.loads(models.content[0].text)[0]["loras"]
     assert {x["name"]: (x["layout"], x["rank"]) for x in listed} == {
         "demo-purple": ("diffusers", 4), "ink-kohya": ("kohya", 4), "ink-toolkit": ("ai-toolkit", 4)}
+
+
+def test_a_path_outside_the_lora_folders_is_no_lora_and_one_inside_draws(ready, key, auth, tmp_path):
+    """Security review F1 with the real clients: a file elsewhere (there or not), a real LoRA outside the
+    folders, a folder, a model file whose keys were once quoted: each gets the one line a missing name
+    gets, nothing is queued; the folder's LoRA by its absolute path draws what its name draws."""
+    import openai
+
+    from studio.models.loras import lora_dirs
+
+    outside = tmp_path / "outside" / "private.safetensors"
+    outside.parent.mkdir()
+    shutil.copyfile(ASSETS / NAMES["demo-purple"], outside)
+    text_encoder = ASSETS.parent / "demo-model" / "text_encoder" / "model.safetensors"
+    where = ", ".join(str(d) for d in lora_dirs(ready.studio.paths))
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=300)
+    before = ready.studio.store.history_count()
+    names = ["/etc/passwd", "/etc/nonexistent_zz", "/root/.bashrc", str(outside), str(outside.parent), str(text_encoder)]
+    for name in names:
+        line = f"loras: No LoRA named '{name}' (looked in {where}): put its .safetensors file there."
+        for prompt, extra in ((f"never drawn outside <lora:{name}:1>", {}),
+                              ("never drawn outside", {"loras": [{"name": name}]})):
+            with pytest.raises(openai.BadRequestError) as bad:
+                client.images.generate(prompt=prompt, size="256x256", extra_body=extra)
+            assert (bad.value.status_code, bad.value.body["param"], bad.value.body["message"]) == (400, "loras", line)
+
+    async def session():
+        async with mcp_client(f"{ready.base}/mcp", auth) as client:
+            return [await client.call_tool("generate", {"prompt": "never drawn outside", "size": "256x256",
+                                                        "loras": [{"name": name}]}) for name in names[2:4]]
+
+    for name, answer in zip(names[2:4], run_async(session)):
+        (text,) = [c.text for c in answer.content if c.type == "text"]
+        assert answer.is_error and text.split(": ", 1)[1] == (
+            f"loras: No LoRA named '{name}' (looked in {where}): put its .safetensors file there.")
+    assert ready.studio.store.history_count() == before
+
+    inside = ready.studio.paths.loras_dir / "demo-purple.safetensors"
+    drawn = [client.images.generate(prompt="a green square lora path", size="256x256", response_format="b64_json",
+                                    extra_body={"seed": 4, "steps": 2, "loras": [{"name": name}]})
+             for name in (str(inside), "demo-purple")]
+    assert np.array_equal(*(_pixels(d.data[0].b64_json) for d in drawn))
+    assert len(landed(ready, "a green square lora path")) == 2
 
 
 def _options(page) -> list[str]:
