@@ -90,7 +90,7 @@ class WorkerActor:
         if wire.is_job(msg):
             msg = wire.with_job(msg, controlnet_here(wire.job_fields(msg)))
             # the studio keeps where the PNG goes (cluster/process.py); its `done` names the scratch file
-            msg, _job_id, _studio_path = wire.with_output(msg, os.path.join(self._scratch, f"{next(self._names)}.png"))
+            msg = wire.with_output(msg, os.path.join(self._scratch, f"{next(self._names)}.png"))
         try:
             self._control.send(msg)
         except (OSError, ValueError):  # the worker is gone: the relay reports its exit

@@ -50,11 +50,10 @@ def with_job(msg: p.RunJob, job: dict[str, Any]) -> p.RunJob:
     return replace(msg, job=job)
 
 
-def with_output(msg: p.RunJob, path: str) -> tuple[p.RunJob, str, str]:
-    """The job message writing to `path` instead; (message, job id, the studio's path)."""
-    fields = dict(msg.job)
-    original, fields["output_path"] = fields["output_path"], path
-    return replace(msg, job=fields), fields["job_id"], original
+def with_output(msg: p.RunJob, path: str) -> p.RunJob:
+    """The job message writing to `path` (the node's scratch file) instead of the studio's path, which
+    stays with the studio (cluster/process.Outputs) and never comes back from a node."""
+    return replace(msg, job={**msg.job, "output_path": path})
 
 
 def done_path(msg: Any) -> tuple[str, str] | None:
