@@ -91,7 +91,7 @@ class ModelCatalog:
             info = for_model(request.control.model, self.model.path, self.model.is_demo, paths=paths)
         except ControlNetError as exc:
             raise ValidationError("control_model", str(exc), got=request.control.model) from None
-        if request.mask and not takes_mask(info, transformer_config(self.model.path) or {}):
+        if request.mask and not takes_mask(info.config, transformer_config(self.model.path) or {}):
             raise ValidationError("control_model", f"ControlNet {info.name} takes no mask (the Union 1.0 layout): "
                                   "paint with a Union 2.0 or later ControlNet, or leave the mask out.",
                                   kind="nomask", got=info.name)

@@ -36,9 +36,9 @@ from studio.engine.generate import (
     StepCallback,
     Timings,
     initial_noise,
-    step_callback,
 )
 from studio.engine.preview import Previewer
+from studio.engine.steps import step_callback
 from studio.models import controlnets
 
 
@@ -381,7 +381,7 @@ class ImagesIn:
             num_inference_steps=steps, guidance_scale=guidance, output_type="latent")
         ctrl = inputs.control if inputs is not None else None
         cn = self.controlnet(ctrl.controlnet) if ctrl is not None else None
-        if task is Task.CONTROL_INPAINT and cn.config.control_in_dim == engine.pipe.transformer.config.in_channels:
+        if task is Task.CONTROL_INPAINT and not controlnets.takes_mask(cn.config, engine.pipe.transformer.config):
             raise ImagesInError("This ControlNet takes no mask (the Union 1.0 layout): paint with a Union 2.0 or "
                                 "2.1 ControlNet, or drop the mask.")
         if task in (Task.IMG2IMG, Task.INPAINT):

@@ -142,10 +142,11 @@ def fits(info: ControlNetInfo, transformer_config: dict[str, Any]) -> str | None
     return None
 
 
-def takes_mask(info: ControlNetInfo, transformer_config: dict[str, Any]) -> bool:
-    """Whether the ControlNet has an inpaint input: the 1.0 layout's control input is only the
-    control latents (as wide as the transformer's input), the later ones add the masked image and mask."""
-    return int(info.config["control_in_dim"]) != int(transformer_config.get("in_channels", 16))
+def takes_mask(controlnet_config: Any, transformer_config: Any) -> bool:
+    """Whether a ControlNet (its config) has an inpaint input: the 1.0 layout's control input is only
+    the control latents (as wide as the transformer's input), the later ones add the masked image and
+    mask. Either config a dict or a diffusers FrozenDict."""
+    return int(controlnet_config["control_in_dim"]) != int(transformer_config.get("in_channels", 16))
 
 
 # --- where ControlNets are ---------------------------------------------------------------------

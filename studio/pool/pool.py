@@ -40,7 +40,7 @@ class WorkerPool(SplitDispatch):
 
     def __init__(self, specs: list[WorkerSpec], *, model_path: str, model_name: str,
                  memory_profile: str | None = None, on_event: Callable[[ev.Event], None] | None = None,
-                 context: Any = None, target: Callable[..., None] | None = None, split: str = "auto") -> None:
+                 context: Any = None, target: Callable[..., None] | None = None, split: str = "never") -> None:
         if not specs:
             raise ValueError("A pool needs at least one worker.")
         # "full,24gb": one profile per worker, in order (the bench caps one card to show a measured split)
