@@ -149,7 +149,13 @@ class OursVariant:
         from studio.core.spec import ImageSpec
 
         spec = ImageSpec(prompt=PROMPT, seed=SEED, width=size, height=size, steps=self.ctx.args.steps)
-        return self.engine.generate(spec)[0]
+        image, self.last = self.engine.generate(spec)
+        return image
+
+    def phases(self) -> dict[str, float]:
+        """The last image's encode / denoise / decode seconds by the Engine's own clock."""
+        t = getattr(self, "last", None)
+        return {} if t is None else {k: round(getattr(t, k), 4) for k in ("encode_s", "denoise_s", "decode_s")}
 
     def info(self) -> dict[str, Any]:
         e = self.engine
@@ -208,6 +214,7 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
             secs, img = timed(ctx, lambda s=s, v=v: v.image(s), args.runs)
             row["one_s"] = round(secs, 4)
             row["one_recompiled"] = graphs_compiled() - before
+            row["one_phases"] = getattr(v, "phases", dict)()
             single[s] = img
             ctx.log(f"{name} {s}²: one device {secs:.3f} s/image")
         dist.barrier()
@@ -227,12 +234,14 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
         secs, img = timed(ctx, lambda s=s, v=v: v.image(s), args.runs)
         row["split_s"] = round(secs, 4)
         row["split_recompiled"] = graphs_compiled() - before
+        row["split_phases"] = getattr(v, "phases", dict)()
         if ctx.rank == 0:
             row["ratio"] = round(secs / row["one_s"], 3) if row.get("one_s") else None
             if s in single:
                 row.update(img_diff(img, single[s]))
             ctx.log(f"{name} {s}²: split over {ctx.world} {secs:.3f} s/image, ratio {row['ratio']}, "
-                    f"PSNR {row.get('psnr_db')} dB, recompiled in timed runs: {row['split_recompiled']}")
+                    f"PSNR {row.get('psnr_db')} dB, recompiled in timed runs: {row['split_recompiled']}, "
+                    f"phases one {row.get('one_phases')} split {row['split_phases']}")
     profiled: dict[str, Any] | None = None
     if args.profile and ctx.time_left(60):
         profiled = {"variant": name, "profile_size": args.profile,
