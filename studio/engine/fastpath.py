@@ -9,8 +9,10 @@ encoding: studio/engine/text_encode.py and text_graphs.py):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -114,11 +116,26 @@ def save_mega_cache(folder: Path) -> int:
         return 0
     if not got:
         return 0
-    data = got[0]
-    tmp = folder / (MEGA_CACHE_FILE + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(folder / MEGA_CACHE_FILE)
-    return len(data)
+    return len(got[0]) if write_replacing(folder / MEGA_CACHE_FILE, got[0]) else 0
+
+
+def write_replacing(path: Path, data: bytes) -> bool:
+    """Write `path` whole or not at all; False when it cannot be written.
+
+    Every worker of a machine saves into the one compile cache as its warm-up ends, often at the same
+    moment: each writes its own temporary file and renames it over the last, so readers see one whole
+    file and no writer trips over another's. A cache that cannot be saved only costs the next start a
+    compile, so it never fails the warm-up.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return False
 
 
 class CompileSwitch:

@@ -136,7 +136,7 @@ class Split:
     then `active()` puts them in place for one image and takes them out again, so the same engine
     makes its own images between split ones (the compiled blocks keep one graph for each way)."""
 
-    def __init__(self, transformer: Any, size: int, overlap: bool = False) -> None:
+    def __init__(self, transformer: Any, size: int, overlap: bool = False, fp8_comm: bool = False) -> None:
         modules = list(transformer.modules())
         plain = {id(m): m.__dict__.get("forward") for m in modules}
         # each compiled block keeps a graph per way (one device, split) and per kind of block
@@ -145,6 +145,8 @@ class Split:
         self.transformer = transformer
         self.size = size
         self.config = enable(transformer, size)
+        if fp8_comm:  # cache-dit's per-token FP8 all-to-all for q, v and o (k stays bf16): half the bytes
+            self.config.ulysses_float8 = True
         self._forwards = [(m, plain[id(m)], m.__dict__["forward"]) for m in modules
                           if m.__dict__.get("forward") is not plain[id(m)]]
         self._procs = [proc for m in modules if getattr(getattr(m, "processor", None), "_cp_config", None) is not None

@@ -13,6 +13,8 @@ Variants:
                   (what issue 16 measured: 0.644x at 1024², 0.583x at 2048²)
   ours-fp8+cachedit  as ours+cachedit with the FP8 transformer (where the GPU has FP8)
   ...+overlap     q's all-to-all starts before k and v are projected (studio/engine/split.py)
+  ...+fp8comm     cache-dit's FP8 all-to-all (per-token scales) for q, v and o
+  ...+reorder     inductor reorders the blocks' compute around the collectives to overlap them
   ...+graphs      denoising steps replayed from CUDA graphs (studio/engine/step_graphs.py), the split
                   steps (with their collectives) in graphs of their own: no Python launch cost per step
 --profile SIZE: after a variant's timed runs, torch.profiler over one split image (rank 0) and one
@@ -44,7 +46,8 @@ from tools.gpu.common import img_diff, sync  # noqa: E402
 
 VARIANTS = ("ours+cachedit", "stock+cachedit", "ours-fp8+cachedit", "ours+cachedit+graphs",
             "ours-fp8+cachedit+graphs", "ours+cachedit+overlap", "ours+cachedit+graphs+overlap",
-            "ours-fp8+cachedit+graphs+overlap")
+            "ours-fp8+cachedit+graphs+overlap", "ours+cachedit+fp8comm", "ours+cachedit+graphs+overlap+fp8comm",
+            "ours+cachedit+reorder")
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 SEED = 7
 
@@ -123,12 +126,15 @@ def timed(ctx: Ctx, fn: Any, runs: int) -> tuple[float, Any]:
 class OursVariant:
     """Our engine: fused attention and compiled blocks, then cache-dit's hooks around them."""
 
-    def __init__(self, ctx: Ctx, fp8: bool, graphs: bool) -> None:
+    def __init__(self, ctx: Ctx, fp8: bool, graphs: bool, reorder: bool = False) -> None:
+        import torch._inductor.config
+
         from studio.engine import fastpath, fused_attention
         from studio.engine.generate import Engine
 
         self.ctx = ctx
         cuda = ctx.device.type == "cuda"
+        torch._inductor.config.reorder_for_compute_comm_overlap = reorder
         if ctx.args.compile_backend or not cuda:
             os.environ["ZAOXIANG_COMPILE_BACKEND"] = ctx.args.compile_backend or "eager"
         pipe = build_pipe(ctx)
@@ -192,7 +198,7 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
     args = ctx.args
     ctx.log(f"{name}: building")
     if name.startswith("ours"):
-        v: Any = OursVariant(ctx, fp8="-fp8" in name, graphs="+graphs" in name)
+        v: Any = OursVariant(ctx, fp8="-fp8" in name, graphs="+graphs" in name, reorder="+reorder" in name)
     else:
         v = StockVariant(ctx)
     rows = [{"variant": name, "size": s} for s in sizes]
@@ -201,7 +207,7 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
     ctx.log(f"{name}: one-device warm-up {time.perf_counter() - t_build:.1f}s")
     from studio.engine.split import Split
 
-    splitter = Split(v.transformer, ctx.world, overlap="+overlap" in name)  # off: one-device runs go around it
+    splitter = Split(v.transformer, ctx.world, overlap="+overlap" in name, fp8_comm="+fp8comm" in name)  # off: one-device runs go around it
     dist.barrier()
     single: dict[int, Any] = {}
     for row in rows:
