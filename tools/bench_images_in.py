@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default="", help="comma list of task-name prefixes to run (default: all)")
     p.add_argument("--controlnet-layout", default="2.1",
                    help=f"comma list of Fun-Controlnet-Union layouts to time in turn: {', '.join(LAYOUTS)}")
-    p.add_argument("--host-timesteps", default="off", choices=("off", "on", "both"),
+    p.add_argument("--host-timesteps", default="on", choices=("off", "on", "both"),
                    help="the image pipelines' schedule in CPU memory (ImagesIn.host_timesteps): off, on, or both "
                         "(extra 'host' rows for img2img s=1.0, each ControlNet at end 1.0 and the hires fix)")
     args = p.parse_args(argv)

@@ -57,8 +57,7 @@ class Settings:
     auth_user: str = ""
     auth_password: str = ""  # a `passwords.hash_password` hash, never the password itself
     fast_path: bool = True
-    split_image: str = "never"  # one image on several GPUs: auto | never | always (studio/pool/group.py);
-    # auto becomes the default once a GPU has measured its first image after ready (docs/benchmarks.md)
+    split_image: str = "auto"  # one image on several GPUs: auto | never | always (studio/pool/group.py)
 
     def with_changes(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -179,8 +179,8 @@ class _ControlWindow:
 class ImagesIn:
     """The image-input tasks of one Engine: its derived pipelines and its one loaded ControlNet."""
 
-    # The schedule kept in CPU memory (see _host_schedule): opt-in until a GPU has measured it.
-    host_timesteps = False
+    # The schedule kept in CPU memory (see _host_schedule): img2img no longer waits on the GPU each step.
+    host_timesteps = True
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

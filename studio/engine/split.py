@@ -131,6 +131,16 @@ def _plan(transformer: Any, config: Any) -> dict[str, Any]:
     return plan
 
 
+def _fp8_exchange_on_triton() -> None:
+    """cache-dit chooses the FP8 exchange's kernels on every call by trying `import cutlass.cute`, an
+    import torch.compile cannot trace where CuTe DSL is absent: pin its Triton kernels once instead."""
+    from cache_dit.kernels import ops
+
+    for name in ("fp8_comm_per_token_quant", "fp8_comm_per_token_dequant", "fp8_comm_qkv_permute_quant",
+                 "fp8_comm_qkv_permute_dequant"):
+        ops._KERNEL_BE_SELECTOR_MAP[name] = ops._select_triton_backend
+
+
 class Split:
     """The split switched on per image: cache-dit's hooks and the processors' config are installed once,
     then `active()` puts them in place for one image and takes them out again, so the same engine
@@ -146,6 +156,7 @@ class Split:
         self.size = size
         self.config = enable(transformer, size)
         if fp8_comm:  # cache-dit's per-token FP8 all-to-all for q, v and o (k stays bf16): half the bytes
+            _fp8_exchange_on_triton()
             self.config.ulysses_float8 = True
         self._forwards = [(m, plain[id(m)], m.__dict__["forward"]) for m in modules
                           if m.__dict__.get("forward") is not plain[id(m)]]

@@ -5,10 +5,12 @@
 #        cuda:2    issue 20's bench_images_in.py, 24gb profile capped at 22 GiB, Union 2.1 and every other task
 #        cuda:3    the same for the Union 1.0 and lite layouts (their ControlNet rows and text-to-image)
 #        cuda:2,3  then issue 16's pool "auto": the first image after ready against the next five
-# call2  cuda:0,1  the split bench's FP8-exchange and reordering variants, profile at 2048²
+# call2  cuda:0,1  the split bench's FP8-exchange and reordering variants, profile at 2048² (lost: see call3)
 #        cuda:2    the Union 1.0 and lite rows again (call1 lost them to a shared cache file)
 #        cuda:2,3  then the split over PCIe (NCCL_P2P_DISABLE=1 as the stand-in)
 #        cuda:0-3  last, one image over all four GPUs (Ulysses 4) where time is left
+# call3  cuda:0,1  the reordering and FP8-exchange variants again (FP8 now on Triton), profile at 2048²
+#        cuda:2,3  a request of 16 through `zaoxiang bench` at the default split setting (auto)
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -58,5 +60,13 @@ case ${1:-call1} in
       lat four 0,1,2,3 4 --sizes 2048,1024 --runs 2 --variants ours+cachedit
       echo "--- four GPUs"; show "$OUT/four.log" 8
     fi ;;
+  call3)
+    lat lat 0,1 2 --sizes 2048,1024 --runs 2 --profile 2048 \
+      --variants ours+cachedit+reorder,ours+cachedit+graphs+overlap+fp8comm,ours+cachedit+fp8comm &
+    CUDA_VISIBLE_DEVICES=2,3 timeout 300 python3 -m studio bench --random-weights full --size 1024 --steps 9 \
+      --batch 16 --runs 3 --json --workers cuda:0,cuda:1 >"$OUT/p2auto.json" 2>"$OUT/p2auto.err" &
+    wait
+    echo "--- p2 at auto"; show "$OUT/p2auto.err" 4; tail -c 1500 "$OUT/p2auto.json"
+    echo "--- latency"; show "$OUT/lat.log" 80 ;;
 esac
 echo "=== done at ${SECONDS}s"
