@@ -11,6 +11,8 @@
 #        cuda:0-3  last, one image over all four GPUs (Ulysses 4) where time is left
 # call3  cuda:0,1  the reordering and FP8-exchange variants again (FP8 now on Triton), profile at 2048²
 #        cuda:2,3  a request of 16 through `zaoxiang bench` at the default split setting (auto)
+# call4  (2 GPUs, alone) auto's first image after ready at 1024², then the same with the split
+#        steps kept in CUDA graphs (ZAOXIANG_SPLIT_STEP_GRAPHS=1)
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -68,5 +70,14 @@ case ${1:-call1} in
     wait
     echo "--- p2 at auto"; show "$OUT/p2auto.err" 4; tail -c 1500 "$OUT/p2auto.json"
     echo "--- latency"; show "$OUT/lat.log" 80 ;;
+  call4)
+    for g in 0 1; do
+      (( $(left) < 100 )) && break
+      env $([[ $g == 1 ]] && echo ZAOXIANG_SPLIT_STEP_GRAPHS=1) timeout "$(left)" python3 tools/gpu/bench_pool_split.py \
+        --workers cuda:0,cuda:1 --random-weights full --sizes 1024 --first-after-ready --runs 6 --batch 0 \
+        --out "$OUT/first$g" >"$OUT/first$g.log" 2>&1
+      echo "--- first, split step graphs $g: rc=$?"; grep -E "^first image|^split" "$OUT/first$g.log" | cut -c1-400
+      grep '"size"' "$OUT/first$g.log" | cut -c1-300
+    done ;;
 esac
 echo "=== done at ${SECONDS}s"
