@@ -328,6 +328,45 @@ def test_xorg_fallback_left_click_opens_the_studio(home: Path, tray_host: str, t
         screen.close()
 
 
+LOST_MESSAGE = r"""
+import threading, time, Xlib.X
+from PIL import Image
+from studio.desktop import tray
+Icon = tray.icon_class(tray.Backend.XORG)
+icon = Icon("zx-test", Image.new("RGBA", (16, 16), "red"), "before")
+ready = threading.Event()
+threading.Thread(target=icon.run, args=(lambda i: (setattr(i, "visible", True), ready.set()),), daemon=True).start()
+assert ready.wait(30), "the icon never came up"
+handle = icon._message_handlers[Xlib.X.ClientMessage]
+title_change = icon._display.intern_atom("_PYSTRAY__UPDATE_TITLE")
+dropped = []
+def lose_first(event):  # the loss seen under load: the loop never sees the change's message
+    if not dropped and event.client_type == title_change:
+        dropped.append(event)
+        return
+    handle(event)
+icon._message_handlers[Xlib.X.ClientMessage] = lose_first
+t0 = time.monotonic()
+icon.title = "after"  # pystray waits for the loop's reply; it never came for a lost message
+took = time.monotonic() - t0
+print("dropped", len(dropped), "took", round(took, 2), "name", icon._window.get_wm_name(), flush=True)
+icon._message_handlers[Xlib.X.ClientMessage] = handle
+icon.stop()
+"""
+
+
+def test_a_lost_change_message_is_asked_again(home: Path, tray_host: str) -> None:
+    """pystray's Xorg icon hands each change to its loop as an X message and waited for the reply without
+    end: one lost message hung the tray's updater thread. A real icon in trayer, its loop made to miss the
+    first message: the change is asked again and lands."""
+    env = {**cli_env(home), "DISPLAY": tray_host, "PYSTRAY_BACKEND": "xorg"}
+    r = subprocess.run([sys.executable, "-c", LOST_MESSAGE], env=env, capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stderr[-2000:]
+    words = r.stdout.split()
+    assert words[:2] == ["dropped", "1"] and words[-2:] == ["name", "after"], r.stdout
+    assert tray_mod.XORG_REPLY_WAIT_S <= float(words[3]) < tray_mod.XORG_REPLY_WAIT_S * 2 + 3, r.stdout
+
+
 @pytest.mark.slow
 def test_icon_follows_work(home: Path, tray_host: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """In this process, so the test can see the icon's state; quits through the launcher, not the menu.

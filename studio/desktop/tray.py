@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import threading
+import types
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -25,6 +27,8 @@ from studio.desktop.messages import ERROR, IDLE, WORKING, resolve_lang, text  # 
 log = logging.getLogger(__name__)
 
 ICON_FILES = {IDLE: "tray-idle.png", WORKING: "tray-working.png", ERROR: "tray-error.png"}
+XORG_REPLY_WAIT_S = 2.0  # how long a change waits for the X loop's reply before it asks again
+XORG_REPLY_TRIES = 4
 
 
 def next_state(state: str, event: ev.Event, running: set[str]) -> str:
@@ -194,6 +198,32 @@ class _NoNotifier:
         pass
 
 
+def _bounded_change(original: Callable[[], None], atom: int) -> Callable[[Any], None]:
+    """pystray's Xorg dispatch of `original` to the icon's loop thread, with a bounded wait for its reply."""
+    def change(icon: Any) -> None:
+        if threading.current_thread() is getattr(icon, "_thread", None):
+            original()
+            return
+        while True:  # replies of changes given up on earlier are stale: drop them first
+            try:
+                icon._queue.get_nowait()
+            except queue.Empty:
+                break
+        for _ in range(XORG_REPLY_TRIES):
+            icon._send_message(icon._window, atom)
+            icon._display.flush()
+            try:
+                result = icon._queue.get(timeout=XORG_REPLY_WAIT_S)
+            except queue.Empty:
+                continue
+            if result is not True:
+                raise result[1].with_traceback(result[2])
+            return
+        raise TimeoutError(f"the tray's X loop did not answer {original.__name__}")
+
+    return change
+
+
 def icon_class(backend: Backend) -> type:
     """pystray's Icon for `backend`, with two repairs: the GTK backends start without a session bus
     (pystray's notifier needs one and took the whole icon down), and the Xorg icon hears clicks
@@ -225,6 +255,15 @@ def icon_class(backend: Backend) -> type:
                 self._thread = threading.current_thread()
                 self.visible = True
                 super()._run()
+
+            def _rewrite_implementation(self, *originals):
+                # pystray hands each change (icon, title, show, hide, stop) to its loop thread as an X
+                # message and waits for the reply without end; under load a message was lost and the
+                # tray's updater thread hung for good. Ask again after a while, and give up in the end.
+                super()._rewrite_implementation(*originals)
+                for original in originals:
+                    atom = self._display.intern_atom(f"_PYSTRAY_{original.__name__.upper()}")
+                    setattr(self, original.__name__, types.MethodType(_bounded_change(original, atom), self))
 
             def _create_window(self):
                 import Xlib.X
@@ -395,8 +434,14 @@ class StudioTray:
             self.ready.set()
             self._refresh()
             # The stop waits on a daemon thread: pystray's setup thread is one the process waits for.
-            threading.Thread(target=lambda: (stop_event.wait(), icon.stop()), name="tray-stop",
-                             daemon=True).start()
+            threading.Thread(target=stop_when_asked, args=(icon,), name="tray-stop", daemon=True).start()
+
+        def stop_when_asked(icon) -> None:
+            stop_event.wait()
+            try:
+                icon.stop()
+            except Exception as exc:  # a loop that does not answer is left to the join below
+                log.warning("tray stop: %s", exc)
 
         def make_and_run() -> None:
             # Made on the thread that runs its loop: GTK wants one thread for all its calls.
