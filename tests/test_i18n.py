@@ -76,6 +76,43 @@ def test_every_input_image_problem_reads_in_both_languages():
     assert note.message("zh").startswith("蒙版尺寸 64×64") and "resized to fit" in note.message("en")
 
 
+def said_keys(path: Path) -> set[str]:
+    """Every strings key a module raises as a SaidError (`SomeError("input.x", ...)`) or returns for one."""
+    import ast
+
+    keys = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "ImagesInError":
+            assert node.args and isinstance(node.args[0], (ast.Constant, ast.Subscript)), ast.unparse(node)
+            if isinstance(node.args[0], ast.Constant):
+                keys.add(node.args[0].value)
+        elif isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and node.value.elts \
+                and isinstance(node.value.elts[0], ast.Constant) and str(node.value.elts[0].value).startswith("input."):
+            keys.add(node.value.elts[0].value)
+    return keys
+
+
+def test_every_images_in_error_reads_in_both_languages_with_the_same_arguments():
+    """The engine's ImagesInError keys (and controlnets.misfit's) are in the one table, zh and en, and
+    both languages name the same arguments; the error pickles back to itself (it crosses processes)."""
+    import pickle
+    import string
+
+    root = Path(__file__).resolve().parents[1] / "studio"
+    keys = said_keys(root / "engine" / "images_in.py") | said_keys(root / "models" / "controlnets.py")
+    assert {"input.control_needs_mask", "input.upscaler_spandrel", "input.controlnet_width",
+            "input.controlnet_nomask"} <= keys
+    for key in keys:
+        texts = i18n.STRINGS[key]
+        assert texts.get("zh") and texts.get("en"), key
+        names = [{f for _, f, _, _ in string.Formatter().parse(texts[lang]) if f} for lang in ("zh", "en")]
+        assert names[0] == names[1], (key, names)
+    err = i18n.SaidError("input.upscaler_spandrel", name="x.pth")
+    assert str(err).startswith("The upscaler x.pth needs the spandrel package")
+    back = pickle.loads(pickle.dumps(err))
+    assert (type(back), back.key, back.fmt, str(back)) == (i18n.SaidError, err.key, err.fmt, str(err))
+
+
 def test_the_console_says_why_there_is_no_tray_in_the_studios_language():
     for reason in tray.TrayOff:
         zh, en = messages.text(reason.key, "zh"), messages.text(reason.key, "en")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from studio.core.i18n import t
 from studio.core.image_inputs import (
     InputImageError,
     InputStore,
@@ -578,6 +579,12 @@ def test_unusable_combinations_and_foreign_controlnets_are_one_line(images_in, p
         images_in.run(seed=1, inputs=ImageInputs(control=ControlInput(image=picture, controlnet=str(foreign))),
                       **ARGS)
     assert "width 3840" in str(err.value) and "\n" not in str(err.value)
+    assert (err.value.key, err.value.fmt["dim"]) == ("input.controlnet_width", 3840)  # the window's zh line
+    with pytest.raises(ImagesInError) as err:  # the ControlNet's own reason kept, after a zh line
+        images_in.run(seed=1, inputs=ImageInputs(control=ControlInput(image=picture, controlnet="no-such-cn")),
+                      **ARGS)
+    assert err.value.key == "input.controlnet_unusable" and "no-such-cn" in str(err.value)
+    assert t(err.value.key, "zh", **err.value.fmt) == f"ControlNet 不可用，请选择一个适用于当前模型的 ControlNet：{err.value}"
 
 
 def test_cancel_between_img2img_steps(images_in, picture) -> None:

@@ -1,4 +1,5 @@
-"""Image-input jobs through a real worker process (issue 20): live previews like text-to-image's.
+"""Image-input jobs through a real worker process (issue 20): live previews like text-to-image's, and
+a worker's refusal of an input said in the window's language.
 
 One CPU worker on the demo model, its steps stretched by 0.25 s (the test-only delay knob) so the
 previewer's time budget allows a preview every step or two, as in tests/test_pool.py.
@@ -7,7 +8,9 @@ previewer's time budget allows a preview every step or two, as in tests/test_poo
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from PIL import Image
 from studio.core import events as ev
 from studio.core.image_inputs import InputStore
 from studio.core.request import GenerationRequest
+from studio.core.spec import HiresRef
 from studio.pool.worker import DELAY_ENV
 from tests.homes import make_home
 from tests.pool_helpers import running_studio
@@ -62,3 +66,30 @@ def test_img2img_job_sends_previews_of_the_image_it_makes(worker) -> None:
     near, mirrored = np.abs(shown - final).mean(), np.abs(shown - final[:, ::-1]).mean()
     print(f"last preview (step {previews[-1]['step']}): mean |Δ| {near:.1f} to the image, {mirrored:.1f} to its mirror")
     assert near < mirrored  # the preview shows this picture's layout, not just its colours
+
+
+@pytest.mark.skipif(importlib.util.find_spec("spandrel") is not None, reason="needs spandrel absent, as setup.sh has it")
+def test_an_images_in_error_in_the_worker_reaches_a_chinese_window_in_chinese(worker) -> None:
+    """The submit-time checks pass an upscaler model by name; only the worker finds it cannot load one.
+    Its ImagesInError travels as a strings key: the job's failure carries it, English stays the API's
+    and the CLI's text, and the window renders the same reason in zh (not the generic 生成失败)."""
+    from studio.ui.progress import RequestView, render_progress
+
+    studio, recorder = worker
+    rid = studio.submit(GenerationRequest(prompt="a red circle", width=SIZE, height=SIZE, steps=2, seed=3,
+                                          hires=HiresRef(scale=1.5, strength=0.3, upscaler="4x-upscaler.pth")))
+    (result,) = studio.wait(rid, timeout=300)
+    assert result["status"] == "failed", result
+    assert result["error_kind"] == "error"
+    assert result["error_key"] == "input.upscaler_spandrel" and result["error_args"] == {"name": "4x-upscaler.pth"}
+    assert result["error"].startswith("The upscaler 4x-upscaler.pth needs the spandrel package"), result
+    recorder.wait_for(lambda e: e["type"] == ev.REQUEST_DONE and e["request_id"] == rid)
+    view = RequestView(rid, 1)
+    for event in recorder.events:
+        view.apply(event)
+    english = re.sub(r"<[^>]+>", " ", render_progress(view, "en"))
+    chinese = re.sub(r"<[^>]+>", " ", render_progress(view, "zh"))
+    assert result["error"] in english
+    assert "spandrel" in chinese and "放大模型 4x-upscaler.pth" in chinese and "详见日志" not in chinese, chinese
+    assert not re.search(r"[A-Za-z]{4,}", chinese.replace("spandrel", "").replace("upscaler", "")
+                         .replace("Lanczos", "").replace("cpu", "")), chinese

@@ -4,6 +4,7 @@ One table for the window (`ui/`), the desktop parts (tray, console lines, `zaoxi
 `desk.*`) and the settings checks (`set.*`, `settings.*`), so a string is translated once and
 `check_complete` keeps both languages in step. In core because the desktop must not import the UI
 and messages made below both (the settings file's notices) follow the same language rule.
+`SaidError` is an error raised below the window (in a worker) that the window can still say in zh.
 """
 
 from __future__ import annotations
@@ -60,3 +61,20 @@ def check_complete() -> list[str]:
             if not texts.get(lang):
                 bad.append(f"{key}:{lang}")
     return bad
+
+
+class SaidError(Exception):
+    """An error stated once, as a key of the strings table and its arguments: `str()` is the English line
+    (logs, the API and the CLI read it as before), and `key`/`fmt` travel as plain data so a window
+    says it in its own language. The key's English must be complete (not an `err.*` blank)."""
+
+    def __init__(self, key: str, **fmt: str | int | float) -> None:
+        self.key, self.fmt = key, fmt
+        super().__init__(t(key, "en", **fmt))
+
+    def __reduce__(self) -> tuple[object, ...]:  # the default would call the class with the English line
+        return _said, (type(self), self.key, self.fmt)
+
+
+def _said(cls: type[SaidError], key: str, fmt: dict[str, str | int | float]) -> SaidError:
+    return cls(key, **fmt)

@@ -554,6 +554,42 @@ STRINGS: dict[str, dict[str, str]] = {
                        "en": "Outpaint must be four whole numbers of pixels L,R,U,D from 0 to {max} (got {name})."},
     "input.needs_image": {"zh": "{name} 需要一张要处理的图片：请同时提供图片。",
                           "en": "A {name} needs an image to work on: give the image too."},
+    # image inputs a worker cannot run (studio/engine/images_in.py's `ImagesInError`, a `SaidError`):
+    # the submit-time checks catch most first; these are what reaches the engine
+    "input.control_needs_mask": {
+        "zh": "ControlNet 配合输入图片时需要蒙版（局部重绘）：当前 diffusers 版本没有 ControlNet 图生图；"
+              "请涂抹蒙版或去掉输入图片。",
+        "en": "ControlNet with an init image needs a mask (inpaint): this diffusers version has no ControlNet "
+              "image-to-image; paint a mask or drop the init image.",
+    },
+    "input.mask_needs_image": {"zh": "蒙版需要一张输入图片才能重绘：请同时提供图片。",
+                               "en": "A mask needs an init image to paint into."},
+    "input.upscaler_spandrel": {
+        "zh": "放大模型 {name} 需要 spandrel 软件包，但它没有安装：请安装它，或不选放大模型（使用 Lanczos）。",
+        "en": "The upscaler {name} needs the spandrel package, which is not installed: install it, or leave the "
+              "upscaler empty for Lanczos.",
+    },
+    "input.controlnet_unusable": {"zh": "ControlNet 不可用，请选择一个适用于当前模型的 ControlNet：{detail}",
+                                  "en": "{detail}"},
+    "input.controlnet_width": {
+        "zh": "ControlNet {name} 是为宽度 {dim} 的模型制作的，当前模型宽度为 {model_dim}：请换用为当前模型制作的 ControlNet。",
+        "en": "ControlNet {name} was made for a model of width {dim}; this model's width is {model_dim}: use a "
+              "ControlNet made for this model.",
+    },
+    "input.controlnet_blocks": {
+        "zh": "ControlNet {name} 作用到第 {block} 块，当前模型只有 {layers} 块：请换用为当前模型制作的 ControlNet。",
+        "en": "ControlNet {name} reaches block {block}; this model has {layers}: use a ControlNet made for this "
+              "model.",
+    },
+    "input.controlnet_heads": {
+        "zh": "ControlNet {name} 有 {heads} 个注意力头，与当前模型不同：请换用为当前模型制作的 ControlNet。",
+        "en": "ControlNet {name} has {heads} attention heads, this model another number.",
+    },
+    "input.controlnet_nomask": {
+        "zh": "这个 ControlNet 不接受蒙版（Union 1.0 结构）：局部重绘请换用 Union 2.0 或 2.1 的 ControlNet，或去掉蒙版。",
+        "en": "This ControlNet takes no mask (the Union 1.0 layout): paint with a Union 2.0 or 2.1 ControlNet, "
+              "or drop the mask.",
+    },
     "input.note.mask_resized": {"zh": "蒙版尺寸 {got} 与图片 {want} 不同：已把蒙版缩放到图片尺寸。",
                                 "en": "The mask was {got}, the image {want}: the mask was resized to fit."},
     "input.note.image_resized": {"zh": "图片尺寸 {got}：已缩放为 {want}（边长须为 16 的倍数）。",

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from studio.core.i18n import SaidError
 from studio.core.image_inputs import InputStore, Note, fit_image, fit_mask, paste_back, snap
 from studio.core.spec import ImageSpec
 from studio.engine.control_maps import control_map
@@ -50,8 +51,9 @@ class Task(str, Enum):
     CONTROL_INPAINT = "control-inpaint"
 
 
-class ImagesInError(ValueError):
-    """A combination of inputs this engine cannot run; one line saying what would work."""
+class ImagesInError(SaidError, ValueError):
+    """A combination of inputs this engine cannot run; one line saying what would work, given as a key
+    of studio/core/strings.py (`input.*`) and its arguments: `str()` is the English line."""
 
 
 @dataclass
@@ -88,12 +90,11 @@ class ImageInputs:
     def task(self) -> Task:
         if self.control is not None:
             if self.init_image is not None and self.mask is None:
-                raise ImagesInError("ControlNet with an init image needs a mask (inpaint): this diffusers "
-                                    "version has no ControlNet image-to-image; paint a mask or drop the init image.")
+                raise ImagesInError("input.control_needs_mask")
             return Task.CONTROL_INPAINT if self.mask is not None else Task.CONTROL
         if self.mask is not None:
             if self.init_image is None:
-                raise ImagesInError("A mask needs an init image to paint into.")
+                raise ImagesInError("input.mask_needs_image")
             return Task.INPAINT
         return Task.IMG2IMG if self.init_image is not None else Task.TEXT
 
@@ -139,8 +140,7 @@ def _model_upscale(image: Image.Image, path: Path, device: Any) -> Image.Image:
     try:
         import spandrel  # type: ignore[import-not-found]
     except ImportError:
-        raise ImagesInError(f"The upscaler {path.name} needs the spandrel package, which is not installed: "
-                            "install it, or leave the upscaler empty for Lanczos.") from None
+        raise ImagesInError("input.upscaler_spandrel", name=path.name) from None
     import numpy as np
 
     model = spandrel.ModelLoader().load_from_file(str(path)).to(device).eval()
@@ -254,10 +254,10 @@ class ImagesIn:
         try:
             info = controlnets.resolve(ref, n_layers=tr.config.n_layers)
         except controlnets.ControlNetError as exc:
-            raise ImagesInError(str(exc)) from None
-        why = controlnets.fits(info, dict(tr.config))
+            raise ImagesInError("input.controlnet_unusable", detail=str(exc)) from None
+        why = controlnets.misfit(info, dict(tr.config))
         if why:
-            raise ImagesInError(why)
+            raise ImagesInError(why[0], **why[1])
         if self._controlnet is not None and self._controlnet[0] == info.path:
             return self._controlnet[1]
         from diffusers import ZImageControlNetModel
@@ -382,8 +382,7 @@ class ImagesIn:
         ctrl = inputs.control if inputs is not None else None
         cn = self.controlnet(ctrl.controlnet) if ctrl is not None else None
         if task is Task.CONTROL_INPAINT and not controlnets.takes_mask(cn.config, engine.pipe.transformer.config):
-            raise ImagesInError("This ControlNet takes no mask (the Union 1.0 layout): paint with a Union 2.0 or "
-                                "2.1 ControlNet, or drop the mask.")
+            raise ImagesInError("input.controlnet_nomask")
         if task in (Task.IMG2IMG, Task.INPAINT):
             s = strength if strength is not None else (inputs.strength if inputs and inputs.strength is not None
                                                        else 1.0)

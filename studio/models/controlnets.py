@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core.i18n import t
 from studio.core.paths import Paths, get_paths
 from studio.models.loras import in_folders
 from studio.models.single_file import SingleFileError, read_header
@@ -124,22 +125,28 @@ def inspect(path: str | Path, n_layers: int = 30) -> ControlNetInfo:
     return ControlNetInfo(str(p), name, "single-file", config, str(p), p.stat().st_size)
 
 
-def fits(info: ControlNetInfo, transformer_config: dict[str, Any]) -> str | None:
-    """None if the ControlNet can drive a transformer with this config, else why not (one line)."""
+def misfit(info: ControlNetInfo, transformer_config: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """None if the ControlNet can drive a transformer with this config, else why not: a strings key
+    (`input.controlnet_*`) and its arguments, so the engine can raise it as a `SaidError`."""
     dim = transformer_config.get("dim")
     layers = transformer_config.get("n_layers", 0)
     refiners = transformer_config.get("n_refiner_layers", 0)
     cfg = info.config
     if dim is not None and info.dim != dim:
-        return (f"ControlNet {info.name} was made for a model of width {info.dim}; this model's width is "
-                f"{dim}: use a ControlNet made for this model.")
+        return "input.controlnet_width", {"name": info.name, "dim": info.dim, "model_dim": dim}
     if max(cfg["control_layers_places"], default=0) >= layers or \
             max(cfg.get("control_refiner_layers_places") or [0], default=0) >= max(refiners, 1):
-        return (f"ControlNet {info.name} reaches block {max(cfg['control_layers_places'])}; this model has "
-                f"{layers}: use a ControlNet made for this model.")
+        return "input.controlnet_blocks", {"name": info.name, "block": max(cfg["control_layers_places"]),
+                                           "layers": layers}
     if cfg.get("n_heads") != transformer_config.get("n_heads", cfg.get("n_heads")):
-        return f"ControlNet {info.name} has {cfg.get('n_heads')} attention heads, this model another number."
+        return "input.controlnet_heads", {"name": info.name, "heads": cfg.get("n_heads")}
     return None
+
+
+def fits(info: ControlNetInfo, transformer_config: dict[str, Any]) -> str | None:
+    """None if the ControlNet can drive a transformer with this config, else why not (one English line)."""
+    why = misfit(info, transformer_config)
+    return t(why[0], "en", **why[1]) if why else None
 
 
 def takes_mask(controlnet_config: Any, transformer_config: Any) -> bool:

@@ -103,6 +103,8 @@ class Ledger:
             js.finished = time.time()
         if state == FAILED:
             js.error = {"error_kind": payload.get("kind"), "error": payload.get("message")}
+            if payload.get("message_key"):  # a `SaidError`: what a window needs to say it in its language
+                js.error.update(error_key=payload["message_key"], error_args=payload.get("message_args") or {})
         job = js.job
         base = {"job_id": job.job_id, "request_id": job.request_id, "index": job.index, "worker": self.name(js.worker)}
         self.emit(kind, **{**base, **payload})

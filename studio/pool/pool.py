@@ -394,8 +394,9 @@ class WorkerPool(SplitDispatch):
             self._split_fault(js, slot, died=False)
             return
         if msg.error != ErrorKind.OOM:
+            said = {"message_key": msg.message_key, "message_args": msg.message_args} if msg.message_key else {}
             self._books.finish(js, FAILED, None, ev.JOB_FAILED, **common, kind=msg.error.value, message=msg.message,
-                                exception=msg.exception)
+                                exception=msg.exception, **said)
             return
         lower = lower_profile(js.memory_profile or slot.info.get("memory_profile"))
         if not js.oom_retried and lower is not None and not self._requests[job.request_id].cancelled:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import enum
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
+
+from studio.core.i18n import SaidError
 
 SENT = "sent"  # a job state of the pool's own, beside core's: handed to a worker's pipe, not started yet
 
@@ -246,6 +248,9 @@ class Failed(Message):
     error: ErrorKind
     message: str
     exception: str = ""
+    # a `SaidError`'s strings key and arguments, so a window says `message` in its own language
+    message_key: str = ""
+    message_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -277,6 +282,13 @@ class ErrorInfo:
     error: ErrorKind
     message: str
     exception: str = ""
+    message_key: str = ""  # a `SaidError`'s key and arguments (studio/core/strings.py)
+    message_args: dict[str, Any] = field(default_factory=dict)
+
+    def failed(self, job_id: str, busy_s: float) -> Failed:
+        """The job's FAILED message saying this error."""
+        return Failed(job_id, busy_s, self.error, self.message, self.exception, self.message_key,
+                      dict(self.message_args))
 
 
 def describe_error(exc: BaseException) -> ErrorInfo:
@@ -289,4 +301,6 @@ def describe_error(exc: BaseException) -> ErrorInfo:
         kind = ErrorKind.NON_FINITE
     else:
         kind = ErrorKind.ERROR
+    if isinstance(exc, SaidError):
+        return ErrorInfo(kind, text, name, exc.key, dict(exc.fmt))
     return ErrorInfo(kind, text, name)

@@ -173,7 +173,7 @@ class ImageWriter:
                 result = save_image(made, before_commit=before_commit)
             except BaseException as exc:  # a full disk, a file where the folder should be
                 err = p.describe_error(exc)
-                self._send(p.Failed(made.job.job_id, info["busy_s"], err.error, err.message, err.exception))
+                self._send(err.failed(made.job.job_id, info["busy_s"]))
                 continue
             end = time.perf_counter()
             self._send(p.Done.pick({**result, **info, "write_s": round(end - t0, 4),
@@ -288,7 +288,7 @@ def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[],
                 send(p.Cancelled(job_id, busy))
             else:
                 err = p.describe_error(exc)
-                send(p.Failed(job_id, busy, err.error, err.message, err.exception))
+                send(err.failed(job_id, busy))
                 if err.error == p.ErrorKind.OOM:
                     _free_cuda()
             revoked.pop(job_id, None)
@@ -396,7 +396,7 @@ def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, s
             send(p.Cancelled(job_id, busy))
         else:
             err = p.describe_error(exc)
-            send(p.Failed(job_id, busy, err.error, err.message, err.exception))
+            send(err.failed(job_id, busy))
         return
     revoked.pop(job_id, None)
     busy = round(time.perf_counter() - t0, 4)

@@ -32,6 +32,8 @@ class JobView:
     status: str = "queued"  # queued | running | done | failed | cancelled
     message: str = ""
     fail_kind: str = ""  # why it failed (the pool's ErrorKind value): says it in the window's language
+    fail_key: str = ""  # ... or, sharper, a worker's `SaidError`: its strings key and arguments
+    fail_args: dict[str, Any] = field(default_factory=dict)
     first_step: tuple[int, float] | None = None  # (step, time) of the first step event seen, for the speed
     last_step_at: float = 0.0
     preview: str = ""  # the latest preview while it runs (a JPEG data URL); dropped once it ends
@@ -116,6 +118,7 @@ class RequestView:
             job.status, job.preview = "failed", ""
             job.message = str(event.get("message", ""))
             job.fail_kind = str(event.get("kind") or "error")
+            job.fail_key, job.fail_args = str(event.get("message_key") or ""), dict(event.get("message_args") or {})
         elif kind == ev.JOB_CANCELLED:
             job.status, job.preview = "cancelled", ""
         elif kind == ev.JOB_REQUEUED:
@@ -210,8 +213,7 @@ def render_progress(view: RequestView | None, lang: str) -> str:
             state = t(f"gen.{job.status}", lang) if job.status in TERMINAL else job.status
             pct = 100 if job.status == "done" else int(100 * job.step / max(1, job.steps or 1))
         if job.message:
-            key = f"fail.{job.fail_kind}" if f"fail.{job.fail_kind}" in STRINGS else "fail.error"
-            state += ": " + t(key, lang, message=job.message)
+            state += ": " + fail_line(job, lang)
         rows.append(
             f'<div class="zx-job" data-status="{job.status}">'
             f'<span class="zx-job-label">{label}</span>'
@@ -223,6 +225,17 @@ def render_progress(view: RequestView | None, lang: str) -> str:
     return (f'<div class="zx-progress" data-request="{html.escape(view.request_id)}" data-state="{status}">'
             f'<div class="zx-summary">{html.escape(summary(view, lang))}</div>{render_previews(view, lang)}'
             f'{"".join(rows)}</div>')
+
+
+def fail_line(job: JobView, lang: str) -> str:
+    """Why `job` failed in `lang`: the worker's own line by its key where it gave one, else by its kind."""
+    if job.fail_key in STRINGS:
+        try:
+            return t(job.fail_key, lang, **job.fail_args)
+        except (KeyError, IndexError, ValueError):  # arguments from another version of the table
+            pass
+    key = f"fail.{job.fail_kind}" if f"fail.{job.fail_kind}" in STRINGS else "fail.error"
+    return t(key, lang, message=job.message)
 
 
 def render_previews(view: RequestView, lang: str) -> str:
