@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 
 from studio.engine.fused_attention import apply_rope, attend, real_freqs
+from studio.engine.split_decode import SplitDecode
 from studio.engine.step_graphs import SPLIT_MARK
 
 
@@ -146,7 +147,8 @@ class Split:
     then `active()` puts them in place for one image and takes them out again, so the same engine
     makes its own images between split ones (the compiled blocks keep one graph for each way)."""
 
-    def __init__(self, transformer: Any, size: int, overlap: bool = False, fp8_comm: bool = False) -> None:
+    def __init__(self, transformer: Any, size: int, overlap: bool = False, fp8_comm: bool = False,
+                 vae: Any = None) -> None:
         modules = list(transformer.modules())
         plain = {id(m): m.__dict__.get("forward") for m in modules}
         # each compiled block keeps a graph per way (one device, split) and per kind of block
@@ -165,6 +167,8 @@ class Split:
         for proc in self._procs:
             if hasattr(proc, "overlap"):  # ours (studio/engine/fused_attention.py), not diffusers' own
                 proc.overlap = overlap
+        # with a VAE, its decode is shared too (studio/engine/split_decode.py)
+        self.decode = SplitDecode(vae) if vae is not None else None
         self.on = False
         self._set(False)
 
@@ -188,7 +192,8 @@ class Split:
     def active(self) -> Iterator[None]:
         self._set(True)
         try:
-            yield
+            with self.decode.active() if self.decode is not None else nullcontext():
+                yield
         finally:
             self._set(False)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from studio.pool.speed import Shape
 
+SPLIT_DECODE_ENV = "ZAOXIANG_SPLIT_DECODE"  # "1": the group shares the VAE decode too (until a GPU measures it)
 SPLIT_GRAPHS_ENV = "ZAOXIANG_SPLIT_STEP_GRAPHS"  # "1": workers keep (bf16: make) step graphs, split ones too
 MAX_GROUP = 8  # Ulysses splits heads and the padded sequence evenly: powers of two up to here
 JOIN_TIMEOUT_S = 600.0  # a collective waits this long for a member (its first split image compiles)
@@ -203,7 +204,8 @@ class Membership:
             engine.drop_step_graphs()
         # the per-step cancel vote goes host to host (gloo): on the GPU it would sync every step
         self._votes = dist.new_group(backend="gloo") if cuda else None
-        self.split = split_mod.Split(engine.pipe.transformer, spec.world)
+        self.split = split_mod.Split(engine.pipe.transformer, spec.world,
+                                     vae=engine.pipe.vae if os.environ.get(SPLIT_DECODE_ENV) == "1" else None)
         return self.split
 
     def agree(self, flag: bool) -> bool:

@@ -14,6 +14,7 @@ Variants:
   ours-fp8+cachedit  as ours+cachedit with the FP8 transformer (where the GPU has FP8)
   ...+overlap     q's all-to-all starts before k and v are projected (studio/engine/split.py)
   ...+fp8comm     cache-dit's FP8 all-to-all (per-token scales) for q, v and o
+  ...+vaesplit    the VAE decode shared by the devices, row by row (studio/engine/split_decode.py)
   ...+reorder     inductor reorders the blocks' compute around the collectives to overlap them
   ...+graphs      denoising steps replayed from CUDA graphs (studio/engine/step_graphs.py), the split
                   steps (with their collectives) in graphs of their own: no Python launch cost per step
@@ -47,7 +48,7 @@ from tools.gpu.common import img_diff, sync  # noqa: E402
 VARIANTS = ("ours+cachedit", "stock+cachedit", "ours-fp8+cachedit", "ours+cachedit+graphs",
             "ours-fp8+cachedit+graphs", "ours+cachedit+overlap", "ours+cachedit+graphs+overlap",
             "ours-fp8+cachedit+graphs+overlap", "ours+cachedit+fp8comm", "ours+cachedit+graphs+overlap+fp8comm",
-            "ours+cachedit+reorder")
+            "ours+cachedit+reorder", "ours+cachedit+vaesplit", "ours+cachedit+graphs+overlap+vaesplit")
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 SEED = 7
 
@@ -207,7 +208,8 @@ def run_variant(ctx: Ctx, name: str, sizes: list[int]) -> list[dict[str, Any]]:
     ctx.log(f"{name}: one-device warm-up {time.perf_counter() - t_build:.1f}s")
     from studio.engine.split import Split
 
-    splitter = Split(v.transformer, ctx.world, overlap="+overlap" in name, fp8_comm="+fp8comm" in name)  # off: one-device runs go around it
+    splitter = Split(v.transformer, ctx.world, overlap="+overlap" in name, fp8_comm="+fp8comm" in name,
+                     vae=v.engine.pipe.vae if "+vaesplit" in name else None)  # off: one-device runs go around it
     dist.barrier()
     single: dict[int, Any] = {}
     for row in rows:

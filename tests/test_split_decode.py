@@ -1,0 +1,87 @@
+"""The split image's VAE decode shared row by row (studio/engine/split_decode.py): two real processes
+joined over gloo decode bands of one latent and must give the one-process picture."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+WORLD = 2
+
+
+def _vae() -> torch.nn.Module:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)  # the same random weights in every process
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, norm_num_groups=8, layers_per_block=1,
+                        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                        block_out_channels=(16, 32, 32))
+    return vae.eval()
+
+
+def _member(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from studio.engine.split_decode import SplitDecode, decode_rows
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        vae = _vae()
+        z = torch.randn(1, 16, 24, 20, generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            rows = decode_rows(vae.decoder, z)
+            with SplitDecode(vae).active():
+                through_vae = vae.decode(z, return_dict=False)[0]  # the way the Engine decodes
+                odd = vae.decode(z[:, :, :23], return_dict=False)[0]  # 23 rows: the whole decode
+        torch.save({"rows": rows, "vae": through_vae, "odd": odd, "forward": "forward" in vae.decoder.__dict__},
+                   f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def bands(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    out = tmp_path_factory.mktemp("bands")
+    mp.spawn(_member, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    vae = _vae()
+    z = torch.randn(1, 16, 24, 20, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        whole = {"rows": vae.decoder(z), "vae": vae.decode(z, return_dict=False)[0],
+                 "odd": vae.decode(z[:, :, :23], return_dict=False)[0]}
+    return whole, {r: torch.load(Path(out) / f"{r}.pt") for r in range(WORLD)}
+
+
+def test_bands_give_the_one_process_picture(bands) -> None:
+    whole, got = bands
+    for r in range(WORLD):
+        for key in ("rows", "vae"):  # the decoder alone, and the VAE's decode as the Engine calls it
+            assert whole[key].shape == got[r][key].shape == (1, 3, 96, 80)
+            assert torch.allclose(got[r][key], whole[key], atol=2e-5, rtol=1e-4), \
+                (r, key, (got[r][key] - whole[key]).abs().max())
+    # not trivially equal: the bands differ from one another, so both members did their share
+    assert (whole["rows"][:, :, :48] - whole["rows"][:, :, 48:]).abs().max() > 1e-2
+
+
+def test_a_latent_that_does_not_split_evenly_is_decoded_whole(bands) -> None:
+    whole, got = bands
+    for r in range(WORLD):
+        assert torch.allclose(got[r]["odd"], whole["odd"], atol=1e-6)  # the same decode (thread counts differ)
+        assert got[r]["forward"] is False  # the decoder's own forward is back once the split ends
+
+
+def test_bands_fit() -> None:
+    from studio.engine.split_decode import bands_fit
+
+    assert bands_fit(128, 2) and bands_fit(256, 4) and not bands_fit(127, 2) and not bands_fit(6, 2)
+    assert not bands_fit(128, 1)
