@@ -13,6 +13,8 @@
 #        cuda:2,3  a request of 16 through `zaoxiang bench` at the default split setting (auto)
 # call4  (2 GPUs, alone) auto's first image after ready at 1024², then the same with the split
 #        steps kept in CUDA graphs (ZAOXIANG_SPLIT_STEP_GRAPHS=1)
+# call5  (2 GPUs) the VAE decode shared row by row (+vaesplit) against the whole decode, 2048² and 1024²,
+#        then auto's first image with it on (ZAOXIANG_SPLIT_DECODE=1) where time is left
 set -u
 OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -79,5 +81,13 @@ case ${1:-call1} in
       echo "--- first, split step graphs $g: rc=$?"; grep -E "^first image|^split" "$OUT/first$g.log" | cut -c1-400
       grep '"size"' "$OUT/first$g.log" | cut -c1-300
     done ;;
+  call5)
+    lat lat 0,1 2 --sizes 2048,1024 --runs 3 --variants ours+cachedit+vaesplit,ours+cachedit+graphs+overlap+vaesplit,ours+cachedit
+    echo "--- latency"; show "$OUT/lat.log" 12
+    if (( $(left) > 200 )); then
+      ZAOXIANG_SPLIT_DECODE=1 timeout "$(left)" python3 tools/gpu/bench_pool_split.py --workers cuda:0,cuda:1 \
+        --random-weights full --sizes 2048 --runs 3 --batch 0 --out "$OUT/pool" >"$OUT/pool.log" 2>&1
+      echo "--- pool, decode shared: rc=$?"; grep '"size"' "$OUT/pool.log" | cut -c1-400
+    fi ;;
 esac
 echo "=== done at ${SECONDS}s"
