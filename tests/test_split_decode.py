@@ -3,6 +3,7 @@ joined over gloo decode bands of one latent and must give the one-process pictur
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def _member(rank: int, port: int, out: str) -> None:
     from studio.engine.split_decode import SplitDecode, decode_rows
 
     torch.set_num_threads(1)
+    os.environ["ZAOXIANG_COMPILE_BACKEND"] = "eager"
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         vae = _vae()
@@ -38,8 +40,17 @@ def _member(rank: int, port: int, out: str) -> None:
             with SplitDecode(vae).active():
                 through_vae = vae.decode(z, return_dict=False)[0]  # the way the Engine decodes
                 odd = vae.decode(z[:, :, :23], return_dict=False)[0]  # 23 rows: the whole decode
-        torch.save({"rows": rows, "vae": through_vae, "odd": odd, "forward": "forward" in vae.decoder.__dict__},
-                   f"{out}/{rank}.pt")
+            # compiled (dynamo traces the patched modules and the collectives; the eager backend on CPU)
+            from torch._dynamo.utils import counters
+
+            compiled = SplitDecode(vae, compiled=True)
+            graphs = []
+            for latent in (z, z, z[:, :, :16, :12]):
+                with compiled.active():
+                    last = vae.decode(latent, return_dict=False)[0]
+                graphs.append(int(counters["stats"]["unique_graphs"]))
+        torch.save({"rows": rows, "vae": through_vae, "odd": odd, "forward": "forward" in vae.decoder.__dict__,
+                    "compiled_small": last, "graphs": graphs}, f"{out}/{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -58,13 +69,18 @@ def bands(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     z = torch.randn(1, 16, 24, 20, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         whole = {"rows": vae.decoder(z), "vae": vae.decode(z, return_dict=False)[0],
-                 "odd": vae.decode(z[:, :, :23], return_dict=False)[0]}
+                 "odd": vae.decode(z[:, :, :23], return_dict=False)[0],
+                 "compiled_small": vae.decode(z[:, :, :16, :12], return_dict=False)[0]}
     return whole, {r: torch.load(Path(out) / f"{r}.pt") for r in range(WORLD)}
 
 
 def test_bands_give_the_one_process_picture(bands) -> None:
     whole, got = bands
     for r in range(WORLD):
+        assert torch.allclose(got[r]["compiled_small"], whole["compiled_small"], atol=2e-5, rtol=1e-4)
+        # one graph for the first size, none again for the same size, one more at most for another
+        assert got[r]["graphs"][0] == got[r]["graphs"][1] and got[r]["graphs"][2] - got[r]["graphs"][1] <= 1, \
+            got[r]["graphs"]
         for key in ("rows", "vae"):  # the decoder alone, and the VAE's decode as the Engine calls it
             assert whole[key].shape == got[r][key].shape == (1, 3, 96, 80)
             assert torch.allclose(got[r][key], whole[key], atol=2e-5, rtol=1e-4), \

@@ -175,7 +175,7 @@ def _prepare_dynamic(args: tuple, kwargs: dict, real_rope: bool = False) -> tupl
     return tuple(args)
 
 
-def _backend() -> str:
+def compile_backend() -> str:
     """torch.compile's backend: inductor, or "eager" (guards and graphs only) for tests."""
     return os.environ.get("ZAOXIANG_COMPILE_BACKEND", "inductor")
 
@@ -193,7 +193,7 @@ def compile_blocks(transformer: Any, switch: CompileSwitch, *, dynamic: str = "m
         fx_config.use_duck_shape = False
     except Exception:  # noqa: BLE001
         pass
-    backend = _backend()
+    backend = compile_backend()
     count = 0
     for block in transformer.modules():
         if type(block).__name__ != "ZImageTransformerBlock" or hasattr(block, "_zx_eager"):
@@ -255,7 +255,7 @@ def compile_control_blocks(controlnet: Any, switch: CompileSwitch, *, mode: str 
     from diffusers.models.controlnets.controlnet_z_image import ZImageTransformerBlock
 
     compiled = torch.compile(_control_core(ZImageTransformerBlock.forward), fullgraph=True, mode=mode,
-                             backend=_backend(), dynamic=None)
+                             backend=compile_backend(), dynamic=None)
     failed: list[str] = []  # a compile error turns them all back to eager for good (never a failed image)
     count = 0
     for name in ("control_noise_refiner", "control_layers"):
@@ -322,7 +322,7 @@ def compile_vae_decoder(vae: Any, switch: CompileSwitch) -> bool:
     if hasattr(dec, "_zx_eager"):
         return False
     eager = dec.forward
-    compiled = torch.compile(eager, fullgraph=False, dynamic=None, backend=_backend())
+    compiled = torch.compile(eager, fullgraph=False, dynamic=None, backend=compile_backend())
 
     def forward(z: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if (not switch.ready and not getattr(_tls, "warming", False)) or getattr(vae, "use_tiling", False):

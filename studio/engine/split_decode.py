@@ -119,28 +119,51 @@ def bands_fit(latent_height: int, world: int, min_rows: int = 4) -> bool:
     return world > 1 and latent_height % world == 0 and latent_height // world >= min_rows
 
 
-def decode_rows(decoder: torch.nn.Module, z: torch.Tensor, group: Any = None) -> torch.Tensor:
-    """`decoder(z)` (the VAE's Decoder, eager) computed band by band over `group`; every member passes
-    the same whole `z` and gets the whole picture back. The latent's height must split evenly."""
+def decode_rows(decoder: torch.nn.Module, z: torch.Tensor, group: Any = None, bands: Any = None) -> torch.Tensor:
+    """`decoder(z)` (the VAE's Decoder) computed band by band over `group`; every member passes the same
+    whole `z` and gets the whole picture back. The latent's height must split evenly. `bands` is a
+    `Bands` made once for this decoder and group (a compiled one keeps its graph across images)."""
     import torch.distributed as dist
 
     group = group or dist.group.WORLD
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     if not bands_fit(z.shape[2], world, 1):
         raise ValueError(f"a latent {z.shape[2]} rows tall does not split into {world} equal bands")
+    bands = bands or Bands(decoder, rank, world, group)
     rows = z.shape[2] // world
     band = z[:, :, rank * rows:(rank + 1) * rows]
-    with _patched(_patches(decoder, rank, world, group)):
-        out = type(decoder).forward(decoder, band)
+    with _patched(bands.patches):
+        if bands.compiled:
+            torch._dynamo.maybe_mark_dynamic(band, 2)
+            torch._dynamo.maybe_mark_dynamic(band, 3)
+        out = bands.forward(band)
     return _gather(out, 2, group)
+
+
+class Bands:
+    """The patched modules of one decoder for one member of one group, and its forward (compiled or
+    not): made once, so the patches are the same objects every image and a compiled graph holds."""
+
+    def __init__(self, decoder: torch.nn.Module, rank: int, world: int, group: Any, compiled: bool = False) -> None:
+        self.patches = _patches(decoder, rank, world, group)
+        self.compiled = compiled
+        forward = type(decoder).forward.__get__(decoder)
+        if compiled:
+            from studio.engine.fastpath import compile_backend
+
+            forward = torch.compile(forward, fullgraph=False, dynamic=None, backend=compile_backend())
+        self.forward = forward
 
 
 class SplitDecode:
     """The VAE's decoder switched to `decode_rows` over the default process group while `active()`;
-    images whose latent does not split evenly, and tiled decodes, keep the whole decode."""
+    images whose latent does not split evenly, and tiled decodes, keep the whole decode. Compiled
+    where the Engine compiled the whole decoder (studio/engine/fastpath.py), eager elsewhere."""
 
-    def __init__(self, vae: Any) -> None:
+    def __init__(self, vae: Any, compiled: bool | None = None) -> None:
         self.vae = vae
+        self.compiled = hasattr(vae.decoder, "_zx_eager") if compiled is None else compiled
+        self._bands: Bands | None = None
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -148,12 +171,16 @@ class SplitDecode:
 
         decoder, vae = self.vae.decoder, self.vae
         whole = decoder.__dict__.get("forward")  # the compiled switch of fastpath.compile_vae_decoder, or none
-        world = dist.get_world_size()
+        group = dist.group.WORLD
+        world = dist.get_world_size(group)
+        if self._bands is None:
+            self._bands = Bands(decoder, dist.get_rank(group), world, group, self.compiled)
+        bands = self._bands
 
         def forward(z: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
             if args or kwargs or getattr(vae, "use_tiling", False) or not bands_fit(z.shape[2], world):
                 return (whole or type(decoder).forward.__get__(decoder))(z, *args, **kwargs)
-            return decode_rows(decoder, z)
+            return decode_rows(decoder, z, group, bands)
 
         decoder.forward = forward
         try:
