@@ -288,6 +288,22 @@ def test_input_shipper_sends_each_input_once_and_nodes_check_the_hash(tmp_path: 
     assert InputShipper(studio).for_job({"spec": {"init_image": "f" * 64}}) == {}  # gone here: nothing sent
 
 
+def test_a_node_that_cannot_store_an_input_refuses_it_instead_of_failing(tmp_path: Path) -> None:
+    """Reliability review: an input the node's disk refuses (full, read-only; here a file stands where
+    the store's folder should be) raised out of the actor's `deliver`, and the relay stopped delivering
+    to that worker for good. It is now refused like bad bytes: the worker reports it missing."""
+    from PIL import Image
+
+    from studio.cluster.inputs import InputShipper, land
+    from studio.core.image_inputs import InputStore
+
+    studio = InputStore(root=tmp_path / "studio")
+    image = studio.put_image(Image.new("RGB", (32, 32), (4, 5, 6))).sha256
+    sent = InputShipper(studio).for_job({"spec": {"init_image": image}})
+    (tmp_path / "node").write_text("a file where the node's inputs folder should be")
+    assert land(sent, InputStore(root=tmp_path / "node")) == [image]
+
+
 def test_a_nodes_done_is_written_only_where_the_studio_sent_the_job(tmp_path: Path) -> None:
     """Security review F8: a node's `done` naming another file (a compromised node aiming at ~/.bashrc)
     writes the PNG where the job said when it left, and the pool hears that path; a `done` for a job

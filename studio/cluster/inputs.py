@@ -58,6 +58,6 @@ def land(inputs: dict[str, bytes], store: InputStore | None = None) -> list[str]
             continue
         try:
             store.put(data, f"input {digest[:12]}")
-        except InputImageError:
+        except (InputImageError, OSError):  # not an image, or the node's disk refused it (full, read-only)
             refused.append(digest)
     return refused

@@ -11,6 +11,7 @@ sentinel reaches EOF once the actor has ended: stopped, killed, or lost with its
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import threading
@@ -23,6 +24,8 @@ from studio.cluster.actor import EXITED, Relayed, WorkerActor
 from studio.cluster.inputs import InputShipper
 from studio.cluster.placement import ActorPlace
 from studio.core.atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # the long poll's wait: an idle actor costs one call a second
 KILLED = -9  # the exit code of an actor that died without saying (killed, its node gone): "signal 9"
@@ -147,8 +150,14 @@ class ActorProcess:
             self._outputs.sent(msg)
             try:
                 ray.get(self.actor.deliver.remote(msg, inputs or None))
-            except ray.exceptions.RayError:  # the actor is gone: the uplink tells the pool
+            except ray.exceptions.RayActorError:  # the actor is gone: the uplink tells the pool
                 return
+            except ray.exceptions.RayError as exc:  # it lives, but this message may not have reached its
+                # worker: end it, so the pool sees the worker go and hands its jobs on, rather than
+                # leave a job "sent" for good and every later message undelivered
+                log.warning("%s: a message to the node failed (%s); ending its worker", self.place.name,
+                            _first_line(exc))
+                break
         self.kill()
 
     def _poll_loop(self) -> None:
