@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 
 from studio.core.atomic import PART_PREFIX, atomic_dir
@@ -42,3 +46,30 @@ def test_without_replace_the_first_writer_wins(tmp_path):
             (second / "x.json").write_text("second")
         (first / "x.json").write_text("first")
     assert (target / "x.json").read_text() == "second" and _names(tmp_path) == ["configs"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_a_new_folder_is_made_durable_with_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reliability review: the first input of a new hash shard made `inputs/ab/` and synced only it, so a
+    power cut could lose the folder (and the file in it) although the write had returned."""
+    from studio.core import atomic
+
+    synced: list[Path] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:  # the OS call itself, watched: which folders were made durable
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if path.is_dir():
+            synced.append(path)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    target = tmp_path / "inputs" / "ab" / "abcd.png"
+    with atomic.atomic_path(target) as tmp:
+        tmp.write_bytes(b"png")
+    assert target.read_bytes() == b"png"
+    assert synced == [tmp_path / "inputs" / "ab", tmp_path / "inputs", tmp_path]
+    synced.clear()
+    with atomic.atomic_path(target.with_name("abce.png")) as tmp:  # the folders exist now: only the file's
+        tmp.write_bytes(b"png")
+    assert synced == [tmp_path / "inputs" / "ab"]

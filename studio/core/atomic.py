@@ -59,6 +59,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside `target` to write to; renamed over `target` (and synced) when the
     block ends without error, deleted when it raises."""
     target = Path(target)
+    made = _missing_folders(target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=target.suffix, dir=target.parent)
     os.close(fd)
@@ -72,6 +73,17 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+    for folder in made:  # a folder made here is durable only once its own parent is synced too
+        _fsync_dir(folder.parent)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its ancestors that do not exist yet, innermost first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 
