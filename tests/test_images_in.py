@@ -635,6 +635,24 @@ def test_mask_or_outpaint_without_an_image_and_bad_files_queue_nothing(tmp_path:
     assert not (tmp_path / "inputs").exists() or not any((tmp_path / "inputs").rglob("*.*"))
 
 
+def test_a_phone_portrait_jpeg_is_sized_upright(tmp_path: Path) -> None:
+    """EXIF Orientation 6 (a phone held upright): the stored 640×480 pixels are shown as 480×640, so the
+    generation size follows the upright picture the engine is given, and a mask drawn on it fits."""
+    from studio.core.image_args import GivenImages, store_images
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "portrait.jpg"
+    gradient((640, 480)).save(photo, format="JPEG", exif=exif)
+    mask = tmp_path / "mask.png"
+    Image.new("L", (480, 640), 255).save(mask)
+    assert check_image(photo.read_bytes(), "portrait.jpg").size == (480, 640)
+    store = InputStore(tmp_path / "inputs")
+    got = store_images(GivenImages(image=str(photo), mask=str(mask)), store)
+    assert got.size == (480, 640) == store.open(got.init_image).size
+    assert got.notes == []  # the upright mask is the image's size: nothing resized
+
+
 # --- the Generate tab's image panel (Gradio-free parts) --------------------------------------------
 
 

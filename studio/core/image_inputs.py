@@ -106,6 +106,14 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation `ImageOps.exif_transpose` will apply (1: none; a damaged EXIF block: none)."""
+    try:
+        return int(img.getexif().get(0x0112) or 1)
+    except Exception:  # noqa: BLE001 - Pillow raises several kinds for a damaged EXIF block
+        return 1
+
+
 def check_image(data: bytes, name: str = "image") -> ImageInfo:
     """Read the header of `data` and refuse it (InputImageError) when it is no usable image."""
     if len(data) > MAX_FILE_BYTES:
@@ -124,6 +132,8 @@ def check_image(data: bytes, name: str = "image") -> ImageInfo:
     w, h = img.size
     if fmt not in FORMATS:
         raise InputImageError(Problem.FORMAT, name, format=fmt or "?")
+    if _orientation(img) in (5, 6, 7, 8):  # decode() turns these a quarter: say the size it will have
+        w, h = h, w
     if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
         raise InputImageError(Problem.TOO_LARGE, name, size=f"{w}×{h}", max_side=MAX_SIDE)
     if w < MIN_SIDE or h < MIN_SIDE:
