@@ -653,6 +653,17 @@ def test_a_phone_portrait_jpeg_is_sized_upright(tmp_path: Path) -> None:
     assert got.notes == []  # the upright mask is the image's size: nothing resized
 
 
+def test_a_mask_pillow_cannot_convert_is_one_line() -> None:
+    """A LAB TIFF opens but cannot become a greyscale mask: the input's one line, not Pillow's ValueError."""
+    lab = png_bytes(Image.new("LAB", (64, 64)), "TIFF")
+    with pytest.raises(InputImageError) as err:
+        decode(lab, "mask", "L")
+    assert err.value.problem is Problem.FORMAT
+    for lang in ("en", "zh"):
+        line = err.value.message(lang)
+        assert "mask" in line and "LAB" in line and "\n" not in line
+
+
 # --- the Generate tab's image panel (Gradio-free parts) --------------------------------------------
 
 

@@ -177,7 +177,13 @@ def decode(data: bytes, name: str = "image", mode: str = "RGB") -> Image.Image:
         img.load()
     except (OSError, ValueError, SyntaxError):
         raise InputImageError(Problem.TRUNCATED, name) from None
-    img = ImageOps.exif_transpose(img) or img
+    try:
+        return _converted(ImageOps.exif_transpose(img) or img, mode)
+    except (OSError, ValueError):  # a mode Pillow opens but cannot convert (a LAB TIFF)
+        raise InputImageError(Problem.FORMAT, name, format=f"{img.format or '?'} {img.mode}") from None
+
+
+def _converted(img: Image.Image, mode: str) -> Image.Image:
     if mode == "L":
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             alpha = img.convert("RGBA").getchannel("A")
