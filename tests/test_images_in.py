@@ -664,6 +664,24 @@ def test_a_mask_pillow_cannot_convert_is_one_line() -> None:
         assert "mask" in line and "LAB" in line and "\n" not in line
 
 
+def test_a_damaged_stored_input_is_made_whole_by_giving_it_again(tmp_path: Path) -> None:
+    """A stored input cut short (or changed) is rewritten when the same image is given again."""
+    data = png_bytes(gradient((80, 64)))
+    store = InputStore(tmp_path / "inputs")
+    first = store.put(data, "photo.png")
+    first.path.write_bytes(data[: len(data) // 2])  # cut short
+    with pytest.raises(InputImageError):
+        store.open(first.sha256)
+    again = store.put(data, "photo.png")
+    assert again.path == first.path and again.path.read_bytes() == data
+    changed = bytearray(data)
+    changed[-20] ^= 0xFF  # same size, one byte changed
+    first.path.write_bytes(bytes(changed))
+    assert store.put(data, "photo.png").path.read_bytes() == data
+    assert pixels(store.open(first.sha256)).tolist() == pixels(gradient((80, 64))).tolist()
+    assert sorted(q.name for q in first.path.parent.iterdir()) == [first.path.name]  # no temp file left
+
+
 # --- the Generate tab's image panel (Gradio-free parts) --------------------------------------------
 
 

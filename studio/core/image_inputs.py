@@ -208,6 +208,21 @@ class StoredInput:
     info: ImageInfo
 
 
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` is exactly `data` (sizes first; then compared a MiB at a time)."""
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        view = memoryview(data)
+        with open(path, "rb") as fh:
+            for start in range(0, len(data), 1 << 20):
+                if fh.read(1 << 20) != view[start:start + (1 << 20)]:
+                    return False
+        return True
+    except OSError:
+        return False
+
+
 class InputStore:
     """Inputs kept by content: `<data>/inputs/ab/abcdef….png`, the bytes exactly as given.
 
@@ -221,7 +236,7 @@ class InputStore:
         data, info = read_input(source, name)
         digest = sha256_of(data)
         target = self.root / digest[:2] / f"{digest}.{FORMATS[info.format]}"
-        if not target.is_file():
+        if not _holds(target, data):  # absent, or cut short or changed since: written again, whole
             with atomic_path(target) as tmp:
                 tmp.write_bytes(data)
         return StoredInput(digest, target, info)
