@@ -32,6 +32,36 @@ def test_keys_are_stored_hashed_in_a_private_file_and_revoked(tmp_path):
     assert [k.active for k in keys.list()] == [False]
 
 
+def test_a_revoke_from_another_process_survives_a_settings_write_at_the_same_moment(tmp_path):
+    """Relreview 3: Settings changes an option while `zaoxiang keys revoke` runs in another process,
+    between Settings' read and its write. The revoke must not be undone by that write."""
+    import subprocess
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+
+    server = KeyStore(tmp_path)
+    record, plain = server.create("leaked")
+    revoke = ("import sys; from studio.api.keys import KeyStore; print('go', flush=True); "
+              "KeyStore(sys.argv[1]).revoke(sys.argv[2]); print('revoked', flush=True)")
+    cli: list[subprocess.Popen] = []
+
+    def change(config):  # what set_options does, with the other process let in while it runs
+        proc = subprocess.Popen([sys.executable, "-c", revoke, str(tmp_path), record.id], stdout=subprocess.PIPE,
+                                text=True, cwd=Path(__file__).resolve().parents[1])
+        cli.append(proc)
+        assert proc.stdout.readline().strip() == "go"
+        try:
+            proc.wait(timeout=3)  # unlocked, its revoke lands now; locked, it waits for this write
+        except subprocess.TimeoutExpired:
+            pass
+        return replace(config, rate_per_min=7)
+
+    server._update(change)
+    assert cli[0].wait(timeout=60) == 0
+    assert KeyStore(tmp_path).verify(plain) is None and server.verify(plain) is None
+    assert server.config().rate_per_min == 7  # and the settings write stands too
+
 def test_a_damaged_keys_file_fails_closed(tmp_path):
     keys = KeyStore(tmp_path)
     _record, plain = keys.create("a")

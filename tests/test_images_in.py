@@ -635,6 +635,53 @@ def test_mask_or_outpaint_without_an_image_and_bad_files_queue_nothing(tmp_path:
     assert not (tmp_path / "inputs").exists() or not any((tmp_path / "inputs").rglob("*.*"))
 
 
+def test_a_phone_portrait_jpeg_is_sized_upright(tmp_path: Path) -> None:
+    """EXIF Orientation 6 (a phone held upright): the stored 640×480 pixels are shown as 480×640, so the
+    generation size follows the upright picture the engine is given, and a mask drawn on it fits."""
+    from studio.core.image_args import GivenImages, store_images
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "portrait.jpg"
+    gradient((640, 480)).save(photo, format="JPEG", exif=exif)
+    mask = tmp_path / "mask.png"
+    Image.new("L", (480, 640), 255).save(mask)
+    assert check_image(photo.read_bytes(), "portrait.jpg").size == (480, 640)
+    store = InputStore(tmp_path / "inputs")
+    got = store_images(GivenImages(image=str(photo), mask=str(mask)), store)
+    assert got.size == (480, 640) == store.open(got.init_image).size
+    assert got.notes == []  # the upright mask is the image's size: nothing resized
+
+
+def test_a_mask_pillow_cannot_convert_is_one_line() -> None:
+    """A LAB TIFF opens but cannot become a greyscale mask: the input's one line, not Pillow's ValueError."""
+    lab = png_bytes(Image.new("LAB", (64, 64)), "TIFF")
+    with pytest.raises(InputImageError) as err:
+        decode(lab, "mask", "L")
+    assert err.value.problem is Problem.FORMAT
+    for lang in ("en", "zh"):
+        line = err.value.message(lang)
+        assert "mask" in line and "LAB" in line and "\n" not in line
+
+
+def test_a_damaged_stored_input_is_made_whole_by_giving_it_again(tmp_path: Path) -> None:
+    """A stored input cut short (or changed) is rewritten when the same image is given again."""
+    data = png_bytes(gradient((80, 64)))
+    store = InputStore(tmp_path / "inputs")
+    first = store.put(data, "photo.png")
+    first.path.write_bytes(data[: len(data) // 2])  # cut short
+    with pytest.raises(InputImageError):
+        store.open(first.sha256)
+    again = store.put(data, "photo.png")
+    assert again.path == first.path and again.path.read_bytes() == data
+    changed = bytearray(data)
+    changed[-20] ^= 0xFF  # same size, one byte changed
+    first.path.write_bytes(bytes(changed))
+    assert store.put(data, "photo.png").path.read_bytes() == data
+    assert pixels(store.open(first.sha256)).tolist() == pixels(gradient((80, 64))).tolist()
+    assert sorted(q.name for q in first.path.parent.iterdir()) == [first.path.name]  # no temp file left
+
+
 # --- the Generate tab's image panel (Gradio-free parts) --------------------------------------------
 
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image, ImageOps
 
 from studio.api.errors import ApiError
-from studio.api.service import API_FIELD, build_request
+from studio.api.service import build_request, invalid
 from studio.core.image_args import GivenImages, store_images
-from studio.core.image_inputs import InputImageError, decode
-from studio.core.request import GenerationRequest, ValidationError, validate
+from studio.core.image_inputs import InputImageError, check_image, decode, fit_size
+from studio.core.request import GenerationRequest, LoraCheck, ValidationError, image_numbers, validate
 
 
 def _data(value: Any, param: str) -> bytes | None:
@@ -59,23 +59,51 @@ def _openai_mask(data: bytes) -> bytes:
     return data
 
 
-def edit_request(body: dict[str, Any], default_size: tuple[int, int]) -> GenerationRequest:
-    """A validated request from an edits body; ApiError 400 naming the field for anything wrong."""
+def _refused(exc: InputImageError) -> ApiError:
+    return ApiError(400, exc.message("en"), param="mask" if exc.name == "mask" else "image")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """An edits call checked in full, its images not stored yet: `store` runs once the call is admitted
+    (queue, readiness), so a refused call leaves nothing in the inputs folder, which nothing empties."""
+
+    request: GenerationRequest  # validated, without its images
+    image: bytes
+    mask: bytes | None  # the studio's mask (white = repaint)
+    strength: Any
+    mask_blur: Any
+
+    def store(self) -> GenerationRequest:
+        """Store the images; the request with their hashes (ApiError 400 should one be refused now)."""
+        try:
+            stored = store_images(GivenImages(image=self.image, mask=self.mask, image_name="image", mask_name="mask"))
+            return validate(replace(self.request, init_image=stored.init_image, mask=stored.mask,
+                                    strength=self.strength, mask_blur=self.mask_blur))
+        except InputImageError as exc:
+            raise _refused(exc) from None
+        except ValidationError as exc:
+            raise invalid(exc) from None
+
+
+def edit_request(body: dict[str, Any], check_lora: LoraCheck | None = None) -> Edit:
+    """An edits body checked in full (ApiError 400 naming the field for anything wrong), nothing stored;
+    the size defaults to the image's."""
     image = _data(body.get("images", body.get("image")), "image")
     if image is None:
         raise ApiError(400, "image is required: the picture to edit, as a data URL or base64.", param="image")
     mask = _data(body.get("mask"), "mask")
     try:
+        info = check_image(image, "image")
         if mask is not None:
             decode(mask, "mask", "L")  # checked before its alpha is read
             mask = _openai_mask(mask)
-        stored = store_images(GivenImages(image=image, mask=mask, image_name="image", mask_name="mask"))
     except InputImageError as exc:
-        raise ApiError(400, exc.message("en"), param="mask" if exc.name == "mask" else "image") from None
-    request = build_request(body, stored.size or default_size)
+        raise _refused(exc) from None
+    request = build_request(body, fit_size(info.width, info.height), check_lora)
+    strength, mask_blur = body.get("strength"), body.get("mask_blur") or 0
     try:
-        return validate(replace(request, init_image=stored.init_image, mask=stored.mask,
-                                strength=body.get("strength"), mask_blur=body.get("mask_blur") or 0))
+        image_numbers(strength, mask_blur, True, mask is not None)
     except ValidationError as exc:
-        name = API_FIELD.get(exc.field, exc.field)
-        raise ApiError(400, f"{name}: {exc.message}", param=name) from None
+        raise invalid(exc) from None
+    return Edit(request, image, mask, strength, mask_blur)

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.atomic import atomic_path
+from studio.core.file_lock import held
 
 KEY_PREFIX = "zx-"
 FILE_NAME = "api.json"
+LOCK_NAME = "api.json.lock"  # held across each read-modify-write of FILE_NAME
 DEFAULT_RATE_PER_MIN = 60
 DEFAULT_QUEUE_LIMIT = 256
 
@@ -135,9 +137,16 @@ class KeyStore:
             self._stamp = None  # read back on next use
 
     def _update(self, change: Callable[[ApiConfig], ApiConfig]) -> ApiConfig:
-        current = self.config()
-        new = change(current)
-        self._write(new)
+        """Read, change and write the file under an OS lock: the server, Settings and the CLI each have
+        a KeyStore, in up to two processes, and a write from a stale read would undo a revoke."""
+        try:
+            with held(self.path.parent / LOCK_NAME):
+                with self._lock:
+                    self._stamp = None  # read the file itself, not the cache
+                new = change(self.config())
+                self._write(new)
+        except TimeoutError:
+            raise KeyStoreError(f"{self.path} is being changed by another process: try again.") from None
         return new
 
     def create(self, name: str) -> tuple[KeyRecord, str]:

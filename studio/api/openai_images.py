@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from functools import partial
 from typing import Any
 
 import anyio
@@ -58,9 +57,14 @@ def routes(service: ApiService) -> list[Route]:
             if fmt not in RESPONSE_FORMATS:
                 raise ApiError(400, f"response_format={fmt!r}: give one of {', '.join(RESPONSE_FORMATS)}.",
                                param="response_format")
-            make = edit_request if edit else partial(build_request, check_lora=service.studio.lora_check())
-            spec = await anyio.to_thread.run_sync(make, body, service.studio.default_size)
-            images = await service.generate(spec, gone=request.is_disconnected)
+            check_lora = service.studio.lora_check()
+            if edit:  # its images are stored only once the call is admitted
+                call = await anyio.to_thread.run_sync(edit_request, body, check_lora)
+                spec, prepare = call.request, call.store
+            else:
+                spec = await anyio.to_thread.run_sync(build_request, body, service.studio.default_size, check_lora)
+                prepare = None
+            images = await service.generate(spec, gone=request.is_disconnected, prepare=prepare)
             base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}/v1/images/files/"
             data = [{"b64_json": im.b64()} if fmt == "b64_json" else {"url": f"{base}{im.job_id}.png"}
                     for im in images]

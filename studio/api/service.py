@@ -149,16 +149,21 @@ class ApiService:
     # ------------------------------------------------------------------ one call
 
     async def generate(self, request: GenerationRequest, gone: Callable[[], Awaitable[bool]] | None = None,
-                       ready_wait_s: float = 0.0) -> list[ImageOut]:
+                       ready_wait_s: float = 0.0,
+                       prepare: Callable[[], GenerationRequest] | None = None) -> list[ImageOut]:
         """Submit with origin `api` and wait on the studio's events; cancelled in the studio (or the
         caller gone, per `gone`) ends it. Returns the finished images by index.
 
         `ready_wait_s`: how long to wait for a loading worker before answering 503 (stdio MCP waits:
-        its own start-up just spawned the workers; HTTP answers at once and clients retry)."""
+        its own start-up just spawned the workers; HTTP answers at once and clients retry).
+        `prepare`: run once the call is admitted, it gives the request to submit (an edit's images are
+        stored there, so a refused call stores nothing)."""
         deadline = time.monotonic() + ready_wait_s
         while self.ready_workers() == 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         self.admit(request.count)
+        if prepare is not None:
+            request = await anyio.to_thread.run_sync(prepare)
         loop = asyncio.get_running_loop()
         finished = asyncio.Event()
         request_id = uuid.uuid4().hex

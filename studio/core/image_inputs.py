@@ -106,6 +106,14 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation `ImageOps.exif_transpose` will apply (1: none; a damaged EXIF block: none)."""
+    try:
+        return int(img.getexif().get(0x0112) or 1)
+    except Exception:  # noqa: BLE001 - Pillow raises several kinds for a damaged EXIF block
+        return 1
+
+
 def check_image(data: bytes, name: str = "image") -> ImageInfo:
     """Read the header of `data` and refuse it (InputImageError) when it is no usable image."""
     if len(data) > MAX_FILE_BYTES:
@@ -124,6 +132,8 @@ def check_image(data: bytes, name: str = "image") -> ImageInfo:
     w, h = img.size
     if fmt not in FORMATS:
         raise InputImageError(Problem.FORMAT, name, format=fmt or "?")
+    if _orientation(img) in (5, 6, 7, 8):  # decode() turns these a quarter: say the size it will have
+        w, h = h, w
     if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
         raise InputImageError(Problem.TOO_LARGE, name, size=f"{w}×{h}", max_side=MAX_SIDE)
     if w < MIN_SIDE or h < MIN_SIDE:
@@ -167,7 +177,13 @@ def decode(data: bytes, name: str = "image", mode: str = "RGB") -> Image.Image:
         img.load()
     except (OSError, ValueError, SyntaxError):
         raise InputImageError(Problem.TRUNCATED, name) from None
-    img = ImageOps.exif_transpose(img) or img
+    try:
+        return _converted(ImageOps.exif_transpose(img) or img, mode)
+    except (OSError, ValueError):  # a mode Pillow opens but cannot convert (a LAB TIFF)
+        raise InputImageError(Problem.FORMAT, name, format=f"{img.format or '?'} {img.mode}") from None
+
+
+def _converted(img: Image.Image, mode: str) -> Image.Image:
     if mode == "L":
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             alpha = img.convert("RGBA").getchannel("A")
@@ -192,6 +208,21 @@ class StoredInput:
     info: ImageInfo
 
 
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` is exactly `data` (sizes first; then compared a MiB at a time)."""
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        view = memoryview(data)
+        with open(path, "rb") as fh:
+            for start in range(0, len(data), 1 << 20):
+                if fh.read(1 << 20) != view[start:start + (1 << 20)]:
+                    return False
+        return True
+    except OSError:
+        return False
+
+
 class InputStore:
     """Inputs kept by content: `<data>/inputs/ab/abcdef….png`, the bytes exactly as given.
 
@@ -205,7 +236,7 @@ class InputStore:
         data, info = read_input(source, name)
         digest = sha256_of(data)
         target = self.root / digest[:2] / f"{digest}.{FORMATS[info.format]}"
-        if not target.is_file():
+        if not _holds(target, data):  # absent, or cut short or changed since: written again, whole
             with atomic_path(target) as tmp:
                 tmp.write_bytes(data)
         return StoredInput(digest, target, info)

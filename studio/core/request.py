@@ -295,21 +295,28 @@ def _in_range(name: str, value: Any, label: str, low: float, high: float) -> flo
     return out
 
 
+def image_numbers(strength: Any, mask_blur: Any, init: bool, mask: bool) -> tuple[float | None, int]:
+    """The strength (None without an init image) and the mask blur, checked; the API's edits check them
+    before their images are stored."""
+    out = None
+    if init:
+        out = 1.0 if mask else DEFAULT_STRENGTH
+        if strength not in (None, ""):
+            out = _in_range("strength", strength, "Strength", 0.0, 1.0)
+    blur = _as_int("mask_blur", mask_blur or 0, "Mask blur")
+    if not 0 <= blur <= MAX_MASK_BLUR:
+        raise ValidationError("mask_blur", f"Mask blur must be from 0 to {MAX_MASK_BLUR} pixels (got {blur}).",
+                              got=blur)
+    return out, blur
+
+
 def _validate_inputs(request: GenerationRequest, width: int, height: int) -> dict[str, Any]:
     """The image-input fields checked and normalised (issue 20): stored inputs exist, numbers in range."""
     init = _stored("init_image", request.init_image, "The init image")
     mask = _stored("mask", request.mask, "The mask")
     if mask and not init:
         raise ValidationError("mask", "A mask needs an init image to paint into: give the image too.")
-    strength = None
-    if init:
-        strength = 1.0 if mask else DEFAULT_STRENGTH
-        if request.strength not in (None, ""):
-            strength = _in_range("strength", request.strength, "Strength", 0.0, 1.0)
-    blur = _as_int("mask_blur", request.mask_blur or 0, "Mask blur")
-    if not 0 <= blur <= MAX_MASK_BLUR:
-        raise ValidationError("mask_blur", f"Mask blur must be from 0 to {MAX_MASK_BLUR} pixels (got {blur}).",
-                              got=blur)
+    strength, blur = image_numbers(request.strength, request.mask_blur, bool(init), bool(mask))
     control = refs({"control": request.control})["control"]
     if control is not None:
         if not isinstance(control, ControlRef):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import IO
 import psutil
 
 from studio.core.atomic import atomic_path
+from studio.core.file_lock import try_lock as _try_lock
+from studio.core.file_lock import unlock as _unlock
 
 log = logging.getLogger(__name__)
 
@@ -36,37 +37,6 @@ class Instance:
     pid: int
     url: str | None
     started: float
-
-
-def _try_lock(fh: IO[str]) -> bool:
-    if sys.platform.startswith("win"):
-        import msvcrt
-
-        try:
-            fh.seek(0)
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    import fcntl
-
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-
-
-def _unlock(fh: IO[str]) -> None:
-    if sys.platform.startswith("win"):
-        import msvcrt
-
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def read_instance(runtime_dir: Path) -> Instance | None:

@@ -257,6 +257,58 @@ def test_openai_client_edits_with_a_mask_keeping_the_pixels_outside_it(ready, ke
     assert landed(ready, "never drawn multipart") == []
 
 
+def test_a_refused_edit_stores_nothing(ready, keys, key, auth):
+    """Relreview 4 and 7: an edits call refused for its fields, a LoRA, a full queue or a mask Pillow
+    cannot convert leaves the inputs folder as it was (nothing ever empties it), and the LAB mask is
+    the input's one line in OpenAI's shape, not a bare 500."""
+    import openai
+
+    inputs = ready.studio.paths.inputs_dir
+
+    def stored() -> set[str]:
+        return {str(p.relative_to(inputs)) for p in inputs.rglob("*")} if inputs.exists() else set()
+
+    def picture(shade: int) -> bytes:  # a new picture per call: one kept would be a new file
+        buf = io.BytesIO()
+        Image.new("RGB", (256, 256), (shade, 255 - shade, 90)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def data_url(data: bytes) -> str:
+        return "data:image/png;base64," + base64.b64encode(data).decode()
+
+    before = stored()
+    url = f"{ready.base}/v1/images/edits"
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=60)
+    refused = {
+        "n": httpx.post(url, json={"prompt": "never drawn refused edit", "image": data_url(picture(11)), "n": 999},
+                        headers=auth, timeout=60),
+        "prompt": httpx.post(url, files={"image": ("a.png", picture(22), "image/png")}, headers=auth, timeout=60),
+        "loras": httpx.post(url, json={"prompt": "never drawn refused edit", "image": data_url(picture(33)),
+                                       "loras": [{"name": "no-such-lora", "strength": 0.8}]}, headers=auth, timeout=60),
+    }
+    with pytest.raises(openai.BadRequestError) as strength:
+        client.images.edit(image=("b.png", picture(44), "image/png"), prompt="never drawn refused edit",
+                           extra_body={"strength": 1.5})
+    lab = io.BytesIO()
+    Image.new("LAB", (256, 256)).save(lab, format="TIFF")
+    with pytest.raises(openai.BadRequestError) as lab_mask:
+        client.images.edit(image=("c.png", picture(55), "image/png"), mask=("m.tiff", lab.getvalue(), "image/tiff"),
+                           prompt="never drawn refused edit")
+    keys.set_options(queue_limit=1)
+    try:
+        refused["queue"] = httpx.post(url, json={"prompt": "never drawn refused edit", "image": data_url(picture(66)),
+                                                 "n": 2, "size": "256x256"}, headers=auth, timeout=60)
+    finally:
+        keys.set_options(queue_limit=256)
+
+    assert {k: (r.status_code, r.json()["error"].get("param")) for k, r in refused.items()} == {
+        "n": (400, "n"), "prompt": (400, "prompt"), "loras": (400, "loras"), "queue": (429, None)}
+    assert strength.value.body["param"] == "strength"
+    message = lab_mask.value.body["message"]
+    assert lab_mask.value.body["param"] == "mask" and "LAB" in message and "\n" not in message
+    assert stored() == before
+    assert landed(ready, "never drawn refused edit") == []
+
 def test_mcp_client_lists_the_tools_and_generates(ready, auth):
     async def session():
         async with mcp_client(f"{ready.base}/mcp", auth) as client:
