@@ -302,6 +302,11 @@ def test_a_node_that_cannot_store_an_input_refuses_it_instead_of_failing(tmp_pat
     sent = InputShipper(studio).for_job({"spec": {"init_image": image}})
     (tmp_path / "node").write_text("a file where the node's inputs folder should be")
     assert land(sent, InputStore(root=tmp_path / "node")) == [image]
+    # a node's copy cut short (a crash, a full disk) is written whole again when the input comes again
+    node = InputStore(root=tmp_path / "node2")
+    assert land(sent, node) == []
+    node.path(image).write_bytes(node.path(image).read_bytes()[:100])
+    assert land(sent, node) == [] and node.path(image).read_bytes() == studio.path(image).read_bytes()
 
 
 def test_a_nodes_done_is_written_only_where_the_studio_sent_the_job(tmp_path: Path) -> None:
