@@ -657,10 +657,15 @@ def test_panel_values_become_stored_fields_and_come_back_for_history(home: Path)
     assert np.asarray(store.open(inverted["mask"], "L"))[10, 10] == 255
     from studio.core.request import GenerationRequest
 
-    values = panel_values(GenerationRequest(prompt="p", **fields))
+    values = panel_values(GenerationRequest(prompt="p", **fields), "en")
     assert len(values) == len(PANEL_FIELDS)
     editor = values[0]
     assert np.array_equal(pixels(editor["background"]), pixels(picture))
     assert np.asarray(editor["layers"][0].getchannel("A"))[150, 150] == 255
     assert values[5:8] == [True, 1.5, 0.3] and values[9:] == ["map", 1.1, "/cn/union", 0.1, 0.8]
     assert image_fields(None, 0.6, 4, False, "", False, 2, 0.35, None, "canny", 0.75) == {}
+    import gradio as gr
+
+    store.path(fields["mask"]).unlink()  # a restore never leaves a slot quietly empty: it says why, in the window's language
+    with pytest.raises(gr.Error, match=f"{fields['mask'][:12]} 已不在工作室的输入文件夹中"):
+        panel_values(GenerationRequest(prompt="p", **fields), "zh")

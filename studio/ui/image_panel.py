@@ -20,7 +20,7 @@ import gradio as gr
 from PIL import Image, ImageOps
 
 from studio.core.image_args import GivenImages, store_images
-from studio.core.image_inputs import Outpaint
+from studio.core.image_inputs import InputImageError, InputStore, Outpaint
 from studio.core.request import CONTROL_KINDS, DEFAULT_HIRES_STRENGTH, DEFAULT_STRENGTH, MAX_MASK_BLUR
 from studio.core.spec import ControlRef, HiresRef
 from studio.ui.i18n import t
@@ -177,21 +177,23 @@ def image_fields(editor: Any, strength: float, mask_blur: float, invert: bool, o
     return fields
 
 
-def panel_values(request: Any) -> list[Any]:
+def panel_values(request: Any, lang: str) -> list[Any]:
     """The panel's values that bring `request`'s inputs back (History restore), in PANEL_FIELDS order.
 
-    Inputs no longer in the inputs folder leave their slot empty (validation says so on Generate)."""
-    from studio.core.image_inputs import InputImageError, InputStore
-
+    An input no longer in the inputs folder (or damaged there) refuses the whole restore with one line
+    in `lang` (gr.Error), before any field changes: an empty slot would quietly turn an inpaint into
+    text-to-image, and Rerun (restore, then Generate on success) would queue it."""
     store = InputStore()
 
     def opened(digest: str | None, mode: str = "RGB") -> Image.Image | None:
         try:
             return store.open(digest, mode) if digest else None
-        except InputImageError:
-            return None
+        except InputImageError as exc:  # input.not_stored (or a damaged file's line), named by its hash
+            raise gr.Error(exc.message(lang), title=t("err.title", lang), print_exception=False) from None
 
+    c, h = request.control, request.hires
     init, mask = opened(request.init_image), opened(request.mask, "L")
+    control = opened(c.image) if c else None
     editor: Any = None
     if init is not None:
         layers = []
@@ -200,10 +202,9 @@ def panel_values(request: Any) -> list[Any]:
             white.putalpha(mask.resize(init.size))
             layers = [white]
         editor = {"background": init, "layers": layers, "composite": None}
-    c, h = request.control, request.hires
     return [editor, request.strength if request.strength is not None else DEFAULT_STRENGTH,
             request.mask_blur or 0, False, "", h is not None, h.scale if h else 2.0,
-            h.strength if h else DEFAULT_HIRES_STRENGTH, opened(c.image) if c else None,
+            h.strength if h else DEFAULT_HIRES_STRENGTH, control,
             c.kind if c else "canny", c.scale if c else DEFAULT_CONTROL_SCALE, c.model if c else "",
             c.start if c else 0.0, c.end if c else 1.0]
 
