@@ -978,6 +978,37 @@ def _history_select(page, prompt: str) -> None:
     page.locator("#history-images img").first.wait_for()
 
 
+def test_a_rerun_of_a_soft_mask_inpaint_keeps_its_mask(browser, app, shots):
+    """Finding 5 of the release review: Rerun in History of an inpaint whose mask has grey levels (the
+    CLI's --mask, an API edit) goes through the window's editor and comes back with the very same
+    stored init image and mask (same hashes), not the editor's 0/255 copy of the mask."""
+    from PIL import Image, ImageFilter
+
+    prompt = "柔边蒙版重绘 soft mask"
+    mask = Image.new("L", (256, 256), 0)
+    mask.paste(255, (80, 80, 176, 176))
+    mask = mask.filter(ImageFilter.GaussianBlur(12))
+    assert len(set(mask.getdata())) > 2  # grey levels: what the old restore turned into 255
+    rid = _an_inpaint_request(app, prompt, mask)
+    first = next(r["request"] for r in app.studio.history(limit=500) if r["request_id"] == rid)
+    before = {r["request_id"] for r in app.studio.history(limit=500)}
+    context, page = new_window(browser, app, 1366, 768)
+    try:
+        _history_select(page, prompt)
+        page.click("#history-rerun")
+        deadline = time.monotonic() + 60
+        while not (new := [r for r in app.studio.history(limit=500) if r["request_id"] not in before]):
+            assert time.monotonic() < deadline, "Rerun queued nothing"
+            time.sleep(0.5)
+        assert len(new) == 1
+        app.studio.wait(new[0]["request_id"], timeout=180)
+        again = new[0]["request"]
+        assert again["prompt"] == prompt and again["mask"] and again["init_image"]
+        assert (again["init_image"], again["mask"]) == (first["init_image"], first["mask"])
+    finally:
+        context.close()
+
+
 def test_restore_and_rerun_refuse_a_request_whose_input_is_gone(browser, app, shots):
     """Finding 2 of the release review: once a request's init image is no longer stored, History's
     Restore and Rerun say so in one Chinese line and change nothing; Rerun queues nothing (before, the
