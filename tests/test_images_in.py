@@ -704,10 +704,47 @@ def test_panel_values_become_stored_fields_and_come_back_for_history(home: Path)
     assert np.asarray(store.open(inverted["mask"], "L"))[10, 10] == 255
     from studio.core.request import GenerationRequest
 
-    values = panel_values(GenerationRequest(prompt="p", **fields))
+    values = panel_values(GenerationRequest(prompt="p", **fields), "en")
     assert len(values) == len(PANEL_FIELDS)
     editor = values[0]
     assert np.array_equal(pixels(editor["background"]), pixels(picture))
     assert np.asarray(editor["layers"][0].getchannel("A"))[150, 150] == 255
-    assert values[5:8] == [True, 1.5, 0.3] and values[9:] == ["map", 1.1, "/cn/union", 0.1, 0.8]
+    assert values[5:8] == [True, 1.5, 0.3] and values[9:14] == ["map", 1.1, "/cn/union", 0.1, 0.8]
     assert image_fields(None, 0.6, 4, False, "", False, 2, 0.35, None, "canny", 0.75) == {}
+    import gradio as gr
+
+    store.path(fields["mask"]).unlink()  # a restore never leaves a slot quietly empty: it says why, in the window's language
+    with pytest.raises(gr.Error, match=f"{fields['mask'][:12]} 已不在工作室的输入文件夹中"):
+        panel_values(GenerationRequest(prompt="p", **fields), "zh")
+
+
+def test_a_restored_soft_mask_is_given_again_as_stored_until_the_editor_changes_it(home: Path) -> None:
+    """Release review finding 5: the editor holds a 0/255 copy of a soft mask; while the person leaves
+    the restored image and layer alone, Generate gives the stored init image and mask again (same
+    hashes, grey levels kept); a new stroke or "invert" makes a mask from the editor as before."""
+    from PIL import ImageFilter
+
+    from studio.core.image_args import GivenImages, store_images
+    from studio.core.request import GenerationRequest
+    from studio.ui.image_panel import image_fields, panel_values
+
+    soft = Image.new("L", (256, 256), 0)
+    soft.paste(255, (80, 80, 176, 176))
+    soft = soft.filter(ImageFilter.GaussianBlur(12))
+    buf, mbuf = io.BytesIO(), io.BytesIO()
+    gradient((256, 256)).convert("RGB").save(buf, format="JPEG")  # a JPEG: the editor's PNG would be another hash
+    soft.save(mbuf, format="PNG")
+    stored = store_images(GivenImages(image=buf.getvalue(), mask=mbuf.getvalue()))
+    request = GenerationRequest(prompt="p", strength=0.75, **stored.fields())
+    values = panel_values(request, "en")
+    again = image_fields(*values)
+    assert (again["init_image"], again["mask"]) == (request.init_image, request.mask)
+
+    stroke = values[0]["layers"][0].copy()
+    stroke.paste((255, 255, 255, 255), (0, 0, 20, 20))
+    edited = image_fields({**values[0], "layers": [stroke]}, *values[1:])
+    assert edited["init_image"] == request.init_image and edited["mask"] != request.mask
+    inverted = image_fields(values[0], *values[1:3], True, *values[4:])
+    assert inverted["mask"] != request.mask
+    other = image_fields({**values[0], "background": gradient((256, 256)).rotate(90)}, *values[1:])
+    assert other["init_image"] != request.init_image

@@ -219,7 +219,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     @g
     def do_restore(items, index):
         request = ctx.studio.reuse(image_id=_image(items, index)["image_id"])
-        return [*fill_values(request), gr.Tabs(selected="generate")]
+        return [*fill_values(request, ctx.lang), gr.Tabs(selected="generate")]
 
     restore.click(do_restore, inputs=[items_state, selected], outputs=[*gen.fill_outputs, ctx.tabs],
                   show_progress="hidden")
@@ -295,7 +295,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     def restore_dropped(data):
         if not data:
             return [gr.update()] * (len(gen.fill_outputs) + 1)
-        return [*fill_values(GenerationRequest.from_dict(data)), gr.Tabs(selected="generate")]
+        return [*fill_values(GenerationRequest.from_dict(data), ctx.lang), gr.Tabs(selected="generate")]
 
     drop_restore.click(restore_dropped, inputs=[dropped], outputs=[*gen.fill_outputs, ctx.tabs],
                        show_progress="hidden")

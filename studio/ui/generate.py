@@ -111,14 +111,14 @@ class GenerateTab:
         return [*self.fields, self.negative_box, self.custom_row, self.more, self.loras_box, *self.panel.inputs]
 
 
-def fill_values(request: GenerationRequest) -> list[Any]:
+def fill_values(request: GenerationRequest, lang: str) -> list[Any]:
     """Updates for `GenerateTab.fill_outputs` that put `request` back into the form (and unfold "more"
     when the request used it)."""
     values = form.fields_from_request(request)
     unusual = values.guidance > 0 or values.seed_mode != "random"  # unfold what was restored into it
     return [*values.as_list(), gr.update(visible=values.guidance > 0),
             gr.update(visible=values.size == form.CUSTOM), gr.update(open=True) if unusual else gr.update(),
-            gr.update(open=True) if values.loras else gr.update(), *panel_values(request)]
+            gr.update(open=True) if values.loras else gr.update(), *panel_values(request, lang)]
 
 
 def _size_choices(lang: str) -> list[tuple[str, str]]:
@@ -395,7 +395,7 @@ def build(ctx: Context) -> GenerateTab:
     def restore_result(paths, evt: gr.SelectData):
         if not paths or evt.index is None or evt.index >= len(paths):
             return [gr.update()] * len(tab.fill_outputs)
-        values = fill_values(read_png_request(paths[evt.index]))
+        values = fill_values(read_png_request(paths[evt.index]), ctx.lang)
         gr.Info(t("gen.restored", ctx.lang), title=t("toast.info", ctx.lang))
         return values
 

@@ -92,7 +92,7 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
     @g
     def do_restore(rows, row):
         request = ctx.studio.reuse(request_id=_require(rows, row)["request_id"])
-        return [*fill_values(request), gr.Tabs(selected="generate")]
+        return [*fill_values(request, ctx.lang), gr.Tabs(selected="generate")]
 
     restore_outputs = [*gen.fill_outputs, ctx.tabs]
     restore.click(do_restore, inputs=[rows_state, selected], outputs=restore_outputs, show_progress="hidden")

@@ -14,20 +14,21 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 
 from studio.core.image_args import GivenImages, store_images
-from studio.core.image_inputs import Outpaint
+from studio.core.image_inputs import InputImageError, InputStore, Outpaint, sha256_of
 from studio.core.request import CONTROL_KINDS, DEFAULT_HIRES_STRENGTH, DEFAULT_STRENGTH, MAX_MASK_BLUR
 from studio.core.spec import ControlRef, HiresRef
 from studio.ui.i18n import t
 
 PANEL_FIELDS = ("editor", "strength", "mask_blur", "invert", "outpaint", "hires", "hires_scale",
                 "hires_strength", "control_image", "control_type", "control_scale", "control_model",
-                "control_start", "control_end")
+                "control_start", "control_end", "restored")
 SEND_TARGETS = ("img2img", "inpaint", "control")  # where an image can be sent: init image, init + mask, control
 DEFAULT_CONTROL_SCALE = 0.75
 
@@ -48,6 +49,7 @@ class ImagePanel:
     control_model: Any
     control_start: Any
     control_end: Any
+    restored: Any  # gr.State holding the `Restored` inputs of the last restore, so a rerun keeps them
     box: Any = None  # the accordion, opened when an image is sent to the panel
 
     @property
@@ -58,6 +60,16 @@ class ImagePanel:
     def send_outputs(self) -> list[Any]:
         """What sending an image updates (see `send_values`)."""
         return [self.box, self.editor, self.strength, self.control_image]
+
+
+@dataclass(frozen=True)
+class Restored:
+    """The stored inputs a restore put in the editor: the init image's and mask's hashes, and the hash
+    of the area its layer shows as painted (`_painted_digest`)."""
+
+    init: str
+    mask: str
+    painted: str
 
 
 def control_kinds(lang: str) -> list[tuple[str, str]]:
@@ -119,11 +131,13 @@ def build_panel(ctx: Any) -> ImagePanel:
                                                         label=t("img.control_start", lang), elem_id="img-control-start"), "img.control_start")
                     control_end = ctx.label(gr.Slider(0.0, 1.0, value=1.0, step=0.05, label=t("img.control_end", lang),
                                                       elem_id="img-control-end"), "img.control_end")
+    restored = gr.State(None)
     # ControlNets put in a folder while the studio runs show up when the list is opened
     control_model.focus(lambda: gr.update(choices=controlnet_choices(ctx, ctx.lang)), outputs=[control_model],
                         show_progress="hidden")
     return ImagePanel(editor, strength, mask_blur, invert, outpaint, hires, hires_scale, hires_strength,
-                      control_image, control_type, control_scale, control_model, control_start, control_end, box)
+                      control_image, control_type, control_scale, control_model, control_start, control_end,
+                      restored, box)
 
 
 def _png(image: Image.Image) -> bytes:
@@ -147,10 +161,37 @@ def painted_mask(layers: list[Any], size: tuple[int, int], invert: bool) -> Imag
     return ImageOps.invert(mask) if invert else mask
 
 
+def _painted_digest(mask: Image.Image | None) -> str:
+    """What the editor's layer marks as painted (`painted_mask`, not inverted), as one hash."""
+    return sha256_of(mask.tobytes()) if mask is not None else ""
+
+
+def _kept(restored: Restored | None, background: Image.Image, layers: list[Any],
+          invert: bool) -> tuple[Path | None, Path | None]:
+    """The stored files of a restored init image and mask (see `panel_values`) while the editor still
+    shows them: the same pixels, the same painted area, not inverted; (None, None) otherwise. Giving
+    their stored bytes again keeps their hashes, so a rerun draws with the very mask it had (a soft
+    mask's grey levels included), not the editor's 0/255 copy of it."""
+    if not isinstance(restored, Restored):
+        return None, None
+    store = InputStore()
+    init_path = store.path(restored.init)
+    try:
+        same = init_path is not None and ImageChops.difference(store.open(restored.init), background).getbbox() is None
+    except (InputImageError, ValueError):  # gone or damaged since, or another size: the editor's own pixels
+        same = False
+    if not same:
+        return None, None
+    mask_path = store.path(restored.mask)
+    painted = painted_mask(layers, background.size, False)
+    keep_mask = mask_path is not None and not invert and _painted_digest(painted) == restored.painted
+    return init_path, mask_path if keep_mask else None
+
+
 def image_fields(editor: Any, strength: float, mask_blur: float, invert: bool, outpaint: str, hires: bool,
                  hires_scale: float, hires_strength: float, control_image: Any, control_type: str,
                  control_scale: float, control_model: str | None = "", control_start: float = 0.0,
-                 control_end: float = 1.0) -> dict[str, Any]:
+                 control_end: float = 1.0, restored: Restored | None = None) -> dict[str, Any]:
     """Request fields from the panel's values (inputs stored by hash; InputImageError for a bad one)."""
     editor = editor or {}
     background = editor.get("background") if isinstance(editor, dict) else None
@@ -158,9 +199,12 @@ def image_fields(editor: Any, strength: float, mask_blur: float, invert: bool, o
     given = GivenImages()
     if background is not None:
         background = background.convert("RGB")
-        mask = painted_mask(editor.get("layers") or [], background.size, bool(invert))
-        given = GivenImages(image=_png(background), image_name="image",
-                            mask=_png(mask) if mask is not None else None, mask_name="mask",
+        layers = editor.get("layers") or []
+        init_path, mask_path = _kept(restored, background, layers, bool(invert))
+        mask = None if mask_path is not None else painted_mask(layers, background.size, bool(invert))
+        given = GivenImages(image=str(init_path) if init_path else _png(background), image_name="image",
+                            mask=str(mask_path) if mask_path else (_png(mask) if mask is not None else None),
+                            mask_name="mask",
                             outpaint=Outpaint.parse(outpaint) if (outpaint or "").strip() else None)
     if control_image is not None:
         given.control, given.control_name = _png(control_image.convert("RGB")), "control"
@@ -177,35 +221,41 @@ def image_fields(editor: Any, strength: float, mask_blur: float, invert: bool, o
     return fields
 
 
-def panel_values(request: Any) -> list[Any]:
+def panel_values(request: Any, lang: str) -> list[Any]:
     """The panel's values that bring `request`'s inputs back (History restore), in PANEL_FIELDS order.
 
-    Inputs no longer in the inputs folder leave their slot empty (validation says so on Generate)."""
-    from studio.core.image_inputs import InputImageError, InputStore
-
+    An input no longer in the inputs folder (or damaged there) refuses the whole restore with one line
+    in `lang` (gr.Error), before any field changes: an empty slot would quietly turn an inpaint into
+    text-to-image, and Rerun (restore, then Generate on success) would queue it. The last value is the
+    `Restored` state: the editor shows a soft mask as 0/255, so Generate gives the stored files again
+    while the editor is left as restored (`_kept`)."""
     store = InputStore()
 
     def opened(digest: str | None, mode: str = "RGB") -> Image.Image | None:
         try:
             return store.open(digest, mode) if digest else None
-        except InputImageError:
-            return None
+        except InputImageError as exc:  # input.not_stored (or a damaged file's line), named by its hash
+            raise gr.Error(exc.message(lang), title=t("err.title", lang), print_exception=False) from None
 
+    c, h = request.control, request.hires
     init, mask = opened(request.init_image), opened(request.mask, "L")
+    control = opened(c.image) if c else None
     editor: Any = None
+    restored: Restored | None = None
     if init is not None:
         layers = []
         if mask is not None:
             white = Image.new("RGBA", init.size, (255, 255, 255, 0))
-            white.putalpha(mask.resize(init.size))
+            white.putalpha(mask.resize(init.size, Image.Resampling.BILINEAR))  # the engine's own filter
             layers = [white]
         editor = {"background": init, "layers": layers, "composite": None}
-    c, h = request.control, request.hires
+        restored = Restored(request.init_image, request.mask or "",
+                            _painted_digest(painted_mask(layers, init.size, False)))
     return [editor, request.strength if request.strength is not None else DEFAULT_STRENGTH,
             request.mask_blur or 0, False, "", h is not None, h.scale if h else 2.0,
-            h.strength if h else DEFAULT_HIRES_STRENGTH, opened(c.image) if c else None,
+            h.strength if h else DEFAULT_HIRES_STRENGTH, control,
             c.kind if c else "canny", c.scale if c else DEFAULT_CONTROL_SCALE, c.model if c else "",
-            c.start if c else 0.0, c.end if c else 1.0]
+            c.start if c else 0.0, c.end if c else 1.0, restored]
 
 
 # --- sending an image into the panel ------------------------------------------------------------

@@ -943,3 +943,104 @@ def test_the_demo_controlnet_is_chosen_in_the_panel_and_drawn_with(browser, app,
         page.wait_for_function(f"{src_js} !== {json.dumps(uploaded)} && {src_js} !== ''")
     finally:
         context.close()
+
+
+def _an_inpaint_request(app, prompt: str, mask) -> str:
+    """An inpaint request made (and finished) through the studio itself, on a picture of its own, so
+    that a test may delete its inputs; its request id."""
+    import io
+
+    from PIL import Image
+
+    from studio.core.image_args import GivenImages, store_images
+    from studio.core.request import GenerationRequest
+
+    def png(image) -> bytes:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return buf.getvalue()
+
+    picture = Image.new("RGB", (256, 256), (200, 180, 40))
+    picture.paste((30, 90, 160), (64, 64, 192, 192))
+    picture.putpixel((0, 0), tuple(ord(c) % 256 for c in prompt[:3]))  # one picture (one hash) per test
+    stored = store_images(GivenImages(image=png(picture), image_name="image", mask=png(mask), mask_name="mask"))
+    rid = app.studio.submit(GenerationRequest(prompt, steps=2, seed=7, strength=0.75, mask_blur=4, **stored.fields()))
+    app.studio.wait(rid, timeout=180)
+    return rid
+
+
+def _history_select(page, prompt: str) -> None:
+    open_tab(page, "历史")
+    box(page, "history-search").fill(prompt)
+    box(page, "history-search").press("Enter")
+    page.wait_for_function(f"{ROWS_JS}.length === 1")
+    page.locator("#history [role=row]", has_text=prompt).first.get_by_text(prompt).click()
+    page.locator("#history-images img").first.wait_for()
+
+
+def test_a_rerun_of_a_soft_mask_inpaint_keeps_its_mask(browser, app, shots):
+    """Finding 5 of the release review: Rerun in History of an inpaint whose mask has grey levels (the
+    CLI's --mask, an API edit) goes through the window's editor and comes back with the very same
+    stored init image and mask (same hashes), not the editor's 0/255 copy of the mask."""
+    from PIL import Image, ImageFilter
+
+    prompt = "柔边蒙版重绘 soft mask"
+    mask = Image.new("L", (256, 256), 0)
+    mask.paste(255, (80, 80, 176, 176))
+    mask = mask.filter(ImageFilter.GaussianBlur(12))
+    assert len(set(mask.getdata())) > 2  # grey levels: what the old restore turned into 255
+    rid = _an_inpaint_request(app, prompt, mask)
+    first = next(r["request"] for r in app.studio.history(limit=500) if r["request_id"] == rid)
+    before = {r["request_id"] for r in app.studio.history(limit=500)}
+    context, page = new_window(browser, app, 1366, 768)
+    try:
+        _history_select(page, prompt)
+        page.click("#history-rerun")
+        deadline = time.monotonic() + 60
+        while not (new := [r for r in app.studio.history(limit=500) if r["request_id"] not in before]):
+            assert time.monotonic() < deadline, "Rerun queued nothing"
+            time.sleep(0.5)
+        assert len(new) == 1
+        app.studio.wait(new[0]["request_id"], timeout=180)
+        again = new[0]["request"]
+        assert again["prompt"] == prompt and again["mask"] and again["init_image"]
+        assert (again["init_image"], again["mask"]) == (first["init_image"], first["mask"])
+    finally:
+        context.close()
+
+
+def test_restore_and_rerun_refuse_a_request_whose_input_is_gone(browser, app, shots):
+    """Finding 2 of the release review: once a request's init image is no longer stored, History's
+    Restore and Rerun say so in one Chinese line and change nothing; Rerun queues nothing (before, the
+    slot was left empty and Rerun queued a text-to-image in one click)."""
+    from PIL import Image
+
+    from studio.core.image_inputs import InputStore
+
+    prompt = "遗失的输入图片 gone input"
+    mask = Image.new("L", (256, 256), 0)
+    mask.paste(255, (96, 96, 160, 160))
+    rid = _an_inpaint_request(app, prompt, mask)
+    request = next(r["request"] for r in app.studio.history(limit=500) if r["request_id"] == rid)
+    store = InputStore(app.studio.paths.inputs_dir)
+    store.path(request["init_image"]).unlink()
+    said = f"输入图片 {request['init_image'][:12]} 已不在工作室的输入文件夹中，请重新提供图片。"
+    before = len(app.studio.history(limit=500))
+    context, page = new_window(browser, app, 1366, 768)
+    try:
+        _history_select(page, prompt)
+        toasts = page.locator('[data-testid="toast-body"]', has_text=said)
+        page.click("#history-restore")
+        toasts.first.wait_for()
+        page.screenshot(path=str(shots / "ui-restore-input-gone-zh.png"), full_page=True)
+        assert box(page, "history-search").is_visible()  # still in History: the Generate tab did not open
+        page.locator('[data-testid="toast-close"]').first.click()
+        toasts.first.wait_for(state="detached")
+        page.click("#history-rerun")
+        toasts.first.wait_for()
+        page.wait_for_timeout(3000)  # what .success(Generate) would have queued by now
+        assert len(app.studio.history(limit=500)) == before
+        assert box(page, "prompt").input_value() == ""  # nothing of the request reached the form
+        assert page.locator("#progress [data-state=running], #progress [data-state=queued]").count() == 0
+    finally:
+        context.close()
