@@ -111,14 +111,14 @@ class GenerateTab:
         return [*self.fields, self.negative_box, self.custom_row, self.more, self.loras_box, *self.panel.inputs]
 
 
-def fill_values(request: GenerationRequest, lang: str) -> list[Any]:
+def fill_values(request: GenerationRequest, lang: str, strict: bool = False) -> list[Any]:
     """Updates for `GenerateTab.fill_outputs` that put `request` back into the form (and unfold "more"
-    when the request used it)."""
+    when the request used it). `strict` (Rerun): an input no longer stored refuses it all (`panel_values`)."""
     values = form.fields_from_request(request)
     unusual = values.guidance > 0 or values.seed_mode != "random"  # unfold what was restored into it
     return [*values.as_list(), gr.update(visible=values.guidance > 0),
             gr.update(visible=values.size == form.CUSTOM), gr.update(open=True) if unusual else gr.update(),
-            gr.update(open=True) if values.loras else gr.update(), *panel_values(request, lang)]
+            gr.update(open=True) if values.loras else gr.update(), *panel_values(request, lang, strict)]
 
 
 def _size_choices(lang: str) -> list[tuple[str, str]]:

@@ -94,9 +94,14 @@ def build(ctx: Context, gen: GenerateTab) -> Any:
         request = ctx.studio.reuse(request_id=_require(rows, row)["request_id"])
         return [*fill_values(request, ctx.lang), gr.Tabs(selected="generate")]
 
+    @g
+    def do_rerun(rows, row):  # refused whole when an input is gone: Generate follows at once
+        request = ctx.studio.reuse(request_id=_require(rows, row)["request_id"])
+        return [*fill_values(request, ctx.lang, strict=True), gr.Tabs(selected="generate")]
+
     restore_outputs = [*gen.fill_outputs, ctx.tabs]
     restore.click(do_restore, inputs=[rows_state, selected], outputs=restore_outputs, show_progress="hidden")
-    rerun.click(do_restore, inputs=[rows_state, selected], outputs=restore_outputs,
+    rerun.click(do_rerun, inputs=[rows_state, selected], outputs=restore_outputs,
                 show_progress="hidden").success(gen.run, inputs=gen.run_inputs, outputs=gen.run_outputs,
                                                 concurrency_limit=None, show_progress="hidden")
 

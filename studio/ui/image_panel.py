@@ -221,24 +221,30 @@ def image_fields(editor: Any, strength: float, mask_blur: float, invert: bool, o
     return fields
 
 
-def panel_values(request: Any, lang: str) -> list[Any]:
+def panel_values(request: Any, lang: str, strict: bool = True) -> list[Any]:
     """The panel's values that bring `request`'s inputs back (History restore), in PANEL_FIELDS order.
 
-    An input no longer in the inputs folder (or damaged there) refuses the whole restore with one line
-    in `lang` (gr.Error), before any field changes: an empty slot would quietly turn an inpaint into
-    text-to-image, and Rerun (restore, then Generate on success) would queue it. The last value is the
-    `Restored` state: the editor shows a soft mask as 0/255, so Generate gives the stored files again
-    while the editor is left as restored (`_kept`)."""
+    An input no longer in the inputs folder (or damaged there) is said in one line in `lang`. `strict`
+    (Rerun) refuses the whole restore (gr.Error) before any field changes: an empty slot would quietly
+    turn an inpaint into text-to-image, and Rerun (restore, then Generate on success) would queue it.
+    Otherwise (Restore, a PNG made elsewhere) the rest comes back, the slot stays empty where the
+    person sees it, and the line is a warning. The last value is the `Restored` state: the editor shows
+    a soft mask as 0/255, so Generate gives the stored files again while the editor is left as restored
+    (`_kept`)."""
     store = InputStore()
 
     def opened(digest: str | None, mode: str = "RGB") -> Image.Image | None:
         try:
             return store.open(digest, mode) if digest else None
         except InputImageError as exc:  # input.not_stored (or a damaged file's line), named by its hash
-            raise gr.Error(exc.message(lang), title=t("err.title", lang), print_exception=False) from None
+            if strict:
+                raise gr.Error(exc.message(lang), title=t("err.title", lang), print_exception=False) from None
+            gr.Warning(exc.message(lang))
+            return None
 
     c, h = request.control, request.hires
-    init, mask = opened(request.init_image), opened(request.mask, "L")
+    init = opened(request.init_image)
+    mask = opened(request.mask, "L") if init is not None else None
     control = opened(c.image) if c else None
     editor: Any = None
     restored: Restored | None = None

@@ -1011,8 +1011,9 @@ def test_a_rerun_of_a_soft_mask_inpaint_keeps_its_mask(browser, app, shots):
 
 def test_restore_and_rerun_refuse_a_request_whose_input_is_gone(browser, app, shots):
     """Finding 2 of the release review: once a request's init image is no longer stored, History's
-    Restore and Rerun say so in one Chinese line and change nothing; Rerun queues nothing (before, the
-    slot was left empty and Rerun queued a text-to-image in one click)."""
+    Rerun says so in one Chinese line and changes nothing, and queues nothing (before, the slot was left
+    empty and Rerun queued a text-to-image in one click). Restore brings back the rest with the same
+    line as a warning, the image slot left empty where the person sees it."""
     from PIL import Image
 
     from studio.core.image_inputs import InputStore
@@ -1030,17 +1031,21 @@ def test_restore_and_rerun_refuse_a_request_whose_input_is_gone(browser, app, sh
     try:
         _history_select(page, prompt)
         toasts = page.locator('[data-testid="toast-body"]', has_text=said)
-        page.click("#history-restore")
-        toasts.first.wait_for()
-        page.screenshot(path=str(shots / "ui-restore-input-gone-zh.png"), full_page=True)
-        assert box(page, "history-search").is_visible()  # still in History: the Generate tab did not open
-        page.locator('[data-testid="toast-close"]').first.click()
-        toasts.first.wait_for(state="detached")
         page.click("#history-rerun")
         toasts.first.wait_for()
+        page.screenshot(path=str(shots / "ui-rerun-input-gone-zh.png"), full_page=True)
         page.wait_for_timeout(3000)  # what .success(Generate) would have queued by now
         assert len(app.studio.history(limit=500)) == before
+        assert box(page, "history-search").is_visible()  # still in History: the Generate tab did not open
         assert box(page, "prompt").input_value() == ""  # nothing of the request reached the form
         assert page.locator("#progress [data-state=running], #progress [data-state=queued]").count() == 0
+        page.locator('[data-testid="toast-close"]').first.click()
+        toasts.first.wait_for(state="detached")
+        page.click("#history-restore")
+        toasts.first.wait_for()
+        box(page, "prompt").wait_for()
+        page.wait_for_function("p => document.querySelector('#prompt textarea').value === p", arg=prompt)
+        page.screenshot(path=str(shots / "ui-restore-input-gone-zh.png"), full_page=True)
+        assert len(app.studio.history(limit=500)) == before  # a restore queues nothing
     finally:
         context.close()
