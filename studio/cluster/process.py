@@ -150,11 +150,12 @@ class ActorProcess:
             self._outputs.sent(msg)
             try:
                 ray.get(self.actor.deliver.remote(msg, inputs or None))
-            except ray.exceptions.RayActorError:  # the actor is gone: the uplink tells the pool
-                return
-            except ray.exceptions.RayError as exc:  # it lives, but this message may not have reached its
-                # worker: end it, so the pool sees the worker go and hands its jobs on, rather than
-                # leave a job "sent" for good and every later message undelivered
+            except ray.exceptions.RayError as exc:
+                gone = ray.exceptions.RayActorError
+                if isinstance(exc, gone) and not isinstance(exc, ray.exceptions.ActorUnavailableError):
+                    return  # the actor is gone: the uplink tells the pool
+                # It lives (or may come back), without this message: end it, so the pool sees the worker
+                # go and hands its jobs on, rather than leave a job "sent" for good and drop the rest.
                 log.warning("%s: a message to the node failed (%s); ending its worker", self.place.name,
                             _first_line(exc))
                 break
