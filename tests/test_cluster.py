@@ -454,6 +454,9 @@ def _arrived_once(studio: Any, recorder: Any, rid: str, results: list[dict[str, 
     assert [r["status"] for r in results] == ["done"] * 8
     paths = [Path(r["path"]) for r in results]
     assert len(set(paths)) == 8 and all(p.is_file() for p in paths)
+    # events reach subscribers on the studio's event thread, in order: the request's end comes after its
+    # jobs', and `wait` can return before the recorder has seen it
+    recorder.wait_for(lambda e: e["type"] == "request_done" and e.get("request_id") == rid, timeout=30)
     assert sorted(e["job_id"] for e in recorder.of("job_done", request_id=rid)) == sorted(r["job_id"] for r in results)
     [entry] = [h for h in studio.store.history(limit=20) if h["request_id"] == rid]
     assert entry["jobs_done"] == 8 and sorted(i["path"] for i in entry["images"]) == sorted(map(str, paths))
