@@ -13,13 +13,7 @@
 #               (bench_pool_split.py --first-after-ready; -pcie: NCCL_P2P_DISABLE=1); p2 then gives the same
 #               figure through `zaoxiang bench` (its "first single ÷ median single")
 # JSON and logs land in $OUT.
-set -u
-OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-  .whl/*.whl || exit 1
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 ZAOXIANG_HOME=/tmp/zx-home ZX_COMPILE_CACHE=/tmp/zx-compile-cache
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-LIMIT=${ZX_LIMIT_S:-560}
+source tools/gpu/prelude.sh
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader
 left() { echo $((LIMIT - SECONDS - 5)); }
 cap() { local t=$1 l; l=$(left); (( t > l )) && t=$l; echo "$t"; }

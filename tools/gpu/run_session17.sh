@@ -15,13 +15,7 @@
 #        steps kept in CUDA graphs (ZAOXIANG_SPLIT_STEP_GRAPHS=1)
 # call5  (2 GPUs) the VAE decode shared row by row (+vaesplit) against the whole decode, 2048² and 1024²,
 #        then auto's first image with it on (ZAOXIANG_SPLIT_DECODE=1) where time is left
-set -u
-OUT=${OUT:-/tmp/zx-out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-  .whl/*.whl || exit 1
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 ZAOXIANG_HOME=/tmp/zx-home ZX_COMPILE_CACHE=/tmp/zx-compile-cache
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-LIMIT=${ZX_LIMIT_S:-560}
+source tools/gpu/prelude.sh
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader; nvidia-smi topo -m | head -6
 left() { echo $((LIMIT - SECONDS - 8)); }
 show() { grep -v -E 'Warning|warnings.warn|^\s*$|UserWarning|__recompiles' "$1" | tail -n "${2:-25}" | cut -c1-600; }
