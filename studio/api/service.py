@@ -139,8 +139,8 @@ class ApiService:
                                 "try again in a few seconds.", code="no_worker_ready", retry_after_s=5)
 
     def admit_to_queue(self, images: int) -> None:
-        """429 when `images` more would pass the queue limit (the part of `admit` callers that wait for
-        a worker, such as the window's named generate endpoint, need too)."""
+        """429 when `images` more would pass the queue limit (core/queue_limit.py, which the window's
+        named generate endpoint checks too)."""
         try:
             admit_to_queue(self.studio, self.keys, images)
         except QueueFull as exc:
