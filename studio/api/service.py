@@ -23,6 +23,7 @@ import anyio
 from studio.api.errors import ApiError
 from studio.api.keys import KeyStore
 from studio.core import events as ev
+from studio.core.queue_limit import QueueFull, admit_to_queue
 from studio.core.request import (
     MAX_COUNT,
     MAX_SIZE,
@@ -138,13 +139,12 @@ class ApiService:
                                 "try again in a few seconds.", code="no_worker_ready", retry_after_s=5)
 
     def admit_to_queue(self, images: int) -> None:
-        """429 when `images` more would pass the queue limit (the part of `admit` callers that wait for
-        a worker, such as the window's named generate endpoint, need too)."""
-        limit = self.keys.config().queue_limit
-        queued = self.studio.queue_length()
-        if queued + images > limit:
-            raise ApiError(429, f"The studio's queue holds {queued} images (limit {limit}); try again shortly.",
-                           code="queue_full", retry_after_s=5)
+        """429 when `images` more would pass the queue limit (core/queue_limit.py, which the window's
+        named generate endpoint checks too)."""
+        try:
+            admit_to_queue(self.studio, self.keys, images)
+        except QueueFull as exc:
+            raise ApiError(429, str(exc), code="queue_full", retry_after_s=5) from None
 
     # ------------------------------------------------------------------ one call
 

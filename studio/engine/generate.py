@@ -17,14 +17,10 @@ import torch
 from PIL import Image
 
 from studio.core.spec import ImageSpec
+from studio.engine.decode import Clock, Decoding, NonFiniteOutput  # noqa: F401  (NonFiniteOutput: importers' old home)
 from studio.engine.loader import load_pipeline
 from studio.engine.precision import choose_dtype
 from studio.engine.steps import Cancelled, step_callback
-
-
-class NonFiniteOutput(RuntimeError):
-    """The model produced NaN or infinite values; nothing was saved."""
-
 
 StepCallback = Callable[[int, int], None]
 PreviewCallback = Callable[[Any], None]  # hears studio.engine.preview.PreviewImage
@@ -59,7 +55,7 @@ def initial_noise(seed: int, width: int, height: int, channels: int, vae_scale: 
     return torch.randn((1, channels, h, w), generator=gen, dtype=torch.float32)
 
 
-class Engine:
+class Engine(Decoding):
     """A loaded pipeline on one device, ready to run jobs one after another.
 
     On CUDA the fast path (TF32, chosen attention kernel, regional compile warmed in the background,
@@ -399,65 +395,3 @@ class Engine:
         timings.denoise_s, timings.decode_s = clock.split(t1)
         timings.total_s = time.perf_counter() - t0
         return images, timings
-
-    def decode_many(self, latents: torch.Tensor, width: int | None = None, height: int | None = None,
-                    latents_ok: torch.Tensor | None = None) -> list[Image.Image]:
-        """Decode a batch: in one go under the full profile, one by one (slicing) otherwise.
-
-        `latents_ok` (a device boolean) refuses the batch as the model's NaN, read with the first pixels."""
-        if self.profile.vae_slicing or latents.shape[0] == 1:
-            return [self._decode(latents[i:i + 1], width, height, latents_ok if i == 0 else None)[0]
-                    for i in range(latents.shape[0])]
-        return self._decode(latents, width, height, latents_ok)
-
-    def decode(self, latents: torch.Tensor, width: int | None = None, height: int | None = None) -> Image.Image:
-        """VAE-decode one latent into a PIL image, refusing non-finite pixels."""
-        return self._decode(latents, width, height)[0]
-
-    def _decode(self, latents: torch.Tensor, width: int | None, height: int | None,
-                latents_ok: torch.Tensor | None = None) -> list[Image.Image]:
-        from studio.engine.memory import use_tiling
-
-        vae = self.pipe.vae
-        h = height or latents.shape[-2] * self.pipe.vae_scale_factor
-        w = width or latents.shape[-1] * self.pipe.vae_scale_factor
-        tiled = self.device.type == "cuda" and use_tiling(self.profile, w, h)
-        vae.use_tiling = tiled
-        with torch.no_grad():
-            lat = latents.to(self.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
-            if self.vae_channels_last:
-                lat = lat.contiguous(memory_format=torch.channels_last)
-            pixels = vae.decode(lat, return_dict=False)[0]
-        ok = torch.isfinite(pixels).all()
-        flags = torch.stack([ok, ok if latents_ok is None else latents_ok])
-        arr = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        pixels_fine, latents_fine = flags.tolist()  # on the host already: the copy above synchronised
-        if not latents_fine:
-            raise NonFiniteOutput("The model produced invalid (NaN) values; no image was saved. "
-                                  "Try another seed, or float32 precision.")
-        if not pixels_fine:
-            raise NonFiniteOutput("The image decoder produced invalid (NaN) values; no image was saved.")
-        return [Image.fromarray(a) for a in arr]
-
-
-class Clock:
-    """Splits denoise from decode time without a host sync between them: CUDA events on a GPU (read
-    once the decode's copy to the host has synchronised), the host clock elsewhere."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.t_mid = time.perf_counter()
-        self.mid = self.end = None
-        if self.cuda:
-            self.mid, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            self.mid.record()
-
-    def split(self, t_start: float) -> tuple[float, float]:
-        """(denoise_s, decode_s): from `t_start` (host clock) to this clock's start, and on to now."""
-        now = time.perf_counter()
-        if not self.cuda:
-            return self.t_mid - t_start, now - self.t_mid
-        self.end.record()
-        self.end.synchronize()
-        decode = self.mid.elapsed_time(self.end) / 1000.0
-        return max(0.0, now - t_start - decode), decode

@@ -23,101 +23,27 @@ from collections.abc import Callable
 from typing import Any
 
 from studio.pool import protocol as p
+from studio.pool.image_writer import ImageWriter
 from studio.pool.speed import StepClock
+from studio.pool.worker_knobs import (  # noqa: F401  (DELAY_ENV, HANG_ENV, WRITE_HOLD_ENV: tests import them here)
+    DELAY_ENV,
+    HANG_ENV,
+    OOM_ENV,
+    WRITE_HOLD_ENV,
+    Slowdown,
+    hang_if_told,
+    slowdown_for,
+    take_marker,
+)
 
 WARMUP = dict(prompt="warm-up", negative_prompt="", width=256, height=256, steps=2, guidance=0.0, seed=0)
 GROUP_TIMED_STEPS = 3  # the group warm-up's timed images: two steady steps after the first
-DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only, by worker index: "0:0.25" adds 0.25 s per step,
-#                                            "1:x2" makes every step of worker 1 take twice as long
-HANG_ENV = "ZAOXIANG_TEST_WORKER_HANG"  # test-only: a file; the first job step that finds it removes it
-#                                        and never returns (a hung worker: alive, silent)
-OOM_ENV = "ZAOXIANG_TEST_WORKER_OOM"  # test-only: a file; the first job that finds it removes it and
-#                                      fails as out of memory
-WRITE_HOLD_ENV = "ZAOXIANG_TEST_WRITE_HOLD"  # test-only: hold a written PNG's temp file open before its
-#                rename, so a kill lands mid-write: "0.4" every write for 0.4 s (scripts/kill_matrix.py); a file
-#                path: the first write that finds the file removes it, writes "<file>.writing" (the worker's
-#                pid) and holds for good (tests/test_pool_recovery.py)
 WARM_SIZES_ENV = "ZAOXIANG_WARM_SIZES"  # "1024x1024,1152x896": the sizes compiled before ready (default:
 #                                          the engine's WARM_SIZES)
 # Loading builds modules on the meta device, which patches torch process-wide: in-process workers
 # (pool/inline.py) must load one at a time. A worker process holds it alone.
 LOAD_LOCK = threading.Lock()
 RANDOM_PREFIX = "random:"  # model path "random:full": the worker builds the random-weight pipeline itself
-
-
-class Slowdown:
-    """Test-only knob that makes one worker slower: sleep after each step, a flat number of seconds
-    or (factor - 1) x the step's own time (so the slow/fast ratio holds whatever the machine's load)."""
-
-    def __init__(self, seconds: float = 0.0, factor: float = 1.0) -> None:
-        self.seconds, self.factor = seconds, factor
-        self._t = time.perf_counter()
-
-    def __bool__(self) -> bool:
-        return self.seconds > 0 or self.factor > 1
-
-    def start(self) -> None:
-        self._t = time.perf_counter()
-
-    def after_step(self, _i: int = 0, _n: int = 0) -> None:
-        pause = self.seconds + (self.factor - 1) * (time.perf_counter() - self._t)
-        if pause > 0:
-            time.sleep(pause)
-        self._t = time.perf_counter()
-
-
-def slowdown_for(index: int, env: str | None = None) -> Slowdown:
-    """The worker's test slowdown from ZAOXIANG_TEST_WORKER_DELAY (none when unset or unparsable)."""
-    text = os.environ.get(DELAY_ENV, "") if env is None else env
-    for part in text.split(","):
-        key, _, value = part.partition(":")
-        if key.strip() != str(index):
-            continue
-        value = value.strip().lower()
-        try:
-            if value.startswith("x"):
-                return Slowdown(factor=max(1.0, float(value[1:])))
-            return Slowdown(seconds=max(0.0, float(value)))
-        except ValueError:
-            break
-    return Slowdown()
-
-
-def _take_marker(env: str) -> bool:
-    """True once: when the test knob `env` names a file that this call removed (one worker wins it)."""
-    marker = os.environ.get(env)
-    if not marker:
-        return False
-    try:
-        os.unlink(marker)
-    except OSError:
-        return False
-    return True
-
-
-def hang_if_told() -> None:
-    """The HANG_ENV test knob: hang this worker once, for the pool's hung-worker detection."""
-    if _take_marker(HANG_ENV):
-        while True:
-            time.sleep(60)
-
-
-def hold_write_if_told(tmp: Any) -> None:
-    """The WRITE_HOLD_ENV test knob: keep the PNG's temp file open, not renamed, for a moment or for good
-    (the kill matrix finds the writer by its open files; a test by the pid in "<file>.writing")."""
-    value = os.environ.get(WRITE_HOLD_ENV) or ""
-    try:
-        seconds = float(value)
-    except ValueError:
-        if not _take_marker(WRITE_HOLD_ENV):
-            return
-        with open(value + ".writing", "w") as fh:
-            fh.write(str(os.getpid()))
-        seconds = float("inf")
-    with open(tmp, "rb"):
-        while seconds > 0:
-            time.sleep(min(seconds, 60.0))
-            seconds -= 60.0
 
 
 def warm_sizes(env: str | None = None) -> tuple[tuple[int, int], ...] | None:
@@ -130,55 +56,6 @@ def warm_sizes(env: str | None = None) -> tuple[tuple[int, int], ...] | None:
             return None
         sizes.append((int(w), int(h)))
     return tuple(sizes) or None
-
-
-class ImageWriter:
-    """Writes finished images on its own thread (PNG encoding, metadata, atomic write, fsync) and then
-    sends `done`, so the GPU starts the next job meanwhile and never waits for the disk.
-
-    `done` still follows the file's fsync and rename. At most one image waits behind the one being
-    written: a slow disk holds the GPU back rather than filling memory.
-    """
-
-    def __init__(self, send: Any) -> None:
-        self._send = send
-        self._queue: queue.Queue[tuple[Any, dict[str, Any]] | None] = queue.Queue(maxsize=1)
-        self._thread = threading.Thread(target=self._loop, name="png-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, made: Any, info: dict[str, Any]) -> None:
-        self._queue.put((made, info))
-
-    def close(self) -> None:
-        """Write what is queued, then end the thread."""
-        self._queue.put(None)
-        self._thread.join()
-
-    def _loop(self) -> None:
-        from studio.engine.run_job import save_image
-
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            made, info = item
-            t0 = time.perf_counter()
-            encoded = [t0]
-
-            def before_commit(tmp: Any, encoded: list[float] = encoded) -> None:
-                encoded[0] = time.perf_counter()  # PNG encoded into its temp file; fsync and rename follow
-                hold_write_if_told(tmp)
-
-            try:
-                result = save_image(made, before_commit=before_commit)
-            except BaseException as exc:  # a full disk, a file where the folder should be
-                err = p.describe_error(exc)
-                self._send(err.failed(made.job.job_id, info["busy_s"]))
-                continue
-            end = time.perf_counter()
-            self._send(p.Done.pick({**result, **info, "write_s": round(end - t0, 4),
-                                    "png_s": round(encoded[0] - t0, 4), "sync_s": round(end - encoded[0], 4),
-                                    "finished": time.time()}))
 
 
 def worker_main(cfg: dict[str, Any], control: Any, results: Any) -> None:
@@ -329,7 +206,7 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
     def on_preview(image: Any) -> None:
         send(p.Preview(job["job_id"], image.step, image.steps, image.width, image.height, image.jpeg))
 
-    if _take_marker(OOM_ENV):
+    if take_marker(OOM_ENV):
         raise RuntimeError("CUDA out of memory (ZAOXIANG_TEST_WORKER_OOM)")
     slow.start()
     made_by = None if group is None else {"workers": list(group.members), "devices": list(group.devices)}

@@ -1,6 +1,6 @@
 """Settings → API: create, list and revoke API keys, and whether this computer needs one too.
 
-The same key file as `zaoxiang keys` (studio/api/keys.py); a new key is shown once, here, and only
+The same key file as `zaoxiang keys` (studio/core/key_store.py); a new key is shown once, here, and only
 its hash is kept.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.api.keys import KeyStore, KeyStoreError
+from studio.core.key_store import KeyStore, KeyStoreError
 from studio.ui.context import Context, guard
 from studio.ui.i18n import t
 

@@ -1,4 +1,5 @@
-"""The Generate tab: the form, Generate/Cancel, live progress per image, and results as they finish."""
+"""The Generate tab: the form, Generate/Cancel, live progress per image, and results as they finish
+(its named endpoints for scripts are in endpoints.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ from typing import Any
 
 import gradio as gr
 
-from studio.api.errors import ApiError
-from studio.api.keys import KeyStore
-from studio.api.service import ApiService
 from studio.core.assets import assets_dir
 from studio.core.image_inputs import InputImageError
 from studio.core.metadata import request_from_chunks
@@ -28,6 +26,7 @@ from studio.core.request import (
 )
 from studio.ui import form, lora_picker
 from studio.ui.context import Context, guard
+from studio.ui.endpoints import add_endpoints
 from studio.ui.i18n import field_error, t
 from studio.ui.image_panel import build_panel, image_fields, panel_values, send_buttons, wire_send
 from studio.ui.progress import Follower, captions, render_progress
@@ -59,14 +58,6 @@ def read_png_request(path: str) -> GenerationRequest:
     """The request stored in a PNG (ours or AUTOMATIC1111/Forge); ValueError when there is none."""
     request, _record = request_from_chunks(read_chunks(path))
     return request
-
-
-def api_record(row: dict[str, Any]) -> dict[str, Any]:
-    """A history row as plain JSON data for scripts (no HTML, no localized words)."""
-    data = json.loads(json.dumps(row, default=str))
-    data["images"] = [{"image_id": im.get("image_id") or im.get("id"), "path": im.get("path"), "seed": im.get("seed"),
-                       "favorite": bool(im.get("favorite"))} for im in row.get("images") or [] if isinstance(im, dict)]
-    return data
 
 
 @dataclass
@@ -416,50 +407,7 @@ def build(ctx: Context) -> GenerateTab:
     wire_send(ctx, panel, result_send, picked_result, [result_paths, picked])
     ctx.localize(progress, lambda lang_: {"value": render_progress(None, lang_)})
 
-    api = ApiService(ctx.studio, KeyStore(ctx.studio.paths.config_dir))
-
-    def generate_api(prompt: str, negative_prompt: str = "", width: int = start_w, height: int = start_h,
-                     steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, count: int = 1,
-                     seed: int = -1) -> dict:
-        """For gradio_client (`api_name="/generate"`): draw, wait, return each image's path and seed."""
-        request = GenerationRequest(prompt, negative_prompt, width, height, steps, guidance, seed, "increment",
-                                    count)  # seed -1: random
-        try:
-            api.admit_to_queue(count if isinstance(count, int) else 1)  # the queue limit of /v1 and /mcp
-        except ApiError as exc:
-            raise gr.Error(exc.message) from None
-        try:
-            rid = ctx.studio.submit(request, origin="api", interactive=False)
-        except ValidationError as exc:
-            raise gr.Error(f"{exc.field}: {exc.message}") from None
-        results = ctx.studio.wait(rid)
-        return {"request_id": rid, "images": [{"path": r["path"], "seed": r["seed"], "status": r["status"]}
-                                              for r in results]}
-
-    gr.api(generate_api, api_name="generate", concurrency_limit=None)  # named endpoint (issue 21)
-
-    def cancel_api(request_id: str) -> dict:
-        """For scripts: cancel a request; `cancelled` is False for an id the studio does not know."""
-        return {"request_id": request_id, "cancelled": bool(ctx.studio.cancel(request_id))}
-
-    def history_api(search: str = "", favorites_only: bool = False, limit: int = 50) -> list:
-        """For scripts: past requests newest first, as data (ids, parameters, states, image paths and seeds)."""
-        rows = ctx.studio.history(search=search.strip() or None, favorites_only=bool(favorites_only),
-                                  limit=max(1, min(500, int(limit))))
-        return [api_record(row) for row in rows]
-
-    def image_api(image_id: int) -> dict:
-        """For scripts: one image's path, seed and parameters."""
-        info = ctx.studio.image_info(image_id)
-        if not info:
-            raise gr.Error(f"No image {image_id!r}.")
-        return json.loads(json.dumps(info, default=str))
-
-    gr.api(cancel_api, api_name="cancel", concurrency_limit=None)
-    gr.api(history_api, api_name="history", concurrency_limit=None)
-    gr.api(image_api, api_name="image", concurrency_limit=None)
-    for fn in (generate_api, cancel_api, history_api, image_api):
-        fn.zx_endpoint = True  # type: ignore[attr-defined]  # what app.hide_unnamed_endpoints keeps public
+    add_endpoints(ctx, start_w, start_h)
     ctx.localize(size, lambda lang_: {"choices": _size_choices(lang_)})
     ctx.localize(seed_mode, lambda lang_: {"choices": _seed_choices(lang_)})
     ctx.localize(prompt, lambda lang_: {"placeholder": t("gen.prompt.placeholder", lang_)})
