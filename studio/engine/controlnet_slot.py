@@ -53,7 +53,7 @@ class ControlNetSlot:
     def __init__(self, engine: Any, forget: Callable[[], None] = lambda: None) -> None:
         self.engine, self.forget = engine, forget
         self.loaded: tuple[str, Any] | None = None  # (its path or label, the model on the device)
-        self.placement: Any = None  # studio.engine.memory.Placement of the loaded ControlNet
+        self.placement: Any = None  # studio.engine.memory.Placement: the last plan (extra 0 once let go)
         self._graphs_dropped = False  # the text graphs went with the layers, to come back with them
 
     def load(self, ref: str) -> Any:
@@ -134,7 +134,7 @@ class ControlNetSlot:
 
                 engine.text_graphs = TextGraphs(engine.pipe.text_encoder, engine.device)  # captured on use
                 self._graphs_dropped = False
-        self.placement = placement if model is not None else None
+        self.placement = placement
 
     def _fast(self, model: Any, compile: bool | None = None) -> Any:
         """The Engine's fast path on the ControlNet's own blocks: its attention kernel, regional compile.
