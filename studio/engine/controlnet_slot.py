@@ -109,8 +109,8 @@ class ControlNetSlot:
         """Drop a loaded ControlNet that moved the text encoder's layers out, and bring them back where
         the room exists again; True if it went. One that cost text-to-image nothing stays for reuse."""
         if self.loaded is None or self.placement is None or self.placement.text_encoder != "swap" \
-                or self.engine._memory.get("layers") is None:
-            return False
+                or self.engine._memory.get("layers") is None or self.engine.profile.text_encoder == "swap":
+            return False  # nothing to give back (16gb and 12gb keep the layers out whatever is loaded)
         label = self.loaded[0]
         self.drop()
         self._place(None, label)
