@@ -267,3 +267,9 @@ def test_a_text_job_after_a_controlnet_gets_the_text_encoder_back(home: Path, de
     again = run(tight, dataclasses.replace(text, control=control))
     assert tight.images_in.placement.text_encoder == "swap" and tight._memory.get("layers") is not None
     assert np.array_equal(first, again) and not np.array_equal(first, drawn)
+
+    # 16gb keeps the layers out whatever is loaded: a text job there has nothing to win by a reload
+    sixteen = Engine(demo_model_master, "cpu", memory_profile="16gb", warm="off")
+    run(sixteen, dataclasses.replace(text, control=control))
+    assert sixteen.images_in.placement.text_encoder == "swap"
+    assert np.array_equal(run(sixteen, text), drawn) and sixteen.images_in.slot.loaded is not None
