@@ -95,16 +95,18 @@ def test_a_deletion_falling_off_the_undo_list_frees_its_inputs(worker, monkeypat
     monkeypatch.setattr(queries, "UNDO_KEEP", 2)
     studio = worker
     studio.empty_trash()
-    first = stored((1, 2, 3))
-    _, a = made(studio, img2img(first))
+    first, both = stored((1, 2, 3)), stored((4, 5, 6))
+    _, a = made(studio, GenerationRequest(prompt="inpaint", width=SIZE, height=SIZE, steps=1, seed=1,
+                                          init_image=first, mask=both))
+    made(studio, img2img(both))  # keeps its image: holds `both`
     images = [made(studio, GenerationRequest(prompt=f"plain {i}", width=SIZE, height=SIZE, steps=1, seed=i))[1]
               for i in range(2)]
-    age(first)
+    age(first, both)
     studio.delete_image(a)
     studio.delete_image(images[0])
     assert there(first)  # two deletions: both can still be undone
     studio.delete_image(images[1])
-    assert not there(first)
+    assert not there(first) and there(both)
 
 
 def test_work_in_flight_holds_its_inputs(worker) -> None:

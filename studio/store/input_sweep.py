@@ -37,10 +37,10 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 _FILE = re.compile(r"^([0-9a-f]{64})\.[a-z0-9]+$")
 
 # Requests that hold their inputs: an image left, work not done, or no jobs recorded.
-_HOLDING = """SELECT r.params FROM requests r
-    WHERE EXISTS (SELECT 1 FROM images i WHERE i.request_id = r.id)
+_HOLDS = """(EXISTS (SELECT 1 FROM images i WHERE i.request_id = r.id)
        OR EXISTS (SELECT 1 FROM jobs j WHERE j.request_id = r.id AND j.state != 'done')
-       OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.request_id = r.id)"""
+       OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.request_id = r.id))"""
+_HOLDING = f"SELECT r.params FROM requests r WHERE {_HOLDS}"
 
 
 @dataclass
@@ -62,6 +62,18 @@ def held_inputs(c: sqlite3.Connection, keep_requests: Iterable[str] = ()) -> set
         texts += [row[0] for row in c.execute(
             f"SELECT params FROM requests WHERE id IN ({', '.join('?' * len(part))})", part)]
     return {h for text in texts if text for h in _HEX.findall(text)}
+
+
+def is_held(c: sqlite3.Connection, digest: str, keep_requests: Iterable[str] = ()) -> bool:
+    """Whether a history row holds the input `digest`: `held_inputs` for one hash, searched by SQLite
+    itself (a deletion's few inputs, without reading every request into Python)."""
+    keep = list(dict.fromkeys(keep_requests))
+    kept = f" OR r.id IN ({', '.join('?' * len(keep))})" if keep else ""
+    if c.execute(f"SELECT 1 FROM requests r WHERE instr(r.params, ?) > 0 AND ({_HOLDS}{kept}) LIMIT 1",
+                 [digest, *keep]).fetchone():
+        return True
+    return c.execute("SELECT 1 FROM images WHERE record IS NOT NULL AND instr(record, ?) > 0 LIMIT 1",
+                     (digest,)).fetchone() is not None
 
 
 def request_inputs(c: sqlite3.Connection, request_ids: Iterable[str]) -> set[str]:
@@ -101,10 +113,10 @@ def sweep_inputs(store: Store, root: Path, candidates: Iterable[str] | None = No
     if not files:
         return done
     with store.transaction("tidy the inputs folder") as c:
-        held = held_inputs(c, keep_requests)
+        held = held_inputs(c, keep_requests) if candidates is None else None
         now = time.time()
         for digest, path in files.items():
-            if digest in held:
+            if (digest in held) if held is not None else is_held(c, digest, keep_requests):
                 continue
             try:
                 st = path.stat()
