@@ -6,14 +6,18 @@ None of these start the worker pool, so `zaoxiang history` and a window's Histor
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.request import GenerationRequest
-from studio.store import undo
+from studio.store import input_sweep, undo
+from studio.store.errors import StoreError
 
 if TYPE_CHECKING:
     from studio.store import Store
+
+log = logging.getLogger(__name__)
 
 UNDO_KEEP = 20  # deletions that can be undone, newest last
 
@@ -50,9 +54,13 @@ class StoreQueries:
         return self.store.set_favorite(image_id, value)
 
     def delete_image(self, image_id: int) -> Path | None:
-        """The file goes to the trash folder and the row goes, together; `undo_delete` brings both back."""
+        """The file goes to the trash folder and the row goes, together; `undo_delete` brings both back.
+
+        A deletion that falls off the undo list takes the inputs only its request held with it."""
         deleted = undo.delete(self.store, image_id)
-        self._deleted = [*self._deleted[-(UNDO_KEEP - 1):], deleted]
+        gone, self._deleted = self._deleted[:-(UNDO_KEEP - 1)], [*self._deleted[-(UNDO_KEEP - 1):], deleted]
+        if gone:
+            self.sweep_inputs([str(d.row.get("request_id") or "") for d in gone])
         return deleted.trashed
 
     def can_undo_delete(self) -> bool:
@@ -66,9 +74,30 @@ class StoreQueries:
         return undo.restore(self.store, self._deleted.pop())
 
     def empty_trash(self) -> dict[str, int]:
-        """Delete the trash folder's files for good ({'files': n, 'bytes': n}); nothing can be undone after."""
+        """Delete the trash folder's files for good ({'files': n, 'bytes': n}); nothing can be undone after,
+        so every stored input no history row holds goes too."""
         self._deleted = []
-        return self.store.empty_trash()
+        freed = self.store.empty_trash()
+        self.sweep_inputs(None)
+        return freed
+
+    def sweep_inputs(self, request_ids: list[str] | None) -> input_sweep.Swept | None:
+        """Remove the stored inputs no history row holds: those the given requests named, or (None) all.
+
+        Requests whose deletions can still be undone hold theirs. A sweep that fails is logged and
+        left to the next one: the deletion it follows has happened."""
+        try:
+            keep = [str(d.row.get("request_id") or "") for d in self._deleted]
+            if request_ids is None:
+                return input_sweep.sweep_inputs(self.store, self.store.inputs_dir, keep_requests=keep)
+            with self.store.transaction("read the deleted images' requests") as c:
+                candidates = input_sweep.request_inputs(c, [r for r in request_ids if r])
+            if not candidates:
+                return None
+            return input_sweep.sweep_inputs(self.store, self.store.inputs_dir, candidates, keep_requests=keep)
+        except (StoreError, OSError) as exc:
+            log.warning("inputs folder not tidied: %s", exc)
+            return None
 
     def export(self, image_ids: list[int], zip_path: Path | str) -> Path:
         return self.store.export(image_ids, zip_path)

@@ -231,6 +231,37 @@ def test_multipart_edit_reads_like_the_json_form():
     assert broken.value.status == 400 and broken.value.code == "invalid_multipart"
 
 
+def test_edit_bodies_in_flight_share_one_budget():
+    """A declared length is held before anything is read; a chunked body holds its bytes as they come
+    and is cut off with 429 the moment the budget has no room; released shares are room again."""
+    import anyio
+
+    from studio.api.multipart import bounded, read_form
+    from studio.api.upload_budget import UploadBudget
+
+    body, ctype = _multipart({"prompt": "x"}, [("image", bytes(5000))])
+    budget = UploadBudget(lambda: 8000)
+    first = budget.hold()
+    bounded(_request(body, ctype), hold=first)
+    assert budget.held == first.nbytes == len(body)
+    second = budget.hold()
+    with pytest.raises(ApiError) as declared:
+        bounded(_request(body, ctype), hold=second)
+    assert (declared.value.status, declared.value.code, declared.value.retry_after_s) == (429, "uploads_busy", 5.0)
+    assert declared.value.response().headers["retry-after"] == "5" and second.nbytes == 0
+    chunked = bounded(_request(body, ctype, chunk=1000, length=False), hold=second)
+    with pytest.raises(ApiError) as streamed:
+        anyio.run(read_form, chunked)
+    assert streamed.value.status == 429 and budget.held <= 8000
+    second.release()
+    first.release()
+    assert budget.held == 0
+    third = budget.hold()
+    assert anyio.run(read_form, bounded(_request(body, ctype, chunk=1000, length=False), hold=third))["image"] \
+        == bytes(5000)
+    assert third.nbytes == len(body)
+
+
 def test_edit_bodies_are_limited_before_and_while_they_are_read():
     import anyio
 

@@ -99,7 +99,8 @@ def test_every_images_in_error_reads_in_both_languages_with_the_same_arguments()
     import string
 
     root = Path(__file__).resolve().parents[1] / "studio"
-    keys = said_keys(root / "engine" / "images_in.py") | said_keys(root / "models" / "controlnets.py")
+    keys = set().union(*(said_keys(path) for path in (root / "engine").glob("*.py")))
+    keys |= said_keys(root / "models" / "controlnets.py")
     assert {"input.control_needs_mask", "input.upscaler_spandrel", "input.controlnet_width",
             "input.controlnet_nomask"} <= keys
     for key in keys:

@@ -212,3 +212,64 @@ def test_bench_images_in_runs_on_a_cpu_with_both_layouts_and_a_cap(tmp_path: Pat
     assert meta["controlnet_flops_per_step_vs_transformer"]["1.0"] < \
         meta["controlnet_flops_per_step_vs_transformer"]["2.1"]
     assert "controlnet 1.0 eager end=1.0" in (out / "images_in.md").read_text("utf-8")
+
+
+def test_a_text_job_after_a_controlnet_gets_the_text_encoder_back(home: Path, demo_model_master: Path) -> None:
+    """Jobs through `run_job.make_image` (each worker job's path) on an Engine whose budget the demo
+    ControlNet crosses with the text encoder resident: a control job moves the layers out, the text job
+    after it lets that ControlNet go and the layers come back (hooks gone, no host copies, the plan
+    resident again, the text graphs rebuilt); its pixels are those of an Engine that never swapped, and a
+    control job after it moves them out again and draws what the first one drew. On an Engine with room
+    to spare the ControlNet stays loaded across the text job (it costs that job nothing)."""
+    from studio.core.image_inputs import InputStore
+    from studio.core.jobs import Job
+    from studio.core.spec import ControlRef, ImageSpec
+    from studio.engine.generate import Engine
+    from studio.engine.run_job import make_image
+    from studio.engine.text_graphs import TextGraphs
+
+    roomy = Engine(demo_model_master, "cpu", memory_profile="24gb", warm="off")
+    tight = Engine(demo_model_master, "cpu", memory_profile="24gb", warm="off")
+    cn_gib = tensor_bytes(roomy.images_in.controlnet(str(DEMO_CONTROLNET)), exclude=[roomy.pipe.transformer]) / GiB
+    sizes = Sizes.of(tight.pipe)
+    tight.profile = dataclasses.replace(
+        tight.profile, budget_gib=planned_gib(tight.profile, sizes, cn_gib, text_swapped=False) - sizes.text_layers / 2)
+    picture, _ = roomy.generate(seed=11, **ARGS)
+    control = ControlRef(image=InputStore().put_image(picture).sha256, kind="canny", model=str(DEMO_CONTROLNET))
+    text = ImageSpec(seed=3, **ARGS)
+    jobs = iter(range(100))
+
+    def run(engine: Engine, spec: ImageSpec) -> np.ndarray:
+        job = Job(f"j{next(jobs)}", "r", 0, spec, str(home / "out.png"))
+        return pixels(make_image(engine, job, model_name="demo", worker="cpu:0").image)
+
+    layers = tight.pipe.text_encoder.layers
+    tight.text_graphs = "graphs"  # stands for a GPU engine's text graphs (the swap drops them; CPU has none)
+    tight.images_in.controlnet(str(DEMO_CONTROLNET))  # as a control job loads it, before encoding its prompt
+    first = run(tight, dataclasses.replace(text, control=control))
+    swap = tight._memory["layers"]
+    assert tight.images_in.placement.text_encoder == "swap" and tight.text_graphs is None
+    assert all(layer._forward_pre_hooks for layer in layers)
+    assert sum("LayerSwap" in h.__qualname__ for layer in layers for h in layer._forward_hooks.values()) == len(layers)
+
+    drawn = run(tight, text)
+    assert tight._memory.get("layers") is None and tight.images_in.slot.loaded is None
+    assert tight.images_in.placement.text_encoder == "resident" and tight.images_in.placement.extra_gib == 0
+    swap_hooks = [h for layer in layers for h in (*layer._forward_pre_hooks.values(), *layer._forward_hooks.values())
+                  if "LayerSwap" in h.__qualname__]
+    assert not swap_hooks and not any(layer._forward_pre_hooks for layer in layers)
+    assert not swap.swaps and isinstance(tight.text_graphs, TextGraphs)
+    assert any("text encoder back on the device" in n for n in tight.notes)
+    tight.text_graphs = None  # CPU: no graphs to capture
+    assert np.array_equal(drawn, run(roomy, text))
+    assert roomy.images_in.slot.loaded is not None  # it never moved roomy's text encoder out
+
+    again = run(tight, dataclasses.replace(text, control=control))
+    assert tight.images_in.placement.text_encoder == "swap" and tight._memory.get("layers") is not None
+    assert np.array_equal(first, again) and not np.array_equal(first, drawn)
+
+    # 16gb keeps the layers out whatever is loaded: a text job there has nothing to win by a reload
+    sixteen = Engine(demo_model_master, "cpu", memory_profile="16gb", warm="off")
+    run(sixteen, dataclasses.replace(text, control=control))
+    assert sixteen.images_in.placement.text_encoder == "swap"
+    assert np.array_equal(run(sixteen, text), drawn) and sixteen.images_in.slot.loaded is not None

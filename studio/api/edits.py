@@ -66,7 +66,7 @@ def _refused(exc: InputImageError) -> ApiError:
 @dataclass(frozen=True)
 class Edit:
     """An edits call checked in full, its images not stored yet: `store` runs once the call is admitted
-    (queue, readiness), so a refused call leaves nothing in the inputs folder, which nothing empties."""
+    (queue, readiness), so a refused call leaves nothing in the inputs folder."""
 
     request: GenerationRequest  # validated, without its images
     image: bytes

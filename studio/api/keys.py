@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from studio.core.key_store import (  # noqa: F401  (re-exported: the API, the CLI and tests import them here)
     DEFAULT_QUEUE_LIMIT,
     DEFAULT_RATE_PER_MIN,
+    DEFAULT_UPLOADS_MB,
     FILE_NAME,
     KEY_PREFIX,
     LOCK_NAME,

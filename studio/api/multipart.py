@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from studio.api.errors import ApiError
+from studio.api.upload_budget import UploadHold
 from studio.core.image_inputs import MAX_FILE_BYTES
 
 MULTIPART = "multipart/form-data"
@@ -41,10 +42,11 @@ def too_large(limit: int, hint: str = EDIT_HINT) -> ApiError:
 
 
 class _Bounded:
-    """A `receive` that raises 413 as soon as the body passes `limit` bytes."""
+    """A `receive` that raises 413 as soon as the body passes `limit` bytes, and 429 when `hold` (the
+    route's shared upload budget) has no room for the bytes so far."""
 
-    def __init__(self, receive: Receive, limit: int, hint: str) -> None:
-        self.receive, self.limit, self.hint, self.seen = receive, limit, hint, 0
+    def __init__(self, receive: Receive, limit: int, hint: str, hold: UploadHold | None = None) -> None:
+        self.receive, self.limit, self.hint, self.seen, self.hold = receive, limit, hint, 0, hold
 
     async def __call__(self) -> Message:
         message = await self.receive()
@@ -52,16 +54,24 @@ class _Bounded:
             self.seen += len(message.get("body", b""))
             if self.seen > self.limit:
                 raise too_large(self.limit, self.hint)
+            if self.hold is not None:
+                self.hold.cover(self.seen)
         return message
 
 
-def bounded(request: Request, limit: int = EDIT_BODY_MAX_BYTES, hint: str = EDIT_HINT) -> Request:
+def bounded(request: Request, limit: int = EDIT_BODY_MAX_BYTES, hint: str = EDIT_HINT,
+            hold: UploadHold | None = None) -> Request:
     """`request` whose body cannot be read past `limit` bytes; ApiError 413 at once when its
-    Content-Length already says more. `hint` ends the message (what the limit is for)."""
+    Content-Length already says more. `hint` ends the message (what the limit is for).
+
+    hold: the call's share of an upload budget (studio/api/upload_budget.py), covering the declared
+    length before anything is read, then the bytes as they arrive (ApiError 429 when it has no room)."""
     length = request.headers.get("content-length", "")
     if length.strip().isdigit() and int(length) > limit:
         raise too_large(limit, hint)
-    return Request(request.scope, _Bounded(request.receive, limit, hint))
+    if hold is not None and length.strip().isdigit():
+        hold.cover(int(length))
+    return Request(request.scope, _Bounded(request.receive, limit, hint, hold))
 
 
 def _typed(name: str, text: str) -> Any:

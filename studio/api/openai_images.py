@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -22,6 +22,7 @@ from studio.api.edits import edit_request
 from studio.api.errors import ApiError
 from studio.api.multipart import MULTIPART, bounded, content_type, read_form
 from studio.api.service import ApiService, build_request
+from studio.api.upload_budget import UploadBudget
 
 RESPONSE_FORMATS = ("b64_json", "url")
 MULTIPART_PATHS = ("/images/edits",)  # the one route the API gate lets a multipart body through to
@@ -40,8 +41,10 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def routes(service: ApiService) -> list[Route]:
-    """The routes, relative to `/v1` where `studio.api.mount` mounts them."""
+def routes(service: ApiService, uploads: UploadBudget | None = None) -> list[Route]:
+    """The routes, relative to `/v1` where `studio.api.mount` mounts them; `uploads`: the edits
+    route's budget of body bytes in flight (studio/api/upload_budget.py)."""
+    uploads = uploads or UploadBudget(lambda: service.keys.config().uploads_mb << 20)
 
     async def models(_request: Request) -> Response:
         data = [{"id": name, "object": "model", "created": STARTED, "owned_by": "zaoxiang"}
@@ -49,8 +52,10 @@ def routes(service: ApiService) -> list[Route]:
         return JSONResponse({"object": "list", "data": data})
 
     async def generations(request: Request, edit: bool = False) -> Response:
+        hold = uploads.hold() if edit else None
         try:
-            request = bounded(request) if edit else bounded(request, GENERATION_BODY_MAX_BYTES, GENERATION_HINT)
+            request = bounded(request, hold=hold) if edit else bounded(request, GENERATION_BODY_MAX_BYTES,
+                                                                       GENERATION_HINT)
             body = await (read_form(request) if edit and content_type(request) == MULTIPART else _body(request))
             service.check_model(body.get("model"))
             fmt = body.get("response_format") or "b64_json"
@@ -73,6 +78,11 @@ def routes(service: ApiService) -> list[Route]:
             return JSONResponse({"created": int(time.time()), "data": data})
         except ApiError as exc:
             return exc.response()
+        except ClientDisconnect:  # gone while its body came in: nobody reads an answer, its bytes are let go
+            return Response(status_code=400)
+        finally:
+            if hold is not None:
+                hold.release()
 
     async def edits(request: Request) -> Response:
         return await generations(request, edit=True)

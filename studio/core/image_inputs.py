@@ -239,6 +239,11 @@ class InputStore:
         if not _holds(target, data):  # absent, or cut short or changed since: written again, whole
             with atomic_path(target) as tmp:
                 tmp.write_bytes(data)
+        else:  # given again: new to the inputs sweep's grace period (studio/store/input_sweep.py)
+            try:
+                os.utime(target)
+            except OSError:
+                pass
         return StoredInput(digest, target, info)
 
     def put_image(self, image: Image.Image) -> StoredInput:

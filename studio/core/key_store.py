@@ -34,6 +34,7 @@ FILE_NAME = "api.json"
 LOCK_NAME = "api.json.lock"  # held across each read-modify-write of FILE_NAME
 DEFAULT_RATE_PER_MIN = 60
 DEFAULT_QUEUE_LIMIT = 256
+DEFAULT_UPLOADS_MB = 1024  # edits' body bytes in flight at once (studio/api/upload_budget.py)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class ApiConfig:
     require_key_on_loopback: bool = True  # Settings → API may turn it off; see the module docstring
     rate_per_min: int = DEFAULT_RATE_PER_MIN  # per key; 0: no limit
     queue_limit: int = DEFAULT_QUEUE_LIMIT  # images waiting in the queue before new API calls get 429
+    uploads_mb: int = DEFAULT_UPLOADS_MB  # edit bodies in flight together before new edits get 429
     keys: tuple[KeyRecord, ...] = ()
 
 
@@ -104,7 +106,8 @@ class KeyStore:
                          for r in data.get("keys", []))
             return ApiConfig(require_key_on_loopback=bool(data.get("require_key_on_loopback", True)),
                              rate_per_min=max(0, int(data.get("rate_per_min", DEFAULT_RATE_PER_MIN))),
-                             queue_limit=max(1, int(data.get("queue_limit", DEFAULT_QUEUE_LIMIT))), keys=keys)
+                             queue_limit=max(1, int(data.get("queue_limit", DEFAULT_QUEUE_LIMIT))),
+                             uploads_mb=max(1, int(data.get("uploads_mb", DEFAULT_UPLOADS_MB))), keys=keys)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             # A damaged file must fail closed: no key is valid, and keys are required everywhere.
             return ApiConfig(require_key_on_loopback=True)
@@ -174,7 +177,7 @@ class KeyStore:
         return found[0]
 
     def set_options(self, *, require_key_on_loopback: bool | None = None, rate_per_min: int | None = None,
-                    queue_limit: int | None = None) -> ApiConfig:
+                    queue_limit: int | None = None, uploads_mb: int | None = None) -> ApiConfig:
         changes: dict[str, Any] = {}
         if require_key_on_loopback is not None:
             changes["require_key_on_loopback"] = bool(require_key_on_loopback)
@@ -182,4 +185,6 @@ class KeyStore:
             changes["rate_per_min"] = max(0, int(rate_per_min))
         if queue_limit is not None:
             changes["queue_limit"] = max(1, int(queue_limit))
+        if uploads_mb is not None:
+            changes["uploads_mb"] = max(1, int(uploads_mb))
         return self._update(lambda c: replace(c, **changes))

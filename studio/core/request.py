@@ -288,6 +288,16 @@ def _stored(name: str, value: Any, label: str) -> str | None:
     return value
 
 
+def check_inputs_stored(request: GenerationRequest) -> None:
+    """The request's stored inputs are all still there (ValidationError for the first one gone).
+
+    `Store.record_request` asks again inside its transaction: the inputs sweep removes files only
+    inside one of its own (studio/store/input_sweep.py), so a recorded request's inputs are held."""
+    _stored("init_image", request.init_image, "The init image")
+    _stored("mask", request.mask, "The mask")
+    _stored("control", getattr(request.control, "image", None), "The control image")
+
+
 def _in_range(name: str, value: Any, label: str, low: float, high: float) -> float:
     out = _as_float(name, value, label)
     if not low <= out <= high:

@@ -14,7 +14,8 @@ token-embedding table), VAE 0.16 GiB; a 1024x1024 VAE decode peaks around 2 GiB 
 
 A ControlNet adds its weights on top (Union 2.1: 6.2 GiB): `make_room` plans the GPU with it and,
 where the plan crosses the profile's budget (or what the card has for this process, if less), moves
-the text encoder's layers out as 16gb does (they stay out while a ControlNet is loaded).
+the text encoder's layers out as 16gb does; they come back once the room exists again (the ControlNet
+dropped, or one that fits beside them in its place).
 
 `choose_profile` and `plan_room` are pure functions, so they can be tested anywhere.
 """
@@ -123,9 +124,21 @@ class LayerSwap:
 
     def __init__(self, layers: torch.nn.ModuleList, device: torch.device) -> None:
         self.swaps = [CpuSwap(layer, device) for layer in layers]
+        self._hooks: list[Any] = []
         for layer, sw in zip(layers, self.swaps):
-            layer.register_forward_pre_hook(lambda _m, _a, sw=sw: sw.onload())
-            layer.register_forward_hook(lambda _m, _a, _o, sw=sw: sw.offload())
+            self._hooks.append(layer.register_forward_pre_hook(lambda _m, _a, sw=sw: sw.onload()))
+            self._hooks.append(layer.register_forward_hook(lambda _m, _a, _o, sw=sw: sw.offload()))
+
+    def undo(self) -> None:
+        """The layers back on the device for good: hooks removed, the pinned copies let go."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+        for sw in self.swaps:
+            for name, t in sw._tensors():
+                t.data = sw.host[name].to(sw.device)  # blocking: the pinned copy is let go right after
+            sw.host.clear()
+        self.swaps.clear()
 
 
 def apply_profile(pipe: Any, profile: Profile, device: torch.device) -> dict[str, Any]:
@@ -250,14 +263,18 @@ def device_budget(profile: Profile, device: torch.device) -> float | None:
 
 def make_room(pipe: Any, state: dict[str, Any], profile: Profile, device: torch.device,
               extra_bytes: int) -> Placement:
-    """Plan `extra_bytes` more on `device` (a ControlNet, before it moves there) and make the room:
-    the text encoder's layers go to pinned CPU memory where `plan_room` says so (once; they stay out).
+    """Plan `extra_bytes` more on `device` (a ControlNet, before it moves there; 0 once none is) and
+    place the text encoder's layers as `plan_room` says: out to pinned CPU memory where the extra would
+    cross the budget, back on the device where the room exists again.
 
-    `state` is `apply_profile`'s; its "layers" holds the swap once made."""
+    `state` is `apply_profile`'s; its "layers" holds the swap while one is made. A profile that swaps
+    them itself always plans "swap", so only a swap made here is ever undone."""
     budget = device_budget(profile, device)
     placement = plan_room(dataclasses.replace(profile, budget_gib=budget), Sizes.of(pipe), extra_bytes / GiB)
     if placement.text_encoder == "swap" and state.get("layers") is None:
         state["layers"] = LayerSwap(pipe.text_encoder.layers, device)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    elif placement.text_encoder == "resident" and state.get("layers") is not None:
+        state.pop("layers").undo()
     return placement

@@ -41,6 +41,7 @@ def make_image(engine: Engine, job: Job, *, model_name: str, worker: str,
     `group` (workers, devices) when several GPUs made it together."""
     files = [(lora_files.resolve(lora.name), lora.weight) for lora in job.spec.loras]
     engine.set_loras(files)  # the same set as the last image costs nothing
+    engine.images_in.before_job(job.spec)  # a ControlNet this job does not use gives its room back
     spec = replace(job.spec, model=model_name, loras=tuple(
         replace(lora, sha256=lora_files.content_hash(path)) for lora, (path, _w) in zip(job.spec.loras, files)))
     t0 = time.perf_counter()

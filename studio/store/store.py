@@ -28,7 +28,7 @@ from studio.core import jobs as js
 from studio.core.jobs import Job
 from studio.core.metadata import record_spec, request_from_chunks
 from studio.core.paths import get_paths
-from studio.core.request import GenerationRequest
+from studio.core.request import GenerationRequest, check_inputs_stored
 from studio.store import files
 from studio.store.errors import STORAGE_KIND, StoreError, database_error, storage_errno, storage_message
 from studio.store.healing import DamagedDatabase, Recovery, is_damage, is_empty_database, quarantine
@@ -75,6 +75,7 @@ class Store(HistoryQueries, OwnedJobs):
         paths = get_paths()
         self.path = Path(path) if path else paths.database
         self.trash_dir = Path(trash_dir) if trash_dir else paths.trash_dir
+        self.inputs_dir = paths.inputs_dir  # InputStore's folder: the inputs sweep empties it (input_sweep.py)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._depth = 0
@@ -187,6 +188,7 @@ class Store(HistoryQueries, OwnedJobs):
             raise ValueError("all jobs of a request must carry its request_id")
         created = time.time() if created is None else created
         with self.transaction("save the request") as c:
+            check_inputs_stored(request)  # under the lock the inputs sweep holds as it removes files
             self._insert_request(c, request_id, request, origin, model, created, js.QUEUED, model_path)
             c.executemany(
                 "INSERT INTO jobs (id, request_id, idx, seed, state, output_path, spec, queued, owner)"

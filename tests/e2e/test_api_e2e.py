@@ -259,7 +259,7 @@ def test_openai_client_edits_with_a_mask_keeping_the_pixels_outside_it(ready, ke
 
 def test_a_refused_edit_stores_nothing(ready, keys, key, auth):
     """Relreview 4 and 7: an edits call refused for its fields, a LoRA, a full queue or a mask Pillow
-    cannot convert leaves the inputs folder as it was (nothing ever empties it), and the LAB mask is
+    cannot convert leaves the inputs folder as it was, and the LAB mask is
     the input's one line in OpenAI's shape, not a bare 500."""
     import openai
 
@@ -308,6 +308,60 @@ def test_a_refused_edit_stores_nothing(ready, keys, key, auth):
     assert lab_mask.value.body["param"] == "mask" and "LAB" in message and "\n" not in message
     assert stored() == before
     assert landed(ready, "never drawn refused edit") == []
+
+def test_concurrent_large_edit_uploads_are_bounded_and_let_go(ready, keys, key, tmp_path):
+    """Edit bodies in flight share one budget (Settings' `uploads_mb`): while a raw connection holds a
+    large body half sent, a second large edit from the `openai` client gets 429 in OpenAI's shape with
+    a Retry-After, a small one still gets through to its checks, and once the first connection goes
+    its bytes are let go and the large edit gets through too."""
+    import socket
+
+    import openai
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (1400, 1400, 3), dtype=np.uint8))
+    noise.save(tmp_path / "noise.png")  # ~5.6 MiB: random pixels do not compress
+    big = (tmp_path / "noise.png").read_bytes()
+    assert 5 << 20 < len(big) < 6 << 20
+    small = io.BytesIO()
+    Image.new("RGB", (256, 256), (10, 200, 10)).save(small, format="PNG")
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=60)
+
+    def edit(data: bytes) -> Exception:
+        """An edit refused only by its strength once its body is in: 400 means it got past the budget."""
+        try:
+            client.images.edit(image=("e.png", data, "image/png"), prompt="never drawn upload",
+                               extra_body={"strength": 1.5})
+        except (openai.RateLimitError, openai.BadRequestError) as exc:
+            return exc
+        raise AssertionError("the edit was not refused")
+
+    keys.set_options(uploads_mb=10)
+    try:
+        with socket.create_connection(("127.0.0.1", ready.port), timeout=30) as holder:
+            holder.sendall((f"POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1:{ready.port}\r\n"
+                            f"Authorization: Bearer {key}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                            f"Content-Length: {6 << 20}\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; "
+                            'filename="a.png"\r\nContent-Type: image/png\r\n\r\n').encode() + bytes(4096))
+            busy = None
+            deadline = time.monotonic() + 30
+            while busy is None or not isinstance(busy, openai.RateLimitError):  # until the server holds its share
+                assert time.monotonic() < deadline, busy
+                time.sleep(0.3)
+                busy = edit(big)
+            error = busy.body
+            assert busy.status_code == 429 and (error["type"], error["code"]) == ("rate_limit_error", "uploads_busy")
+            assert "send this edit again" in error["message"] and "\n" not in error["message"]
+            assert float(busy.response.headers["retry-after"]) >= 1
+            assert edit(small.getvalue()).body["param"] == "strength"  # room left for ordinary edits
+        deadline = time.monotonic() + 30
+        while isinstance(after := edit(big), openai.RateLimitError):  # the holder's bytes go as it disconnects
+            assert time.monotonic() < deadline, after.body
+            time.sleep(0.5)
+        assert after.body["param"] == "strength"
+    finally:
+        keys.set_options(uploads_mb=1024)
+    assert landed(ready, "never drawn upload") == []
+
 
 def test_mcp_client_lists_the_tools_and_generates(ready, auth):
     async def session():
