@@ -42,17 +42,9 @@ def split_studio(home: Path, monkeypatch: pytest.MonkeyPatch):
         yield pair
 
 
-@pytest.fixture
-def split_decode_studio(home: Path, monkeypatch: pytest.MonkeyPatch):
-    """As split_studio, the VAE decode shared by the pair too (studio/engine/split_decode.py)."""
-    monkeypatch.setenv("ZAOXIANG_SPLIT_IMAGE", "always")
-    monkeypatch.setenv("ZAOXIANG_SPLIT_DECODE", "1")
-    with running_studio("cpu:2") as pair:
-        yield pair
-
-
-def test_split_image_matches_one_worker(split_decode_studio, tmp_path: Path) -> None:
-    studio, rec = split_decode_studio
+def test_split_image_matches_one_worker(split_studio, tmp_path: Path) -> None:
+    """The pair shares the denoise and (by default) the VAE decode (studio/engine/split_decode.py)."""
+    studio, rec = split_studio
     req = GenerationRequest(prompt="红色圆形 on blue", width=256, height=256, steps=4, seed=11, seed_mode="fixed")
     rid = studio.submit(req, out_dir=tmp_path / "split")
     [split] = studio.wait(rid, timeout=300)

@@ -26,6 +26,8 @@ def test_auto_tries_a_size_then_keeps_the_faster_way() -> None:
     assert c.want(SplitMode.AUTO, big, 2, 5.0)
     c.observe(1, big, 2, 2.9)
     assert c.want(SplitMode.AUTO, big, 2, 5.0)
+    c.observe(1, big, 2, 75.0, compiled=True)  # torch compiled during it (the shared decode, a new size)
+    assert c.want(SplitMode.AUTO, big, 2, 5.0)
     c.observe(1, small, 2, 0.95)  # the same graphs serve every size
     assert not c.want(SplitMode.AUTO, small, 2, 0.93)  # no faster split: one worker makes it
     assert c.want(SplitMode.AUTO, small, 4, 0.93)  # four workers are another measurement

@@ -55,6 +55,22 @@ def _member(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+def _middle(rank: int, port: int, out: str) -> None:
+    """Three members: the middle band has neighbours on both sides."""
+    import torch.distributed as dist
+
+    from studio.engine.split_decode import decode_rows
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=3)
+    try:
+        z = torch.randn(1, 16, 24, 20, generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            torch.save(decode_rows(_vae().decoder, z), f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -101,3 +117,30 @@ def test_bands_fit() -> None:
 
     assert bands_fit(128, 2) and bands_fit(256, 4) and not bands_fit(127, 2) and not bands_fit(6, 2)
     assert not bands_fit(128, 1)
+
+
+def test_three_bands_give_the_one_process_picture(bands, tmp_path: Path) -> None:
+    whole, _ = bands
+    mp.spawn(_middle, args=(_free_port(), str(tmp_path)), nprocs=3, join=True)
+    for r in range(3):
+        got = torch.load(tmp_path / f"{r}.pt")
+        assert torch.allclose(got, whole["rows"], atol=2e-5, rtol=1e-4), (r, (got - whole["rows"]).abs().max())
+
+
+def test_margins_of_the_flux_decoder() -> None:
+    """The full-size layout: a band's margins are a few rows, renewed once per resolution."""
+    from diffusers import AutoencoderKL
+
+    from studio.engine.split_decode import Bands
+    from studio.models.architecture import FULL
+
+    with torch.device("meta"):
+        decoder = AutoencoderKL(**FULL.vae).decoder
+    first, middle = Bands(decoder, 0, 2, None), Bands(decoder, 1, 3, None)
+    # the latent band: conv_in and the first ResNet spoil 3 rows; the picture: 8 of 1024 at 2048²
+    assert (first.first, first.last, first.min_rows) == (3, 8, 8)
+    assert first.member.margins(8) == (0, 8) and middle.member.margins(8) == (8, 8)
+    assert first.fit(128) and first.fit(256) and not first.fit(14) and not first.fit(127)
+    renewals = [module for module, _ in first.patches if not isinstance(module, torch.nn.GroupNorm)
+                and type(module).__name__ in ("Attention", "Upsample2D")]
+    assert len(renewals) == 4  # after the attention, before each of three upsamplers

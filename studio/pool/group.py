@@ -22,7 +22,7 @@ from typing import Any
 
 from studio.pool.speed import Shape
 
-SPLIT_DECODE_ENV = "ZAOXIANG_SPLIT_DECODE"  # "1": the group shares the VAE decode too (until a GPU measures it)
+SPLIT_DECODE_ENV = "ZAOXIANG_SPLIT_DECODE"  # "0": every member decodes the whole latent (shared by default)
 SPLIT_GRAPHS_ENV = "ZAOXIANG_SPLIT_STEP_GRAPHS"  # "1": workers keep (bf16: make) step graphs, split ones too
 MAX_GROUP = 8  # Ulysses splits heads and the padded sequence evenly: powers of two up to here
 JOIN_TIMEOUT_S = 600.0  # a collective waits this long for a member (its first split image compiles)
@@ -130,10 +130,11 @@ class SplitChooser:
         ratio = self.step_ratio.get((shape.width, shape.height, members))
         return ratio is None or ratio < 1.0
 
-    def observe(self, group_id: int, shape: Shape, members: int, seconds: float) -> None:
+    def observe(self, group_id: int, shape: Shape, members: int, seconds: float, compiled: bool = False) -> None:
         """A split image's time; a group's first one compiled its graphs (unless it was warmed) and is
-        not kept. One compile serves every size: the sequence length is dynamic."""
-        if group_id not in self.warmed:
+        not kept, nor is one during which the worker saw torch compile (`compiled`): the transformer's
+        graphs serve every size, but the shared decode's may compile again at a new one."""
+        if group_id not in self.warmed or compiled:
             self.warmed.add(group_id)
             return
         key = (*_key(shape), members)
@@ -205,7 +206,7 @@ class Membership:
         # the per-step cancel vote goes host to host (gloo): on the GPU it would sync every step
         self._votes = dist.new_group(backend="gloo") if cuda else None
         self.split = split_mod.Split(engine.pipe.transformer, spec.world,
-                                     vae=engine.pipe.vae if os.environ.get(SPLIT_DECODE_ENV) == "1" else None)
+                                     vae=None if os.environ.get(SPLIT_DECODE_ENV) == "0" else engine.pipe.vae)
         return self.split
 
     def agree(self, flag: bool) -> bool:

@@ -216,12 +216,13 @@ class Done(Message):
     write_s: float | None = None
     png_s: float | None = None
     sync_s: float | None = None
+    compiled: bool | None = None  # a split image during which torch compiled graphs: not a measurement
 
     def result(self) -> dict[str, Any]:
         """What a job's result and its JOB_DONE event carry (the timings the worker measured)."""
         out = self.payload()
         out.pop("finished")
-        return {k: v for k, v in out.items() if v is not None or k not in ("gpu_s", "write_s", "png_s", "sync_s")}
+        return {k: v for k, v in out.items() if v is not None or k not in ("gpu_s", "write_s", "png_s", "sync_s", "compiled")}
 
 
 @dataclass(frozen=True)

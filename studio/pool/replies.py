@@ -66,7 +66,8 @@ class WorkerReplies:
         slot.failures = 0
         run = self._split.get(js.job.job_id)
         if run is not None:  # its time is the group's, not this worker's own speed
-            self._chooser.observe(run.group_id, job_shape(js.job), len(run.members), js.busy_s)
+            self._chooser.observe(run.group_id, job_shape(js.job), len(run.members), js.busy_s,
+                                  compiled=bool(msg.compiled))
             self._member_reported(slot, js)
         else:
             slot.speed.observe(job_shape(js.job), js.busy_s)

@@ -256,6 +256,7 @@ def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, s
     if leader:
         send(p.Started(job_id, time.time()))
     t0 = time.perf_counter()
+    graphs = _graphs_compiled()
     try:
         split = member.join(spec)
         with split.active():
@@ -278,9 +279,17 @@ def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, s
     revoked.pop(job_id, None)
     busy = round(time.perf_counter() - t0, 4)
     if leader:
-        writer.put(made, {"busy_s": busy, "gpu_s": round(made.gpu_s, 4)})
+        writer.put(made, {"busy_s": busy, "gpu_s": round(made.gpu_s, 4), "compiled": _graphs_compiled() > graphs})
     else:
         send(p.Helped(job_id, busy))
+
+
+def _graphs_compiled() -> int:
+    """How many graphs torch has compiled in this process: a split image that compiled some (a size
+    whose shared decode recompiles, say) took longer than the next one will."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def _load_engine(cfg: dict[str, Any], profile: str | None, send: Any) -> tuple[Any, float]:
