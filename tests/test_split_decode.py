@@ -44,7 +44,7 @@ def _member(rank: int, port: int, out: str) -> None:
             from torch._dynamo.utils import counters
 
             compiled = SplitDecode(vae, compiled=True)
-            graphs = []
+            graphs = [int(counters["stats"]["unique_graphs"])]
             for latent in (z, z, z[:, :, :16, :12]):
                 with compiled.active():
                     last = vae.decode(latent, return_dict=False)[0]
@@ -94,9 +94,10 @@ def test_bands_give_the_one_process_picture(bands) -> None:
     whole, got = bands
     for r in range(WORLD):
         assert torch.allclose(got[r]["compiled_small"], whole["compiled_small"], atol=2e-5, rtol=1e-4)
-        # one graph for the first size, none again for the same size, one more at most for another
-        assert got[r]["graphs"][0] == got[r]["graphs"][1] and got[r]["graphs"][2] - got[r]["graphs"][1] <= 1, \
-            got[r]["graphs"]
+        # the first shape compiles once; the same shape again compiles nothing, and another shape runs the
+        # same bands eagerly (never a compile a person waits for after the group's warm-up)
+        before, first, again, other = got[r]["graphs"]
+        assert first > before and again == first and other == again, got[r]["graphs"]
         for key in ("rows", "vae"):  # the decoder alone, and the VAE's decode as the Engine calls it
             assert whole[key].shape == got[r][key].shape == (1, 3, 96, 80)
             assert torch.allclose(got[r][key], whole[key], atol=2e-5, rtol=1e-4), \

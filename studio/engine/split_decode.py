@@ -266,13 +266,26 @@ def decode_rows(decoder: torch.nn.Module, z: torch.Tensor, group: Any = None, ba
 
 class SplitDecode:
     """The VAE's decoder switched to `decode_rows` over the default process group while `active()`;
-    images whose latent does not split evenly, and tiled decodes, keep the whole decode. Compiled
-    where the Engine compiled the whole decoder (studio/engine/fastpath.py), eager elsewhere."""
+    images whose latent does not split evenly, and tiled decodes, keep the whole decode.
+
+    Compiled where the Engine compiled the whole decoder (studio/engine/fastpath.py), for the latent
+    shape of the first split image (the group's warm-up) and that shape only: on a GPU the compiled
+    bands compiled again at another size, a minute a person would wait for one image, so other shapes
+    run the same bands eagerly, which is still quicker than the whole compiled decode (benchmarks)."""
 
     def __init__(self, vae: Any, compiled: bool | None = None) -> None:
         self.vae = vae
         self.compiled = hasattr(vae.decoder, "_zx_eager") if compiled is None else compiled
-        self._bands: Bands | None = None
+        self._bands: dict[bool, Bands] = {}  # compiled or not → the bands
+        self._compiled_shapes: set[tuple[int, ...]] = set()
+
+    def _pick(self, shape: tuple[int, ...]) -> bool:
+        """Whether this latent shape runs the compiled bands; every member sees the same images, so
+        every member picks alike (and both ways make the same collectives in the same order)."""
+        if self.compiled and (not self._compiled_shapes or shape in self._compiled_shapes):
+            self._compiled_shapes.add(shape)
+            return True
+        return False
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -282,14 +295,16 @@ class SplitDecode:
         whole = decoder.__dict__.get("forward")  # the compiled switch of fastpath.compile_vae_decoder, or none
         group = dist.group.WORLD
         world = dist.get_world_size(group)
-        if self._bands is None:
-            self._bands = Bands(decoder, dist.get_rank(group), world, group, self.compiled)
-        bands = self._bands
+
+        def bands(compiled: bool) -> Bands:
+            if compiled not in self._bands:
+                self._bands[compiled] = Bands(decoder, dist.get_rank(group), world, group, compiled)
+            return self._bands[compiled]
 
         def forward(z: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-            if args or kwargs or getattr(vae, "use_tiling", False) or not bands.fit(z.shape[2]):
+            if args or kwargs or getattr(vae, "use_tiling", False) or not bands(False).fit(z.shape[2]):
                 return (whole or type(decoder).forward.__get__(decoder))(z, *args, **kwargs)
-            return decode_rows(decoder, z, group, bands)
+            return decode_rows(decoder, z, group, bands(self._pick(tuple(z.shape))))
 
         decoder.forward = forward
         try:
