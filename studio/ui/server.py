@@ -86,20 +86,30 @@ class ServedFiles:
         self.roots = [Path(os.path.realpath(r)) for r in roots]
         self._known: set[str] = set()
         self._loaded_at = 0.0
+        self._listed_wall = 0.0  # time.time() of the last listing, to compare with files' mtimes
         self._lock = threading.Lock()
 
+    def _new_since_listed(self, path: str) -> bool:
+        """Whether `path` is a file written about when or after the store was last listed (an image just made)."""
+        try:
+            return os.stat(path).st_mtime > self._listed_wall - self.REFRESH_S
+        except OSError:
+            return False
+
     def _knows(self, path: str) -> bool:
+        """Whether the store knows `path`; the list is read again at most once a second, unless the file
+        is newer than the list (an image made a moment ago must not get a 403 until the next second)."""
         with self._lock:
             if path in self._known:
                 return True
-            if time.monotonic() - self._loaded_at < self.REFRESH_S:
+            if time.monotonic() - self._loaded_at < self.REFRESH_S and not self._new_since_listed(path):
                 return False
             try:
                 self._known = set(self.studio.store.known_images())
             except Exception:  # a damaged store serves nothing rather than everything
                 log.exception("cannot list the store's images")
                 self._known = set()
-            self._loaded_at = time.monotonic()
+            self._loaded_at, self._listed_wall = time.monotonic(), time.time()
             return path in self._known
 
     def __call__(self, wanted: str) -> bool:
