@@ -39,6 +39,8 @@ STRINGS: dict[str, dict[str, str]] = {
                              "其他操作只能在工作室窗口里进行。",
                        "en": "An API key calls only the generate, cancel, history and image endpoints (and /v1, "
                              "/mcp); everything else is done in the studio window."},
+    "gate.key_file": {"zh": "API 密钥只能下载它自己的调用生成的图像。",
+                      "en": "An API key downloads only the images its own calls made."},
     "gate.key_rate": {"zh": "密钥 {key_id} 调用太频繁，请 {s} 秒后再试。",
                       "en": "Key {key_id} is over its rate limit; try again in {s} s."},
     "gate.too_large": {"zh": "请求内容超过 {mb} MB，太大了。", "en": "The request body is over {mb} MB, too large."},

@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from studio.api.access import bearer
 from studio.api.errors import ApiError
 from studio.api.keys import KeyStore
 from studio.api.service import ApiService
@@ -420,8 +421,9 @@ def build(ctx: Context) -> GenerateTab:
 
     def generate_api(prompt: str, negative_prompt: str = "", width: int = start_w, height: int = start_h,
                      steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, count: int = 1,
-                     seed: int = -1) -> dict:
-        """For gradio_client (`api_name="/generate"`): draw, wait, return each image's path and seed."""
+                     seed: int = -1, call: gr.Request = None) -> dict:  # type: ignore[assignment]
+        """For gradio_client (`api_name="/generate"`): draw, wait, return each image's path and seed; the
+        calling key may download these images (gradio_client does, unless download_files=False)."""
         request = GenerationRequest(prompt, negative_prompt, width, height, steps, guidance, seed, "increment",
                                     count)  # seed -1: random
         try:
@@ -433,6 +435,11 @@ def build(ctx: Context) -> GenerateTab:
         except ValidationError as exc:
             raise gr.Error(f"{exc.field}: {exc.message}") from None
         results = ctx.studio.wait(rid)
+        plain = bearer(call.headers) if call is not None else None
+        record = api.keys.verify(plain) if plain else None
+        for r in results:
+            if record is not None and r["path"]:
+                ctx.key_files.grant(record.id, r["path"])
         return {"request_id": rid, "images": [{"path": r["path"], "seed": r["seed"], "status": r["status"]}
                                               for r in results]}
 

@@ -20,7 +20,7 @@ A pure ASGI middleware in front of Gradio's routes (the Jupyter design):
 `api_key_check` is the seam for API keys (issue 21): an `Authorization: Bearer <key>` it accepts
 reaches only what a key is for, gradio_client's routes for the named endpoints (`key_endpoints`;
 `/queue/join` only with such an endpoint's `fn_index`), under the key's rate limit
-(`api_key_wait`); every other event of the page (settings, keys, quit, delete) needs the window's
+(`api_key_wait`), and `/file=` only for the images its own calls made (`key_file_allowed`); every other event of the page (settings, keys, quit, delete) needs the window's
 session. Paths `api_path` names (/v1, /mcp) pass the Host and Origin checks here and then go to
 the APIs' own gate (studio/api/access.py), which asks for keys instead of the cookie.
 """
@@ -152,6 +152,7 @@ class GuardPolicy:
     key_endpoints: frozenset[str] = frozenset()  # api_names a key may call
     key_fn_indices: frozenset[int] = frozenset()  # their fn_index, for /gradio_api/queue/join
     api_path: Callable[[str], bool] = lambda _path: False  # paths whose own gate checks keys
+    key_file_allowed: Callable[[str, str], bool] = lambda _key, _path: False  # (key, path): its own calls' images
     lang: str = "en"
     cookie_name: str = "zx_session"
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
@@ -233,6 +234,12 @@ class WindowGuard:
             if key is not None and scope["type"] == "http":
                 if self._key_route(method, path):
                     return None, key
+                wanted = _file_wanted(path)
+                if wanted is not None and method in ("GET", "HEAD"):
+                    if p.key_file_allowed(key, wanted):
+                        return None, None
+                    log.warning("refused an API key's download of %r (not made by its calls)", wanted)
+                    return _refuse(403, t("gate.key_file", p.lang)), None
                 log.warning("refused an API key on %s %s", method, path)
                 return _refuse(403, t("gate.key_route", p.lang)), None
             if not p.login and path == "/" and method in ("GET", "HEAD"):

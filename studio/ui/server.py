@@ -139,6 +139,16 @@ def key_wait(access: Any) -> Callable[[str], float]:
     return wait
 
 
+def key_file_check(access: Any, key_files: Any) -> Callable[[str, str], bool]:
+    """The guard's `/file=` rule for a key: only the images its own calls made (studio/ui/key_files.py)."""
+
+    def allowed(plain: str, path: str) -> bool:
+        record = access.keys.verify(plain)
+        return record is not None and key_files.allows(record.id, path)
+
+    return allowed
+
+
 def served_folders(studio: Any) -> list[str]:
     """The only folders whose files the app serves: the output folder, the gallery, the assets."""
     folders = [Path(studio.output_dir), Path(studio.paths.gallery_dir), ASSETS_DIR]
@@ -175,6 +185,7 @@ def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple
         lang=demo.zx_context.lang, cookie_name=f"zx_session_{port}",
         api_key_check=api.access.key_ok, api_key_wait=key_wait(api.access), api_path=is_api_path,
         key_endpoints=frozenset(NAMED_ENDPOINTS), key_fn_indices=named_fn_indices(demo),
+        key_file_allowed=key_file_check(api.access, demo.zx_context.key_files),
     )
     demo.zx_guard, demo.zx_api = policy, api
     icon = ASSETS_DIR / "icon-64.png"

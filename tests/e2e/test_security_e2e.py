@@ -230,6 +230,55 @@ def test_an_api_key_reaches_only_the_named_endpoints(app):
     assert [k.name for k in keys.list() if k.active and k.id not in before_keys] == ["minted-by-window"]
 
 
+def test_a_key_downloads_the_images_its_calls_made_and_no_other(app, tmp_path):
+    """gradio_client downloads every path in an answer from `/gradio_api/file=`, with the call's key: a key
+    gets the images its own calls made there, and no other file (another key's image, the window's)."""
+    from gradio_client import Client
+
+    from studio.api.keys import KeyStore
+
+    keys = KeyStore(app.studio.paths.config_dir)
+    record, key = keys.create("downloads")
+    _other_record, other_key = keys.create("downloads-other")
+
+    def client(plain: str, download: Path | None = None) -> Client:
+        return Client(app.base, headers={"Authorization": f"Bearer {plain}"}, verbose=False, analytics_enabled=False,
+                      download_files=str(download) if download else False)
+
+    def generate(plain: str, prompt: str, seed: int, download: Path | None = None) -> dict:
+        return client(plain, download).predict(prompt=prompt, width=256, height=256, steps=2, seed=seed,
+                                               api_name="/generate")
+
+    def fetch(path: str, headers: dict[str, str]) -> httpx.Response:
+        return httpx.get(f"{app.base}/gradio_api/file={quote(path, safe='/')}", headers=headers, timeout=30)
+
+    # The real client, downloading as it does by default: the image lands here, byte for byte.
+    (local,) = generate(key, "a key's own blue star", 9, tmp_path)["images"]
+    (row,) = [r for r in app.studio.history(limit=50) if r["prompt"] == "a key's own blue star"]
+    assert tmp_path in Path(local).parents
+    assert Path(local).read_bytes() == Path(row["images"][0]["path"]).read_bytes()
+
+    # The paths, and what else a key may fetch from there.
+    (mine,) = generate(key, "a key's own red ring", 10)["images"]
+    (theirs,) = generate(other_key, "another key's ring", 11)["images"]
+    auth, other = {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {other_key}"}
+    own = fetch(mine["path"], auth)
+    assert own.status_code == 200 and own.content == Path(mine["path"]).read_bytes()
+    assert fetch(theirs["path"], other).status_code == 200
+    refused = fetch(theirs["path"], auth)  # another key's image
+    assert refused.status_code == 403 and "自己的调用" in refused.json()["detail"]
+    assert fetch(mine["path"], other).status_code == 403
+    window = app.studio.wait(app.studio.submit(GenerationRequest("the window's star", width=256, height=256,
+                                                                  steps=2)), timeout=240)[0]["path"]
+    for path in (window, "/etc/passwd", str(app.studio.paths.settings_file), str(Path(mine["path"]).parent),
+                 f"{Path(mine['path']).parent}/../{Path(mine['path']).parent.name}/{Path(theirs['path']).name}"):
+        assert fetch(path, auth).status_code == 403, path
+    assert fetch(mine["path"], {}).status_code == 403  # no key, no cookie
+    assert fetch(window, app.headers).status_code == 200  # the window's session sees every image the store knows
+    keys.revoke(record.id)
+    assert fetch(mine["path"], auth).status_code == 403  # revoked, the key fetches nothing
+
+
 def test_a_key_keeps_to_its_rate_and_the_queue_limit_on_gradio_routes(app):
     from studio.api.keys import KeyStore
 
