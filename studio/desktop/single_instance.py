@@ -3,7 +3,8 @@
 The lock is an OS lock (fcntl on Linux/macOS, msvcrt on Windows) on `instance.lock` in the runtime
 dir, so the kernel drops it when the process dies, even by SIGKILL: a crash can never leave a lock
 that blocks the next start. `instance.json` (pid, url, secret; 0600) is what a second launch reads to
-find the first and make a one-time link to its window (studio/core/launch_link.py); one left behind by a crash is recognised (its lock is free, or its pid is gone) and cleared.
+find the first and make a one-time link to its window (studio/core/launch_link.py); one left behind
+by a crash is recognised (its lock is free, or its pid is gone) and cleared.
 `zaoxiang stop` finds the instance here too: `find_running` checks that the recorded pid is really
 the studio (lock held, same process since it published, a `zaoxiang`/`studio` command line) before
 anyone signals it, and `request_quit_file` is its graceful request where there is no SIGTERM.

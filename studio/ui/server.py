@@ -143,7 +143,11 @@ def key_file_check(access: Any, key_files: Any) -> Callable[[str, str], bool]:
     """The guard's `/file=` rule for a key: only the images its own calls made (studio/ui/key_files.py)."""
 
     def allowed(plain: str, path: str) -> bool:
-        record = access.keys.verify(plain)
+        try:
+            record = access.keys.verify(plain)
+        except Exception:  # a broken key store must fail closed, not open
+            log.exception("API key check failed")
+            return False
         return record is not None and key_files.allows(record.id, path)
 
     return allowed
