@@ -137,13 +137,13 @@ def finish(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 6
     return proc.returncode, out.decode("utf-8", "replace")
 
 
-def app_windows(url: str) -> list[psutil.Process]:
+def app_windows(base: str) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         # Chromium rewrites its process title into one space-joined string soon after it starts, so
         # look at the words of the whole command line, not at argv entries.
         words = " ".join(p.info.get("cmdline") or []).split()
-        if any(w.startswith(f"--app={url}") for w in words):  # the URL carries the launch token
+        if any(w.startswith(f"--app={base}?zx_token=") for w in words):  # each window has a link of its own
             found.append(p)
     return found
 
@@ -179,9 +179,11 @@ def test_second_launch_finds_first_and_sigkill_leaves_no_stale_lock(home: Path, 
     first, url, lines = start(home, "--no-browser", "--workers", "cpu:1", "--port", str(port), env=env)
     workers = descendants(first.pid)
     try:
-        assert url.startswith(f"http://127.0.0.1:{port}/?zx_token=")
-        info = read_instance(home / "run")
-        assert info is not None and info.pid == first.pid and info.url == url
+        base = f"http://127.0.0.1:{port}/"
+        assert url.startswith(f"{base}?zx_token=")
+        info = read_instance(home / "run")  # the address and the secret that makes links; never a link
+        assert info is not None and info.pid == first.pid and info.url == base
+        assert info.secret and info.secret not in url
 
         # Second launch, window allowed: exits 0, names the first's URL, opens an app-mode window.
         env2 = dict(env)
@@ -192,16 +194,18 @@ def test_second_launch_finds_first_and_sigkill_leaves_no_stale_lock(home: Path, 
                                 capture_output=True, text=True, timeout=120)
         took = time.monotonic() - t0
         assert second.returncode == 0, second.stderr
-        assert f"already running: {url}" in second.stdout
+        assert f"already running: {base}\n" in second.stdout
         assert took < 30, f"a second launch took {took:.1f} s"
         if chromium:
             deadline = time.monotonic() + 20
-            while not app_windows(url) and time.monotonic() < deadline:
+            while not app_windows(base) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            windows = app_windows(url)
+            windows = app_windows(base)
             assert windows, "no app-mode window was opened"
             cmd = windows[0].cmdline()
             assert f"--user-data-dir={home / 'data' / 'browser-profile'}" in cmd
+            # its own one-time link, made from the secret in the 0600 file; the secret is in no command line
+            assert f"--app={url}" not in " ".join(cmd) and info.secret not in " ".join(cmd)
             for w in windows:
                 for p in [w, *w.children(recursive=True)]:
                     try:

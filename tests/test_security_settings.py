@@ -178,7 +178,7 @@ def test_instance_file_is_private(tmp_path):
     lock = InstanceLock(tmp_path / "run")
     assert lock.acquire()
     try:
-        lock.publish("http://127.0.0.1:7860/?zx_token=secret")
+        lock.publish("http://127.0.0.1:7860/", "the-run-secret")
         assert _mode(tmp_path / "run" / INFO_NAME) == 0o600
     finally:
         lock.release()

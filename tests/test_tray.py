@@ -21,7 +21,7 @@ from studio.core import events as ev
 from studio.core.request import GenerationRequest
 from studio.desktop import tray as tray_mod
 from studio.desktop.launcher import DesktopOptions, request_quit, run_desktop
-from studio.desktop.single_instance import INFO_NAME, lock_is_free
+from studio.desktop.single_instance import INFO_NAME, lock_is_free, read_instance
 from tests.conftest import cli_env
 from tests.test_desktop import descendants, free_port, read_until, start, xvfb  # noqa: F401 (fixture)
 
@@ -95,17 +95,27 @@ def need_gtk() -> None:
 
 
 FAKE_BROWSER = """#!{python}
-# A stand-in for the app-mode browser: it fetches --app=URL as a window would, writes what the server
-# answered, and stays open like a window while ZAOXIANG_TEST_WINDOW_STAYS is set.
-import os, sys, time, urllib.request
+# A stand-in for the app-mode browser: it opens --app=URL as a window would (keeping the cookie it is
+# given), writes what the server answered (pid, status, branded, the studio's page itself, the link),
+# and stays open like a window while ZAOXIANG_TEST_WINDOW_STAYS is set.
+import http.cookiejar, os, sys, time, urllib.request
 url = next(a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--app="))
-with urllib.request.urlopen(url, timeout=60) as r:
-    line = f"{{os.getpid()}} {{r.status}} {{'造相' in r.read().decode('utf-8', 'replace')}}\\n"
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+with opener.open(url, timeout=60) as r:
+    page = r.read().decode("utf-8", "replace")
+    line = f"{{os.getpid()}} {{r.status}} {{'造相' in page}} {{'gradio_config' in page}} {{url}}\\n"
 with open({record!r}, "a", encoding="utf-8") as fh:
     fh.write(line)
 if os.environ.get("ZAOXIANG_TEST_WINDOW_STAYS"):
     time.sleep(600)
 """
+
+
+def url_status(url: str) -> int:
+    """The status a cookie-less client gets for `url` (redirects not followed)."""
+    import httpx
+
+    return httpx.get(url, timeout=30).status_code
 
 
 def fake_browser(tmp_path: Path) -> tuple[Path, Path]:
@@ -267,8 +277,20 @@ def test_tray_open_studio_opens_the_page_and_stop_closes_every_window(home: Path
         while not fetched.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert fetched.exists(), "Open Studio did not open the page"
-        pid, status, branded = fetched.read_text(encoding="utf-8").split()
-        assert status == "200" and branded == "True"
+        pid, status, branded, in_studio, link = fetched.read_text(encoding="utf-8").split()
+        assert (status, branded, in_studio) == ("200", "True", "True")
+        # The window's link opened the studio once: the same link again (as a local user who read it in
+        # the window's command line) opens nothing; the run's secret was in no link.
+        base, secret = read_instance(home / "run").url, read_instance(home / "run").secret
+        assert link.startswith(f"{base}?zx_token=") and link != url and secret and secret not in link
+        assert url_status(link) == 403
+        # Open Studio again: a new window with a new link of its own, which opens the studio too.
+        screen.choose(screen.open_menu(), "first")
+        deadline = time.monotonic() + 60
+        while len(fetched.read_text(encoding="utf-8").splitlines()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _pid, status, _branded, in_studio, link2 = fetched.read_text(encoding="utf-8").splitlines()[1].split()
+        assert (status, in_studio) == ("200", "True") and link2 not in (link, url)
         # The window it opened has closed: it must not stay behind as a zombie of the studio.
         deadline = time.monotonic() + 10
         while psutil.pid_exists(int(pid)) and time.monotonic() < deadline:
@@ -278,11 +300,14 @@ def test_tray_open_studio_opens_the_page_and_stop_closes_every_window(home: Path
         # A second launch opens a window (that stays open) and exits; `zaoxiang stop` closes it too.
         second = subprocess.run([sys.executable, "-m", "studio"], env={**env, "ZAOXIANG_TEST_WINDOW_STAYS": "1"},
                                 capture_output=True, text=True, timeout=120)
-        assert second.returncode == 0 and f"already running: {url}" in second.stdout, second
+        assert second.returncode == 0 and f"already running: {base}\n" in second.stdout, second
+        assert "zx_token" not in second.stdout  # its window got the link; the console shows the address
         deadline = time.monotonic() + 60
-        while len(fetched.read_text(encoding="utf-8").splitlines()) < 2 and time.monotonic() < deadline:
+        while len(fetched.read_text(encoding="utf-8").splitlines()) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
-        window = psutil.Process(int(fetched.read_text(encoding="utf-8").splitlines()[1].split()[0]))
+        pid3, status, _branded, in_studio, link3 = fetched.read_text(encoding="utf-8").splitlines()[2].split()
+        assert (status, in_studio) == ("200", "True") and link3 not in (link, link2, url)
+        window = psutil.Process(int(pid3))
         stop = subprocess.run([sys.executable, "-m", "studio", "stop"], env=env, capture_output=True, text=True,
                               timeout=180)
         assert stop.returncode == 0 and "has quit" in stop.stdout, stop

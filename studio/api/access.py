@@ -21,13 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from studio.api.errors import ApiError
 from studio.api.keys import KEY_PREFIX, KeyStore, RateLimiter
+from studio.core.key_store import bearer  # noqa: F401  (re-exported: the gate's callers read it here)
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
-
-
-def bearer(headers: Headers) -> str | None:
-    auth = headers.get("authorization", "")
-    return auth[7:].strip() if auth[:7].lower() == "bearer " else None
 
 
 class ApiAccess:

@@ -20,7 +20,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,6 +61,12 @@ class ApiConfig:
     queue_limit: int = DEFAULT_QUEUE_LIMIT  # images waiting in the queue before new API calls get 429
     uploads_mb: int = DEFAULT_UPLOADS_MB  # edit bodies in flight together before new edits get 429
     keys: tuple[KeyRecord, ...] = ()
+
+
+def bearer(headers: Mapping[str, str]) -> str | None:
+    """The key an `Authorization: Bearer <key>` header carries, or None."""
+    auth = headers.get("authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else None
 
 
 class KeyStoreError(ValueError):

@@ -30,11 +30,17 @@ STRINGS: dict[str, dict[str, str]] = {
                         "这个地址只在工作室给出的链接里带着本次启动的密钥时才能打开。",
                   "en": "Open the studio window from its tray icon, or run <code>zaoxiang</code> again. This "
                         "address opens only through the link the studio gives, which carries this launch's key."},
+    "gate.link_spent": {"zh": "这个链接已经用过或已过期（每个链接只能在 {s} 秒内打开一次）。"
+                              "请从托盘图标打开工作室窗口，或再运行一次 <code>zaoxiang</code>。",
+                        "en": "This link was used already or has expired (each link opens the studio once, within "
+                              "{s} s). Open the studio window from its tray icon, or run <code>zaoxiang</code> again."},
     # what an API key may reach in the window's server (studio/ui/guard.py)
     "gate.key_route": {"zh": "API 密钥只能调用 generate、cancel、history、image 这几个接口（以及 /v1 和 /mcp）；"
                              "其他操作只能在工作室窗口里进行。",
                        "en": "An API key calls only the generate, cancel, history and image endpoints (and /v1, "
                              "/mcp); everything else is done in the studio window."},
+    "gate.key_file": {"zh": "API 密钥只能下载它自己的调用生成的图像。",
+                      "en": "An API key downloads only the images its own calls made."},
     "gate.key_rate": {"zh": "密钥 {key_id} 调用太频繁，请 {s} 秒后再试。",
                       "en": "Key {key_id} is over its rate limit; try again in {s} s."},
     "gate.too_large": {"zh": "请求内容超过 {mb} MB，太大了。", "en": "The request body is over {mb} MB, too large."},
@@ -356,8 +362,11 @@ STRINGS: dict[str, dict[str, str]] = {
                            "退出：窗口右上角的「退出」、`zaoxiang stop` 或 Ctrl+C。",
                      "en": "The tray icon has no menu here (PyGObject/GTK is missing): left-click it to open the "
                            "studio; quit with the window's Quit button, `zaoxiang stop` or Ctrl+C."},
-    "desk.open_url": {"zh": "没有浏览器能打开造相，请在浏览器里打开这个地址：{url}",
-                      "en": "No browser could open the studio; open this address in your browser: {url}"},
+    "desk.open_url": {"zh": "没有浏览器能打开造相，请在 {s} 秒内用浏览器打开这个链接（只能用一次）：{url}",
+                      "en": "No browser could open the studio; open this link in your browser within {s} s (it "
+                            "works once): {url}"},
+    "desk.open_link": {"zh": "在 {s} 秒内用浏览器打开这个链接即可进入（只能用一次）：{url}",
+                       "en": "Open this link in a browser within {s} s to get in (it works once): {url}"},
     "desk.stop_none": {"zh": "没有正在运行的造相。", "en": "No studio is running."},
     "desk.stop_asking": {"zh": "正在让造相（进程 {pid}）退出…", "en": "Asking the studio (pid {pid}) to quit…"},
     "desk.stop_done": {"zh": "造相已退出。", "en": "The studio has quit."},

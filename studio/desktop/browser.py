@@ -204,10 +204,11 @@ def _open_default(url: str) -> bool:
         return False
 
 
-def app_windows(url: str, profile_dir: Path) -> list[psutil.Process]:
-    """The app-mode browser processes showing `url` with the studio's profile: windows the studio opened,
-    this launch's or a second launch's (whose parent has long exited)."""
-    wanted = {f"--app={url}", f"--user-data-dir={profile_dir}"}
+def app_windows(base: str, profile_dir: Path) -> list[psutil.Process]:
+    """The app-mode browser processes showing the studio at `base` (its address, without a ticket) with
+    the studio's profile: windows the studio opened, this launch's or a second launch's (whose parent has
+    long exited), each with the one-time link it was given."""
+    page, profile = f"--app={base}", f"--user-data-dir={profile_dir}"
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
@@ -215,14 +216,14 @@ def app_windows(url: str, profile_dir: Path) -> list[psutil.Process]:
             words = set(" ".join(proc.info.get("cmdline") or []).split())
         except (psutil.Error, TypeError):
             continue
-        if wanted <= words:
+        if profile in words and any(w == page or w.startswith(f"{page}?") for w in words):
             found.append(proc)
     return found
 
 
-def close_app_windows(url: str, profile_dir: Path, timeout: float = 5.0) -> int:
+def close_app_windows(base: str, profile_dir: Path, timeout: float = 5.0) -> int:
     """Close every window `app_windows` finds (with its helper processes); how many there were."""
-    windows = app_windows(url, profile_dir)
+    windows = app_windows(base, profile_dir)
     family: list[psutil.Process] = []
     for window in windows:
         try:

@@ -5,8 +5,11 @@ pools; the URL is published only once the server answers; and shutdown runs in r
 work, finish (or stop at the next step) the running images, stop the server, close the Studio (its workers), close
 the window, release the lock. Queued images stay queued for the next start.
 
-The server comes from the UI: `serve(studio, host, port, lang=...) -> (url, stop)`, imported from
-`studio.ui.server` only once the lock is ours, so a second launch never pays for importing Gradio.
+The server comes from the UI: `serve(studio, host, port, lang=..., secret=...) -> (link, stop)`,
+imported from `studio.ui.server` only once the lock is ours, so a second launch never pays for
+importing Gradio. Every window opened (the first, the tray's Open, a second launch's) gets a one-time
+link of its own, made from the run's secret (studio/core/launch_link.py), which only this process and
+the 0600 instance file hold.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.core import events as ev
+from studio.core.launch_link import TICKET_LIFE_S, link_base, new_secret, open_link
 from studio.core.paths import get_paths
 from studio.core.ports import find_port
 from studio.core.settings import load_settings
@@ -123,7 +127,7 @@ def request_quit(finish_running: bool = False) -> bool:
 
 
 def _say(message: str) -> None:
-    """To the person in full; to the log file without the window's launch token (it opens the studio)."""
+    """To the person in full; to the log file without a link's ticket (it opens the studio once)."""
     print(message, flush=True)
     log.info(redact(message))
 
@@ -171,9 +175,16 @@ def _handover(options: DesktopOptions, runtime_dir, profile_dir) -> int | None:
     if not local_studio_url(info.url):
         _say(text("handover_not_local", lang, pid=info.pid, url=repr(info.url)))
         return 0
-    _say(text("handover_running", lang, url=info.url))
-    if options.window and not browser.open_window(info.url, profile_dir).opened:
-        _say(text("open_url", lang, url=info.url))
+    base = link_base(info.url)
+
+    def link() -> str:  # a record without a secret (an older studio) holds a link that stays good
+        return open_link(base, info.secret) if info.secret else info.url
+
+    _say(text("handover_running", lang, url=base))
+    if not options.window:
+        _say(text("open_link", lang, url=link(), s=f"{TICKET_LIFE_S:.0f}"))
+    elif not browser.open_window(link(), profile_dir).opened:
+        _say(text("open_url", lang, url=link(), s=f"{TICKET_LIFE_S:.0f}"))
     return 0
 
 
@@ -270,15 +281,19 @@ def run_desktop(options: DesktopOptions, serve: Serve | None = None,
         studio.quit_hook = quit_request
         studio.start()
         port = find_port(settings.host, int(settings.port))
-        url, stop_server = serve(studio, settings.host, port, lang=options.lang)
-        lock.publish(url)
-        _say(text("serving", resolve_lang(options.lang or settings.language), url=url, log=log_path))
-        def open_studio_window() -> None:
-            window = browser.open_window(url, profile_dir)
+        secret = new_secret()
+        first_link, stop_server = serve(studio, settings.host, port, lang=options.lang, secret=secret)
+        url = link_base(first_link)
+        lock.publish(url, secret)
+        lang = resolve_lang(options.lang or settings.language)
+        _say(text("serving", lang, url=first_link, log=log_path))
+
+        def open_studio_window() -> None:  # each window its own one-time link: its command line shows it
+            window = browser.open_window(open_link(url, secret), profile_dir)
             if window.proc is not None:
                 windows.append(window.proc)
             if not window.opened:
-                _say(text("open_url", resolve_lang(options.lang or settings.language), url=url))
+                _say(text("open_url", lang, url=open_link(url, secret), s=f"{TICKET_LIFE_S:.0f}"))
 
         if options.window:
             open_studio_window()

@@ -1,7 +1,7 @@
 """The studio's log file: one rotating file in the log dir, so a person can send it when asking for help.
 
 The launcher sets it up once; the tray and the UI find it with `log_file()` to open it. The file is
-private to its owner (0600), and the window's launch token never reaches it (`redact`).
+private to its owner (0600), and no link's ticket reaches it (`redact`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ _TOKEN = re.compile(r"zx_token=[\w-]+")
 
 
 def redact(text: str) -> str:
-    """`text` without the window's launch token (a URL's `zx_token=...`), which opens the studio."""
+    """`text` without a window link's ticket (a URL's `zx_token=...`), which opens the studio once."""
     return _TOKEN.sub("zx_token=…", text)
 
 
 class _Redacting(logging.Filter):
-    """Drops the launch token from every record bound for the file, whoever logs it."""
+    """Drops link tickets from every record bound for the file, whoever logs it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -2,8 +2,9 @@
 
 The lock is an OS lock (fcntl on Linux/macOS, msvcrt on Windows) on `instance.lock` in the runtime
 dir, so the kernel drops it when the process dies, even by SIGKILL: a crash can never leave a lock
-that blocks the next start. `instance.json` (pid, url) is what a second launch reads to find the
-first; one left behind by a crash is recognised (its lock is free, or its pid is gone) and cleared.
+that blocks the next start. `instance.json` (pid, url, secret; 0600) is what a second launch reads to
+find the first and make a one-time link to its window (studio/core/launch_link.py); one left behind
+by a crash is recognised (its lock is free, or its pid is gone) and cleared.
 `zaoxiang stop` finds the instance here too: `find_running` checks that the recorded pid is really
 the studio (lock held, same process since it published, a `zaoxiang`/`studio` command line) before
 anyone signals it, and `request_quit_file` is its graceful request where there is no SIGTERM.
@@ -35,15 +36,17 @@ QUIT_NAME = "quit.request"
 @dataclass(frozen=True)
 class Instance:
     pid: int
-    url: str | None
+    url: str | None  # the window's address, without a ticket
     started: float
+    secret: str | None = None  # makes one-time links to the window; only ever in this 0600 file
 
 
 def read_instance(runtime_dir: Path) -> Instance | None:
     """The instance recorded in the runtime dir, or None when there is no readable record."""
     try:
         data = json.loads((Path(runtime_dir) / INFO_NAME).read_text(encoding="utf-8"))
-        return Instance(pid=int(data["pid"]), url=data.get("url") or None, started=float(data.get("started", 0)))
+        return Instance(pid=int(data["pid"]), url=data.get("url") or None, started=float(data.get("started", 0)),
+                        secret=data.get("secret") or None)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -94,11 +97,10 @@ class InstanceLock:
         path.unlink(missing_ok=True)
         return pid == os.getpid()
 
-    def publish(self, url: str | None) -> None:
-        """Record this process (and, once the server is up, its URL) atomically for a second launch.
-
-        Private (0600): the URL carries the window's launch token, which opens the studio."""
-        info = {"pid": os.getpid(), "url": url, "started": time.time()}
+    def publish(self, url: str | None, secret: str | None = None) -> None:
+        """Record this process (and, once the server is up, its address and secret) atomically for a
+        second launch. Private (0600): the secret makes links that open the studio."""
+        info = {"pid": os.getpid(), "url": url, "started": time.time(), "secret": secret}
         with atomic_path(self.runtime_dir / INFO_NAME) as tmp:  # a temp file is made 0600
             tmp.write_text(json.dumps(info), encoding="utf-8")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.core.key_store import KeyStore
+from studio.core.key_store import KeyStore, bearer
 from studio.core.queue_limit import QueueFull, admit_to_queue
 from studio.core.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationRequest, ValidationError
 from studio.ui.context import Context
@@ -29,8 +29,9 @@ def add_endpoints(ctx: Context, start_w: int, start_h: int) -> None:
 
     def generate_api(prompt: str, negative_prompt: str = "", width: int = start_w, height: int = start_h,
                      steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, count: int = 1,
-                     seed: int = -1) -> dict:
-        """For gradio_client (`api_name="/generate"`): draw, wait, return each image's path and seed."""
+                     seed: int = -1, call: gr.Request = None) -> dict:  # type: ignore[assignment]
+        """For gradio_client (`api_name="/generate"`): draw, wait, return each image's path and seed; the
+        calling key may download these images (gradio_client does, unless download_files=False)."""
         request = GenerationRequest(prompt, negative_prompt, width, height, steps, guidance, seed, "increment",
                                     count)  # seed -1: random
         try:
@@ -42,6 +43,11 @@ def add_endpoints(ctx: Context, start_w: int, start_h: int) -> None:
         except ValidationError as exc:
             raise gr.Error(f"{exc.field}: {exc.message}") from None
         results = ctx.studio.wait(rid)
+        plain = bearer(call.headers) if call is not None else None
+        record = keys.verify(plain) if plain else None
+        for r in results:
+            if record is not None and r["path"]:
+                ctx.key_files.grant(record.id, r["path"])
         return {"request_id": rid, "images": [{"path": r["path"], "seed": r["seed"], "status": r["status"]}
                                               for r in results]}
 

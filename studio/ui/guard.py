@@ -3,10 +3,13 @@
 A pure ASGI middleware in front of Gradio's routes (the Jupyter design):
 - every request must name an allowed Host (loopback, the bound host, this machine's own addresses
   when bound to all of them), so a web page cannot reach the studio through DNS rebinding;
-- `serve` returns a URL carrying a per-launch token; opening it trades the token for an HttpOnly,
-  SameSite=Strict cookie holding a fresh random session value (never the token itself), so only
-  pages the studio served (and processes that can read the 0600 instance file) can call anything
-  beyond the page shell and its static files;
+- a browser opens the window through a one-time link (`?zx_token=<ticket>`, studio/core/launch_link.py):
+  a ticket made with this run's secret, used at most once and within a minute, is traded for an
+  HttpOnly, SameSite=Strict cookie holding a fresh random session value of this run (never the
+  ticket), named for the port, so only pages the studio served (and processes that can read the
+  0600 instance file, which holds the secret) can call anything beyond the page shell and its
+  static files; a ticket seen later in a process list opens nothing, and neither does a cookie
+  another run made (cookies are not kept apart by port, so each run knows only its own sessions);
 - a request that carries an Origin must come from the studio's own origin (no cross-site calls);
 - with a login on, the login is what counts (Gradio's own /reset and /cancel included), and
   failed logins from one address wait longer and longer;
@@ -17,7 +20,7 @@ A pure ASGI middleware in front of Gradio's routes (the Jupyter design):
 `api_key_check` is the seam for API keys (issue 21): an `Authorization: Bearer <key>` it accepts
 reaches only what a key is for, gradio_client's routes for the named endpoints (`key_endpoints`;
 `/queue/join` only with such an endpoint's `fn_index`), under the key's rate limit
-(`api_key_wait`); every other event of the page (settings, keys, quit, delete) needs the window's
+(`api_key_wait`), and `/file=` only for the images its own calls made (`key_file_allowed`); every other event of the page (settings, keys, quit, delete) needs the window's
 session. Paths `api_path` names (/v1, /mcp) pass the Host and Origin checks here and then go to
 the APIs' own gate (studio/api/access.py), which asks for keys instead of the cookie.
 """
@@ -37,11 +40,13 @@ from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from studio.core.launch_link import TOKEN_PARAM, Ticket, TicketBook
 from studio.ui.i18n import t
 
 log = logging.getLogger("zaoxiang.ui.guard")
 
-TOKEN_PARAM = "zx_token"
+__all__ = ["TOKEN_PARAM", "GuardPolicy", "LoginThrottle", "Sessions", "WindowGuard"]
+
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # The page shell's static parts: no state, no data, the same for everyone.
 # Not /pwa_icon: the app runs with pwa off, and Gradio resizes that icon to any size asked, on its event loop.
@@ -62,10 +67,6 @@ JOIN_PATH = "/gradio_api/queue/join"
 CALL_PREFIX = "/gradio_api/call/"
 KEY_BODY_MAX_BYTES = 1 << 20  # a named endpoint's arguments are a prompt and a few numbers
 FRAME_HEADERS = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
 
 
 def host_of(header: str) -> str:
@@ -111,9 +112,10 @@ class LoginThrottle:
 
 @dataclass
 class Sessions:
-    """The window sessions of one launch: random values made when the launch token is used, kept in
-    memory only. The cookie is never the token, so the cookie (which browsers send to every port of
-    127.0.0.1) opens no URL, and a token seen in a log or a process list is no cookie."""
+    """The window sessions of one run: random values made when a one-time link is used, kept in
+    memory only. The cookie is never the ticket, so a cookie opens no link, and a ticket seen in a log
+    or a process list is no cookie. Browsers send the cookie to every port of 127.0.0.1, so another
+    run of the studio sees it too: that run never made it, so it opens nothing there."""
 
     limit: int = 256  # windows opened in one run; the oldest session ends past it
     _values: list[bytes] = field(default_factory=list)
@@ -127,7 +129,7 @@ class Sessions:
         return value
 
     def valid(self, value: str) -> bool:
-        """Whether `value` is a session this launch made; compares with every one in constant time."""
+        """Whether `value` is a session this run made; compares with every one in constant time."""
         given = value.encode("utf-8", "replace")
         with self._lock:
             values = list(self._values)
@@ -139,9 +141,9 @@ class Sessions:
 
 @dataclass
 class GuardPolicy:
-    """What the guard enforces for one launch of the window."""
+    """What the guard enforces for one run of the window."""
 
-    token: str
+    tickets: TicketBook  # the one-time links this run accepts
     allowed_hosts: frozenset[str]
     login: bool = False  # Gradio's username/password login is on
     file_allowed: Callable[[str], bool] = lambda _path: False
@@ -150,6 +152,7 @@ class GuardPolicy:
     key_endpoints: frozenset[str] = frozenset()  # api_names a key may call
     key_fn_indices: frozenset[int] = frozenset()  # their fn_index, for /gradio_api/queue/join
     api_path: Callable[[str], bool] = lambda _path: False  # paths whose own gate checks keys
+    key_file_allowed: Callable[[str, str], bool] = lambda _key, _path: False  # (key, path): its own calls' images
     lang: str = "en"
     cookie_name: str = "zx_session"
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
@@ -214,8 +217,8 @@ class WindowGuard:
             return _refuse(403, "Cross-origin request refused."), None
         if p.api_path(path):
             return None, None
-        if scope["type"] == "http" and method in ("GET", "HEAD"):
-            swapped = self._token_exchange(scope)
+        if scope["type"] == "http" and method == "GET":  # not HEAD: a probe must not use up the link
+            swapped = self._token_exchange(scope, headers)
             if swapped is not None:
                 return swapped, None
         if any(path.startswith(prefix) for prefix in PROXY_PREFIXES):
@@ -231,15 +234,19 @@ class WindowGuard:
             if key is not None and scope["type"] == "http":
                 if self._key_route(method, path):
                     return None, key
+                wanted = _file_wanted(path)
+                if wanted is not None and method in ("GET", "HEAD"):
+                    if p.key_file_allowed(key, wanted):
+                        return None, None
+                    log.warning("refused an API key's download of %r (not made by its calls)", wanted)
+                    return _refuse(403, t("gate.key_file", p.lang)), None
                 log.warning("refused an API key on %s %s", method, path)
                 return _refuse(403, t("gate.key_route", p.lang)), None
             if not p.login and path == "/" and method in ("GET", "HEAD"):
-                title, body = t("title", p.lang), t("gate.body", p.lang)
-                return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>{title}</title>"
-                                    f"<p style='font:16px system-ui;margin:3em'>{body}</p>"), None
+                return _page(t("gate.body", p.lang), p.lang), None
             return _refuse(403 if not p.login else 401, "Open the studio from the link it gives (or log in)."), None
-        if path.startswith(FILE_PREFIXES):
-            wanted = next(path[len(prefix):] for prefix in FILE_PREFIXES if path.startswith(prefix))
+        wanted = _file_wanted(path)
+        if wanted is not None:
             if not p.file_allowed(wanted):
                 return _refuse(403, "File not served."), None
         return None, None
@@ -249,20 +256,30 @@ class WindowGuard:
         parts = urlsplit(origin)
         return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.strip().lower()
 
-    def _token_exchange(self, scope: Scope) -> Response | None:
-        """`?zx_token=<launch token>`: set the session cookie and drop the token from the address."""
+    def _token_exchange(self, scope: Scope, headers: Headers) -> Response | None:
+        """`?zx_token=<ticket>`: a good ticket sets a new session cookie and leaves the address; a window
+        that is in already just leaves it (an old link opened again); a spent one gets a page that says so."""
+        p = self.policy
         query = scope.get("query_string", b"").decode("latin-1")
         if TOKEN_PARAM not in query:
             return None
         pairs = parse_qsl(query, keep_blank_values=True)
         given = [v for k, v in pairs if k == TOKEN_PARAM]
-        if not given or not secrets.compare_digest(given[0].encode(), self.policy.token.encode()):
+        if not given:
             return None
+        verdict = p.tickets.take(given[0])
         rest = urlencode([(k, v) for k, v in pairs if k != TOKEN_PARAM])
-        response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
-        response.set_cookie(self.policy.cookie_name, self.policy.sessions.mint(), httponly=True, samesite="strict",
-                            path="/")
-        return response
+        target = scope["path"] + (f"?{rest}" if rest else "")
+        if verdict is Ticket.GOOD:
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(p.cookie_name, p.sessions.mint(), httponly=True, samesite="strict", path="/")
+            return response
+        if self._window_session(scope, headers):
+            return RedirectResponse(target, status_code=303)
+        if verdict is Ticket.SPENT:
+            log.warning("refused a used or expired window link")
+            return _page(t("gate.link_spent", p.lang, s=f"{p.tickets.life_s:.0f}"), p.lang, status=403)
+        return None
 
     def _window_session(self, scope: Scope, headers: Headers) -> bool:
         """Whether the request comes from the window: its session cookie, or, with a login on, the login."""
@@ -357,6 +374,17 @@ class WindowGuard:
         elif status and status[0] in (400, 401):
             self.policy.throttle.failed(address)
             log.warning("failed login from %s", address)
+
+
+def _page(body: str, lang: str, status: int = 200) -> HTMLResponse:
+    """The one-line page a browser gets instead of the window."""
+    return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>{t('title', lang)}</title>"
+                        f"<p style='font:16px system-ui;margin:3em'>{body}</p>", status_code=status)
+
+
+def _file_wanted(path: str) -> str | None:
+    """The file a `/file=` route asks for, or None for any other route."""
+    return next((path[len(prefix):] for prefix in FILE_PREFIXES if path.startswith(prefix)), None)
 
 
 def _cookies(headers: Headers) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Serving the studio window: loopback by default, a password beyond it, files only from our folders.
 
-`serve` is what the desktop launcher (and tests) call; it returns the URL (carrying this launch's
-token, see `guard.py`) and a stop function.
+`serve` is what the desktop launcher (and tests) call; it returns a one-time link to the window (a
+ticket made with the run's `secret`, see studio/core/launch_link.py) and a stop function. Whoever
+holds the secret makes further links (the tray's Open, a second launch).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.assets import assets_dir
+from studio.core.launch_link import TicketBook, new_secret, open_link
 from studio.core.passwords import hash_password, is_password_hash, verify_password
 from studio.core.ports import find_port
 from studio.core.settings_check import is_loopback
-from studio.ui.guard import TOKEN_PARAM, GuardPolicy, WindowGuard, new_token
+from studio.ui.guard import GuardPolicy, WindowGuard
 
 log = logging.getLogger("zaoxiang.ui")
 ASSETS_DIR = assets_dir("studio.css")
@@ -84,20 +86,30 @@ class ServedFiles:
         self.roots = [Path(os.path.realpath(r)) for r in roots]
         self._known: set[str] = set()
         self._loaded_at = 0.0
+        self._listed_wall = 0.0  # time.time() of the last listing, to compare with files' mtimes
         self._lock = threading.Lock()
 
+    def _new_since_listed(self, path: str) -> bool:
+        """Whether `path` is a file written about when or after the store was last listed (an image just made)."""
+        try:
+            return os.stat(path).st_mtime > self._listed_wall - self.REFRESH_S
+        except OSError:
+            return False
+
     def _knows(self, path: str) -> bool:
+        """Whether the store knows `path`; the list is read again at most once a second, unless the file
+        is newer than the list (an image made a moment ago must not get a 403 until the next second)."""
         with self._lock:
             if path in self._known:
                 return True
-            if time.monotonic() - self._loaded_at < self.REFRESH_S:
+            if time.monotonic() - self._loaded_at < self.REFRESH_S and not self._new_since_listed(path):
                 return False
             try:
                 self._known = set(self.studio.store.known_images())
             except Exception:  # a damaged store serves nothing rather than everything
                 log.exception("cannot list the store's images")
                 self._known = set()
-            self._loaded_at = time.monotonic()
+            self._loaded_at, self._listed_wall = time.monotonic(), time.time()
             return path in self._known
 
     def __call__(self, wanted: str) -> bool:
@@ -127,6 +139,20 @@ def key_wait(access: Any) -> Callable[[str], float]:
     return wait
 
 
+def key_file_check(access: Any, key_files: Any) -> Callable[[str, str], bool]:
+    """The guard's `/file=` rule for a key: only the images its own calls made (studio/ui/key_files.py)."""
+
+    def allowed(plain: str, path: str) -> bool:
+        try:
+            record = access.keys.verify(plain)
+        except Exception:  # a broken key store must fail closed, not open
+            log.exception("API key check failed")
+            return False
+        return record is not None and key_files.allows(record.id, path)
+
+    return allowed
+
+
 def served_folders(studio: Any) -> list[str]:
     """The only folders whose files the app serves: the output folder, the gallery, the assets."""
     folders = [Path(studio.output_dir), Path(studio.paths.gallery_dir), ASSETS_DIR]
@@ -139,8 +165,10 @@ def served_folders(studio: Any) -> list[str]:
 
 
 def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple[str, str] | None = None,
-          lang: str | None = None, quiet: bool = True) -> tuple[str, Callable[[], None]]:
-    """Start the window's server in background threads; returns (url, stop)."""
+          lang: str | None = None, quiet: bool = True, secret: str | None = None) -> tuple[str, Callable[[], None]]:
+    """Start the window's server in background threads; returns (a one-time link to it, stop).
+
+    `secret` makes the run's links (a new one when not given); keep it out of URLs and command lines."""
     from gradio.utils import get_upload_folder
     from starlette.middleware import Middleware
 
@@ -153,14 +181,15 @@ def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple
     Path(studio.output_dir).mkdir(parents=True, exist_ok=True)
     demo = build_app(studio, lang=lang)
     demo.queue(default_concurrency_limit=8)
-    token = new_token()
+    secret = secret or new_secret()
     api = build_api(studio, host)  # /v1 (OpenAI images) and /mcp, on this same port (issue 21)
     policy = GuardPolicy(
-        token=token, allowed_hosts=allowed_hosts(host), login=credentials is not None,
+        tickets=TicketBook(secret), allowed_hosts=allowed_hosts(host), login=credentials is not None,
         file_allowed=ServedFiles(studio, [ASSETS_DIR, Path(get_upload_folder())]),
         lang=demo.zx_context.lang, cookie_name=f"zx_session_{port}",
         api_key_check=api.access.key_ok, api_key_wait=key_wait(api.access), api_path=is_api_path,
         key_endpoints=frozenset(NAMED_ENDPOINTS), key_fn_indices=named_fn_indices(demo),
+        key_file_allowed=key_file_check(api.access, demo.zx_context.key_files),
     )
     demo.zx_guard, demo.zx_api = policy, api
     icon = ASSETS_DIR / "icon-64.png"
@@ -178,7 +207,7 @@ def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{'[' + url_host + ']' if ':' in url_host else url_host}:{port}/"
     log.info("studio window at %s (login %s)", base, "on" if credentials else "off")
-    url = f"{base}?{TOKEN_PARAM}={token}"
+    url = open_link(base, secret)
 
     def stop() -> None:
         demo.close()

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from studio.core.launch_link import link_base, new_secret, open_link
 from tests.conftest import ARTIFACTS
 from tests.homes import make_home
 
@@ -32,6 +33,15 @@ def studio_home(tmp_path_factory: pytest.TempPathFactory, demo_model_master: Pat
     mp.undo()
 
 
+class Served(SimpleNamespace):
+    """The served studio as a test reaches it; `url` is a fresh one-time link at each use, as the tray's
+    Open makes one (a link opens the window once)."""
+
+    @property
+    def url(self) -> str:
+        return open_link(f"{self.base}/", self.secret)
+
+
 @pytest.fixture(scope="module")
 def app(studio_home: Path):
     """The real studio, served by the real server, in Chinese."""
@@ -40,13 +50,14 @@ def app(studio_home: Path):
 
     studio = Studio(workers="cpu:1")
     studio.start()
-    url, stop = serve(studio, "127.0.0.1", 7860, lang="zh")
-    base, _, token = url.partition("/?zx_token=")
+    secret = new_secret()
+    first, stop = serve(studio, "127.0.0.1", 7860, lang="zh", secret=secret)
+    base = link_base(first).rstrip("/")
     port = int(base.rsplit(":", 1)[1])
     try:
-        cookie = httpx.get(url, timeout=60).cookies[f"zx_session_{port}"]  # what the page holds once it opened `url`
-        yield SimpleNamespace(url=url, base=base, port=port, token=token, cookie=cookie,
-                              headers={"Cookie": f"zx_session_{port}={cookie}"}, studio=studio, home=studio_home)
+        cookie = httpx.get(first, timeout=60).cookies[f"zx_session_{port}"]  # what the page holds once it opened it
+        yield Served(base=base, port=port, secret=secret, cookie=cookie,
+                     headers={"Cookie": f"zx_session_{port}={cookie}"}, studio=studio, home=studio_home)
     finally:
         stop()
         studio.close()

@@ -25,7 +25,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from studio.core.launch_link import TICKET_LIFE_S, TOKEN_PARAM, link_base, make_ticket, new_secret
 from studio.core.passwords import verify_password
+from studio.core.request import GenerationRequest
 from tests.e2e.test_ui_e2e import box, open_tab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -92,26 +94,69 @@ def test_the_settings_call_needs_the_page_cookie_its_host_and_its_origin(app):
     assert saved(app)["memory_profile"] == "12gb"
 
 
-def test_the_launch_link_becomes_a_private_cookie(app):
+def test_a_launch_link_opens_the_window_once_and_only_for_a_minute(app):
+    """A browser's command line shows its link to every local user, as long as the window is open: the
+    link becomes a private cookie once, within a minute, and then opens nothing."""
+    link = app.url
+    ticket = link.split(f"{TOKEN_PARAM}=", 1)[1]
     with httpx.Client(timeout=30) as client:
-        answer = client.get(app.url)
+        assert client.head(link).status_code == 200  # a probe does not use the link up
+        answer = client.get(link)
     assert answer.status_code == 303 and answer.headers["location"] == "/"
     set_cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in set_cookie and "samesite=strict" in set_cookie
-    # The cookie is a session made for this opening, not the token: each opening gets its own, and
-    # neither the token as a cookie nor a cookie as the token opens anything.
+    # The cookie is a session made for this opening, not the ticket nor the run's secret.
     cookie = answer.cookies[f"zx_session_{app.port}"]
-    assert cookie not in (app.token, app.cookie) and len(cookie) >= 40
+    assert cookie not in (ticket, app.secret, app.cookie) and len(cookie) >= 40
     with httpx.Client(base_url=app.base, timeout=30) as client:
         assert client.get("/config", headers={"Cookie": f"zx_session_{app.port}={cookie}"}).status_code == 200
         assert client.get("/config", headers=app.headers).status_code == 200  # the fixture's session lives on
-        assert client.get("/config", headers={"Cookie": f"zx_session_{app.port}={app.token}"}).status_code == 403
-        as_token = client.get(f"/?zx_token={cookie}")
-        assert as_token.status_code == 200 and "set-cookie" not in as_token.headers
-        assert "gradio_config" not in as_token.text
-    with httpx.Client(timeout=30) as client:  # a wrong token sets nothing and opens nothing
-        wrong = client.get(f"{app.base}/?zx_token=guess")
-        assert wrong.status_code == 200 and "set-cookie" not in wrong.headers and "gradio_config" not in wrong.text
+        for word in (ticket, app.secret):
+            assert client.get("/config", headers={"Cookie": f"zx_session_{app.port}={word}"}).status_code == 403
+        # The same link again, as a local user who read it in the browser's command line: refused, said why.
+        again = client.get(link)
+        assert again.status_code == 403 and "set-cookie" not in again.headers and "gradio_config" not in again.text
+        assert "已经用过或已过期" in again.text
+        # Opened again in the window that used it (its cookie): back to the page, no new session.
+        back = client.get(link, headers={"Cookie": f"zx_session_{app.port}={cookie}"})
+        assert back.status_code == 303 and back.headers["location"] == "/" and "set-cookie" not in back.headers
+        # A link made with the run's own secret, but over a minute ago: refused the same way.
+        stale = client.get(f"/?{TOKEN_PARAM}={make_ticket(app.secret, time.time() - TICKET_LIFE_S - 2)}")
+        assert stale.status_code == 403 and "set-cookie" not in stale.headers and "已经用过或已过期" in stale.text
+        # The cookie, the secret or a guess as the ticket: the plain gate page, nothing set.
+        for word in (cookie, app.secret, "guess", make_ticket(new_secret())):
+            wrong = client.get(f"/?{TOKEN_PARAM}={word}")
+            assert wrong.status_code == 200 and "set-cookie" not in wrong.headers, word
+            assert "gradio_config" not in wrong.text
+    # Each fresh link (the tray's Open makes one each time) opens a session of its own.
+    sessions = {httpx.get(app.url, timeout=30).cookies[f"zx_session_{app.port}"] for _ in range(2)}
+    assert len(sessions) == 2 and cookie not in sessions
+
+
+def test_a_cookie_of_one_run_opens_nothing_in_another(app):
+    """Browsers send a 127.0.0.1 cookie to every port of it: another studio run (another port) gets this
+    run's cookie too. It names its cookie for its port and knows only the sessions it made itself."""
+    from studio.ui.server import serve
+
+    secret = new_secret()
+    first, stop = serve(app.studio, "127.0.0.1", app.port + 9, lang="zh", secret=secret)
+    other = link_base(first).rstrip("/")
+    port = int(other.rsplit(":", 1)[1])
+    try:
+        with httpx.Client(base_url=other, timeout=30) as client:
+            for name in (f"zx_session_{app.port}", f"zx_session_{port}"):  # as sent, and renamed for that port
+                assert client.get("/config", headers={"Cookie": f"{name}={app.cookie}"}).status_code == 403, name
+            theirs = client.get("/?" + app.url.split("?", 1)[1])  # this run's link opens nothing there either
+            assert theirs.status_code == 200 and "set-cookie" not in theirs.headers
+            own = client.get(first)  # the positive control: that run's own link and cookie work there
+            assert own.status_code == 303
+            cookie = own.cookies[f"zx_session_{port}"]
+            assert client.get("/config", headers={"Cookie": f"zx_session_{port}={cookie}"}).status_code == 200
+        with httpx.Client(base_url=app.base, timeout=30) as client:  # and its cookie opens nothing here
+            for name in (f"zx_session_{app.port}", f"zx_session_{port}"):
+                assert client.get("/config", headers={"Cookie": f"{name}={cookie}"}).status_code == 403, name
+    finally:
+        stop()
 
 
 def fn_index(app, api_name: str) -> int:
@@ -185,9 +230,57 @@ def test_an_api_key_reaches_only_the_named_endpoints(app):
     assert [k.name for k in keys.list() if k.active and k.id not in before_keys] == ["minted-by-window"]
 
 
+def test_a_key_downloads_the_images_its_calls_made_and_no_other(app, tmp_path):
+    """gradio_client downloads every path in an answer from `/gradio_api/file=`, with the call's key: a key
+    gets the images its own calls made there, and no other file (another key's image, the window's)."""
+    from gradio_client import Client
+
+    from studio.api.keys import KeyStore
+
+    keys = KeyStore(app.studio.paths.config_dir)
+    record, key = keys.create("downloads")
+    _other_record, other_key = keys.create("downloads-other")
+
+    def client(plain: str, download: Path | None = None) -> Client:
+        return Client(app.base, headers={"Authorization": f"Bearer {plain}"}, verbose=False, analytics_enabled=False,
+                      download_files=str(download) if download else False)
+
+    def generate(plain: str, prompt: str, seed: int, download: Path | None = None) -> dict:
+        return client(plain, download).predict(prompt=prompt, width=256, height=256, steps=2, seed=seed,
+                                               api_name="/generate")
+
+    def fetch(path: str, headers: dict[str, str]) -> httpx.Response:
+        return httpx.get(f"{app.base}/gradio_api/file={quote(path, safe='/')}", headers=headers, timeout=30)
+
+    # The real client, downloading as it does by default: the image lands here, byte for byte.
+    (local,) = generate(key, "a key's own blue star", 9, tmp_path)["images"]
+    (row,) = [r for r in app.studio.history(limit=50) if r["prompt"] == "a key's own blue star"]
+    assert tmp_path in Path(local).parents
+    assert Path(local).read_bytes() == Path(row["images"][0]["path"]).read_bytes()
+
+    # The paths, and what else a key may fetch from there.
+    (mine,) = generate(key, "a key's own red ring", 10)["images"]
+    (theirs,) = generate(other_key, "another key's ring", 11)["images"]
+    auth, other = {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {other_key}"}
+    own = fetch(mine["path"], auth)
+    assert own.status_code == 200 and own.content == Path(mine["path"]).read_bytes()
+    assert fetch(theirs["path"], other).status_code == 200
+    refused = fetch(theirs["path"], auth)  # another key's image
+    assert refused.status_code == 403 and "自己的调用" in refused.json()["detail"]
+    assert fetch(mine["path"], other).status_code == 403
+    window = app.studio.wait(app.studio.submit(GenerationRequest("the window's star", width=256, height=256,
+                                                                  steps=2)), timeout=240)[0]["path"]
+    for path in (window, "/etc/passwd", str(app.studio.paths.settings_file), str(Path(mine["path"]).parent),
+                 f"{Path(mine['path']).parent}/../{Path(mine['path']).parent.name}/{Path(theirs['path']).name}"):
+        assert fetch(path, auth).status_code == 403, path
+    assert fetch(mine["path"], {}).status_code == 403  # no key, no cookie
+    assert fetch(window, app.headers).status_code == 200  # the window's session sees every image the store knows
+    keys.revoke(record.id)
+    assert fetch(mine["path"], auth).status_code == 403  # revoked, the key fetches nothing
+
+
 def test_a_key_keeps_to_its_rate_and_the_queue_limit_on_gradio_routes(app):
     from studio.api.keys import KeyStore
-    from studio.core.request import GenerationRequest
 
     keys = KeyStore(app.studio.paths.config_dir)
     _record, key = keys.create("rate-test")
@@ -233,7 +326,7 @@ def test_no_page_may_frame_the_studio(app, browser):
     forbids frames, and Chromium shows nothing of the studio in such a page's iframe."""
     with httpx.Client(base_url=app.base, timeout=30) as client:
         for path, headers in (("/", app.headers), ("/config", app.headers), ("/", {}), ("/config", {}),
-                              (f"/?zx_token={app.token}", {}), ("/v1/models", {}), ("/favicon.ico", {})):
+                              ("/?" + app.url.split("?", 1)[1], {}), ("/v1/models", {}), ("/favicon.ico", {})):
             answer = client.get(path, headers=headers)
             assert answer.headers["x-frame-options"] == "DENY", path
             assert answer.headers["content-security-policy"] == "frame-ancestors 'none'", path
@@ -350,7 +443,6 @@ def test_a_system_folder_as_output_folder_is_refused(page, app):
 
 
 def test_files_are_served_only_when_the_studio_owns_them(app):
-    from studio.core.request import GenerationRequest
 
     rid = app.studio.submit(GenerationRequest("a red star", width=256, height=256, steps=2))
     image = Path(app.studio.wait(rid, timeout=240)[0]["path"])
