@@ -20,6 +20,7 @@ code runs eagerly or compiled, on NCCL or (in tests) gloo. The layout is diffuse
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,6 +69,8 @@ class _Member:
 
     def reband(self, owned: torch.Tensor, halo: int) -> torch.Tensor:
         """`owned` rows with `halo` of each neighbour's owned rows around them."""
+        if halo == 0:
+            return owned
         b = owned.shape[0]
         edges = _gather(torch.cat([owned[:, :, :halo], owned[:, :, -halo:]], dim=2), 0, self.group)
         edges = edges.unflatten(0, (self.world, b))
@@ -111,13 +114,19 @@ def _gathered_tokens(linear: torch.nn.Module, group: Any) -> Callable[[torch.Ten
     return forward
 
 
+class _Opens(enum.Enum):
+    START = "start"  # the latent's band
+    ATTENTION = "attention"  # after the mid-block attention, on the owned rows
+    UPSAMPLE = "upsample"  # at an upsampler's input
+
+
 @dataclass
 class _Segment:
     """The layers between two renewals of a band's margin, all at one resolution. It opens at the
     start (the latent's band), after the mid-block attention, or at an upsampler's input (whose rows
     double before its own convolution); `spoiled` counts the convolutions at its resolution."""
 
-    opens: str  # "start", "attention" or "upsample"
+    opens: _Opens
     at: torch.nn.Module | None  # the attention or upsampler it opens at
     scale: int  # upsamplings before its renewal: its margin is renewed at latent rows × scale
     spoiled: int = 0
@@ -126,12 +135,12 @@ class _Segment:
     @property
     def halo(self) -> int:
         """Rows taken from each neighbour when it opens (before any upsampling)."""
-        return math.ceil(self.spoiled / 2) if self.opens == "upsample" else self.spoiled
+        return math.ceil(self.spoiled / 2) if self.opens is _Opens.UPSAMPLE else self.spoiled
 
     @property
     def margin(self) -> int:
         """Rows each side beyond the owned ones while it runs; enough for every spoiled row."""
-        return 2 * self.halo if self.opens == "upsample" else self.halo
+        return 2 * self.halo if self.opens is _Opens.UPSAMPLE else self.halo
 
 
 def _segments(decoder: torch.nn.Module) -> list[_Segment]:
@@ -142,7 +151,7 @@ def _segments(decoder: torch.nn.Module) -> list[_Segment]:
     if len(attentions) > 1:
         raise ValueError("row-split decode takes at most one mid-block attention")
     res = 1  # the running resolution, in latent rows
-    segments = [_Segment("start", None, res)]
+    segments = [_Segment(_Opens.START, None, res)]
     segments[-1].spoiled += _convs(decoder.conv_in)
 
     def block(module: torch.nn.Module) -> None:
@@ -151,14 +160,14 @@ def _segments(decoder: torch.nn.Module) -> list[_Segment]:
 
     block(mid.resnets[0])
     if attentions:
-        segments.append(_Segment("attention", attentions[0], res))
+        segments.append(_Segment(_Opens.ATTENTION, attentions[0], res))
     for resnet in mid.resnets[1:]:
         block(resnet)
     for up in decoder.up_blocks:
         for resnet in up.resnets:
             block(resnet)
         for upsampler in up.upsamplers or []:
-            segments.append(_Segment("upsample", upsampler, res))  # renewed before the rows double
+            segments.append(_Segment(_Opens.UPSAMPLE, upsampler, res))  # renewed before the rows double
             segments[-1].spoiled += _convs(upsampler)
             res *= 2
     segments[-1].norms.append(decoder.conv_norm_out)
@@ -171,14 +180,14 @@ def _patches(decoder: torch.nn.Module, member: _Member,
     out: list[tuple[torch.nn.Module, Callable[..., Any]]] = []
     for before, seg in zip([None, *segments], segments):
         out += [(norm, _shared_group_norm(norm, member, seg.margin)) for norm in seg.norms]
-        if seg.opens == "attention":
+        if seg.opens is _Opens.ATTENTION:
             attn = seg.at
             if attn.group_norm is not None:
                 out.append((attn.group_norm, _shared_group_norm(attn.group_norm, member, 0)))
             out += [(attn.to_k, _gathered_tokens(attn.to_k, member.group)),
                     (attn.to_v, _gathered_tokens(attn.to_v, member.group))]
         if seg.at is not None:
-            out.append((seg.at, _renewing(seg.at, member, before.margin, seg.halo, seg.opens == "attention")))
+            out.append((seg.at, _renewing(seg.at, member, before.margin, seg.halo, seg.opens is _Opens.ATTENTION)))
     return out
 
 
