@@ -315,10 +315,22 @@ class SplitDecode:
                 return (whole or type(decoder).forward.__get__(decoder))(z, *args, **kwargs)
             return decode_rows(decoder, z, group, bands(self._pick(tuple(z.shape))))
 
+        def decode(*args: Any, **kwargs: Any) -> Any:
+            # Members may differ on tiling (each profile decides it; a worker steps down a profile after
+            # an out-of-memory), and one tiling member would call the decoder tile by tile while the
+            # others wait in a band's collective: they agree first, and if one tiles, all do.
+            flag = torch.tensor([int(bool(getattr(vae, "use_tiling", False)))], device=vae.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+            vae.use_tiling = bool(flag.item())
+            return plain_decode(*args, **kwargs)
+
+        plain_decode = vae.decode
         decoder.forward = forward
+        vae.decode = decode
         try:
             yield
         finally:
+            vae.__dict__.pop("decode", None)
             if whole is None:
                 decoder.__dict__.pop("forward", None)
             else:
