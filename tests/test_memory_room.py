@@ -216,8 +216,8 @@ def test_bench_images_in_runs_on_a_cpu_with_both_layouts_and_a_cap(tmp_path: Pat
 
 def test_a_text_job_after_a_controlnet_gets_the_text_encoder_back(home: Path, demo_model_master: Path) -> None:
     """Jobs through `run_job.make_image` (each worker job's path) on an Engine whose budget the demo
-    ControlNet crosses with the text encoder resident: a control job moves the layers out, the text job
-    after it lets that ControlNet go and the layers come back (hooks gone, no host copies, the plan
+    ControlNet crosses with the text encoder resident: a control job moves the layers out, the text jobs
+    after it keep that ControlNet for two (a person may switch back), the third lets it go and the layers come back (hooks gone, no host copies, the plan
     resident again, the text graphs rebuilt); its pixels are those of an Engine that never swapped, and a
     control job after it moves them out again and draws what the first one drew. On an Engine with room
     to spare the ControlNet stays loaded across the text job (it costs that job nothing)."""
@@ -252,7 +252,12 @@ def test_a_text_job_after_a_controlnet_gets_the_text_encoder_back(home: Path, de
     assert all(layer._forward_pre_hooks for layer in layers)
     assert sum("LayerSwap" in h.__qualname__ for layer in layers for h in layer._forward_hooks.values()) == len(layers)
 
+    from studio.engine.controlnet_slot import LET_GO_AFTER
+
+    kept = [run(tight, text) for _ in range(LET_GO_AFTER - 1)]
+    assert tight._memory.get("layers") is swap and tight.images_in.slot.loaded is not None
     drawn = run(tight, text)
+    assert all(np.array_equal(k, drawn) for k in kept)  # the layers' place never changes the picture
     assert tight._memory.get("layers") is None and tight.images_in.slot.loaded is None
     assert tight.images_in.placement.text_encoder == "resident" and tight.images_in.placement.extra_gib == 0
     swap_hooks = [h for layer in layers for h in (*layer._forward_pre_hooks.values(), *layer._forward_hooks.values())

@@ -18,6 +18,8 @@ from studio.engine.image_pipelines import quiet_diffusers
 from studio.engine.image_tasks import ImagesInError
 from studio.models import controlnets
 
+LET_GO_AFTER = 3  # jobs without a ControlNet in a row before one that moved the text encoder out goes
+
 
 class ControlWindow:
     """Runs the ControlNet only on the steps in [start, end): outside, it is not called at all.
@@ -55,9 +57,11 @@ class ControlNetSlot:
         self.loaded: tuple[str, Any] | None = None  # (its path or label, the model on the device)
         self.placement: Any = None  # studio.engine.memory.Placement: the last plan (extra 0 once let go)
         self._graphs_dropped = False  # the text graphs went with the layers, to come back with them
+        self._plain = 0  # jobs without a ControlNet since the last one with
 
     def load(self, ref: str) -> Any:
         """The ControlNet `ref` names, loaded on the Engine's device (one kept; another replaces it)."""
+        self._plain = 0
         if self.loaded is not None and self.loaded[0] == ref:
             return self.loaded[1]
         tr = self.engine.pipe.transformer
@@ -93,6 +97,7 @@ class ControlNetSlot:
         """Use an already built ControlNet under `label` (random weights for benchmarks).
 
         compile: its blocks on the Engine's fast path (None: where the Engine's blocks are compiled)."""
+        self._plain = 0
         self.drop()
         self._place(model, label)
         self.loaded = (label, self._fast(model.to(self.engine.device).eval(), compile))
@@ -106,11 +111,21 @@ class ControlNetSlot:
             torch.cuda.empty_cache()
 
     def let_go(self) -> bool:
-        """Drop a loaded ControlNet that moved the text encoder's layers out, and bring them back where
-        the room exists again; True if it went. One that cost text-to-image nothing stays for reuse."""
+        """A job without a ControlNet: after `LET_GO_AFTER` in a row, drop a loaded ControlNet that moved
+        the text encoder's layers out, and bring them back; True if it went. Before that it stays (a
+        person going back and forth would reload it, and move the layers, at every switch), as does
+        one that cost text-to-image nothing, or one whose going would leave the layers out anyway."""
+        engine = self.engine
         if self.loaded is None or self.placement is None or self.placement.text_encoder != "swap" \
-                or self.engine._memory.get("layers") is None or self.engine.profile.text_encoder == "swap":
+                or engine._memory.get("layers") is None or engine.profile.text_encoder == "swap":
             return False  # nothing to give back (16gb and 12gb keep the layers out whatever is loaded)
+        self._plain += 1
+        if self._plain < LET_GO_AFTER:
+            return False
+        from studio.engine.memory import plan_for
+
+        if plan_for(engine.pipe, engine.profile, engine.device, 0).text_encoder != "resident":
+            return False  # even without it the layers would not fit (another program holds the card)
         label = self.loaded[0]
         self.drop()
         self._place(None, label)

@@ -130,13 +130,15 @@ class LayerSwap:
             self._hooks.append(layer.register_forward_hook(lambda _m, _a, _o, sw=sw: sw.offload()))
 
     def undo(self) -> None:
-        """The layers back on the device for good: hooks removed, the pinned copies let go."""
+        """The layers back on the device for good: hooks removed, the pinned copies let go. All or
+        nothing: every layer is copied first, so an out-of-memory midway leaves the swap working."""
+        copies = [[(t, sw.host[name].to(sw.device)) for name, t in sw._tensors()] for sw in self.swaps]
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
-        for sw in self.swaps:
-            for name, t in sw._tensors():
-                t.data = sw.host[name].to(sw.device)  # blocking: the pinned copy is let go right after
+        for sw, layer in zip(self.swaps, copies):
+            for t, on_device in layer:
+                t.data = on_device
             sw.host.clear()
         self.swaps.clear()
 
@@ -269,12 +271,18 @@ def make_room(pipe: Any, state: dict[str, Any], profile: Profile, device: torch.
 
     `state` is `apply_profile`'s; its "layers" holds the swap while one is made. A profile that swaps
     them itself always plans "swap", so only a swap made here is ever undone."""
-    budget = device_budget(profile, device)
-    placement = plan_room(dataclasses.replace(profile, budget_gib=budget), Sizes.of(pipe), extra_bytes / GiB)
+    placement = plan_for(pipe, profile, device, extra_bytes)
     if placement.text_encoder == "swap" and state.get("layers") is None:
         state["layers"] = LayerSwap(pipe.text_encoder.layers, device)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     elif placement.text_encoder == "resident" and state.get("layers") is not None:
-        state.pop("layers").undo()
+        state["layers"].undo()  # raises (an out-of-memory) with the swap still in place
+        del state["layers"]
     return placement
+
+
+def plan_for(pipe: Any, profile: Profile, device: torch.device, extra_bytes: int) -> Placement:
+    """`plan_room` for `extra_bytes` more, under what `device` can have now (`device_budget`)."""
+    budget = device_budget(profile, device)
+    return plan_room(dataclasses.replace(profile, budget_gib=budget), Sizes.of(pipe), extra_bytes / GiB)
