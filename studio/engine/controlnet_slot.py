@@ -143,7 +143,8 @@ class ControlNetSlot:
         if had_graphs and engine.text_graphs is None:
             self._graphs_dropped = True
         if had_layers and engine._memory.get("layers") is None:
-            engine.notes.append(f"text encoder back on the device: {label} no longer needs its room")
+            name = label.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]  # a folder's name, not its path
+            engine.notes.append(f"text encoder back on the device: {name} no longer needs its room")
             if self._graphs_dropped:
                 from studio.engine.text_graphs import TextGraphs
 

@@ -279,7 +279,7 @@ class Engine(Decoding):
                 torch.cuda.empty_cache()  # their memory pool too
             self.notes.append(f"text encoder to CPU memory: {label} (+{placement.extra_gib:.2f} GiB) would cross "
                               f"the {placement.budget_gib:.1f} GiB profile {self.profile.name} may use here")
-        if not placement.fits:
+        if not placement.fits and nbytes:  # with nothing to place, the label names what just went
             self.notes.append(f"{label}: {placement.planned_gib:.2f} GiB planned, over the "
                               f"{placement.budget_gib:.1f} GiB profile {self.profile.name} may use here")
         return placement

@@ -282,7 +282,7 @@ def build(ctx: Context) -> GenerateTab:
         try:
             try:
                 ctx.studio.submit(checked, origin="ui", interactive=True, request_id=entry.request_id)
-            except ValidationError as exc:  # cannot happen after validate(); kept for a changed core
+            except ValidationError as exc:  # an input swept since validate() (store/input_sweep.py), say
                 wq.drop(entry)
                 yield show_error(exc, lang_now)
                 return
