@@ -279,7 +279,7 @@ def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, s
     revoked.pop(job_id, None)
     busy = round(time.perf_counter() - t0, 4)
     if leader:
-        writer.put(made, {"busy_s": busy, "gpu_s": round(made.gpu_s, 4), "compiled": _graphs_compiled() > graphs})
+        writer.put(made, {"busy_s": busy, "gpu_s": round(made.gpu_s, 4), "compiled": _graphs_compiled() > graphs or None})
     else:
         send(p.Helped(job_id, busy))
 
