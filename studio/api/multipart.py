@@ -3,10 +3,11 @@
 Both are read under one byte limit, enforced before the first byte is read (a Content-Length over
 it is refused at once) and while the body arrives (a chunked body is cut off the moment it passes
 it), and under a deadline: a body that sends nothing for BODY_IDLE_S, or falls behind BODY_MIN_RATE
-after that much grace, gets 408, so a declared length cannot hold the upload budget for ever. A multipart body becomes the same dict the JSON form gives: files as bytes, repeated
-`image[]` parts as a list, and the text fields the API takes as numbers (`n`, `seed`, `steps`,
-`strength`, ...) as numbers, so `edits.edit_request` checks both forms the same way. Parts other
-than files are capped (Starlette's `max_part_size`); files over 1 MiB spool to disk while parsing.
+after that much grace, gets 408, so a declared length cannot hold the upload budget for ever. A
+multipart body becomes the same dict the JSON form gives: files as bytes, repeated `image[]` parts
+as a list, and the text fields the API takes as numbers (`n`, `seed`, `steps`, `strength`, ...) as
+numbers, so `edits.edit_request` checks both forms the same way. Parts other than files are capped
+(Starlette's `max_part_size`); files over 1 MiB spool to disk while parsing.
 """
 
 from __future__ import annotations

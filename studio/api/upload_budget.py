@@ -38,7 +38,7 @@ class UploadBudget:
         """Hold `nbytes` more for a call that then holds `total`."""
         limit = self.max_bytes()
         if total > limit:
-            raise ApiError(413, f"This edit's body ({total / 2**20:.0f} MB) is more than the {limit / 2**20:.0f} MB "
+            raise ApiError(413, f"This edit's body ({total / 2**20:.1f} MB) is more than the {limit / 2**20:.0f} MB "
                                 "the API takes in at once (its uploads_mb setting): raise that setting or send "
                                 "smaller files.", code="over_uploads_budget")
         with self._lock:
