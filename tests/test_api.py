@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 
 import pytest
 
@@ -260,6 +261,77 @@ def test_edit_bodies_in_flight_share_one_budget():
     assert anyio.run(read_form, bounded(_request(body, ctype, chunk=1000, length=False), hold=third))["image"] \
         == bytes(5000)
     assert third.nbytes == len(body)
+
+
+def test_a_body_larger_than_the_whole_budget_gets_413_not_a_429_for_ever():
+    """With `uploads_mb` below one body (it may be set as low as 1 MB), waiting cannot help: 413 naming
+    the setting, declared or chunked, and nothing stays held."""
+    import anyio
+
+    from studio.api.multipart import bounded, read_form
+    from studio.api.upload_budget import UploadBudget
+
+    body, ctype = _multipart({"prompt": "x"}, [("image", bytes(5000))])
+    budget = UploadBudget(lambda: 4000)
+    hold = budget.hold()
+    with pytest.raises(ApiError) as declared:
+        bounded(_request(body, ctype), hold=hold)
+    with pytest.raises(ApiError) as streamed:
+        anyio.run(read_form, bounded(_request(body, ctype, chunk=1000, length=False), hold=hold))
+    for refused in (declared.value, streamed.value):
+        assert (refused.status, refused.code, refused.retry_after_s) == (413, "over_uploads_budget", None)
+        assert "uploads_mb" in refused.message and "\n" not in refused.message
+        assert refused.body()["error"]["type"] == "invalid_request_error"
+    hold.release()
+    assert budget.held == 0
+    fits = budget.hold()  # a body within the budget still passes
+    assert anyio.run(read_form, bounded(_request(*_multipart({"prompt": "x"}, [("image", bytes(2000))])),
+                                        hold=fits))["image"] == bytes(2000)
+
+
+def _trickle(body: bytes, content_type: str, chunk: int, pause_s: float, stall_after: int | None = None):
+    """A Request whose body arrives `chunk` bytes every `pause_s` (its declared length sent first), and
+    stops for good after `stall_after` chunks."""
+    import anyio
+    from starlette.requests import Request
+
+    parts = [body[i:i + chunk] for i in range(0, len(body), chunk)]
+    sent = 0
+
+    async def receive():
+        nonlocal sent
+        if stall_after is not None and sent >= stall_after:
+            await anyio.sleep_forever()
+        await anyio.sleep(pause_s)
+        sent += 1
+        return {"type": "http.request", "body": parts[sent - 1], "more_body": sent < len(parts)}
+
+    return Request({"type": "http", "method": "POST", "path": "/v1/images/edits", "query_string": b"",
+                    "headers": [(b"content-type", content_type.encode()),
+                                (b"content-length", str(len(body)).encode())]}, receive)
+
+
+def test_a_body_that_stops_arriving_gets_408(monkeypatch):
+    """Nothing for BODY_IDLE_S, or falling behind BODY_MIN_RATE after that grace: 408 in OpenAI's shape,
+    so a declared length cannot hold the upload budget for ever; a body at a good pace passes."""
+    import anyio
+
+    from studio.api import multipart
+    from studio.api.multipart import bounded, read_form
+
+    monkeypatch.setattr(multipart, "BODY_IDLE_S", 0.5)
+    monkeypatch.setattr(multipart, "BODY_MIN_RATE", 10_000)
+    body, ctype = _multipart({"prompt": "x"}, [("image", bytes(5000))])
+    for name, request in {"silent": _trickle(body, ctype, 1000, 0, stall_after=0),
+                          "stalled": _trickle(body, ctype, 1000, 0, stall_after=2),
+                          "trickle": _trickle(body, ctype, 10, 0.05)}.items():
+        started = time.monotonic()
+        with pytest.raises(ApiError) as slow:
+            anyio.run(read_form, bounded(request))
+        assert (slow.value.status, slow.value.code) == (408, "body_timeout"), name
+        assert slow.value.body()["error"]["type"] == "invalid_request_error"
+        assert time.monotonic() - started < 5, name
+    assert anyio.run(read_form, bounded(_trickle(body, ctype, 1000, 0.02)))["image"] == bytes(5000)
 
 
 def test_edit_bodies_are_limited_before_and_while_they_are_read():

@@ -1,8 +1,9 @@
 """Errors in OpenAI's JSON shape, so every client (the `openai` package, Open WebUI) shows our message.
 
 `{"error": {"message", "type", "param", "code"}}` with the status codes clients act on: 400 for bad
-input (the field named in `param` and the message), 401 for a missing or wrong key, 429 for too much
-at once (clients back off), 503 while no worker is ready (clients retry).
+input (the field named in `param` and the message), 401 for a missing or wrong key, 408 for a body
+that stopped arriving, 413 for one too large, 429 for too much at once (clients back off), 503 while
+no worker is ready (clients retry).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-         404: "not_found_error", 409: "cancelled", 413: "invalid_request_error", 415: "invalid_request_error",
-         429: "rate_limit_error", 501: "not_implemented", 503: "service_unavailable"}
+         404: "not_found_error", 408: "invalid_request_error", 409: "cancelled", 413: "invalid_request_error",
+         415: "invalid_request_error", 429: "rate_limit_error", 501: "not_implemented", 503: "service_unavailable"}
 
 
 @dataclass

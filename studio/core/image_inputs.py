@@ -223,6 +223,18 @@ def _holds(path: Path, data: bytes) -> bool:
         return False
 
 
+def _touch(path: Path) -> bool:
+    """A stored input given again: new to the inputs sweep's grace period (studio/store/input_sweep.py).
+    False when the sweep took it between the check and now (it is written again)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
 class InputStore:
     """Inputs kept by content: `<data>/inputs/ab/abcdef….png`, the bytes exactly as given.
 
@@ -236,14 +248,9 @@ class InputStore:
         data, info = read_input(source, name)
         digest = sha256_of(data)
         target = self.root / digest[:2] / f"{digest}.{FORMATS[info.format]}"
-        if not _holds(target, data):  # absent, or cut short or changed since: written again, whole
+        if not (_holds(target, data) and _touch(target)):  # absent, cut short or changed: written again, whole
             with atomic_path(target) as tmp:
                 tmp.write_bytes(data)
-        else:  # given again: new to the inputs sweep's grace period (studio/store/input_sweep.py)
-            try:
-                os.utime(target)
-            except OSError:
-                pass
         return StoredInput(digest, target, info)
 
     def put_image(self, image: Image.Image) -> StoredInput:

@@ -7,18 +7,24 @@ An input (studio/core/image_inputs.py's InputStore, `<data>/inputs/ab/<sha256>.<
 - a request whose deleted image can still be undone (`keep_requests`, the window's undo list).
 A request whose every job finished and whose every image was deleted holds nothing.
 
-Safety: the sweep decides and removes inside one write transaction of the history database, and
+Two phases, so the history's writers (the pool's events, other windows) never wait on a long scan:
+the candidates are found on a connection of their own, reading one snapshot without any lock; then,
+a few at a time inside short write transactions, each is checked again (`is_held`) and removed.
+Safety: the final check and the removal happen inside the write transaction, and
 `Store.record_request` checks a request's inputs are still there inside its own (`check_inputs_stored`),
-so a request is either recorded before the sweep reads the references (its inputs are held) or after
-the files went (refused in one line, nothing queued). An input stored or given again within GRACE_S
-is never removed: it may be on its way to a request not yet recorded. A crash mid-sweep leaves only
-files the next sweep removes. Any 64-hex-digit string in a holding row counts as a reference, so a
+so a request is either recorded before the check (its inputs are held) or after the file went (refused
+in one line, nothing queued). An input stored or given again within GRACE_S is never removed: it may
+be on its way to a request not yet recorded. Its age is read after the file was renamed aside, so an
+`InputStore.put` refreshing it either lands before (the file goes back) or finds it gone and writes it
+again. A crash mid-sweep leaves only files the next sweep removes, or a file set aside, which the
+next sweep puts back first. Any 64-hex-digit string in a holding row counts as a reference, so a
 doubt keeps a file and never removes one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -27,12 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from studio.store.errors import database_error
+
 if TYPE_CHECKING:
     from studio.store import Store
 
 log = logging.getLogger(__name__)
 
 GRACE_S = 3600.0  # stored or given again this recently: kept (on its way from a form to a request)
+BATCH = 32  # candidates checked and removed per write transaction
+ASIDE = ".sweep-"  # a file being removed: `<shard>/.sweep-<sha256>.<ext>` while its age is read again
 _HEX = re.compile(r"[0-9a-f]{64}")
 _FILE = re.compile(r"^([0-9a-f]{64})\.[a-z0-9]+$")
 
@@ -45,7 +55,7 @@ _HOLDING = f"SELECT r.params FROM requests r WHERE {_HOLDS}"
 
 @dataclass
 class Swept:
-    """What one sweep did: the hashes removed, their bytes, and unheld files kept as too recent."""
+    """What one sweep did: the hashes removed, their bytes, and files kept as too recent."""
 
     removed: list[str] = field(default_factory=list)
     freed_bytes: int = 0
@@ -54,14 +64,20 @@ class Swept:
 
 def held_inputs(c: sqlite3.Connection, keep_requests: Iterable[str] = ()) -> set[str]:
     """Every input hash a history row still holds (see the module docstring)."""
-    texts = [row[0] for row in c.execute(_HOLDING)]
-    texts += [row[0] for row in c.execute("SELECT record FROM images WHERE record IS NOT NULL")]
+    held: set[str] = set()
+
+    def scan(rows: Iterable[sqlite3.Row | tuple]) -> None:
+        for row in rows:
+            if row[0]:
+                held.update(_HEX.findall(row[0]))
+
+    scan(c.execute(_HOLDING))
+    scan(c.execute("SELECT record FROM images WHERE record IS NOT NULL"))
     keep = list(dict.fromkeys(keep_requests))
     for i in range(0, len(keep), 500):
         part = keep[i:i + 500]
-        texts += [row[0] for row in c.execute(
-            f"SELECT params FROM requests WHERE id IN ({', '.join('?' * len(part))})", part)]
-    return {h for text in texts if text for h in _HEX.findall(text)}
+        scan(c.execute(f"SELECT params FROM requests WHERE id IN ({', '.join('?' * len(part))})", part))
+    return held
 
 
 def is_held(c: sqlite3.Connection, digest: str, keep_requests: Iterable[str] = ()) -> bool:
@@ -86,19 +102,91 @@ def request_inputs(c: sqlite3.Connection, request_ids: Iterable[str]) -> set[str
     return found
 
 
-def stored_files(root: Path) -> dict[str, Path]:
-    """The inputs folder's stored files by hash (temporary and foreign files left out)."""
+def _scan(root: Path) -> tuple[dict[str, Path], list[Path]]:
+    """The inputs folder's stored files by hash, and the files a sweep set aside and did not finish."""
     files: dict[str, Path] = {}
+    aside: list[Path] = []
     if not root.is_dir():
-        return files
+        return files, aside
     for shard in root.iterdir():
         if not shard.is_dir() or len(shard.name) != 2:
             continue
         for path in shard.iterdir():
-            m = _FILE.match(path.name)
+            name = path.name[len(ASIDE):] if path.name.startswith(ASIDE) else path.name
+            m = _FILE.match(name)
             if m and m.group(1).startswith(shard.name):
-                files[m.group(1)] = path
-    return files
+                if name == path.name:
+                    files[m.group(1)] = path
+                else:
+                    aside.append(path)
+    return files, aside
+
+
+def stored_files(root: Path) -> dict[str, Path]:
+    """The inputs folder's stored files by hash (temporary and foreign files left out)."""
+    return _scan(root)[0]
+
+
+def aside_path(path: Path) -> Path:
+    """Where the sweep sets a stored input aside while it reads its age again."""
+    return path.with_name(ASIDE + path.name)
+
+
+def unheld(store: Store, digests: Iterable[str], keep_requests: Iterable[str] = ()) -> set[str]:
+    """Which of `digests` no history row holds, read from one snapshot on a connection of its own:
+    neither the Store's lock nor the database's write lock is taken, so nothing waits on the scan.
+    Only candidates: the history may change after; `sweep_inputs` checks each again before removing."""
+    try:
+        conn = sqlite3.connect(store.path, timeout=10.0, isolation_level=None)
+        try:
+            conn.execute("BEGIN")  # deferred: a read snapshot, no write lock
+            held = held_inputs(conn, keep_requests)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise database_error(exc, "read the history") from exc
+    return set(digests) - held
+
+
+def _put_back(aside: list[Path]) -> None:
+    """Files a crashed sweep left set aside go back under their names (or go, if one came back since)."""
+    for path in aside:
+        target = path.with_name(path.name[len(ASIDE):])
+        try:
+            if target.exists():
+                path.unlink()
+            else:
+                os.replace(path, target)
+        except OSError as exc:  # kept: the next sweep tries again
+            log.warning("could not put back the input %s: %s", path, exc)
+
+
+def _remove(digest: str, path: Path, grace_s: float, done: Swept) -> None:
+    """Remove one stored input unless it is younger than `grace_s` (noted in `done`). Set aside first,
+    so its age is read where `InputStore.put` cannot touch it: a put that refreshed it before is seen
+    here (the file goes back), one after finds it gone and writes it again."""
+    aside = aside_path(path)
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    try:
+        st = aside.stat()
+        if st.st_mtime > time.time() - grace_s:  # given again since the scan
+            os.replace(aside, path)
+            done.recent += 1
+            return
+        aside.unlink()
+    except OSError as exc:  # kept: the next sweep tries again
+        log.warning("could not remove the unused input %s: %s", path, exc)
+        try:
+            os.replace(aside, path)
+        except OSError:
+            pass
+        return
+    done.removed.append(digest)
+    done.freed_bytes += st.st_size
 
 
 def sweep_inputs(store: Store, root: Path, candidates: Iterable[str] | None = None,
@@ -106,31 +194,31 @@ def sweep_inputs(store: Store, root: Path, candidates: Iterable[str] | None = No
     """Remove the stored inputs under `root` that no history row holds (all of them, or only
     `candidates`), except those stored or given again within `grace_s`."""
     done = Swept()
-    files = stored_files(root)
-    if candidates is not None:
-        wanted = set(candidates)
-        files = {h: p for h, p in files.items() if h in wanted}
-    if not files:
-        return done
-    with store.transaction("tidy the inputs folder") as c:
-        held = held_inputs(c, keep_requests) if candidates is None else None
-        now = time.time()
-        for digest, path in files.items():
-            if (digest in held) if held is not None else is_held(c, digest, keep_requests):
-                continue
-            try:
-                st = path.stat()
-                if st.st_mtime > now - grace_s:
-                    done.recent += 1
-                    continue
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:  # kept: the next sweep tries again
-                log.warning("could not remove the unused input %s: %s", path, exc)
-                continue
-            done.removed.append(digest)
-            done.freed_bytes += st.st_size
+    keep = list(dict.fromkeys(keep_requests))
+    files, aside = _scan(root)
+    if aside:
+        with store.transaction("tidy the inputs folder"):  # no other sweep has a file aside meanwhile
+            _put_back(aside)
+        files = stored_files(root)
+    wanted = unheld(store, files, keep) if candidates is None and files else set(candidates or ())
+    files = {h: p for h, p in files.items() if h in wanted}
+    old: list[tuple[str, Path]] = []
+    cutoff = time.time() - grace_s
+    for digest, path in files.items():
+        try:
+            if path.stat().st_mtime > cutoff:
+                done.recent += 1
+            else:
+                old.append((digest, path))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("could not read the unused input %s: %s", path, exc)
+    for i in range(0, len(old), BATCH):
+        with store.transaction("tidy the inputs folder") as c:
+            for digest, path in old[i:i + BATCH]:
+                if not is_held(c, digest, keep):
+                    _remove(digest, path, grace_s, done)
     if done.removed:
         log.info("inputs folder: %d unused inputs removed (%d bytes)", len(done.removed), done.freed_bytes)
     return done

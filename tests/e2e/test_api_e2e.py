@@ -363,6 +363,48 @@ def test_concurrent_large_edit_uploads_are_bounded_and_let_go(ready, keys, key, 
     assert landed(ready, "never drawn upload") == []
 
 
+def test_edit_bodies_that_never_fit_or_stop_arriving_let_the_budget_go(ready, keys, key, tmp_path, monkeypatch):
+    """A body larger than the whole `uploads_mb` gets 413 naming the setting (no 429 the `openai` client
+    would retry); a raw connection that declares a large body and then sends nothing gets 408 in
+    OpenAI's shape once the read deadline passes, and its share is let go at once."""
+    import socket
+
+    import openai
+
+    from studio.api import multipart
+
+    big = bytes(np.random.default_rng(1).integers(0, 256, 3 << 20, dtype=np.uint8))  # no image: never read
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=60)
+    keys.set_options(uploads_mb=1)
+    try:
+        with pytest.raises(openai.APIStatusError) as never:
+            client.images.edit(image=("e.png", big, "image/png"), prompt="never drawn budget")
+        assert never.value.status_code == 413 and never.value.body["code"] == "over_uploads_budget"
+        assert "uploads_mb" in never.value.body["message"] and "\n" not in never.value.body["message"]
+        keys.set_options(uploads_mb=10)
+        monkeypatch.setattr(multipart, "BODY_IDLE_S", 1.0)  # the server runs in this process
+        with socket.create_connection(("127.0.0.1", ready.port), timeout=30) as holder:
+            holder.sendall((f"POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1:{ready.port}\r\n"
+                            f"Authorization: Bearer {key}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                            f"Content-Length: {8 << 20}\r\n\r\n--b\r\n").encode())
+            started, answer = time.monotonic(), b""
+            while b"}}" not in answer:
+                chunk = holder.recv(65536)
+                assert chunk, answer
+                answer += chunk
+            waited = time.monotonic() - started
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), head
+        error = json.loads(body)["error"]
+        assert (error["type"], error["code"]) == ("invalid_request_error", "body_timeout") and 0.5 < waited < 20
+        with pytest.raises(openai.BadRequestError) as through:  # 8 MB let go: a 3 MB body fits the 10 MB
+            client.images.edit(image=("e.png", big, "image/png"), prompt="never drawn budget")
+        assert through.value.status_code == 400
+    finally:
+        keys.set_options(uploads_mb=1024)
+    assert landed(ready, "never drawn budget") == []
+
+
 def test_mcp_client_lists_the_tools_and_generates(ready, auth):
     async def session():
         async with mcp_client(f"{ready.base}/mcp", auth) as client:
