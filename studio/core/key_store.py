@@ -35,6 +35,9 @@ LOCK_NAME = "api.json.lock"  # held across each read-modify-write of FILE_NAME
 DEFAULT_RATE_PER_MIN = 60
 DEFAULT_QUEUE_LIMIT = 256
 DEFAULT_UPLOADS_MB = 1024  # edits' body bytes in flight at once (studio/api/upload_budget.py)
+# The caller the history records for an API call made without a key (keyless loopback, when the person
+# turned keys off); a key's id is never empty. Such calls read only what other keyless calls made.
+KEYLESS_CALLER = ""
 
 
 @dataclass(frozen=True)
