@@ -29,6 +29,7 @@ import pytest
 from PIL import Image
 
 from studio.api.keys import KeyStore
+from studio.core.request import GenerationRequest
 from tests.conftest import cli_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -147,6 +148,64 @@ def test_openai_client_generates_b64_and_url_images_and_names_a_bad_size(ready, 
     assert bad.value.status_code == 400
     assert bad.value.body["param"] == "size" and "13x7" in bad.value.body["message"]
     assert landed(ready, "never drawn 13x7") == []
+
+
+def test_an_image_url_opens_only_for_the_caller_that_made_it(ready, keys, key):
+    """`/v1/images/files/<job id>.png` for its own caller only: another key, a keyless call and the
+    window's images get OpenAI's 404, the same as an id that never existed (job ids are listed by
+    the named /history endpoint, so they are no secret); MCP's `get_image` keeps to the same rule."""
+    import openai
+
+    _other_record, other_key = keys.create("e2e-other")
+    body = {"size": "256x256", "response_format": "url", "extra_body": {"steps": 2}}
+    mine = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=120)
+    theirs = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=other_key, max_retries=0, timeout=120)
+    my_url = mine.images.generate(prompt="scoped url mine", **body).data[0].url
+    their_url = theirs.images.generate(prompt="scoped url theirs", **body).data[0].url
+    (window,) = ready.studio.wait(ready.studio.submit(GenerationRequest("scoped url window", width=256, height=256,
+                                                                        steps=2)), timeout=240)
+    base = my_url.rsplit("/", 1)[0]
+    window_url, never_url = f"{base}/{window['job_id']}.png", f"{base}/{'0' * 32}.png"
+
+    def get(url: str, plain: str | None) -> httpx.Response:
+        return httpx.get(url, headers={"Authorization": f"Bearer {plain}"} if plain else {}, timeout=30)
+
+    never = get(never_url, key)
+    assert never.status_code == 404 and never.json()["error"]["code"] == "image_not_found"
+    for url, plain in ((their_url, key), (my_url, other_key), (window_url, key), (window_url, other_key)):
+        refused = get(url, plain)
+        assert (refused.status_code, refused.json()) == (404, never.json()), (url, plain)
+    for url, plain in ((my_url, key), (their_url, other_key)):
+        own = get(url, plain)
+        assert own.status_code == 200 and own.content.startswith(b"\x89PNG")
+
+    # Keyless loopback (the person turned keys off): keyless calls are one caller, reading only their own.
+    keys.set_options(require_key_on_loopback=False)
+    try:
+        keyless = openai.OpenAI(base_url=f"{ready.base}/v1", api_key="local", max_retries=0, timeout=120)
+        keyless_url = keyless.images.generate(prompt="scoped url keyless", **body).data[0].url
+        assert get(keyless_url, None).status_code == 200 and get(keyless_url, "local").status_code == 200
+        for url in (my_url, window_url):
+            assert get(url, None).status_code == 404
+        assert get(keyless_url, key).status_code == 404
+    finally:
+        keys.set_options(require_key_on_loopback=True)
+    assert get(keyless_url, None).status_code == 401
+
+    # MCP's get_image: its own image by id, and another key's refused in the words of an unknown id.
+    (my_row,) = landed(ready, "scoped url mine")
+    my_image = my_row["images"][0]["id"]
+
+    async def get_image(plain: str, image_id: int = my_image) -> object:
+        async with mcp_client(f"{ready.base}/mcp", {"Authorization": f"Bearer {plain}"}) as client:
+            return await client.call_tool("get_image", {"image_id": image_id})
+
+    own, other = run_async(lambda: get_image(key)), run_async(lambda: get_image(other_key))
+    unknown = run_async(lambda: get_image(other_key, 10**9))
+    assert not own.is_error and json.loads(own.content[0].text)["path"] == my_row["images"][0]["path"]
+    assert other.is_error and unknown.is_error
+    assert other.content[0].text == unknown.content[0].text.replace(str(10**9), str(my_image))
+    assert len(other.content) == 1  # neither its parameters nor its bytes
 
 
 def test_requests_from_web_pages_are_refused_even_without_a_key(ready, keys):
