@@ -759,6 +759,49 @@ def test_settings_creates_a_key_shown_once_and_revokes_it(ready, page, keys):
     assert httpx.get(f"{ready.base}/v1/models").status_code == 401
 
 
+def test_settings_sets_the_api_limits_and_refuses_a_bad_one_in_one_line(ready, page, keys, key):
+    """Settings → API's limits in the real window (Chinese): the boxes show api.json's values; a bad upload
+    budget is one line and saves nothing; a good one is saved through the page and the edits route
+    holds to it at once (an edit body over it gets OpenAI's 429), and the default back lets it in."""
+    import openai
+
+    from tests.e2e.test_ui_e2e import box, open_tab
+
+    open_tab(page, "设置")
+    if not page.locator("#api-uploads-mb").is_visible():
+        page.locator("#settings-api").get_by_text("API（脚本与智能体）").first.click()
+    before = keys.config()
+    assert [box(page, f"api-{n}").input_value() for n in ("rate-per-min", "queue-limit", "uploads-mb")] == [
+        str(before.rate_per_min), str(before.queue_limit), str(before.uploads_mb)]
+    said = page.locator("#api-limits-said")
+
+    def save(uploads: str, expect: str) -> None:
+        box(page, "api-uploads-mb").fill(uploads)
+        page.locator("#api-limits-save").click()
+        said.get_by_text(expect).wait_for()
+
+    save("0", "编辑上传总量应为 1 到 65536 的整数（MB）。")
+    assert "⚠" in said.inner_text() and "Traceback" not in said.inner_text()
+    assert keys.config() == before  # nothing saved, the other boxes' values neither
+    save("1.5", "编辑上传总量应为 1 到 65536 的整数（MB）。")
+    assert keys.config() == before
+
+    noise = io.BytesIO()  # about 2 MB of PNG: incompressible pixels
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (832, 832, 3), dtype=np.uint8)).save(noise, "PNG")
+    assert noise.tell() > 1 << 20
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=60)
+    save("1", f"已保存：每分钟 {before.rate_per_min} 次，队列 {before.queue_limit} 张，上传 1 MB。")
+    try:
+        assert keys.config().uploads_mb == 1
+        with pytest.raises(openai.RateLimitError) as over:
+            client.images.edit(image=("big.png", noise.getvalue(), "image/png"), prompt="never drawn over budget")
+        assert over.value.body["code"] == "uploads_busy" and "1 MB" in over.value.body["message"]
+    finally:
+        save(str(before.uploads_mb), f"上传 {before.uploads_mb} MB。")
+    assert keys.config() == before
+    assert landed(ready, "never drawn over budget") == []
+
+
 @pytest.fixture(scope="module")
 def lan(ready):
     """The same studio served again, bound to every interface (so a login and keys are required)."""
