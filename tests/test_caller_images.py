@@ -59,7 +59,6 @@ def test_requests_from_before_v3_are_nobodys(paths) -> None:
     """A v2 database gains the column empty: its API requests did not say who asked, so no caller reads them."""
     Store().close()
     conn = sqlite3.connect(paths.database, isolation_level=None)
-    conn.execute("DROP INDEX requests_api_key")
     conn.execute("ALTER TABLE requests DROP COLUMN api_key")
     conn.execute("PRAGMA user_version = 2")
     conn.close()

@@ -3,8 +3,8 @@
 What chat front-ends (Open WebUI, LibreChat, Dify) and the `openai` package send, answered the way
 they expect: `{"created", "data": [{"b64_json" | "url", "revised_prompt"}]}` (each item also carries
 its `seed`), errors in OpenAI's shape. `url` items point at `/v1/images/files/<job id>.png`, served
-only to the caller that made it (the same key, or keyless to keyless; studio/store/caller_images.py). `POST /v1/images/edits` (multipart or JSON; studio/api/edits.py)
-edits an image.
+only to the caller that made it (the same key, or keyless to keyless; studio/store/caller_images.py).
+`POST /v1/images/edits` (multipart or JSON; studio/api/edits.py) edits an image.
 """
 
 from __future__ import annotations
