@@ -221,8 +221,11 @@ class Studio(StoreQueries, ModelCatalog):
     # ----------------------------------------------------------------- requests
 
     def submit(self, request: GenerationRequest, origin: str = "ui", interactive: bool = True,
-               out_dir: Path | str | None = None, request_id: str | None = None) -> str:
+               out_dir: Path | str | None = None, request_id: str | None = None, api_key: str | None = None) -> str:
         """Validate (raises ValidationError), split into jobs and queue them; returns the request id.
+
+        `api_key`: the API caller that asked (a key's id, or core.key_store.KEYLESS_CALLER), recorded so
+        that it may read back these images and no others (store/caller_images.py).
 
         Interactive requests go ahead of bulk ones (origin "batch", "api"... with interactive=False).
         LoRA and ControlNet paths outside their folders are taken only from the CLI (origin "cli").
@@ -234,7 +237,8 @@ class Studio(StoreQueries, ModelCatalog):
         self.start()
         # Committed before the pool sees it: from here a crash cannot lose the request or its jobs.
         self.store.record_request(request, jobs, origin=origin if origin in ORIGINS else "api",
-                                  model=self.model.name, model_path=str(self.model.path), owner=self._owner)
+                                  model=self.model.name, model_path=str(self.model.path), owner=self._owner,
+                                  api_key=api_key)
         self._pool.submit(request_id, jobs, interactive=interactive, origin=origin)
         return request_id
 

@@ -33,6 +33,21 @@ def test_keys_are_stored_hashed_in_a_private_file_and_revoked(tmp_path):
     assert [k.active for k in keys.list()] == [False]
 
 
+def test_a_new_key_never_takes_a_revoked_keys_id(tmp_path, monkeypatch):
+    """The history records which key asked for each image by its id (store/caller_images.py), so a new key
+    drawing a revoked key's id would inherit its images: the id is drawn again."""
+    import secrets
+
+    keys = KeyStore(tmp_path)
+    old, _plain = keys.create("old")
+    keys.revoke(old.id)
+    draws = iter([old.id, old.id, "0badc0de"])
+    monkeypatch.setattr(secrets, "token_hex", lambda _n: next(draws))
+    new, plain = keys.create("new")
+    assert new.id == "0badc0de" and plain.startswith("zx-0badc0de-") and keys.verify(plain) == new
+    assert [k.id for k in keys.list()] == [old.id, "0badc0de"]
+
+
 def test_a_revoke_from_another_process_survives_a_settings_write_at_the_same_moment(tmp_path):
     """Relreview 3: Settings changes an option while `zaoxiang keys revoke` runs in another process,
     between Settings' read and its write. The revoke must not be undone by that write."""

@@ -21,7 +21,13 @@ from studio.core import settings_check
 from studio.core.passwords import hash_password, is_password_hash, verify_password
 from studio.core.paths import get_paths
 from studio.core.settings import Settings, SettingsError, load_settings, save_settings
-from studio.core.settings_check import is_system_folder, valid_host, workers_problem
+from studio.core.settings_check import (
+    API_LIMITS,
+    api_limit_values,
+    is_system_folder,
+    valid_host,
+    workers_problem,
+)
 from studio.ui.guard import LoginThrottle, host_of
 
 
@@ -182,3 +188,17 @@ def test_instance_file_is_private(tmp_path):
         assert _mode(tmp_path / "run" / INFO_NAME) == 0o600
     finally:
         lock.release()
+
+
+def test_the_api_limits_are_whole_numbers_in_range_each_said_in_one_line():
+    """Settings → API's three boxes (core/settings_check.py): good values become whole numbers; each bad one
+    is one line in both languages naming its range, and then nothing is saved."""
+    good, problems = api_limit_values({"rate_per_min": 0, "queue_limit": 12.0, "uploads_mb": "2048"})
+    assert (good, problems) == ({"rate_per_min": 0, "queue_limit": 12, "uploads_mb": 2048}, [])
+    for name, (low, high, _key) in API_LIMITS.items():
+        for bad in (None, "", "many", 2.5, low - 1, high + 1, True):
+            values, problems = api_limit_values({name: bad})
+            assert values == {} and [p.field for p in problems] == [name], (name, bad)
+            zh, en = problems[0].message("zh"), problems[0].message("en")
+            assert f"{low}" in en and f"{high}" in en and f"{high}" in zh and "\n" not in en + zh
+            assert zh != en

@@ -15,13 +15,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ImageContent, TextContent
 from pydantic import BaseModel, Field
 
 from studio.api.errors import ApiError
-from studio.api.service import ApiService, build_request
+from studio.api.service import ApiService, build_request, caller_of
 
 INSTRUCTIONS = ("造相 Z-Image Studio: local text-to-image with Z-Image. `generate` draws images from a prompt "
                 "(Chinese or English) and returns them with their file paths and seeds; the same seed and "
@@ -45,6 +45,17 @@ def _image(path: str) -> ImageContent:
                         mime_type="image/png")
 
 
+def http_caller(ctx: Context) -> str | None:
+    """Who calls a tool: over HTTP the key (or keyless) the gate let in (`caller_of`); over stdio None,
+    the person's own agent, which started the studio with the person's rights and reads everything."""
+    try:
+        request = ctx.request_context.request
+    except ValueError:  # no request: called outside the SDK's dispatch
+        return None
+    scope = getattr(request, "scope", None)
+    return caller_of(scope.get("state")) if isinstance(scope, dict) else None
+
+
 def build_server(service: ApiService,
                  lifespan: Callable[[MCPServer], AbstractAsyncContextManager[Any]] | None = None,
                  ready_wait_s: float = 0.0) -> MCPServer:
@@ -66,13 +77,14 @@ def build_server(service: ApiService,
         guidance: Annotated[float | None, Field(description="Guidance scale; none: the model's default.")] = None,
         loras: Annotated[list[LoraArg] | None, Field(
             description="LoRAs to apply, each with a strength; `<lora:name:0.8>` in the prompt works too.")] = None,
+        ctx: Context = None,  # type: ignore[assignment]  # the SDK fills it in
     ) -> list[TextContent | ImageContent]:
         """Generate images; returns the PNGs plus a JSON list of their paths and seeds."""
         body = {"prompt": prompt, "n": n, "size": size, "seed": seed, "negative_prompt": negative_prompt,
                 "steps": steps, "guidance": guidance, "loras": [x.model_dump() for x in loras or ()]}
         try:
             request = build_request(body, studio.default_size, check_lora=studio.lora_check())
-            images = await service.generate(request, ready_wait_s=ready_wait_s)
+            images = await service.generate(request, ready_wait_s=ready_wait_s, caller=http_caller(ctx))
         except ApiError as exc:
             raise ToolError(exc.message) from None
         listing = {"images": [{"path": im.path, "seed": im.seed, "index": im.index} for im in images]}
@@ -92,9 +104,15 @@ def build_server(service: ApiService,
         return [_text(out)]
 
     @mcp.tool()
-    def get_image(image_id: int, include_image: bool = True) -> list[TextContent | ImageContent]:
-        """One image of the history by id: its parameters and path, and the PNG itself."""
+    def get_image(image_id: int, include_image: bool = True,
+                  ctx: Context = None,  # type: ignore[assignment]  # the SDK fills it in
+                  ) -> list[TextContent | ImageContent]:
+        """One image of the history by id: its parameters and path, and the PNG itself (over HTTP, only
+        images this key's own `generate` calls made)."""
+        caller = http_caller(ctx)
         try:
+            if caller is not None and not studio.store.caller_image_id(caller, image_id):
+                raise ToolError(f"No image with id {image_id} in the history.")  # the unknown id's words
             info = studio.image_info(image_id)
         except Exception as exc:  # StoreError: one readable sentence
             raise ToolError(str(exc)) from None

@@ -3,8 +3,8 @@
 What chat front-ends (Open WebUI, LibreChat, Dify) and the `openai` package send, answered the way
 they expect: `{"created", "data": [{"b64_json" | "url", "revised_prompt"}]}` (each item also carries
 its `seed`), errors in OpenAI's shape. `url` items point at `/v1/images/files/<job id>.png`, served
-behind the same key as the call. `POST /v1/images/edits` (multipart or JSON; studio/api/edits.py)
-edits an image.
+only to the caller that made it (the same key, or keyless to keyless; studio/store/caller_images.py).
+`POST /v1/images/edits` (multipart or JSON; studio/api/edits.py) edits an image.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from starlette.routing import Route
 from studio.api.edits import edit_request
 from studio.api.errors import ApiError
 from studio.api.multipart import MULTIPART, bounded, content_type, read_form
-from studio.api.service import ApiService, build_request
+from studio.api.service import ApiService, build_request, caller_of
 from studio.api.upload_budget import UploadBudget
 
 RESPONSE_FORMATS = ("b64_json", "url")
@@ -69,7 +69,8 @@ def routes(service: ApiService, uploads: UploadBudget | None = None) -> list[Rou
             else:
                 spec = await anyio.to_thread.run_sync(build_request, body, service.studio.default_size, check_lora)
                 prepare = None
-            images = await service.generate(spec, gone=request.is_disconnected, prepare=prepare)
+            images = await service.generate(spec, gone=request.is_disconnected, prepare=prepare,
+                                            caller=caller_of(request.scope.get("state")))
             base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}/v1/images/files/"
             data = [{"b64_json": im.b64()} if fmt == "b64_json" else {"url": f"{base}{im.job_id}.png"}
                     for im in images]
@@ -88,8 +89,8 @@ def routes(service: ApiService, uploads: UploadBudget | None = None) -> list[Rou
         return await generations(request, edit=True)
 
     async def image_file(request: Request) -> Response:
-        path = service.image_path(request.path_params["job_id"])
-        if path is None:
+        path = service.image_path(request.path_params["job_id"], caller_of(request.scope.get("state")))
+        if path is None:  # not this caller's: the same answer as no such image
             return ApiError(404, "No such image.", code="image_not_found").response()
         return FileResponse(path, media_type="image/png")
 

@@ -23,6 +23,7 @@ import anyio
 from studio.api.errors import ApiError
 from studio.api.keys import KeyStore
 from studio.core import events as ev
+from studio.core.key_store import KEYLESS_CALLER
 from studio.core.queue_limit import QueueFull, admit_to_queue
 from studio.core.request import (
     MAX_COUNT,
@@ -150,14 +151,17 @@ class ApiService:
 
     async def generate(self, request: GenerationRequest, gone: Callable[[], Awaitable[bool]] | None = None,
                        ready_wait_s: float = 0.0,
-                       prepare: Callable[[], GenerationRequest] | None = None) -> list[ImageOut]:
+                       prepare: Callable[[], GenerationRequest] | None = None,
+                       caller: str | None = None) -> list[ImageOut]:
         """Submit with origin `api` and wait on the studio's events; cancelled in the studio (or the
         caller gone, per `gone`) ends it. Returns the finished images by index.
 
         `ready_wait_s`: how long to wait for a loading worker before answering 503 (stdio MCP waits:
         its own start-up just spawned the workers; HTTP answers at once and clients retry).
         `prepare`: run once the call is admitted, it gives the request to submit (an edit's images are
-        stored there, so a refused call stores nothing)."""
+        stored there, so a refused call stores nothing).
+        `caller`: who asked over HTTP (`caller_of`), recorded so it may read these images back; None for
+        the person's own stdio MCP, which reads everything anyway."""
         deadline = time.monotonic() + ready_wait_s
         while self.ready_workers() == 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -179,7 +183,7 @@ class ApiService:
         try:
             try:
                 await anyio.to_thread.run_sync(lambda: self.studio.submit(
-                    request, origin="api", interactive=False, request_id=request_id))
+                    request, origin="api", interactive=False, request_id=request_id, api_key=caller))
             except ValidationError as exc:  # the studio's own checks (a LoRA's file) not made before
                 raise invalid(exc) from None
             while not finished.is_set():
@@ -205,12 +209,17 @@ class ApiService:
         errors = sorted({str(r.get("error") or r.get("message") or r.get("status")) for r in results})
         raise ApiError(500, "No image was made: " + "; ".join(errors), code="generation_failed")
 
-    def image_path(self, job_id: str) -> str | None:
-        """A finished API image's file, by its job id (random, so a URL with it cannot be guessed)."""
+    def image_path(self, job_id: str, caller: str) -> str | None:
+        """A finished image's file by its job id, when `caller`'s own call made it (else None: the caller
+        learns nothing about other callers' images, the window's, or whether an id exists)."""
         if not re.fullmatch(r"[0-9a-f]{32}", job_id):
             return None
-        state = self.studio.store.job_state(job_id)
-        if not state or state.get("state") != "done" or not state.get("output_path"):
-            return None
-        path = state["output_path"]
-        return path if Path(path).is_file() else None
+        path = self.studio.store.caller_job_image(caller, job_id)
+        return path if path and Path(path).is_file() else None
+
+
+def caller_of(scope_state: Any) -> str:
+    """The caller an HTTP API call is recorded as: its key's id (put in the scope by `ApiGate`), or
+    `KEYLESS_CALLER` for a call without one (keyless loopback)."""
+    key_id = (scope_state or {}).get("api_key_id") if isinstance(scope_state, dict) else None
+    return key_id or KEYLESS_CALLER

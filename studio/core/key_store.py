@@ -35,6 +35,9 @@ LOCK_NAME = "api.json.lock"  # held across each read-modify-write of FILE_NAME
 DEFAULT_RATE_PER_MIN = 60
 DEFAULT_QUEUE_LIMIT = 256
 DEFAULT_UPLOADS_MB = 1024  # edits' body bytes in flight at once (studio/api/upload_budget.py)
+# The caller the history records for an API call made without a key (keyless loopback, when the person
+# turned keys off); a key's id is never empty. Such calls read only what other keyless calls made.
+KEYLESS_CALLER = ""
 
 
 @dataclass(frozen=True)
@@ -160,11 +163,20 @@ class KeyStore:
     def create(self, name: str) -> tuple[KeyRecord, str]:
         """A new key; returns its record and the plain key, which is never shown again."""
         name = " ".join(str(name or "").split())[:80] or "key"
-        key_id = secrets.token_hex(4)
-        plain = f"{KEY_PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
-        record = KeyRecord(id=key_id, name=name, sha256=_digest(plain), created=_now())
-        self._update(lambda c: replace(c, keys=(*c.keys, record)))
-        return record, plain
+        made: list[tuple[KeyRecord, str]] = []
+
+        def change(c: ApiConfig) -> ApiConfig:
+            # Never a revoked key's id again: the history records which key asked for each image by id.
+            taken = {k.id for k in c.keys}
+            key_id = secrets.token_hex(4)
+            while key_id in taken:
+                key_id = secrets.token_hex(4)
+            plain = f"{KEY_PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
+            made[:] = [(KeyRecord(id=key_id, name=name, sha256=_digest(plain), created=_now()), plain)]
+            return replace(c, keys=(*c.keys, made[0][0]))
+
+        self._update(change)
+        return made[0]
 
     def revoke(self, key_id: str) -> KeyRecord:
         """Revoke by id (or by a name that only one active key has)."""

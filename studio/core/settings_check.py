@@ -218,3 +218,30 @@ def settings_problems(values: dict[str, Any], *, saving: bool, home: Path | None
             get("auth_user") and get("auth_password")):
         add(_problem("auth_password", "set.auth_required"))
     return problems
+
+
+# The API's limits (api.json, core/key_store.py's ApiConfig) as Settings → API sets them: field -> (lowest,
+# highest, message key). Upper ends only catch slips of the finger; 0 calls a minute means no limit.
+API_LIMITS: dict[str, tuple[int, int, str]] = {
+    "rate_per_min": (0, 100_000, "set.bad.api_rate"),
+    "queue_limit": (1, 100_000, "set.bad.api_queue"),
+    "uploads_mb": (1, 65_536, "set.bad.api_uploads"),
+}
+
+
+def api_limit_values(values: dict[str, Any]) -> tuple[dict[str, int], list[SettingsProblem]]:
+    """Form values (numbers, or text, or None from an emptied box) of the API's limits -> whole numbers to
+    save, or one problem per bad field (then nothing is to be saved)."""
+    out: dict[str, int] = {}
+    problems: list[SettingsProblem] = []
+    for name, value in values.items():
+        low, high, key = API_LIMITS[name]
+        try:
+            number = float(value) if not isinstance(value, bool) and value is not None else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not number.is_integer() or not low <= number <= high:
+            problems.append(_problem(name, key, low=low, high=high))
+        else:
+            out[name] = int(number)
+    return out, problems

@@ -92,6 +92,10 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE jobs ADD COLUMN owner TEXT",  # NULL: nobody's (released on quit, or from v1)
         "ALTER TABLE requests ADD COLUMN model_path TEXT",  # the model folder it was asked of
     ],
+    [  # v3: which API caller asked (studio/store/caller_images.py): a key's id, '' for a keyless loopback
+        # call, NULL for the window, the CLI, imports and every request from before v3.
+        "ALTER TABLE requests ADD COLUMN api_key TEXT",  # read by image or job id, through their own keys
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -30,6 +30,7 @@ from studio.core.metadata import record_spec, request_from_chunks
 from studio.core.paths import get_paths
 from studio.core.request import GenerationRequest, check_inputs_stored
 from studio.store import files
+from studio.store.caller_images import CallerImages
 from studio.store.errors import STORAGE_KIND, StoreError, database_error, storage_errno, storage_message
 from studio.store.healing import DamagedDatabase, Recovery, is_damage, is_empty_database, quarantine
 from studio.store.history import HistoryQueries
@@ -62,7 +63,7 @@ def request_state(counts: dict[str, int]) -> str:
     return js.DONE
 
 
-class Store(HistoryQueries, OwnedJobs):
+class Store(HistoryQueries, OwnedJobs, CallerImages):
     """The studio's SQLite store (see the module docstring for threading and durability).
 
     Opening it heals it: a database that fails `PRAGMA quick_check` or is not a database at all is
@@ -173,9 +174,9 @@ class Store(HistoryQueries, OwnedJobs):
 
     def record_request(self, request: GenerationRequest, jobs: Sequence[Job], *, origin: str = "ui",
                        model: str | None = None, created: float | None = None, owner: str | None = None,
-                       model_path: str | None = None) -> str:
+                       model_path: str | None = None, api_key: str | None = None) -> str:
         """Save a validated request and all its jobs (owned by `owner`, a `register_owner` id) in one
-        transaction; returns the request id.
+        transaction; returns the request id. `api_key`: the API caller that asked (caller_images.py).
 
         Callers acknowledge the request only after this returns: from then on, a crash cannot lose it.
         """
@@ -189,7 +190,7 @@ class Store(HistoryQueries, OwnedJobs):
         created = time.time() if created is None else created
         with self.transaction("save the request") as c:
             check_inputs_stored(request)  # under the lock the inputs sweep holds as it removes files
-            self._insert_request(c, request_id, request, origin, model, created, js.QUEUED, model_path)
+            self._insert_request(c, request_id, request, origin, model, created, js.QUEUED, model_path, api_key)
             c.executemany(
                 "INSERT INTO jobs (id, request_id, idx, seed, state, output_path, spec, queued, owner)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
@@ -199,13 +200,15 @@ class Store(HistoryQueries, OwnedJobs):
 
     @staticmethod
     def _insert_request(c: sqlite3.Connection, request_id: str, p: GenerationRequest, origin: str,
-                        model: str | None, created: float, state: str, model_path: str | None = None) -> None:
+                        model: str | None, created: float, state: str, model_path: str | None = None,
+                        api_key: str | None = None) -> None:
         c.execute(
             "INSERT INTO requests (id, created, origin, state, prompt, negative_prompt, width, height, steps,"
-            " guidance, seed, seed_mode, count, model, params, model_path) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " guidance, seed, seed_mode, count, model, params, model_path, api_key)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (request_id, created, origin, state, p.prompt, p.negative_prompt, p.width, p.height, p.steps,
              p.guidance, p.seed, p.seed_mode, p.count, model, json.dumps(p.to_dict(), ensure_ascii=False),
-             model_path))
+             model_path, api_key))
 
     def _job(self, c: sqlite3.Connection, job_id: str) -> sqlite3.Row | None:
         return c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

@@ -1,4 +1,5 @@
-"""Settings → API: create, list and revoke API keys, and whether this computer needs one too.
+"""Settings → API: create, list and revoke API keys, whether this computer needs one too, and the API's
+limits (calls a minute per key, the queue limit, the edits' upload budget; core/settings_check.py checks them).
 
 The same key file as `zaoxiang keys` (studio/core/key_store.py); a new key is shown once, here, and only
 its hash is kept.
@@ -11,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from studio.core.key_store import KeyStore, KeyStoreError
+from studio.core.settings_check import api_limit_values
 from studio.ui.context import Context, guard
 from studio.ui.i18n import t
 
@@ -34,8 +36,18 @@ def build(ctx: Context) -> None:
     keys = KeyStore(ctx.studio.paths.config_dir)
     with gr.Accordion(t("api.title", lang), open=False, elem_id="settings-api") as box:
         ctx.label(box, "api.title")
-        require = ctx.label(gr.Checkbox(value=keys.config().require_key_on_loopback, label=t("api.require", lang),
+        config = keys.config()
+        require = ctx.label(gr.Checkbox(value=config.require_key_on_loopback, label=t("api.require", lang),
                                         elem_id="api-require"), "api.require")
+        with gr.Row(equal_height=True):
+            # no min/max/precision on the boxes: Gradio would refuse in its own English words; core checks
+            limits = [ctx.label(gr.Number(value=getattr(config, name), label=t(label, lang),
+                                          elem_id=f"api-{name.replace('_', '-')}", scale=2), label)
+                      for name, label in (("rate_per_min", "api.rate"), ("queue_limit", "api.queue"),
+                                          ("uploads_mb", "api.uploads"))]
+            save_limits = ctx.label(gr.Button(t("api.limits_save", lang), elem_id="api-limits-save", scale=1),
+                                    "api.limits_save", "value")
+        limits_said = gr.Markdown(elem_id="api-limits-said")
         table = ctx.localize(gr.Markdown(key_rows(keys, lang), elem_id="api-keys"),
                              lambda lang: {"value": key_rows(keys, lang)})
         with gr.Row(equal_height=True):
@@ -69,6 +81,16 @@ def build(ctx: Context) -> None:
                                         else t("api.unknown", ctx.lang, id=which))
         return key_rows(keys, ctx.lang), t("api.revoked", ctx.lang, id=record.id)
 
+    @g
+    def on_limits(rate: Any, queue: Any, uploads: Any) -> str:
+        values, problems = api_limit_values({"rate_per_min": rate, "queue_limit": queue, "uploads_mb": uploads})
+        if problems:  # nothing saved: one line per bad box
+            return "\n\n".join("⚠ " + p.message(ctx.lang) for p in problems)
+        saved = keys.set_options(**values)
+        return t("api.limits_saved", ctx.lang, rate=saved.rate_per_min, queue=saved.queue_limit,
+                 uploads=saved.uploads_mb)
+
     require.input(on_require, inputs=[require], outputs=[require], show_progress="hidden")
     create.click(on_create, inputs=[name], outputs=[table, shown, name], show_progress="hidden")
     revoke.click(on_revoke, inputs=[key_id], outputs=[table, shown], show_progress="hidden")
+    save_limits.click(on_limits, inputs=limits, outputs=[limits_said], show_progress="hidden")

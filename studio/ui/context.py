@@ -12,7 +12,6 @@ from typing import Any
 import gradio as gr
 
 from studio.ui.i18n import t
-from studio.ui.key_files import KeyFiles
 
 log = logging.getLogger("zaoxiang.ui")
 
@@ -26,7 +25,6 @@ class Context:
     labelled: dict[int, tuple[Any, list[Callable[[str], dict[str, Any]]]]] = field(default_factory=dict)
     last_request_id: str | None = None
     tabs: Any = None  # the gr.Tabs, so a restore can switch to Generate
-    key_files: KeyFiles = field(default_factory=KeyFiles)  # what each API key's calls made (the guard asks)
 
     def t(self, key: str, **fmt: object) -> str:
         return t(key, self.lang, **fmt)

@@ -31,23 +31,22 @@ def add_endpoints(ctx: Context, start_w: int, start_h: int) -> None:
                      steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, count: int = 1,
                      seed: int = -1, call: gr.Request = None) -> dict:  # type: ignore[assignment]
         """For gradio_client (`api_name="/generate"`): draw, wait, return each image's path and seed; the
-        calling key may download these images (gradio_client does, unless download_files=False)."""
+        calling key may download these images (gradio_client does, unless download_files=False): the request
+        records the key (store/caller_images.py), which the guard's `/file=` rule for keys reads."""
         request = GenerationRequest(prompt, negative_prompt, width, height, steps, guidance, seed, "increment",
                                     count)  # seed -1: random
         try:
             admit_to_queue(ctx.studio, keys, count if isinstance(count, int) else 1)  # the queue limit of /v1 and /mcp
         except QueueFull as exc:
             raise gr.Error(str(exc)) from None
+        plain = bearer(call.headers) if call is not None else None
+        record = keys.verify(plain) if plain else None  # None: the window's own session (no API caller)
         try:
-            rid = ctx.studio.submit(request, origin="api", interactive=False)
+            rid = ctx.studio.submit(request, origin="api", interactive=False,
+                                    api_key=record.id if record is not None else None)
         except ValidationError as exc:
             raise gr.Error(f"{exc.field}: {exc.message}") from None
         results = ctx.studio.wait(rid)
-        plain = bearer(call.headers) if call is not None else None
-        record = keys.verify(plain) if plain else None
-        for r in results:
-            if record is not None and r["path"]:
-                ctx.key_files.grant(record.id, r["path"])
         return {"request_id": rid, "images": [{"path": r["path"], "seed": r["seed"], "status": r["status"]}
                                               for r in results]}
 

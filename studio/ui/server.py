@@ -139,16 +139,16 @@ def key_wait(access: Any) -> Callable[[str], float]:
     return wait
 
 
-def key_file_check(access: Any, key_files: Any) -> Callable[[str, str], bool]:
-    """The guard's `/file=` rule for a key: only the images its own calls made (studio/ui/key_files.py)."""
+def key_file_check(access: Any, studio: Any) -> Callable[[str, str], bool]:
+    """The guard's `/file=` rule for a key: only the images its own calls made (store/caller_images.py)."""
 
     def allowed(plain: str, path: str) -> bool:
         try:
             record = access.keys.verify(plain)
-        except Exception:  # a broken key store must fail closed, not open
-            log.exception("API key check failed")
+            return record is not None and studio.store.caller_image_path(record.id, path)
+        except Exception:  # a broken key store or database must fail closed, not open
+            log.exception("API key file check failed")
             return False
-        return record is not None and key_files.allows(record.id, path)
 
     return allowed
 
@@ -189,7 +189,7 @@ def serve(studio: Any, host: str = "127.0.0.1", port: int = 7860, *, auth: tuple
         lang=demo.zx_context.lang, cookie_name=f"zx_session_{port}",
         api_key_check=api.access.key_ok, api_key_wait=key_wait(api.access), api_path=is_api_path,
         key_endpoints=frozenset(NAMED_ENDPOINTS), key_fn_indices=named_fn_indices(demo),
-        key_file_allowed=key_file_check(api.access, demo.zx_context.key_files),
+        key_file_allowed=key_file_check(api.access, studio),
     )
     demo.zx_guard, demo.zx_api = policy, api
     icon = ASSETS_DIR / "icon-64.png"

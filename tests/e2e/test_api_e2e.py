@@ -29,6 +29,7 @@ import pytest
 from PIL import Image
 
 from studio.api.keys import KeyStore
+from studio.core.request import GenerationRequest
 from tests.conftest import cli_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -147,6 +148,64 @@ def test_openai_client_generates_b64_and_url_images_and_names_a_bad_size(ready, 
     assert bad.value.status_code == 400
     assert bad.value.body["param"] == "size" and "13x7" in bad.value.body["message"]
     assert landed(ready, "never drawn 13x7") == []
+
+
+def test_an_image_url_opens_only_for_the_caller_that_made_it(ready, keys, key):
+    """`/v1/images/files/<job id>.png` for its own caller only: another key, a keyless call and the
+    window's images get OpenAI's 404, the same as an id that never existed (job ids are listed by
+    the named /history endpoint, so they are no secret); MCP's `get_image` keeps to the same rule."""
+    import openai
+
+    _other_record, other_key = keys.create("e2e-other")
+    body = {"size": "256x256", "response_format": "url", "extra_body": {"steps": 2}}
+    mine = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=120)
+    theirs = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=other_key, max_retries=0, timeout=120)
+    my_url = mine.images.generate(prompt="scoped url mine", **body).data[0].url
+    their_url = theirs.images.generate(prompt="scoped url theirs", **body).data[0].url
+    (window,) = ready.studio.wait(ready.studio.submit(GenerationRequest("scoped url window", width=256, height=256,
+                                                                        steps=2)), timeout=240)
+    base = my_url.rsplit("/", 1)[0]
+    window_url, never_url = f"{base}/{window['job_id']}.png", f"{base}/{'0' * 32}.png"
+
+    def get(url: str, plain: str | None) -> httpx.Response:
+        return httpx.get(url, headers={"Authorization": f"Bearer {plain}"} if plain else {}, timeout=30)
+
+    never = get(never_url, key)
+    assert never.status_code == 404 and never.json()["error"]["code"] == "image_not_found"
+    for url, plain in ((their_url, key), (my_url, other_key), (window_url, key), (window_url, other_key)):
+        refused = get(url, plain)
+        assert (refused.status_code, refused.json()) == (404, never.json()), (url, plain)
+    for url, plain in ((my_url, key), (their_url, other_key)):
+        own = get(url, plain)
+        assert own.status_code == 200 and own.content.startswith(b"\x89PNG")
+
+    # Keyless loopback (the person turned keys off): keyless calls are one caller, reading only their own.
+    keys.set_options(require_key_on_loopback=False)
+    try:
+        keyless = openai.OpenAI(base_url=f"{ready.base}/v1", api_key="local", max_retries=0, timeout=120)
+        keyless_url = keyless.images.generate(prompt="scoped url keyless", **body).data[0].url
+        assert get(keyless_url, None).status_code == 200 and get(keyless_url, "local").status_code == 200
+        for url in (my_url, window_url):
+            assert get(url, None).status_code == 404
+        assert get(keyless_url, key).status_code == 404
+    finally:
+        keys.set_options(require_key_on_loopback=True)
+    assert get(keyless_url, None).status_code == 401
+
+    # MCP's get_image: its own image by id, and another key's refused in the words of an unknown id.
+    (my_row,) = landed(ready, "scoped url mine")
+    my_image = my_row["images"][0]["id"]
+
+    async def get_image(plain: str, image_id: int = my_image) -> object:
+        async with mcp_client(f"{ready.base}/mcp", {"Authorization": f"Bearer {plain}"}) as client:
+            return await client.call_tool("get_image", {"image_id": image_id})
+
+    own, other = run_async(lambda: get_image(key)), run_async(lambda: get_image(other_key))
+    unknown = run_async(lambda: get_image(other_key, 10**9))
+    assert not own.is_error and json.loads(own.content[0].text)["path"] == my_row["images"][0]["path"]
+    assert other.is_error and unknown.is_error
+    assert other.content[0].text == unknown.content[0].text.replace(str(10**9), str(my_image))
+    assert len(other.content) == 1  # neither its parameters nor its bytes
 
 
 def test_requests_from_web_pages_are_refused_even_without_a_key(ready, keys):
@@ -740,6 +799,49 @@ def test_settings_creates_a_key_shown_once_and_revokes_it(ready, page, keys):
             assert time.monotonic() < deadline
             time.sleep(0.1)
     assert httpx.get(f"{ready.base}/v1/models").status_code == 401
+
+
+def test_settings_sets_the_api_limits_and_refuses_a_bad_one_in_one_line(ready, page, keys, key):
+    """Settings → API's limits in the real window (Chinese): the boxes show api.json's values; a bad upload
+    budget is one line and saves nothing; a good one is saved through the page and the edits route
+    holds to it at once (an edit body over it gets OpenAI's 429), and the default back lets it in."""
+    import openai
+
+    from tests.e2e.test_ui_e2e import box, open_tab
+
+    open_tab(page, "设置")
+    if not page.locator("#api-uploads-mb").is_visible():
+        page.locator("#settings-api").get_by_text("API（脚本与智能体）").first.click()
+    before = keys.config()
+    assert [box(page, f"api-{n}").input_value() for n in ("rate-per-min", "queue-limit", "uploads-mb")] == [
+        str(before.rate_per_min), str(before.queue_limit), str(before.uploads_mb)]
+    said = page.locator("#api-limits-said")
+
+    def save(uploads: str, expect: str) -> None:
+        box(page, "api-uploads-mb").fill(uploads)
+        page.locator("#api-limits-save").click()
+        said.get_by_text(expect).wait_for()
+
+    save("0", "编辑上传总量应为 1 到 65536 的整数（MB）。")
+    assert "⚠" in said.inner_text() and "Traceback" not in said.inner_text()
+    assert keys.config() == before  # nothing saved, the other boxes' values neither
+    save("1.5", "编辑上传总量应为 1 到 65536 的整数（MB）。")
+    assert keys.config() == before
+
+    noise = io.BytesIO()  # about 2 MB of PNG: incompressible pixels
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (832, 832, 3), dtype=np.uint8)).save(noise, "PNG")
+    assert noise.tell() > 1 << 20
+    client = openai.OpenAI(base_url=f"{ready.base}/v1", api_key=key, max_retries=0, timeout=60)
+    save("1", f"已保存：每分钟 {before.rate_per_min} 次，队列 {before.queue_limit} 张，上传 1 MB。")
+    try:
+        assert keys.config().uploads_mb == 1
+        with pytest.raises(openai.RateLimitError) as over:
+            client.images.edit(image=("big.png", noise.getvalue(), "image/png"), prompt="never drawn over budget")
+        assert over.value.body["code"] == "uploads_busy" and "1 MB" in over.value.body["message"]
+    finally:
+        save(str(before.uploads_mb), f"上传 {before.uploads_mb} MB。")
+    assert keys.config() == before
+    assert landed(ready, "never drawn over budget") == []
 
 
 @pytest.fixture(scope="module")
