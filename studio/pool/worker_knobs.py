@@ -11,6 +11,9 @@ DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only, by worker index: "0:0.25"
 #                                            "1:x2" makes every step of worker 1 take twice as long
 HANG_ENV = "ZAOXIANG_TEST_WORKER_HANG"  # test-only: a file; the first job step that finds it removes it
 #                                        and never returns (a hung worker: alive, silent)
+GROUP_HANG_ENV = "ZAOXIANG_TEST_GROUP_HANG"  # test-only: "<worker index>:<warm|image>:<file>", comma-separated;
+#                 that worker, at its first split step of a group warm-up ("warm") or a split image ("image") that
+#                 finds the file, removes it and never returns (a hung group member; the others wait in a collective)
 OOM_ENV = "ZAOXIANG_TEST_WORKER_OOM"  # test-only: a file; the first job that finds it removes it and
 #                                      fails as out of memory
 WRITE_HOLD_ENV = "ZAOXIANG_TEST_WRITE_HOLD"  # test-only: hold a written PNG's temp file open before its
@@ -72,6 +75,21 @@ def take_marker(env: str) -> bool:
 def hang_if_told() -> None:
     """The HANG_ENV test knob: hang this worker once, for the pool's hung-worker detection."""
     if take_marker(HANG_ENV):
+        while True:
+            time.sleep(60)
+
+
+def group_hang_if_told(index: int, where: str) -> None:
+    """The GROUP_HANG_ENV test knob: hang this member of a group once, at a split step of `where`."""
+    for part in os.environ.get(GROUP_HANG_ENV, "").split(","):
+        told, _, rest = part.partition(":")
+        at, _, marker = rest.partition(":")
+        if told.strip() != str(index) or at != where or not marker:
+            continue
+        try:
+            os.unlink(marker)
+        except OSError:
+            continue
         while True:
             time.sleep(60)
 
