@@ -3,7 +3,8 @@
 A mixin of `WorkerPool` (pool/pool.py), kept apart so the pool's own file stays about its public API,
 its loop and the dispatcher: started, step, done, cancelled, revoked and failed (an OOM retried once
 one memory profile lower), and a worker's death (its jobs requeued, a job that stopped MAX_KILLS
-workers failed, its half-written PNG removed first).
+workers failed, its half-written PNG removed first; a death during a split image is the group's, not
+the job's: it is made again on one worker).
 """
 
 from __future__ import annotations

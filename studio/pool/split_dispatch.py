@@ -2,8 +2,9 @@
 
 A mixin of `WorkerPool` (pool/pool.py), kept apart so the pool's own file stays about the ledger and
 the dispatcher: it forms and warms the group (pool/group.py), hands it the only queued image when the
-`split_image` setting and the measured speeds say so, and turns a member's failure or death into the
-image made again on one worker, the group formed anew (never again after MAX_SPLIT_FAULTS).
+`split_image` setting and the measured speeds say so, and turns a member's failure, death or silence
+(the stall deadline) into the image made again on one worker, not charged to it, the group formed anew
+(never again after MAX_SPLIT_FAULTS).
 """
 
 from __future__ import annotations
