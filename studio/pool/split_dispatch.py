@@ -255,7 +255,7 @@ class SplitDispatch:
         top = max(members.values())
         silent = [j for j, done in members.items() if done < top] or list(members)
         names = ", ".join(self._slots[j].spec.name for j in silent)
-        self._split_note(f"no word from {names} for {limit:.0f} s in group {self._groups.group_id}: stopped")
+        self._split_note(f"no word from {names} for {limit:.0f} s in a group: stopped")
         for j in members:
             if j in silent:
                 self._sup.kill_hung(self._slots[j], limit, " in its group")

@@ -62,7 +62,11 @@ def slowdown_for(index: int, env: str | None = None) -> Slowdown:
 
 def take_marker(env: str) -> bool:
     """True once: when the test knob `env` names a file that this call removed (one worker wins it)."""
-    marker = os.environ.get(env)
+    return _take(os.environ.get(env))
+
+
+def _take(marker: str | None) -> bool:
+    """True when this call removed the file `marker` (of several workers, one wins it)."""
     if not marker:
         return False
     try:
@@ -84,14 +88,9 @@ def group_hang_if_told(index: int, where: str) -> None:
     for part in os.environ.get(GROUP_HANG_ENV, "").split(","):
         told, _, rest = part.partition(":")
         at, _, marker = rest.partition(":")
-        if told.strip() != str(index) or at != where or not marker:
-            continue
-        try:
-            os.unlink(marker)
-        except OSError:
-            continue
-        while True:
-            time.sleep(60)
+        if told.strip() == str(index) and at == where and _take(marker):
+            while True:
+                time.sleep(60)
 
 
 def hold_write_if_told(tmp: Any) -> None:
