@@ -105,3 +105,22 @@ def test_a_stalled_split_is_not_charged_to_its_image(hung_group, tmp_path: Path)
     assert not rec.of(ev.JOB_FAILED, request_id=rid)
     assert len(rec.of(ev.JOB_REQUEUED, request_id=rid)) == 2
     assert studio._pool.split_status()["mode"] == "never"  # three broken groups: the pool stops splitting
+
+
+def test_a_group_compiling_its_split_is_not_taken_for_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group warm-up compiles the split before its first step: its members may be silent for twice
+    the compile each took at load (30 s here), not only the stall floor. No process is started: the
+    pool's handlers take READY as its loop would (tests/test_split_choice.py)."""
+    from tests.test_split_choice import gpu_pool, say_ready
+
+    monkeypatch.setenv("ZAOXIANG_STALL_S", str(STALL_S))
+    pool = gpu_pool(2, "always")
+    say_ready(pool, 0)
+    say_ready(pool, 1)
+    assert pool._warming == {0: 1, 1: 1}
+    for slot in pool._slots:
+        slot.proc = object()  # stands for the worker's process, which stall deadlines need alive
+    deadline, limit = pool._stall(pool._slots[0])
+    assert limit == 60.0 and deadline is not None
+    pool._slots[1].info["compile_s"] = 0.0  # a worker that compiled nothing: the stall floor
+    assert pool._stall(pool._slots[1])[1] == STALL_S
