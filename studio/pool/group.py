@@ -25,7 +25,9 @@ from studio.pool.speed import Shape
 SPLIT_DECODE_ENV = "ZAOXIANG_SPLIT_DECODE"  # "0": every member decodes the whole latent (shared by default)
 SPLIT_GRAPHS_ENV = "ZAOXIANG_SPLIT_STEP_GRAPHS"  # "1": workers keep (bf16: make) step graphs, split ones too
 MAX_GROUP = 8  # Ulysses splits heads and the padded sequence evenly: powers of two up to here
-JOIN_TIMEOUT_S = 600.0  # a collective waits this long for a member (its first split image compiles)
+# a collective waits this long for a member (its first split image compiles): only the outer net, as the
+# pool's stall deadline (split_dispatch.SplitDispatch._stalled) stops a silent member long before
+JOIN_TIMEOUT_S = 600.0
 # members meet within this, else joining fails (and the pool makes the image alone); tests shorten it
 RENDEZVOUS_S = float(os.environ.get("ZAOXIANG_SPLIT_RENDEZVOUS_S", "") or 60.0)
 # a start-up member said ready first and waits this long at most for the others (then says ready alone)

@@ -25,6 +25,7 @@ from studio.pool.protocol import SENT, Msg, RevokeReason, SlotState
 from studio.pool.replies import GROUP_BROKE, WorkerReplies
 from studio.pool.scheduler import Held, JobQueue, Queued, WorkerView, job_shape, plan_next
 from studio.pool.spec import WorkerSpec
+from studio.pool.speed import Size
 from studio.pool.split_dispatch import SplitDispatch, SplitRun
 from studio.pool.stats import worker_row
 from studio.pool.supervisor import Slot, Supervisor
@@ -67,6 +68,7 @@ class WorkerPool(WorkerReplies, SplitDispatch):
         self._no_split: set[str] = set()  # jobs whose split failed: they run on one worker
         self._warming: dict[int, int] = {}  # slot index -> the group it is compiling the split for
         self._warm_reported: dict[int, p.Helped] = {}  # of those, the ones done (waiting for the others)
+        self._warm_seen: dict[int, float] = {}  # of those, when each was last heard from (its stall deadline)
         self._held: dict[int, float] = {}  # said READY at start-up, warming on until its group has: deadline
         self._announced: set[int] = set()  # slots that said ready (WORKER_READY) since they (re)started
         self._warm_s: dict[int, float] = {}  # group id -> seconds its warm-up took (split_status)
@@ -280,10 +282,10 @@ class WorkerPool(WorkerReplies, SplitDispatch):
                 for i in ended:
                     self._on_death(i)
                 now = time.monotonic()
-                for slot in self._slots:
+                for i, slot in enumerate(self._slots):
                     deadline, limit = self._stall(slot)
                     if deadline is not None and deadline <= now:
-                        sup.kill_hung(slot, limit)
+                        self._stalled(i, limit)  # alone: killed; in a group: its silent members (split_dispatch.py)
                 for i, deadline in list(self._suspects.items()):
                     slot = self._slots[i]
                     if deadline <= now:
@@ -301,6 +303,8 @@ class WorkerPool(WorkerReplies, SplitDispatch):
             job_id = getattr(msg, "job_id", None)
             if msg.kind in (Msg.HELPED, Msg.DONE, Msg.FAILED, Msg.CANCELLED):
                 self._suspects.pop(i, None)  # it answered: not stuck in a broken group's collective
+            if i in self._warming:
+                self._warm_seen[i] = time.monotonic()
             if msg.kind == Msg.HELPED and i in self._warming and job_id == p.warm_id(self._warming[i]):
                 self._on_group_warmed(i, msg)
                 continue
@@ -311,11 +315,22 @@ class WorkerPool(WorkerReplies, SplitDispatch):
                 self._check_request(js.job.request_id)
 
     def _stall(self, slot: Slot) -> tuple[float | None, float]:
-        """When the slot's running job counts as hung (None: nothing running or already killed), and the limit."""
+        """When the slot's running job or group warm-up counts as hung (None: nothing running, already
+        killed, or a suspect of a broken group, which has its own deadline), and the limit. A group's
+        first split image compiles: it gets the compile's allowance (supervisor.COMPILE_SLACK)."""
+        i = self._slots.index(slot)
+        if i in self._suspects:
+            return None, 0.0
+        if i in self._warming:
+            warm = slot.info.get("warmup") or {}
+            shape = Size(int(warm.get("width", 256)), int(warm.get("height", 256)), int(warm.get("steps", 2)))
+            return self._sup.stall_deadline(slot, shape, self._warm_seen.get(i, time.monotonic()), compiling=True)
         for job_id in slot.assigned:
             js = self._jobs[job_id]
             if js.state == RUNNING and js.last_seen is not None:
-                return self._sup.stall_deadline(slot, job_shape(js.job), js.last_seen)
+                run = self._split.get(job_id)
+                first = run is not None and run.group_id not in self._chooser.warmed
+                return self._sup.stall_deadline(slot, job_shape(js.job), js.last_seen, compiling=first)
         return None, 0.0
 
     # ----------------------------------------------------------------- dispatch

@@ -174,6 +174,8 @@ class Started(Message):
 
 @dataclass(frozen=True)
 class Step(Message):
+    """A step done; every member of a split image says its own (the pool tells a silent one by them)."""
+
     kind: ClassVar[Msg] = Msg.STEP
     job_id: str
     step: int

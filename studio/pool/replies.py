@@ -3,7 +3,8 @@
 A mixin of `WorkerPool` (pool/pool.py), kept apart so the pool's own file stays about its public API,
 its loop and the dispatcher: started, step, done, cancelled, revoked and failed (an OOM retried once
 one memory profile lower), and a worker's death (its jobs requeued, a job that stopped MAX_KILLS
-workers failed, its half-written PNG removed first).
+workers failed, its half-written PNG removed first; a death during a split image is the group's, not
+the job's: it is made again on one worker).
 """
 
 from __future__ import annotations
@@ -54,7 +55,16 @@ class WorkerReplies:
         self._books.emit(ev.JOB_STARTED, **self._common(slot, js))
 
     def _on_step(self, slot: Slot, js: JobEntry, msg: p.Step) -> None:
-        js.last_seen, js.step = time.monotonic(), msg.step
+        if js.job.job_id not in slot.assigned:
+            return  # a member's late word on a split image the pool already gave to one worker
+        js.last_seen = time.monotonic()
+        run = self._split.get(js.job.job_id)
+        if run is not None:  # every member says its steps: the pool tells which one went silent
+            i = self._slots.index(slot)
+            run.steps[i] = msg.step
+            if i != run.members[0]:
+                return  # the image's steps and events are the first member's
+        js.step = msg.step
         js.first_step = js.first_step or (msg.step, js.last_seen)
         self._books.emit(ev.STEP, **self._common(slot, js), step=msg.step, steps=msg.steps)
 
@@ -136,7 +146,8 @@ class WorkerReplies:
         if i in self._warming:
             self._split_note(f"{name} died while its group compiled the split")
             self._group_fault(self._warming.pop(i))
-        for job_id in [j for j in slot.assigned if j in self._split]:
+        split = [j for j in slot.assigned if j in self._split]  # a group's fault: made on one worker, not charged
+        for job_id in split:
             js = self._jobs[job_id]
             self._split_note(f"{name} died during a split image ({death.how})")
             if self._split[job_id].members[0] == i:
@@ -151,7 +162,7 @@ class WorkerReplies:
         for job_id in reversed(slot.assigned):  # reversed: the front of the queue keeps their order
             js = self._jobs[job_id]
             common = self._common(slot, js)
-            if js.state == RUNNING and slot.hung != GROUP_BROKE:  # stopped by the pool, not by this job
+            if js.state == RUNNING and slot.hung != GROUP_BROKE and job_id not in split:  # not this job's doing
                 js.kills += 1
             js.state, js.worker, js.started = QUEUED, None, None
             if self._requests[js.job.request_id].cancelled:

@@ -2,8 +2,9 @@
 
 A mixin of `WorkerPool` (pool/pool.py), kept apart so the pool's own file stays about the ledger and
 the dispatcher: it forms and warms the group (pool/group.py), hands it the only queued image when the
-`split_image` setting and the measured speeds say so, and turns a member's failure or death into the
-image made again on one worker, the group formed anew (never again after MAX_SPLIT_FAULTS).
+`split_image` setting and the measured speeds say so, and turns a member's failure, death or silence
+(the stall deadline) into the image made again on one worker, not charged to it, the group formed anew
+(never again after MAX_SPLIT_FAULTS).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
 MAX_SPLIT_FAULTS = 3  # groups that broke (a split image or a group warm-up): then this pool stops splitting
 GROUP_GRACE_S = 90.0  # a member of a broken group that says nothing for this long is stopped (it may wait
-#                       in a collective for ever); one that reports in time keeps running (group.RENDEZVOUS_S)
+#                       in a collective for ever); one that reports in time keeps running (group.RENDEZVOUS_S).
+#                       Never longer than the stall floor (ZAOXIANG_STALL_S shortens both in tests).
 log = logging.getLogger("zaoxiang.pool")
 
 
@@ -46,6 +48,7 @@ class SplitRun:
     group_id: int
     members: list[int]
     pending: set[int] = field(default_factory=set)
+    steps: dict[int, int] = field(default_factory=dict)  # slot index -> the last step it said
 
 
 class SplitDispatch:
@@ -174,6 +177,7 @@ class SplitDispatch:
         for rank, i in enumerate(idx):
             self._held.pop(i, None)
             self._warming[i] = group_id
+            self._warm_seen[i] = time.monotonic()
             self._sup.send(self._slots[i], p.WarmGroup(GroupSpec(group_id, port, rank, len(idx), names, devices).to_dict()))
 
     def _on_group_warmed(self, i: int, msg: p.Helped) -> None:
@@ -235,7 +239,41 @@ class SplitDispatch:
 
     def _suspect(self, i: int) -> None:
         """A member of a broken group: no new work until it reports, stopped if it does not in time."""
-        self._suspects.setdefault(i, time.monotonic() + GROUP_GRACE_S)
+        self._suspects.setdefault(i, time.monotonic() + min(GROUP_GRACE_S, self._sup.stall_floor_s))
+
+    def _stalled(self, i: int, limit: float) -> None:
+        """Worker i said nothing for `limit` s. Alone, it is killed (its death requeues its job, a kill
+        counted). In a group (a warm-up or a split image) every member waits for the slowest at each
+        collective, so all go quiet: the silent ones are those behind the others (all, when none is),
+        and they are killed; the others get the grace to report a failed collective. The image is
+        made again on one worker, and not charged to it (replies._on_death)."""
+        members = {j: done for j, done in self._group_progress(i).items()
+                   if self._slots[j].proc is not None and not self._slots[j].hung}
+        if not members:
+            self._sup.kill_hung(self._slots[i], limit)
+            return
+        top = max(members.values())
+        silent = [j for j, done in members.items() if done < top] or list(members)
+        names = ", ".join(self._slots[j].spec.name for j in silent)
+        self._split_note(f"no word from {names} for {limit:.0f} s in a group: stopped")
+        for j in members:
+            if j in silent:
+                self._sup.kill_hung(self._slots[j], limit, " in its group")
+            else:
+                self._suspect(j)
+
+    def _group_progress(self, i: int) -> dict[int, float]:
+        """How far each busy member of worker i's group got (warm-up percent, or split image step);
+        empty when worker i is in no group now."""
+        if i in self._warming:
+            gid = self._warming[i]
+            return {j: self._slots[j].warm_pct or 0.0 for j, g in self._warming.items()
+                    if g == gid and j not in self._warm_reported}
+        for job_id in self._slots[i].assigned:
+            run = self._split.get(job_id)
+            if run is not None:
+                return {j: float(run.steps.get(j, 0)) for j in run.pending}
+        return {}
 
     def _split_note(self, text: str, level: int = logging.WARNING) -> None:
         log.log(level, "one image on several GPUs: %s", text)

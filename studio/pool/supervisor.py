@@ -29,6 +29,9 @@ MAX_LOAD_FAILURES = 3  # a worker that cannot load the model this many times in 
 # measured steps, never under STALL_FLOOR_S (ZAOXIANG_STALL_S overrides the floor).
 STALL_FLOOR_S = 120.0
 STALL_STEPS = 10
+# A group's first split image (its warm-up, or an image of a group never warmed) compiles graphs of its
+# own before its first step: a member may be silent that long, up to this many times its compile at load.
+COMPILE_SLACK = 2.0
 
 
 def backoff_s(failures: int) -> float:
@@ -115,7 +118,7 @@ class Supervisor:
         self._target = target or worker_main
         # threads (pool/inline.py) share this process's pipe ends and cannot be killed: no hang detection
         self.in_process = getattr(self._ctx, "in_process", False)
-        self._stall_floor = stall_floor()
+        self.stall_floor_s = stall_floor()
         self._wake_r, self._wake_w = mp.Pipe(duplex=False)
         self._procs: dict[int, Any] = {}
         self._controls: dict[int, Any] = {}
@@ -273,17 +276,21 @@ class Supervisor:
                 slot.restarts += 1
                 self.spawn(i)
 
-    def stall_deadline(self, slot: Slot, shape: Shape, last_seen: float) -> tuple[float | None, float]:
-        """When the running job `shape` (last heard of at `last_seen`) counts as hung, and the limit."""
+    def stall_deadline(self, slot: Slot, shape: Shape, last_seen: float,
+                       compiling: bool = False) -> tuple[float | None, float]:
+        """When the running job `shape` (last heard of at `last_seen`) counts as hung, and the limit
+        (`compiling`: a group's first split image, allowed COMPILE_SLACK times the worker's compile)."""
         if slot.proc is None or slot.hung or self.in_process or self.closing:
             return None, 0.0
         step_s = slot.speed.estimate(shape) / max(1, shape.steps)
-        limit = max(self._stall_floor, STALL_STEPS * step_s)
+        limit = max(self.stall_floor_s, STALL_STEPS * step_s)
+        if compiling:
+            limit = max(limit, COMPILE_SLACK * float(slot.info.get("compile_s") or 0.0))
         return last_seen + limit, limit
 
-    def kill_hung(self, slot: Slot, limit: float) -> None:
+    def kill_hung(self, slot: Slot, limit: float, where: str = "") -> None:
         """Kill a silent worker; its sentinel wakes the loop, and its death requeues the job."""
-        slot.hung = f"no progress for {limit:.0f} s"
+        slot.hung = f"no progress for {limit:.0f} s{where}"
         slot.last_error = slot.hung
         slot.proc.kill()
 

@@ -31,6 +31,7 @@ from studio.pool.worker_knobs import (  # noqa: F401  (DELAY_ENV, HANG_ENV, WRIT
     OOM_ENV,
     WRITE_HOLD_ENV,
     Slowdown,
+    group_hang_if_told,
     hang_if_told,
     slowdown_for,
     take_marker,
@@ -140,7 +141,7 @@ def serve(cfg: dict[str, Any], control: Any, results: Any, *, lost: Callable[[],
 
                 member = Membership(engine)
             if isinstance(order, p.WarmGroup):
-                _warm_group(engine, order, member, send)
+                _warm_group(engine, cfg, order, member, send)
             else:  # every member runs it, even revoked: a cancel is agreed at a step
                 _run_split(engine, cfg, order, member, send, writer, slow, revoked)
             continue
@@ -191,14 +192,16 @@ def _quiet_progress_bars() -> None:
 
 
 def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow: Slowdown,
-         cancelled: Any, group: Any = None) -> Any:
-    """Make the job's image; `send` None (a split image's other members): no step or preview messages."""
+         cancelled: Any, group: Any = None, previews: bool = True) -> Any:
+    """Make the job's image; every member of a split image says its steps (the pool tells a silent
+    member by them), only the first one (`previews`) its previews."""
     from studio.core.jobs import Job
     from studio.engine.run_job import make_image
 
     def on_step(i: int, n: int) -> None:
-        if send is not None:
-            send(p.Step(job["job_id"], i, n))
+        if group is not None:
+            group_hang_if_told(cfg["index"], "image")
+        send(p.Step(job["job_id"], i, n))
         hang_if_told()
         if slow:
             slow.after_step()
@@ -211,25 +214,34 @@ def _run(engine: Any, cfg: dict[str, Any], job: dict[str, Any], send: Any, slow:
     slow.start()
     made_by = None if group is None else {"workers": list(group.members), "devices": list(group.devices)}
     return make_image(engine, Job.from_dict(job), model_name=cfg["model_name"], worker=cfg["name"], on_step=on_step,
-                      should_cancel=cancelled, on_preview=on_preview if send is not None else None, group=made_by)
+                      should_cancel=cancelled, on_preview=on_preview if previews else None, group=made_by)
 
 
-def _warm_group(engine: Any, order: p.WarmGroup, member: Any, send: Any) -> None:
+def _warm_group(engine: Any, cfg: dict[str, Any], order: p.WarmGroup, member: Any, send: Any) -> None:
     """Join the group, make one small split image (not saved: the split graphs compile for every size
     at once, the sequence length being dynamic), then time one steady step of the first warm size
-    split and on this worker alone, so "auto" knows the faster way before the first real image."""
+    split and on this worker alone, so "auto" knows the faster way before the first real image.
+    Each split step is said (WARMING), so the pool tells a member that went silent from one compiling."""
     from studio.pool.group import GroupSpec
 
     spec = GroupSpec.from_dict(order.group)
     args = {**_warm_image_args(engine), "prompt": "warm-up 预热"}
     timed = {**args, "steps": GROUP_TIMED_STEPS}
-    split_clock, single_clock = StepClock(_device_sync(engine)), StepClock(_device_sync(engine))
+
+    def beat(start: float, span: float) -> Callable[[int, int], None]:
+        def on_step(i: int, n: int) -> None:
+            group_hang_if_told(cfg["index"], "warm")
+            send(p.Warming(round(start + span * i / max(1, n), 1), "group"))
+        return on_step
+
+    split_clock = StepClock(_device_sync(engine), beat(70.0, 14.0))
+    single_clock = StepClock(_device_sync(engine))
     t0 = time.perf_counter()
     try:
         send(p.Warming(0.0, "group"))
         with member.join(spec).active():
             send(p.Warming(20.0, "group"))
-            engine.generate(**args)
+            engine.generate(**args, on_step=beat(20.0, 49.0))
             send(p.Warming(70.0, "group"))
             engine.generate(**timed, on_step=split_clock)
         send(p.Warming(85.0, "group"))
@@ -260,8 +272,8 @@ def _run_split(engine: Any, cfg: dict[str, Any], order: p.RunJob, member: Any, s
     try:
         split = member.join(spec)
         with split.active():
-            made = _run(engine, cfg, order.job, send if leader else None, slow,
-                        lambda: member.agree(revoked.get(job_id) == p.RevokeReason.CANCEL), group=spec)
+            made = _run(engine, cfg, order.job, send, slow,
+                        lambda: member.agree(revoked.get(job_id) == p.RevokeReason.CANCEL), group=spec, previews=leader)
     except BaseException as exc:
         busy = time.perf_counter() - t0
         revoked.pop(job_id, None)

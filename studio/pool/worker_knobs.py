@@ -11,6 +11,9 @@ DELAY_ENV = "ZAOXIANG_TEST_WORKER_DELAY"  # test-only, by worker index: "0:0.25"
 #                                            "1:x2" makes every step of worker 1 take twice as long
 HANG_ENV = "ZAOXIANG_TEST_WORKER_HANG"  # test-only: a file; the first job step that finds it removes it
 #                                        and never returns (a hung worker: alive, silent)
+GROUP_HANG_ENV = "ZAOXIANG_TEST_GROUP_HANG"  # test-only: "<worker index>:<warm|image>:<file>", comma-separated;
+#                 that worker, at its first split step of a group warm-up ("warm") or a split image ("image") that
+#                 finds the file, removes it and never returns (a hung group member; the others wait in a collective)
 OOM_ENV = "ZAOXIANG_TEST_WORKER_OOM"  # test-only: a file; the first job that finds it removes it and
 #                                      fails as out of memory
 WRITE_HOLD_ENV = "ZAOXIANG_TEST_WRITE_HOLD"  # test-only: hold a written PNG's temp file open before its
@@ -59,7 +62,11 @@ def slowdown_for(index: int, env: str | None = None) -> Slowdown:
 
 def take_marker(env: str) -> bool:
     """True once: when the test knob `env` names a file that this call removed (one worker wins it)."""
-    marker = os.environ.get(env)
+    return _take(os.environ.get(env))
+
+
+def _take(marker: str | None) -> bool:
+    """True when this call removed the file `marker` (of several workers, one wins it)."""
     if not marker:
         return False
     try:
@@ -74,6 +81,16 @@ def hang_if_told() -> None:
     if take_marker(HANG_ENV):
         while True:
             time.sleep(60)
+
+
+def group_hang_if_told(index: int, where: str) -> None:
+    """The GROUP_HANG_ENV test knob: hang this member of a group once, at a split step of `where`."""
+    for part in os.environ.get(GROUP_HANG_ENV, "").split(","):
+        told, _, rest = part.partition(":")
+        at, _, marker = rest.partition(":")
+        if told.strip() == str(index) and at == where and _take(marker):
+            while True:
+                time.sleep(60)
 
 
 def hold_write_if_told(tmp: Any) -> None:
