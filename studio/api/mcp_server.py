@@ -58,8 +58,10 @@ def http_caller(ctx: Context) -> str | None:
 
 def build_server(service: ApiService,
                  lifespan: Callable[[MCPServer], AbstractAsyncContextManager[Any]] | None = None,
-                 ready_wait_s: float = 0.0) -> MCPServer:
+                 ready_wait_s: float = 0.0, stdio: bool = False) -> MCPServer:
     """One MCP server over `service`'s studio (one per launch: its HTTP session manager runs once).
+    `stdio`: served to the person's own agent, which reads every image; over HTTP a call whose caller
+    cannot be told reads none (should the SDK ever stop handing the request to tools).
 
     `ready_wait_s`: how long `generate` waits for a loading worker (stdio: the workers start with it)."""
     mcp: MCPServer = MCPServer("zaoxiang", title="造相 Z-Image Studio", instructions=INSTRUCTIONS,
@@ -111,7 +113,8 @@ def build_server(service: ApiService,
         images this key's own `generate` calls made)."""
         caller = http_caller(ctx)
         try:
-            if caller is not None and not studio.store.caller_image_id(caller, image_id):
+            if (caller is None and not stdio) or \
+                    (caller is not None and not studio.store.caller_image_id(caller, image_id)):
                 raise ToolError(f"No image with id {image_id} in the history.")  # the unknown id's words
             info = studio.image_info(image_id)
         except Exception as exc:  # StoreError: one readable sentence

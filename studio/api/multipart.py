@@ -31,7 +31,7 @@ EDIT_BODY_MAX_BYTES = 2 * MAX_FILE_BYTES + 2**20  # an image and a mask, each at
 MAX_FIELD_BYTES = 64 * 2**10  # one text field (a long prompt is a few KB)
 MAX_PARTS = 64
 BODY_IDLE_S = 30.0  # the longest a body may send nothing (its first bytes included)
-BODY_MIN_RATE = 256 << 10  # bytes/s on average after that grace: a slow uplink passes, a trickle does not
+BODY_MIN_RATE = 32 << 10  # bytes/s on average after that grace: a 1 Mbit/s uplink passes, a trickle does not
 NUMBER_FIELDS: dict[str, type] = {"n": int, "seed": int, "steps": int, "mask_blur": int,
                                   "strength": float, "guidance": float}
 

@@ -44,7 +44,7 @@ def run(a: argparse.Namespace) -> int:
             await anyio.to_thread.run_sync(studio.close)
 
     server = build_server(ApiService(studio, KeyStore(studio.paths.config_dir)), lifespan=lifespan,
-                          ready_wait_s=STARTUP_WAIT_S)
+                          ready_wait_s=STARTUP_WAIT_S, stdio=True)
     try:
         anyio.run(server.run_stdio_async)
     finally:

@@ -128,7 +128,11 @@ class ControlNetSlot:
             return False  # even without it the layers would not fit (another program holds the card)
         label = self.loaded[0]
         self.drop()
-        self._place(None, label)
+        try:
+            self._place(None, label)
+        except torch.cuda.OutOfMemoryError:  # the job about to run must not fail for it: the layers stay out
+            self._plain = 0
+            engine.notes.append("text encoder stays in CPU memory: no room to bring its layers back")
         return True
 
     def _place(self, model: Any, label: str) -> None:

@@ -32,6 +32,9 @@ STALL_STEPS = 10
 # A group's first split image (its warm-up, or an image of a group never warmed) compiles graphs of its
 # own before its first step: a member may be silent that long, up to this many times its compile at load.
 COMPILE_SLACK = 2.0
+# a first split compile may find the split graphs cold though the worker's own load hit a warm cache:
+# it gets at least this many stall floors (the old collective timeout's 600 s at the default floor)
+COMPILE_FLOORS = 5.0
 
 
 def backoff_s(failures: int) -> float:
@@ -285,7 +288,8 @@ class Supervisor:
         step_s = slot.speed.estimate(shape) / max(1, shape.steps)
         limit = max(self.stall_floor_s, STALL_STEPS * step_s)
         if compiling:
-            limit = max(limit, COMPILE_SLACK * float(slot.info.get("compile_s") or 0.0))
+            limit = max(limit, COMPILE_SLACK * float(slot.info.get("compile_s") or 0.0),
+                        COMPILE_FLOORS * self.stall_floor_s)
         return last_seen + limit, limit
 
     def kill_hung(self, slot: Slot, limit: float, where: str = "") -> None:

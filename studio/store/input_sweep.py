@@ -158,6 +158,8 @@ def _put_back(aside: list[Path]) -> None:
                 path.unlink()
             else:
                 os.replace(path, target)
+        except FileNotFoundError:  # another process's sweep put it back first
+            pass
         except OSError as exc:  # kept: the next sweep tries again
             log.warning("could not put back the input %s: %s", path, exc)
 

@@ -835,9 +835,10 @@ def test_settings_sets_the_api_limits_and_refuses_a_bad_one_in_one_line(ready, p
     save("1", f"已保存：每分钟 {before.rate_per_min} 次，队列 {before.queue_limit} 张，上传 1 MB。")
     try:
         assert keys.config().uploads_mb == 1
-        with pytest.raises(openai.RateLimitError) as over:
+        with pytest.raises(openai.APIStatusError) as over:  # a body over the whole budget: 413, never retried
             client.images.edit(image=("big.png", noise.getvalue(), "image/png"), prompt="never drawn over budget")
-        assert over.value.body["code"] == "uploads_busy" and "1 MB" in over.value.body["message"]
+        assert over.value.status_code == 413 and over.value.body["code"] == "over_uploads_budget"
+        assert "1 MB" in over.value.body["message"]
     finally:
         save(str(before.uploads_mb), f"上传 {before.uploads_mb} MB。")
     assert keys.config() == before
