@@ -7,6 +7,7 @@ its hash is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -30,7 +31,10 @@ def key_rows(keys: KeyStore, lang: str) -> str:
     return "\n".join(lines)
 
 
-def build(ctx: Context) -> None:
+def build(ctx: Context) -> tuple[Callable[[], list[Any]], list[Any]]:
+    """Settings → API; returns what Settings' reload calls to show api.json as it is now (a page opened,
+    or reopened, after a save or a CLI change must not show the values of when the window was built,
+    and a save from it must not write them back), and the components it fills."""
     g = guard(ctx)
     lang = ctx.lang
     keys = KeyStore(ctx.studio.paths.config_dir)
@@ -94,3 +98,10 @@ def build(ctx: Context) -> None:
     create.click(on_create, inputs=[name], outputs=[table, shown, name], show_progress="hidden")
     revoke.click(on_revoke, inputs=[key_id], outputs=[table, shown], show_progress="hidden")
     save_limits.click(on_limits, inputs=limits, outputs=[limits_said], show_progress="hidden")
+
+    def reload() -> list[Any]:
+        config = keys.config()
+        return [config.require_key_on_loopback, config.rate_per_min, config.queue_limit, config.uploads_mb,
+                key_rows(keys, ctx.lang)]
+
+    return reload, [require, *limits, table]

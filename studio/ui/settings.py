@@ -194,7 +194,7 @@ def build(ctx: Context):
                                 "set.restart", "value")
         status = gr.Markdown(elem_id="settings-status")
         _trash(ctx)
-        api_keys.build(ctx)  # Settings → API (issue 21)
+        api_reload, api_outputs = api_keys.build(ctx)  # Settings → API (issue 21)
     inputs = [model, memory, workers, output, language, host, port, user, password, split]
 
     detected.change(g(lambda v: v if v is not None else gr.update()), inputs=[detected], outputs=[model],
@@ -237,8 +237,8 @@ def build(ctx: Context):
 
     @g
     def reload():
-        """Values as saved in the settings file (what the next start will use)."""
+        """Values as saved in the settings file (what the next start will use), and api.json's."""
         return [*current_values(load_settings(ctx.studio.paths)),
-                gr.update(choices=model_choices(ctx.studio, ctx.lang))]
+                gr.update(choices=model_choices(ctx.studio, ctx.lang)), *api_reload()]
 
-    return save_event, reload, [*inputs, detected]
+    return save_event, reload, [*inputs, detected, *api_outputs]
