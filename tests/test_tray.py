@@ -191,6 +191,9 @@ class Screen:
     def open_menu(self, timeout: float = 20) -> tuple[int, int, int, int]:
         """Right-click the tray icon and wait for its menu window; the menu's box."""
         x, y, w, h = self.wait_icon()
+        deadline = time.monotonic() + 10
+        while self.popups() and time.monotonic() < deadline:  # a menu just chosen from may still be closing,
+            time.sleep(0.1)  # and GTK shows the next one in the same window: it would not count as new
         before = set(self.popups())
         self.click(x + w // 2, y + h // 2, button=3)
         deadline = time.monotonic() + timeout
